@@ -1,0 +1,117 @@
+"""Every file envbuild writes goes through here: atomic files, staged directories.
+
+A final path is never written in place: data goes to a temporary sibling which replaces the
+destination with ``os.replace`` only when complete, so a failure or Ctrl-C leaves either the old
+content or the new, never half of one. (pypa/build ``_write_report``; pre-commit
+``clean_path_on_failure``.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
+    """Write ``data`` (bytes, or str as UTF-8) to ``path`` atomically, creating parents.
+
+    The temporary file is made with ``mkstemp`` in the destination directory (same
+    filesystem), fsync'ed, chmod'ed to ``mode`` and moved over ``path`` with ``os.replace``; it
+    is removed if anything fails.
+    """
+    payload = data.encode() if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def staged_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; on success it replaces ``final``.
+
+    For writers that insist on a path of their own (conda-pack, conda-lock's writer). On any
+    exception, including KeyboardInterrupt, the temporary file is removed and ``final`` is
+    untouched.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers such as conda-pack refuse to overwrite
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield ``<final>.partial`` (emptied first); on success it replaces ``final``.
+
+    On failure the partial directory is removed and ``final`` is left as it was. Replacing an
+    existing directory is two renames (old aside, new in), with the old removed afterwards.
+    """
+    partial = final.with_name(final.name + PARTIAL_SUFFIX)
+    remove_tree(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.mkdir()
+    try:
+        yield partial
+    except BaseException:
+        remove_tree(partial)
+        raise
+    replace_dir(partial, final)
+
+
+def replace_dir(src: Path, final: Path) -> None:
+    """Move directory ``src`` to ``final``, replacing any existing ``final`` directory."""
+    if final.exists() or final.is_symlink():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        remove_tree(old)
+        os.replace(final, old)
+        os.replace(src, final)
+        remove_tree(old)
+    else:
+        os.replace(src, final)
+
+
+def replace_symlink(link: Path, target: str) -> None:
+    """Point symlink ``link`` at ``target`` (a relative path) in one atomic step."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.link-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file, symlink or directory tree if it exists (read-only files included)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+
+        def _onerror(func, p, _exc):  # type: ignore[no-untyped-def]
+            os.chmod(p, 0o700)
+            func(p)
+
+        shutil.rmtree(path, onerror=_onerror)

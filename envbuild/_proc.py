@@ -1,0 +1,108 @@
+"""The only module that starts subprocesses.
+
+Every external command of envbuild goes through :func:`run`, so that failures read the same
+everywhere: the argv, the exit code (or the signal), and stdout/stderr indented beneath.
+(Modelled on pre-commit's ``util.cmd_output_b`` and pypa/build's runner.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from envbuild.errors import ProcessError
+
+log = logging.getLogger("envbuild")
+
+
+class Result(NamedTuple):
+    """A finished process: ``returncode`` (negative = killed by that signal), decoded output."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _indent(text: str) -> str:
+    text = text.rstrip()
+    if not text:
+        return "    (none)"
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def describe_exit(returncode: int) -> str:
+    """``'exit code 3'`` or, for a process killed by a signal, ``'signal SIGSEGV'``."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def format_failure(result: Result, what: str = "command failed") -> str:
+    """A multi-line message: what failed, argv, exit status, stdout and stderr indented."""
+    return (
+        f"{what}: {' '.join(result.argv)}\n"
+        f"  {describe_exit(result.returncode)}\n"
+        f"  stdout:\n{_indent(result.stdout)}\n"
+        f"  stderr:\n{_indent(result.stderr)}"
+    )
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    input_text: str | None = None,
+) -> Result:
+    """Run ``argv`` to completion and capture its output.
+
+    Inputs: ``argv`` (no shell), ``cwd``, a complete ``env`` (None = inherit), ``timeout`` in
+    seconds. Output: a :class:`Result` with stdout/stderr decoded as UTF-8 (errors replaced).
+    Raises :class:`ProcessError` when the command is missing, times out, or (with ``check``)
+    exits non-zero; the message shows argv, exit code/signal and the captured output.
+    """
+    args = tuple(os.fspath(a) for a in argv)
+    log.debug("run: %s", " ".join(args))
+    try:
+        proc = subprocess.run(
+            args,
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            input=None if input_text is None else input_text.encode(),
+        )
+    except FileNotFoundError as e:
+        msg = f"command not found: {args[0]} (is it installed and on PATH?)"
+        raise ProcessError(msg) from e
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace")
+        err = (e.stderr or b"").decode(errors="replace")
+        msg = (
+            f"command timed out after {timeout:g} s: {' '.join(args)}\n"
+            f"  stdout:\n{_indent(out)}\n  stderr:\n{_indent(err)}"
+        )
+        raise ProcessError(msg) from e
+    result = Result(
+        args,
+        proc.returncode,
+        proc.stdout.decode(errors="replace"),
+        proc.stderr.decode(errors="replace"),
+    )
+    if result.stdout.strip() or result.stderr.strip():
+        log.debug("stdout:\n%s\nstderr:\n%s", result.stdout, result.stderr)
+    if check and result.returncode != 0:
+        raise ProcessError(format_failure(result))
+    return result

@@ -1,0 +1,43 @@
+"""The one error hierarchy of envbuild: every expected failure is an EnvBuildError."""
+
+from __future__ import annotations
+
+
+class EnvBuildError(Exception):
+    """Base class: a failure with a message a person can act on (no traceback shown)."""
+
+
+class ConfigError(EnvBuildError):
+    """The project configuration (envbuild.toml) is invalid."""
+
+
+class RecipeError(EnvBuildError):
+    """A recipe file is missing or invalid."""
+
+
+class ChannelError(EnvBuildError):
+    """A channel (or its mirror) cannot be reached or read."""
+
+
+class LockError(EnvBuildError):
+    """A solve failed or a lockfile is missing, stale or invalid."""
+
+
+class BuildError(EnvBuildError):
+    """Installing the locked packages into a prefix failed."""
+
+
+class SmokeError(EnvBuildError):
+    """A smoke check failed in a built environment."""
+
+
+class PackError(EnvBuildError):
+    """conda-pack failed, or the packed tarball did not prove out."""
+
+
+class DockerError(EnvBuildError):
+    """Rendering the Dockerfile or its build context failed."""
+
+
+class ProcessError(EnvBuildError):
+    """A subprocess exited non-zero (see envbuild._proc)."""

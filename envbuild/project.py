@@ -1,0 +1,135 @@
+"""The project: where recipes, lockfiles, environments and artifacts live, and channel mirrors.
+
+Configuration is the optional ``envbuild.toml`` at the project root::
+
+    [mirrors]                     # channel name -> URL or path (relative to the project root)
+    conda-forge = "build/offline-channel"
+
+    [paths]                       # all optional, relative to the project root
+    package_cache = "build/pkgs"
+
+A mirror replaces the channel everywhere (solve, lockfile URLs); there is no silent fallback to
+the original channel. Without a mirror, a channel name ``X`` means ``https://conda.anaconda.org/X``
+(conda's default channel_alias, https://docs.conda.io/projects/conda/en/latest/user-guide/configuration/settings.html#channel-alias).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envbuild.errors import ConfigError
+
+CONFIG_FILE = "envbuild.toml"
+CHANNEL_ALIAS = "https://conda.anaconda.org"
+
+_PATH_KEYS = {
+    "recipes": "recipes",
+    "locks": "locks",
+    "envs": "envs",
+    "dist": "dist",
+    "docker": "docker",
+    "templates": "templates",
+    "state": "build/state",
+    "package_cache": "build/pkgs",
+    "repodata_cache": "build/repodata-cache",
+    "offline_channel": "build/offline-channel",
+}
+_TOP_KEYS = {"mirrors", "paths"}
+
+
+def did_you_mean(word: str, choices: object) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)  # type: ignore[attr-defined]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """Resolved project settings. Paths are absolute."""
+
+    root: Path
+    mirrors: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def path(self, key: str) -> Path:
+        """The absolute directory for ``key`` (one of the [paths] keys)."""
+        return self.paths[key]
+
+    def recipe_file(self, name: str) -> Path:
+        return self.path("recipes") / f"{name}.yml"
+
+    def lockfile(self, name: str) -> Path:
+        return self.path("locks") / f"{name}.conda-lock.yml"
+
+    def env_prefix(self, name: str) -> Path:
+        return self.path("envs") / name
+
+    def recipe_names(self) -> list[str]:
+        """Recipe names (file stems of ``recipes/*.yml``), sorted."""
+        d = self.path("recipes")
+        return sorted(p.stem for p in d.glob("*.yml")) if d.is_dir() else []
+
+    def channel_url(self, channel: str) -> str:
+        """The URL to use for ``channel``: its mirror if one is set, else the channel itself.
+
+        Names become ``https://conda.anaconda.org/<name>``; local paths become ``file://`` URLs.
+        """
+        target = self.mirrors.get(channel, channel)
+        if "://" in target:
+            return target.rstrip("/")
+        if target.startswith((".", "/")) or channel in self.mirrors:
+            return (self.root / target).resolve().as_uri()
+        return f"{CHANNEL_ALIAS}/{target}"
+
+    def mirror_hint(self, channel: str) -> str:
+        """How to point ``channel`` somewhere else, for error messages."""
+        where = self.root / CONFIG_FILE
+        if channel in self.mirrors:
+            return (
+                f"channel '{channel}' is mirrored to {self.mirrors[channel]!r} by [mirrors] in "
+                f"{where}; build that channel (`doit offline_channel` for the offline demo) or "
+                "change the mirror"
+            )
+        return (
+            f"if '{channel}' is not reachable from here, set a mirror in {where}:\n"
+            f'    [mirrors]\n    {channel} = "https://your-mirror.example/{channel}"'
+        )
+
+
+def _check_table(data: Any, where: str, allowed: set[str] | None) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        msg = f"{where}: expected a table, got {type(data).__name__}"
+        raise ConfigError(msg)
+    for key, value in data.items():
+        if allowed is not None and key not in allowed:
+            msg = f"{where}: unknown key '{key}'{did_you_mean(key, allowed)}"
+            raise ConfigError(msg)
+        if where != CONFIG_FILE and not isinstance(value, str):
+            msg = f"{where}.{key}: expected a string, got {type(value).__name__}"
+            raise ConfigError(msg)
+    return data
+
+
+def load_project(root: Path) -> Project:
+    """Read ``<root>/envbuild.toml`` (optional) into a :class:`Project`.
+
+    Raises ConfigError naming the file and key for invalid TOML, unknown keys or bad types.
+    """
+    root = root.resolve()
+    cfg_path = root / CONFIG_FILE
+    data: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            msg = f"{cfg_path}: invalid TOML: {e}"
+            raise ConfigError(msg) from e
+    _check_table(data, CONFIG_FILE, _TOP_KEYS)
+    mirrors = _check_table(data.get("mirrors", {}), f"{cfg_path}: mirrors", None)
+    paths_cfg = _check_table(data.get("paths", {}), f"{cfg_path}: paths", set(_PATH_KEYS))
+    paths = {k: (root / paths_cfg.get(k, default)).resolve() for k, default in _PATH_KEYS.items()}
+    return Project(root=root, mirrors=dict(mirrors), paths=paths)

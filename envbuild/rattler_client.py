@@ -1,0 +1,55 @@
+"""Run py-rattler operations in a child process (see :mod:`envbuild._rattler_worker`).
+
+The parent never imports py-rattler's async machinery, so no envbuild command or test can
+crash at exit because of it. Each call costs one interpreter start (~0.3 s).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from envbuild import _proc
+from envbuild.errors import EnvBuildError
+
+
+class WorkerFailure(NamedTuple):
+    """The worker's report of an exception raised by py-rattler."""
+
+    type: str
+    message: str
+    names: tuple[str, ...]
+
+
+class RattlerCallError(EnvBuildError):
+    """A py-rattler call failed; ``failure`` has its exception type and message."""
+
+    def __init__(self, failure: WorkerFailure) -> None:
+        super().__init__(f"{failure.type}: {failure.message}")
+        self.failure = failure
+
+
+def call(op: str, request: dict[str, Any], *, timeout: float | None = 3600) -> Any:
+    """Run worker operation ``op`` (``solve``, ``install``, ``index``) on a JSON ``request``.
+
+    Output: the operation's JSON value. Raises RattlerCallError when py-rattler raised (with
+    its type, message and, for solves, the channel's package names), ProcessError when the
+    worker died before writing its result.
+    """
+    with tempfile.TemporaryDirectory(prefix="envbuild-rattler-") as tmp:
+        req = Path(tmp) / "request.json"
+        res = Path(tmp) / "result.json"
+        req.write_text(json.dumps(request))
+        argv = [sys.executable, "-m", "envbuild._rattler_worker", op, str(req), str(res)]
+        result = _proc.run(argv, timeout=timeout, check=False)
+        if not res.exists():
+            msg = _proc.format_failure(result, f"py-rattler worker ({op}) died before finishing")
+            raise _proc.ProcessError(msg)
+        payload = json.loads(res.read_text())
+    if "error" in payload:
+        err = payload["error"]
+        raise RattlerCallError(WorkerFailure(err["type"], err["message"], tuple(err["names"])))
+    return payload["ok"]

@@ -1,0 +1,278 @@
+"""Recipe model: ``recipes/<name>.yml`` parsed and validated into frozen dataclasses.
+
+Pure: reads YAML (``yaml.safe_load`` only) and never runs processes. Every error names the file,
+the key path and the bad value, with a did-you-mean for unknown keys. Example::
+
+    name: ml
+    channels: [conda-forge]          # strict priority, first wins
+    platforms: [linux-64]            # default: this machine's subdir
+    dependencies: ["python 3.11.*", "numpy >=1.26", scikit-learn]
+    smoke:
+      imports: [numpy, sklearn]
+      commands: ["python -c 'import numpy'"]
+    pack: {format: tar.zst}
+    docker: {base_image: "debian:bookworm-slim", user: envbuild}
+
+Match specs follow conda's MatchSpec syntax
+(https://docs.conda.io/projects/conda/en/latest/user-guide/concepts/pkg-specs.html), parsed by
+py-rattler.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envbuild.errors import RecipeError
+from envbuild.project import did_you_mean
+
+KNOWN_SUBDIRS = (
+    "linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x", "linux-32",
+    "osx-64", "osx-arm64", "win-64", "win-arm64", "win-32", "emscripten-wasm32",
+)  # fmt: skip
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+PACK_FORMATS = ("tar.zst", "tar.gz")
+
+
+@dataclass(frozen=True, slots=True)
+class Smoke:
+    """Checks run in the built environment: modules to import, shell commands to run."""
+
+    imports: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PackOptions:
+    """conda-pack settings: archive ``format`` and compression ``level``."""
+
+    format: str = "tar.zst"
+    level: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DockerOptions:
+    """Dockerfile settings: base image, non-root user name/uid, install prefix in the image."""
+
+    base_image: str = "debian:bookworm-slim"
+    user: str = "envbuild"
+    uid: int = 1000
+    prefix: str = "/opt/env"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """A validated recipe. ``path`` is the file it came from."""
+
+    name: str
+    path: Path
+    channels: tuple[str, ...]
+    platforms: tuple[str, ...]
+    dependencies: tuple[str, ...]
+    smoke: Smoke = field(default_factory=Smoke)
+    pack: PackOptions = field(default_factory=PackOptions)
+    docker: DockerOptions = field(default_factory=DockerOptions)
+
+
+def current_subdir() -> str:
+    """This machine's conda subdir, e.g. ``linux-64``."""
+    from envbuild.offline_python import subdir
+
+    return subdir()
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+class _Checker:
+    """Validation helpers that know the file, so every message starts with it."""
+
+    def __init__(self, path: Path) -> None:
+        self.where = _display(path)
+
+    def fail(self, key: str, problem: str) -> RecipeError:
+        return RecipeError(f"{self.where}: {key}: {problem}" if key else f"{self.where}: {problem}")
+
+    def mapping(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {_kind(value)}")
+        for k in value:
+            if not isinstance(k, str):
+                raise self.fail(key, f"keys must be strings, got {k!r}")
+            if k not in allowed:
+                sub = f"{key}.{k}" if key else k
+                raise self.fail(sub, f"unknown key{did_you_mean(k, allowed)}; known keys: "
+                                + ", ".join(allowed))
+        return value
+
+    def str_list(self, value: Any, key: str) -> tuple[str, ...]:
+        if isinstance(value, str):
+            raise self.fail(key, f"expected a list of strings, got the string {value!r} "
+                            f"(write it as a list: [{value}])")
+        if not isinstance(value, list):
+            raise self.fail(key, f"expected a list of strings, got {_kind(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                raise self.fail(f"{key}[{i}]", f"expected a non-empty string, got {item!r}")
+        return tuple(v.strip() for v in value)
+
+    def string(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"expected a non-empty string, got {value!r}")
+        return value.strip()
+
+    def integer(self, value: Any, key: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.fail(key, f"expected an integer from {lo} to {hi}, got {value!r}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"[:80]
+
+
+def check_match_spec(spec: str) -> str | None:
+    """Why ``spec`` is not a valid named match spec, or None if it is (py-rattler's parser)."""
+    import rattler
+    from rattler.exceptions import InvalidMatchSpecError
+
+    try:
+        ms = rattler.MatchSpec(spec)
+    except InvalidMatchSpecError as e:
+        return str(e)
+    except Exception as e:  # py-rattler raises a few other parse errors
+        return f"{type(e).__name__}: {e}"
+    if ms.name is None:
+        return "a match spec needs a package name"
+    return None
+
+
+_TOP = ("name", "channels", "platforms", "dependencies", "smoke", "pack", "docker")
+
+
+def _smoke(c: _Checker, raw: Any) -> Smoke:
+    data = c.mapping(raw, "smoke", ("imports", "commands"))
+    imports = c.str_list(data.get("imports", []), "smoke.imports")
+    for i, mod in enumerate(imports):
+        if not MODULE_RE.match(mod):
+            raise c.fail(f"smoke.imports[{i}]", f"{mod!r} is not a Python module name")
+    return Smoke(imports=imports, commands=c.str_list(data.get("commands", []), "smoke.commands"))
+
+
+def _pack(c: _Checker, raw: Any) -> PackOptions:
+    data = c.mapping(raw, "pack", ("format", "level"))
+    fmt = c.string(data.get("format", "tar.zst"), "pack.format")
+    if fmt not in PACK_FORMATS:
+        raise c.fail("pack.format", f"{fmt!r} is not supported{did_you_mean(fmt, PACK_FORMATS)};"
+                     f" use one of {', '.join(PACK_FORMATS)}")
+    return PackOptions(format=fmt, level=c.integer(data.get("level", 3), "pack.level", 1, 19))
+
+
+def _docker(c: _Checker, raw: Any) -> DockerOptions:
+    data = c.mapping(raw, "docker", ("base_image", "user", "uid", "prefix"))
+    d = DockerOptions()
+    user = c.string(data.get("user", d.user), "docker.user")
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user) or user == "root":
+        raise c.fail("docker.user", f"{user!r} is not a valid non-root user name")
+    prefix = c.string(data.get("prefix", d.prefix), "docker.prefix")
+    if not prefix.startswith("/") or ".." in prefix.split("/"):
+        raise c.fail("docker.prefix", f"{prefix!r} must be an absolute path without '..'")
+    return DockerOptions(
+        base_image=c.string(data.get("base_image", d.base_image), "docker.base_image"),
+        user=user,
+        uid=c.integer(data.get("uid", d.uid), "docker.uid", 1, 2**31 - 1),
+        prefix=prefix,
+    )
+
+
+def parse_recipe(data: Any, path: Path) -> Recipe:
+    """Validate an already-loaded YAML document ``data`` read from ``path`` into a Recipe.
+
+    Raises RecipeError naming ``path``, the key path and the bad value.
+    """
+    c = _Checker(path)
+    if data is None:
+        raise c.fail("", "the recipe is empty; it needs at least 'dependencies'")
+    doc = c.mapping(data, "", _TOP)
+    stem = path.stem
+    name = c.string(doc.get("name", stem), "name")
+    if not NAME_RE.match(name):
+        raise c.fail("name", f"{name!r} is not a valid environment name (letters, digits, "
+                     "'_', '.', '-'; no path separators)")
+    if name != stem:
+        raise c.fail("name", f"{name!r} must match the file name ({stem}.yml)")
+    channels = c.str_list(doc.get("channels", ["conda-forge"]), "channels")
+    if not channels:
+        raise c.fail("channels", "at least one channel is needed, e.g. [conda-forge]")
+    platforms = c.str_list(doc.get("platforms", [current_subdir()]), "platforms")
+    for i, plat in enumerate(platforms):
+        if plat not in KNOWN_SUBDIRS:
+            raise c.fail(f"platforms[{i}]", f"unknown platform {plat!r}"
+                         f"{did_you_mean(plat, KNOWN_SUBDIRS)}")
+    if "dependencies" not in doc:
+        raise c.fail("dependencies", "missing; list the packages, e.g. ['python 3.11.*']")
+    deps = c.str_list(doc["dependencies"], "dependencies")
+    if not deps:
+        raise c.fail("dependencies", "is empty; list at least one package")
+    for i, spec in enumerate(deps):
+        problem = check_match_spec(spec)
+        if problem:
+            raise c.fail(f"dependencies[{i}]", f"{spec!r} is not a valid match spec: {problem}")
+    return Recipe(
+        name=name,
+        path=path,
+        channels=channels,
+        platforms=tuple(dict.fromkeys(platforms)),
+        dependencies=deps,
+        smoke=_smoke(c, doc.get("smoke", {})),
+        pack=_pack(c, doc.get("pack", {})),
+        docker=_docker(c, doc.get("docker", {})),
+    )
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate the recipe file at ``path``.
+
+    Raises RecipeError if the file is missing, unreadable, not UTF-8, not valid YAML, or
+    invalid (see :func:`parse_recipe`).
+    """
+    c = _Checker(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise c.fail("", "no such recipe file") from None
+    except UnicodeDecodeError as e:
+        raise c.fail("", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise c.fail("", f"cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise c.fail("", f"invalid YAML{at}: {problem}") from None
+    return parse_recipe(data, path)
+
+
+def find_recipe(recipes_dir: Path, name: str, known: list[str]) -> Path:
+    """The recipe file for environment ``name``; RecipeError with a did-you-mean if absent."""
+    if not NAME_RE.match(name):
+        msg = f"{name!r} is not a valid environment name"
+        raise RecipeError(msg)
+    path = recipes_dir / f"{name}.yml"
+    if not path.exists():
+        msg = (f"{_display(path)}: no such recipe{did_you_mean(name, known)}; "
+               f"known recipes: {', '.join(known) or '(none)'}")
+        raise RecipeError(msg)
+    return path
