@@ -92,7 +92,7 @@ async def install(req: dict[str, Any]) -> int:
         records,
         req["prefix"],
         cache_dir=req.get("cache_dir"),
-        platform=req.get("platform"),
+        platform=rattler.Platform(req["platform"]) if req.get("platform") else None,
         show_progress=False,
         execute_link_scripts=False,
     )

@@ -1,0 +1,180 @@
+"""Build stage: install exactly the locked packages into a fresh prefix, then switch to it.
+
+``envs/<name>`` is a symlink to ``envs/.builds/<name>/<build id>``. A build installs into a new
+build directory (its final path, so prefix rewriting is right) that nothing uses yet, writes a
+completion marker last, then repoints the symlink with one ``os.replace``. A failure or Ctrl-C
+at any point leaves the previous environment in place and importable; the half-built directory
+is removed at once, or by the next build if the process was killed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuild import lock as lock_mod
+from envbuild import rattler_client
+from envbuild._fs import atomic_write, remove_tree, replace_symlink
+from envbuild.errors import BuildError
+from envbuild.project import Project
+from envbuild.recipe import Recipe, _display, current_subdir
+
+log = logging.getLogger("envbuild")
+
+BUILDS_DIR = ".builds"
+KEEP_PREVIOUS = 1  # complete builds kept besides the current one, for rollback
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    """The completion marker of a build, ``envs/.builds/<name>/<build id>.json``.
+
+    Kept outside the prefix so that conda-pack and conda-meta readers never see it."""
+
+    recipe: str
+    build_id: str
+    platform: str
+    lock_sha256: str
+    fingerprint: str
+    packages: int
+    seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps({k: getattr(self, k) for k in self.__slots__}, indent=2)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def builds_root(project: Project, name: str) -> Path:
+    return project.path("envs") / BUILDS_DIR / name
+
+
+def marker_path(prefix: Path) -> Path:
+    """The completion marker of the build at ``prefix`` (symlinks resolved)."""
+    real = prefix.resolve()
+    return real.with_name(real.name + ".json")
+
+
+def read_marker(prefix: Path) -> BuildInfo | None:
+    """The completion marker of the environment at ``prefix``, or None if absent/invalid."""
+    try:
+        data = json.loads(marker_path(prefix).read_text())
+        return BuildInfo(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def is_current(project: Project, name: str) -> bool:
+    """True if ``envs/<name>`` is a complete build of the current lockfile (no I/O beyond
+    reading the marker and hashing the lockfile)."""
+    info = read_marker(project.env_prefix(name))
+    lock_path = project.lockfile(name)
+    return info is not None and lock_path.exists() and info.lock_sha256 == file_sha256(lock_path)
+
+
+def new_build_id(lock_sha: str, now: float | None = None) -> str:
+    """``YYYYmmddTHHMMSSZ-<12 hex of the lockfile sha256>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{lock_sha[:12]}"
+
+
+def _current_target(project: Project, name: str) -> Path | None:
+    link = project.env_prefix(name)
+    return link.resolve() if link.is_symlink() and link.resolve().exists() else None
+
+
+def clean_stale_builds(project: Project, name: str, keep: int = KEEP_PREVIOUS) -> list[Path]:
+    """Remove incomplete builds (killed runs) and complete ones beyond the ``keep`` newest
+    non-current builds. Never removes the current build. Returns the removed paths."""
+    root = builds_root(project, name)
+    if not root.is_dir():
+        return []
+    current = _current_target(project, name)
+    removed: list[Path] = []
+    complete = []
+    for d in sorted(root.iterdir()):
+        if d.suffix == ".json":
+            if not d.with_suffix("").is_dir():
+                d.unlink()  # marker of a build removed earlier
+            continue
+        if current is not None and d.resolve() == current:
+            continue
+        if read_marker(d) is None:
+            removed.append(d)
+        else:
+            complete.append(d)
+    removed += complete[: max(0, len(complete) - keep)]
+    for d in removed:
+        log.info("removing stale build %s", _display(d))
+        remove_tree(marker_path(d))  # marker first: a half-removed build is never "complete"
+        remove_tree(d)
+    return removed
+
+
+def build_env(recipe: Recipe, project: Project) -> Path:
+    """Install the locked packages of ``recipe`` for this platform into a new prefix and make
+    ``envs/<name>`` point at it. Returns the new prefix (absolute path).
+
+    No solve: the records (url, md5, sha256) come straight from the lockfile. Raises LockError
+    if the lockfile is missing/invalid/lacks this platform, BuildError if the lock is stale
+    or the install fails; in every failure case the previous environment is untouched.
+    """
+    lock_path = project.lockfile(recipe.name)
+    lockfile = lock_mod.read_lockfile(lock_path)
+    platform = current_subdir()
+    fp = (lockfile.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
+    if fp != lock_mod.fingerprint(recipe, project):
+        msg = (f"{_display(lock_path)} is stale: {_display(recipe.path)} changed since it was "
+               "locked; run `doit lock` first")
+        raise BuildError(msg)
+    if platform not in lockfile.metadata.platforms:
+        msg = (f"{_display(lock_path)} has no packages for this machine's platform {platform} "
+               f"(locked: {', '.join(lockfile.metadata.platforms)}); add {platform} to "
+               f"'platforms' in {_display(recipe.path)}")
+        raise BuildError(msg)
+    records = lock_mod.install_records(lockfile, platform)
+    lock_sha = file_sha256(lock_path)
+    clean_stale_builds(project, recipe.name)
+    build_id = new_build_id(lock_sha)
+    prefix = builds_root(project, recipe.name) / build_id
+    remove_tree(marker_path(prefix))
+    remove_tree(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    try:
+        _install(records, prefix, project, platform, recipe)
+        info = BuildInfo(recipe.name, build_id, platform, lock_sha, fp, len(records),
+                         round(time.monotonic() - start, 3))
+        atomic_write(marker_path(prefix), info.to_json())
+    except BaseException:
+        remove_tree(marker_path(prefix))
+        remove_tree(prefix)
+        raise
+    replace_symlink(project.env_prefix(recipe.name), f"{BUILDS_DIR}/{recipe.name}/{build_id}")
+    clean_stale_builds(project, recipe.name)
+    log.info("built %s: %d packages in %.1f s", recipe.name, len(records), info.seconds)
+    return prefix
+
+
+def _install(records: list[dict[str, Any]], prefix: Path, project: Project, platform: str,
+             recipe: Recipe) -> None:
+    request = {"records": records, "prefix": str(prefix), "platform": platform,
+               "cache_dir": str(project.path("package_cache"))}
+    try:
+        rattler_client.call("install", request)
+    except rattler_client.RattlerCallError as e:
+        msg = (f"{_display(recipe.path)}: installing the locked packages into "
+               f"{_display(prefix)} failed:\n  {e.failure.type}: {e.failure.message}")
+        raise BuildError(msg) from None

@@ -1,0 +1,108 @@
+"""Smoke stage: import modules and run commands with the environment's own interpreter.
+
+Isolated from the caller: Python runs with ``-I`` (no PYTHONPATH, no user site-packages, no
+current directory on sys.path) and commands get a PATH of the prefix's ``bin`` plus the system
+directories only, with PYTHON* variables removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from envbuild import _proc
+from envbuild._fs import atomic_write
+from envbuild.errors import SmokeError
+from envbuild.recipe import Smoke, _display
+
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+_KEEP_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "TZ", "USER", "LOGNAME")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One smoke check: ``kind`` is ``import`` or ``command``; ``seconds`` is wall time."""
+
+    kind: str
+    target: str
+    returncode: int
+    seconds: float
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def activated_env(prefix: Path) -> dict[str, str]:
+    """The environment variables of a shell with ``prefix`` activated and nothing else."""
+    env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
+    env.update(
+        PATH=f"{prefix}/bin:{SYSTEM_PATH}",
+        CONDA_PREFIX=str(prefix),
+        CONDA_DEFAULT_ENV=str(prefix),
+        PYTHONNOUSERSITE="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def plan(smoke: Smoke, prefix: Path) -> list[tuple[str, str, list[str]]]:
+    """(kind, target, argv) for each check, imports first (pure)."""
+    python = str(prefix / "bin" / "python")
+    checks = [("import", m, [python, "-I", "-c", f"import {m}"]) for m in smoke.imports]
+    checks += [("command", c, ["/bin/sh", "-c", c]) for c in smoke.commands]
+    return checks
+
+
+def run_checks(smoke: Smoke, prefix: Path, *, timeout: float = 600) -> list[CheckResult]:
+    """Run every check of ``smoke`` in ``prefix`` (each in a fresh empty working directory).
+
+    Output: one CheckResult per check, in plan order. Never raises for a failing check.
+    """
+    env = activated_env(prefix)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="envbuild-smoke-") as cwd:
+        for kind, target, argv in plan(smoke, prefix):
+            start = time.monotonic()
+            try:
+                r = _proc.run(argv, cwd=Path(cwd), env=env, timeout=timeout, check=False)
+                code, err = r.returncode, r.stderr
+            except _proc.ProcessError as e:
+                code, err = 124, str(e)
+            results.append(CheckResult(kind, target, code, round(time.monotonic() - start, 3),
+                                       err[-4000:]))
+    return results
+
+
+def failure_message(name: str, prefix: Path, results: list[CheckResult]) -> str:
+    """A message listing each failed check with its exit code and stderr (indented)."""
+    lines = [f"smoke checks failed for environment '{name}' ({_display(prefix)}):"]
+    for r in results:
+        if r.ok:
+            continue
+        what = f"import {r.target}" if r.kind == "import" else f"command `{r.target}`"
+        lines.append(f"  {what}: {_proc.describe_exit(r.returncode)}")
+        lines.extend("      " + ln for ln in (r.stderr.strip() or "(no stderr)").splitlines()[-15:])
+    return "\n".join(lines)
+
+
+def smoke_env(name: str, smoke: Smoke, prefix: Path, report: Path | None = None,
+              build_id: str = "") -> list[CheckResult]:
+    """Run the smoke checks; on success write ``report`` (JSON) atomically.
+
+    Raises SmokeError naming each failed module/command, its exit code and stderr; the report
+    is then not written (so later stages see the checks as not passed).
+    """
+    results = run_checks(smoke, prefix)
+    if not all(r.ok for r in results):
+        raise SmokeError(failure_message(name, prefix, results))
+    if report is not None:
+        payload = {"recipe": name, "build_id": build_id, "status": "passed",
+                   "checks": [asdict(r) for r in results]}
+        atomic_write(report, json.dumps(payload, indent=2))
+    return results
