@@ -8,6 +8,9 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     [paths]                       # all optional, relative to the project root
     package_cache = "build/pkgs"
 
+    [offline]                     # what `doit offline_channel` converts from PyPI wheels
+    requirements = ["numpy", "pandas", "scikit-learn"]
+
 A mirror replaces the channel everywhere (solve, lockfile URLs); there is no silent fallback to
 the original channel. Without a mirror, a channel name ``X`` means ``https://conda.anaconda.org/X``
 (conda's default channel_alias, https://docs.conda.io/projects/conda/en/latest/user-guide/configuration/settings.html#channel-alias).
@@ -37,8 +40,10 @@ _PATH_KEYS = {
     "package_cache": "build/pkgs",
     "repodata_cache": "build/repodata-cache",
     "offline_channel": "build/offline-channel",
+    "offline_cache": "build/offline-cache",
 }
-_TOP_KEYS = {"mirrors", "paths"}
+_TOP_KEYS = {"mirrors", "paths", "offline"}
+DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn")
 
 
 def did_you_mean(word: str, choices: object) -> str:
@@ -54,6 +59,7 @@ class Project:
     root: Path
     mirrors: dict[str, str] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
+    offline_requirements: tuple[str, ...] = DEFAULT_OFFLINE_REQUIREMENTS
 
     def path(self, key: str) -> Path:
         """The absolute directory for ``key`` (one of the [paths] keys)."""
@@ -132,4 +138,13 @@ def load_project(root: Path) -> Project:
     mirrors = _check_table(data.get("mirrors", {}), f"{cfg_path}: mirrors", None)
     paths_cfg = _check_table(data.get("paths", {}), f"{cfg_path}: paths", set(_PATH_KEYS))
     paths = {k: (root / paths_cfg.get(k, default)).resolve() for k, default in _PATH_KEYS.items()}
-    return Project(root=root, mirrors=dict(mirrors), paths=paths)
+    offline = data.get("offline", {})
+    if not isinstance(offline, dict) or set(offline) - {"requirements"}:
+        msg = f"{cfg_path}: offline: expected a table with the single key 'requirements'"
+        raise ConfigError(msg)
+    reqs = offline.get("requirements", list(DEFAULT_OFFLINE_REQUIREMENTS))
+    if not isinstance(reqs, list) or not all(isinstance(r, str) and r for r in reqs):
+        msg = f"{cfg_path}: offline.requirements: expected a list of PyPI requirement strings"
+        raise ConfigError(msg)
+    return Project(root=root, mirrors=dict(mirrors), paths=paths,
+                   offline_requirements=tuple(reqs))

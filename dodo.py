@@ -1,0 +1,45 @@
+"""doit tasks for envbuild: `doit lock`, `doit build env=ml`, `doit smoke`, `doit pack`,
+`doit docker`, `doit offline_channel`. Everything is delegated to envbuild.tasks."""
+
+from pathlib import Path
+
+from doit import get_var
+
+from envbuild.log import setup_logging
+from envbuild.tasks import offline_channel_task, stage_tasks
+
+ROOT = Path(__file__).resolve().parent
+ENV = get_var("env", None)
+
+DOIT_CONFIG = {
+    "default_tasks": ["docker"],
+    "continue": True,  # a failing environment blocks only its own later stages
+    "backend": "sqlite3",
+    "dep_file": str(ROOT / ".doit.db"),
+    "verbosity": 2,
+}
+setup_logging()
+
+
+def task_offline_channel():
+    return offline_channel_task(ROOT)
+
+
+def task_lock():
+    yield from stage_tasks(ROOT, "lock", ENV)
+
+
+def task_build():
+    yield from stage_tasks(ROOT, "build", ENV)
+
+
+def task_smoke():
+    yield from stage_tasks(ROOT, "smoke", ENV)
+
+
+def task_pack():
+    yield from stage_tasks(ROOT, "pack", ENV)
+
+
+def task_docker():
+    yield from stage_tasks(ROOT, "docker", ENV)

@@ -1,0 +1,86 @@
+"""Docker stage: render ``templates/Dockerfile.j2`` and its build context into
+``docker/<name>/``.
+
+The context holds ``Dockerfile`` and ``env.tar``, the packed environment as a plain tar (Docker's
+``ADD`` unpacks identity/gzip/bzip2/xz tars but not zstd:
+https://docs.docker.com/reference/dockerfile/#add). The image runs ``conda-unpack`` with the
+environment's own interpreter, then switches to a non-root user with the prefix first on PATH.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jinja2
+
+from envbuild._fs import atomic_write, staged_file
+from envbuild.errors import DockerError
+from envbuild.pack import open_tar_stream
+from envbuild.recipe import Recipe, _display
+
+TEMPLATE = "Dockerfile.j2"
+CONTEXT_ARCHIVE = "env.tar"
+
+
+@dataclass(frozen=True, slots=True)
+class DockerContext:
+    """Template variables. ``prefix``: install path in the image; ``archive``: file in the
+    build context; ``lock_sha256``/``build_id``: provenance labels."""
+
+    name: str
+    base_image: str
+    user: str
+    uid: int
+    prefix: str
+    archive: str
+    lock_sha256: str
+    build_id: str
+    imports: tuple[str, ...]
+
+
+def context_for(recipe: Recipe, lock_sha256: str, build_id: str) -> DockerContext:
+    """The template variables for ``recipe`` (pure)."""
+    d = recipe.docker
+    return DockerContext(recipe.name, d.base_image, d.user, d.uid, d.prefix, CONTEXT_ARCHIVE,
+                         lock_sha256, build_id, recipe.smoke.imports)
+
+
+def render(template_dir: Path, ctx: DockerContext) -> str:
+    """Render ``<template_dir>/Dockerfile.j2`` with ``ctx``. Raises DockerError if the template
+    is missing, invalid or uses an undefined variable."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    try:
+        return env.get_template(TEMPLATE).render(**asdict(ctx))
+    except jinja2.TemplateNotFound:
+        msg = f"{_display(template_dir / TEMPLATE)}: template not found; restore it from envbuild"
+        raise DockerError(msg) from None
+    except jinja2.TemplateError as e:
+        lineno = getattr(e, "lineno", None)
+        at = f":{lineno}" if lineno else ""
+        msg = f"{_display(template_dir / TEMPLATE)}{at}: {type(e).__name__}: {e}"
+        raise DockerError(msg) from None
+
+
+def write_context(tarball: Path, out_dir: Path, dockerfile: str) -> Path:
+    """Write ``out_dir/env.tar`` (the tarball decompressed) then ``out_dir/Dockerfile``, each
+    atomically; returns the Dockerfile path."""
+    with staged_file(out_dir / CONTEXT_ARCHIVE) as tmp:
+        with open_tar_stream(tarball) as src, tmp.open("wb") as dst:
+            if tarball.name.endswith(".gz"):
+                import gzip
+
+                with gzip.open(src) as gz:
+                    shutil.copyfileobj(gz, dst, 1 << 20)
+            else:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.chmod(0o644)
+    path = out_dir / "Dockerfile"
+    atomic_write(path, dockerfile)
+    return path

@@ -1,0 +1,112 @@
+"""Build a local ``file://`` conda channel from real artifacts, for machines without one.
+
+Contents: the running CPython repackaged (:mod:`envbuild.offline_python`), the ``python_abi``
+metapackage, and the requested PyPI packages with their whole dependency closure, downloaded as
+wheels for this interpreter and platform (``pip download --only-binary=:all:``) and converted
+with whl2conda (``--allow-impure`` for binary wheels), named with conda-forge's PyPI->conda
+renames. Indexed with py-rattler's ``index_fs``. Converted packages are cached by wheel file
+name, so a rebuild only converts what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from envbuild import _proc, rattler_client
+from envbuild._fs import remove_tree, staged_dir
+from envbuild.errors import EnvBuildError
+from envbuild.offline_python import PythonSource, build_python_abi_package, build_python_package
+
+log = logging.getLogger("envbuild")
+SCHEMA = 1
+
+
+def inputs(requirements: tuple[str, ...]) -> dict[str, object]:
+    """What the channel's content depends on (for up-to-date checks)."""
+    import whl2conda
+
+    src = PythonSource()
+    return {"schema": SCHEMA, "python": src.version, "python_prefix": str(src.prefix),
+            "requirements": list(requirements), "whl2conda": whl2conda.__version__}
+
+
+def download_wheels(requirements: tuple[str, ...], dest: Path) -> list[Path]:
+    """Download wheels of ``requirements`` and their dependencies for this interpreter.
+
+    Output: the wheel paths in ``dest`` that this resolution selected. Raises ProcessError.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    report = dest / "report.json"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    # resolve the closure for this interpreter without installing anything...
+    _proc.run([*pip, "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
+               "--quiet", "--report", report, *requirements], timeout=1800)
+    chosen = json.loads(report.read_text())["install"]
+    pins = [f"{item['metadata']['name']}=={item['metadata']['version']}" for item in chosen]
+    # ...then fetch exactly those wheels (pip skips files already in dest)
+    _proc.run([*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "--dest", dest,
+               *pins], timeout=1800)
+    names = [item["download_info"]["url"].rsplit("/", 1)[-1] for item in chosen]
+    return [dest / n for n in names]
+
+
+def _conda_name(wheel: Path, renames: dict[str, str]) -> str:
+    dist = wheel.name.split("-", 1)[0].lower().replace("_", "-")
+    return renames.get(dist, dist)
+
+
+def convert_wheel(wheel: Path, cache: Path, renames: dict[str, str]) -> Path:
+    """Convert ``wheel`` to a .conda package in ``cache/<wheel stem>/`` (reused if present)."""
+    out_dir = cache / wheel.stem
+    done = sorted(out_dir.glob("*.conda")) if out_dir.is_dir() else []
+    if done:
+        return done[0]
+    with staged_dir(out_dir) as tmp:
+        _proc.run([sys.executable, "-m", "whl2conda", "convert", wheel, "--allow-impure",
+                   "--name", _conda_name(wheel, renames), "--out-dir", tmp, "--format", "conda",
+                   "--no-update-stdrenames", "--quiet"], timeout=1800)
+    return sorted(out_dir.glob("*.conda"))[0]
+
+
+def _subdir_of(package: Path) -> str:
+    from conda_package_streaming import package_streaming
+
+    for tar, member in package_streaming.stream_conda_info(str(package)):
+        if member.name == "info/index.json":
+            f = tar.extractfile(member)
+            assert f is not None
+            return str(json.load(f)["subdir"])
+    msg = f"{package}: no info/index.json"
+    raise EnvBuildError(msg)
+
+
+def build_offline_channel(channel_dir: Path, cache_dir: Path, requirements: tuple[str, ...]) -> Path:
+    """Build the channel at ``channel_dir`` (replaced atomically when complete).
+
+    Inputs: the channel root, a cache directory for wheels, converted packages and scratch
+    space, PyPI requirement strings. Output: ``channel_dir``. Raises ProcessError when pip,
+    whl2conda or patchelf fail, EnvBuildError for a non-CPython interpreter.
+    """
+    from whl2conda.api.stdrename import load_std_renames
+
+    renames = load_std_renames(update=False)
+    wheels = download_wheels(requirements, cache_dir / "wheels")
+    with staged_dir(channel_dir) as tmp:
+        for sub in ("noarch",):
+            (tmp / sub).mkdir()
+        build_python_package(tmp, cache_dir / "work")
+        build_python_abi_package(tmp, cache_dir / "work")
+        for wheel in wheels:
+            pkg = convert_wheel(wheel, cache_dir / "converted", renames)
+            sub = tmp / _subdir_of(pkg)
+            sub.mkdir(exist_ok=True)
+            shutil.copy2(pkg, sub / pkg.name)
+            log.info("offline channel: %s -> %s/%s", wheel.name, sub.name, pkg.name)
+        rattler_client.call("index", {"channel_dir": str(tmp)})
+        (tmp / "envbuild-channel.json").write_text(json.dumps(inputs(requirements), indent=2))
+    remove_tree(cache_dir / "work")
+    return channel_dir

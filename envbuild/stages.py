@@ -1,0 +1,139 @@
+"""Stage executors called by doit actions: ``(project root, environment name)`` -> side effect.
+
+Each loads the project and recipe, checks the stage's precondition, delegates to the stage
+module and records its state file atomically. Also the up-to-date checks, which never solve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from envbuild import build as build_mod
+from envbuild import docker as docker_mod
+from envbuild import lock as lock_mod
+from envbuild import pack as pack_mod
+from envbuild._fs import atomic_write, remove_tree
+from envbuild.errors import BuildError, EnvBuildError, PackError, RecipeError, SmokeError
+from envbuild.project import Project, load_project
+from envbuild.recipe import Recipe, _display, current_subdir, find_recipe, load_recipe
+from envbuild.smoke import smoke_env
+
+log = logging.getLogger("envbuild")
+
+
+def _load(root: str | Path, name: str) -> tuple[Project, Recipe]:
+    project = load_project(Path(root))
+    path = find_recipe(project.path("recipes"), name, project.recipe_names())
+    return project, load_recipe(path)
+
+
+def build_state(project: Project, name: str) -> Path:
+    return project.path("state") / f"{name}.build.json"
+
+
+def smoke_state(project: Project, name: str) -> Path:
+    return project.path("state") / f"{name}.smoke.json"
+
+
+def tarball(project: Project, name: str) -> Path:
+    """``dist/<name>-<this platform>.<format>`` (format from the recipe, tar.zst if unreadable)."""
+    try:
+        fmt = load_recipe(project.recipe_file(name)).pack.format
+    except RecipeError:
+        fmt = "tar.zst"
+    return pack_mod.tarball_path(project.path("dist"), name, current_subdir(), fmt)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def offline_channel(root: str) -> None:
+    from envbuild.offline_channel import build_offline_channel
+
+    project = load_project(Path(root))
+    build_offline_channel(project.path("offline_channel"), project.path("offline_cache"),
+                          project.offline_requirements)
+
+
+def lock(root: str, name: str) -> None:
+    project, recipe = _load(root, name)
+    lock_mod.lock_recipe(recipe, project)
+
+
+def lock_is_fresh(root: Path, name: str) -> bool:
+    """True if the lockfile records the recipe's current fingerprint (no solve, no network)."""
+    project, recipe = _load(root, name)
+    recorded = lock_mod.locked_fingerprint(project.lockfile(name))
+    return recorded is not None and recorded == lock_mod.fingerprint(recipe, project)
+
+
+def _current_build(project: Project, name: str) -> build_mod.BuildInfo:
+    info = build_mod.read_marker(project.env_prefix(name))
+    if info is None:
+        msg = f"environment '{name}' is not built ({_display(project.env_prefix(name))}); " \
+              f"run `doit build env={name}`"
+        raise BuildError(msg)
+    return info
+
+
+def build(root: str, name: str) -> None:
+    project, recipe = _load(root, name)
+    build_mod.build_env(recipe, project)
+    info = _current_build(project, name)
+    atomic_write(build_state(project, name), info.to_json())
+
+
+def build_is_current(root: Path, name: str) -> bool:
+    """True if envs/<name> is a complete build of the current lockfile and its state file
+    names that build."""
+    project = load_project(root)
+    if not build_mod.is_current(project, name):
+        return False
+    state = _read_json(build_state(project, name))
+    info = build_mod.read_marker(project.env_prefix(name))
+    return state is not None and info is not None and state.get("build_id") == info.build_id
+
+
+def smoke(root: str, name: str) -> None:
+    project, recipe = _load(root, name)
+    info = _current_build(project, name)
+    report = smoke_state(project, name)
+    remove_tree(report)  # a failed run must not leave an older pass behind
+    try:
+        smoke_env(name, recipe.smoke, project.env_prefix(name), report, info.build_id)
+    except SmokeError:
+        remove_tree(report)
+        raise
+
+
+def pack(root: str, name: str) -> None:
+    project, recipe = _load(root, name)
+    info = _current_build(project, name)
+    passed = _read_json(smoke_state(project, name))
+    if not passed or passed.get("build_id") != info.build_id or passed.get("status") != "passed":
+        msg = f"environment '{name}' has not passed its smoke checks (build {info.build_id}); " \
+              f"run `doit smoke env={name}`"
+        raise PackError(msg)
+    pack_mod.pack_env(name, project.env_prefix(name), tarball(project, name), recipe.pack,
+                      recipe.smoke)
+
+
+def docker(root: str, name: str) -> None:
+    project, recipe = _load(root, name)
+    info = _current_build(project, name)
+    tb = tarball(project, name)
+    if not tb.exists():
+        msg = f"{_display(tb)} does not exist; run `doit pack env={name}`"
+        raise EnvBuildError(msg)
+    ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id)
+    text = docker_mod.render(project.path("templates"), ctx)
+    path = docker_mod.write_context(tb, project.path("docker") / name, text)
+    log.info("rendered %s", _display(path))

@@ -1,0 +1,160 @@
+"""Recipes -> doit task dicts (https://pydoit.org/tasks.html). No I/O beyond listing recipes.
+
+One subtask per environment and stage (``lock:ml``, ``build:ml``, ...), because doit keys its
+state by task name. Stages are chained through files, so doit runs a stage only when its inputs
+changed and skips the later stages of an environment whose earlier stage failed::
+
+    recipe --lock--> locks/ml.conda-lock.yml --build--> build/state/ml.build.json
+      --smoke--> build/state/ml.smoke.json --pack--> dist/ml-<platform>.tar.zst
+      --docker--> docker/ml/Dockerfile
+
+Actions are module-level functions with string arguments (picklable for ``doit -n``); an
+EnvBuildError becomes a failed task showing its message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from envbuild import stages
+from envbuild.errors import EnvBuildError
+from envbuild.project import Project, load_project
+
+TaskDict = dict[str, Any]
+
+
+def _guard(fn: Callable[..., object], *args: str) -> TaskFailed | None:
+    try:
+        fn(*args)
+    except EnvBuildError as e:
+        return TaskFailed(str(e), report=True)
+    return None
+
+
+def action(fn: Callable[..., object], *args: str) -> tuple[Callable[..., object], list[str]]:
+    """A doit python-action calling ``fn(*args)`` with the error boundary applied."""
+    return (_guard, [fn, *args])  # type: ignore[list-item]
+
+
+def _uptodate(check: Callable[[Path, str], bool], root: str, name: str) -> Callable[..., bool]:
+    def uptodate(task: object = None, values: object = None) -> bool:
+        try:
+            return check(Path(root), name)
+        except EnvBuildError:
+            return False  # let the action run and report the error
+
+    uptodate.__name__ = f"{check.__name__}({name})"
+    return uptodate
+
+
+def selected(project: Project, env: str | None) -> list[str]:
+    """The environments to make tasks for: ``env`` (comma-separated) or every recipe."""
+    if env:
+        return [e.strip() for e in env.split(",") if e.strip()]
+    return project.recipe_names()
+
+
+def task_offline_channel(project: Project) -> TaskDict:
+    """The offline channel, rebuilt when its inputs (python, requirements) change."""
+    from envbuild.offline_channel import inputs
+
+    channel = project.path("offline_channel")
+    return {
+        "basename": "offline_channel",
+        "doc": "build the local file:// channel (this interpreter + PyPI wheels) for offline use",
+        "actions": [action(stages.offline_channel, str(project.root))],
+        "targets": [channel / "noarch" / "repodata.json"],
+        "uptodate": [config_changed(json.dumps(inputs(project.offline_requirements),
+                                               sort_keys=True))],
+        "verbosity": 2,
+    }
+
+
+def _uses_offline_channel(project: Project) -> bool:
+    offline = project.path("offline_channel").as_uri()
+    return any(project.channel_url(c) == offline for c in project.mirrors)
+
+
+def _stage(project: Project, names: list[str], basename: str, doc: str,
+           make: Callable[[Project, str], TaskDict]) -> Iterator[TaskDict]:
+    yield {"basename": basename, "name": None, "doc": doc}
+    for name in names:
+        task = make(project, name)
+        task.setdefault("verbosity", 2)
+        yield {"basename": basename, "name": name, **task}
+
+
+def _lock(project: Project, name: str) -> TaskDict:
+    root = str(project.root)
+    return {
+        "actions": [action(stages.lock, root, name)],
+        "targets": [project.lockfile(name)],
+        "uptodate": [_uptodate(stages.lock_is_fresh, root, name)],
+        "task_dep": ["offline_channel"] if _uses_offline_channel(project) else [],
+    }
+
+
+def _build(project: Project, name: str) -> TaskDict:
+    root = str(project.root)
+    return {
+        "actions": [action(stages.build, root, name)],
+        "file_dep": [project.lockfile(name)],
+        "targets": [stages.build_state(project, name)],
+        "uptodate": [_uptodate(stages.build_is_current, root, name)],
+    }
+
+
+def _smoke(project: Project, name: str) -> TaskDict:
+    return {
+        "actions": [action(stages.smoke, str(project.root), name)],
+        "file_dep": [stages.build_state(project, name)],
+        "targets": [stages.smoke_state(project, name)],
+    }
+
+
+def _pack(project: Project, name: str) -> TaskDict:
+    return {
+        "actions": [action(stages.pack, str(project.root), name)],
+        "file_dep": [stages.build_state(project, name), stages.smoke_state(project, name)],
+        "targets": [stages.tarball(project, name)],
+    }
+
+
+def _docker(project: Project, name: str) -> TaskDict:
+    return {
+        "actions": [action(stages.docker, str(project.root), name)],
+        "file_dep": [stages.tarball(project, name),
+                     project.path("templates") / "Dockerfile.j2"],
+        "targets": [project.path("docker") / name / "Dockerfile"],
+    }
+
+
+STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
+    "lock": ("solve each recipe and write locks/<name>.conda-lock.yml", _lock),
+    "build": ("install the locked packages into envs/<name> (staged, then switched)", _build),
+    "smoke": ("run each recipe's smoke imports and commands in its environment", _smoke),
+    "pack": ("conda-pack each environment into dist/ and prove the tarball", _pack),
+    "docker": ("render docker/<name>/Dockerfile and its build context", _docker),
+}
+
+
+def stage_tasks(root: Path, stage: str, env: str | None) -> Iterator[TaskDict]:
+    """The doit subtasks of ``stage`` for the selected environments of the project at
+    ``root``."""
+    project = load_project(root)
+    doc, make = STAGES[stage]
+    yield from _stage(project, selected(project, env), stage, doc, make)
+
+
+def offline_channel_task(root: Path) -> TaskDict:
+    """The doit task dict of the offline channel for the project at ``root``."""
+    return task_offline_channel(load_project(root))
+
+
+__all__ = ["STAGES", "action", "offline_channel_task", "selected", "stage_tasks"]
