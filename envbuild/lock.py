@@ -85,7 +85,7 @@ def solve_request(recipe: Recipe, project: Project, platform: str) -> dict[str, 
     }
 
 
-_NO_CANDIDATES = re.compile(r"no candidates were found for ([A-Za-z0-9_.\-]+)")
+_NO_CANDIDATES = re.compile(r"no candidates were found for ([A-Za-z0-9_.\-]+)", re.IGNORECASE)
 
 
 def _solve_error(recipe: Recipe, project: Project, platform: str,

@@ -88,10 +88,12 @@ def current_subdir() -> str:
 
 
 def _display(path: Path) -> str:
+    """``path`` relative to the working directory when inside it, else absolute."""
     try:
-        return os.path.relpath(path)
+        rel = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 class _Checker:

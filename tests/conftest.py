@@ -1,0 +1,100 @@
+"""Shared fixtures: a real local channel built once per session, temporary projects.
+
+The channel holds this interpreter repackaged as ``python`` plus small real PyPI wheels
+converted with whl2conda. Wheels and converted packages are cached across sessions in
+``$ENVBUILD_TEST_CACHE`` (default ``~/.cache/envbuild-tests``), so only the first run downloads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from envbuild.offline_channel import build_offline_channel
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("ENVBUILD_TEST_CACHE", Path.home() / ".cache" / "envbuild-tests"))
+SMALL_REQUIREMENTS = ("python-dateutil", "threadpoolctl")
+
+TINY_RECIPE = """\
+name: {name}
+channels: [conda-forge]
+dependencies:
+  - python 3.11.*
+  - python-dateutil
+smoke:
+  imports: [dateutil, json]
+  commands:
+    - python -c "import dateutil.parser as p; print(p.parse('2024-01-02').year)"
+"""
+
+
+@pytest.fixture(scope="session")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real local channel: python, python_abi, python-dateutil, python-tzdata, threadpoolctl."""
+    root = tmp_path_factory.mktemp("channel") / "channel"
+    return build_offline_channel(root, CACHE / "offline-cache", SMALL_REQUIREMENTS)
+
+
+@pytest.fixture(scope="session")
+def package_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pkgs")
+
+
+class Project:
+    """A temporary envbuild project driven through real doit subprocesses."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write_recipe(self, name: str, text: str | None = None) -> Path:
+        path = self.root / "recipes" / f"{name}.yml"
+        path.write_text(text if text is not None else TINY_RECIPE.format(name=name))
+        return path
+
+    def doit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.root, env=env,
+                              capture_output=True, text=True, timeout=900)
+        if check and proc.returncode != 0:
+            pytest.fail(f"doit {' '.join(args)} exited {proc.returncode}\n"
+                        f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    @staticmethod
+    def executed(proc: subprocess.CompletedProcess[str]) -> list[str]:
+        """Task names doit ran (lines '.  name'), not those it found up to date ('-- ')."""
+        return [ln[3:].strip() for ln in proc.stdout.splitlines() if ln.startswith(".  ")]
+
+
+@pytest.fixture
+def make_project(tmp_path: Path, channel: Path, package_cache: Path) -> Callable[..., Project]:
+    def make(mirror: str | None = None, recipes: dict[str, str | None] | None = None) -> Project:
+        root = tmp_path / "proj"
+        (root / "recipes").mkdir(parents=True)
+        shutil.copytree(REPO / "templates", root / "templates")
+        shutil.copy(REPO / "dodo.py", root / "dodo.py")
+        (root / "envbuild.toml").write_text(textwrap.dedent(f"""\
+            [mirrors]
+            conda-forge = "{mirror or channel}"
+            [paths]
+            package_cache = "{package_cache}"
+            """))
+        project = Project(root)
+        for name, text in (recipes or {"tiny": None}).items():
+            project.write_recipe(name, text)
+        return project
+
+    return make
+
+
+@pytest.fixture
+def project(make_project: Callable[..., Project]) -> Project:
+    return make_project()

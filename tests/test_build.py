@@ -1,0 +1,104 @@
+"""Build stage: exact installs from the lock, staged prefixes, failures and interrupts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envbuild.build import read_marker
+
+from .conftest import TINY_RECIPE, Project
+
+WITH_THREADPOOLCTL = TINY_RECIPE.format(name="tiny").replace(
+    "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n")
+
+
+def imports_ok(prefix: Path, module: str = "dateutil") -> bool:
+    r = subprocess.run([str(prefix / "bin" / "python"), "-I", "-c", f"import {module}"],
+                       capture_output=True, timeout=60)
+    return r.returncode == 0
+
+
+def builds(project: Project) -> list[Path]:
+    return sorted(p for p in (project.root / "envs" / ".builds" / "tiny").iterdir() if p.is_dir())
+
+
+def test_build_installs_exactly_the_lock(project: Project) -> None:
+    project.doit("build")
+    prefix = project.root / "envs" / "tiny"
+    meta = {p.name.rsplit("-", 2)[0] for p in (prefix / "conda-meta").glob("*.json")}
+    lock = (project.root / "locks" / "tiny.conda-lock.yml").read_text()
+    assert meta == {"python", "python-dateutil", "python-tzdata"}
+    assert all(f"name: {m}" in lock for m in meta)
+    assert imports_ok(prefix)
+    info = read_marker(prefix)
+    assert info is not None and info.packages == 3
+
+
+def test_failed_build_keeps_previous_environment(make_project, tmp_path: Path, channel: Path) -> None:  # type: ignore[no-untyped-def]
+    own_channel = tmp_path / "own-channel"
+    shutil.copytree(channel, own_channel)
+    project = make_project(mirror=str(own_channel))
+    (project.root / "envbuild.toml").write_text(
+        f'[mirrors]\nconda-forge = "{own_channel}"\n[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n')
+    project.doit("build")
+    before = (project.root / "envs" / "tiny").resolve()
+    project.write_recipe("tiny", WITH_THREADPOOLCTL)
+    project.doit("lock")
+    for pkg in own_channel.glob("noarch/threadpoolctl-*.conda"):
+        pkg.unlink()  # the locked file is gone from the channel: the install must fail
+    proc = project.doit("build", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "installing the locked packages" in out and "threadpoolctl" in out
+    assert "Traceback" not in out
+    assert (project.root / "envs" / "tiny").resolve() == before
+    assert imports_ok(before)
+    assert builds(project) == [before]  # the half-built prefix was removed
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_builds_leave_previous_environment(project: Project, sig: signal.Signals) -> None:
+    project.doit("build")
+    good = (project.root / "envs" / "tiny").resolve()
+    project.write_recipe("tiny", WITH_THREADPOOLCTL)
+    project.doit("lock")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    for delay in (0.3, 0.6, 0.9, 1.2, 1.5, 2.0):
+        proc = subprocess.Popen([sys.executable, "-m", "doit", "build"], cwd=project.root,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, sig)  # the whole group: doit and its py-rattler worker
+        proc.wait(timeout=60)
+        current = (project.root / "envs" / "tiny").resolve()
+        assert read_marker(current) is not None, f"incomplete env current after {delay}s"
+        assert imports_ok(current), f"env broken after kill at {delay}s"
+        if current != good:
+            assert imports_ok(current, "threadpoolctl")
+            break  # the new build finished before the kill: nothing more to interrupt
+    project.doit("build")
+    final = (project.root / "envs" / "tiny").resolve()
+    assert imports_ok(final, "threadpoolctl")
+    leftovers = [b for b in builds(project) if read_marker(b) is None]
+    assert leftovers == []
+
+
+def test_stale_lock_is_refused(project: Project) -> None:
+    project.doit("lock")
+    project.write_recipe("tiny", WITH_THREADPOOLCTL)
+    from envbuild.build import build_env
+    from envbuild.errors import BuildError
+    from envbuild.project import load_project
+    from envbuild.recipe import load_recipe
+
+    p = load_project(project.root)
+    with pytest.raises(BuildError, match=r"tiny\.conda-lock\.yml is stale"):
+        build_env(load_recipe(p.recipe_file("tiny")), p)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envbuild import lock
+from envbuild.errors import ChannelError, LockError
+from envbuild.project import load_project
+from envbuild.recipe import load_recipe
+
+from .conftest import TINY_RECIPE, Project
+
+
+def _lock(project: Project, name: str = "tiny") -> Path:
+    p = load_project(project.root)
+    return lock.lock_recipe(load_recipe(p.recipe_file(name)), p)
+
+
+def test_lockfile_is_conda_lock_v1_with_hashes(project: Project) -> None:
+    path = _lock(project)
+    doc = yaml.safe_load(path.read_text())
+    assert doc["version"] == 1
+    names = {p["name"] for p in doc["package"]}
+    assert {"python", "python-dateutil", "python-tzdata"} <= names
+    for pkg in doc["package"]:
+        assert pkg["url"].startswith("file://")
+        assert len(pkg["hash"]["md5"]) == 32 and len(pkg["hash"]["sha256"]) == 64
+    assert doc["metadata"]["custom_metadata"]["envbuild_fingerprint"]
+
+
+def test_conda_lock_render_accepts_lockfile(project: Project, tmp_path: Path) -> None:
+    path = _lock(project)
+    out = subprocess.run([sys.executable, "-m", "conda_lock", "render", "-k", "explicit",
+                          "--filename-template", "tiny-{platform}", str(path)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    explicit = next(tmp_path.glob("tiny-*")).read_text()
+    assert "@EXPLICIT" in explicit
+    assert any(ln.startswith("file://") and "#" in ln for ln in explicit.splitlines())
+
+
+def test_fingerprint_ignores_cosmetic_edits(project: Project) -> None:
+    p = load_project(project.root)
+    before = lock.fingerprint(load_recipe(p.recipe_file("tiny")), p)
+    project.write_recipe("tiny", "# a comment\n" + TINY_RECIPE.format(name="tiny").replace(
+        "  - python 3.11.*\n  - python-dateutil\n", "  - python-dateutil\n  - python   3.11.*\n"))
+    assert lock.fingerprint(load_recipe(p.recipe_file("tiny")), p) == before
+
+
+def test_fingerprint_changes_with_dependencies_and_mirrors(project: Project) -> None:
+    p = load_project(project.root)
+    before = lock.fingerprint(load_recipe(p.recipe_file("tiny")), p)
+    project.write_recipe("tiny", TINY_RECIPE.format(name="tiny") .replace(
+        "python-dateutil", "python-dateutil >=2"))
+    assert lock.fingerprint(load_recipe(p.recipe_file("tiny")), p) != before
+    (project.root / "envbuild.toml").write_text('[mirrors]\nconda-forge = "elsewhere"\n')
+    p2 = load_project(project.root)
+    r = load_recipe(p2.recipe_file("tiny"))
+    assert lock.fingerprint(r, p2) != lock.fingerprint(r, p)
+
+
+def test_unknown_package_suggests_name(project: Project) -> None:
+    project.write_recipe("tiny", "dependencies: [python, python-dateutl]\n")
+    with pytest.raises(LockError) as e:
+        _lock(project)
+    msg = str(e.value)
+    assert "tiny.yml: cannot lock for" in msg
+    assert "no package named 'python-dateutl'" in msg
+    assert "did you mean 'python-dateutil'?" in msg
+
+
+def test_unsatisfiable_pins_explained(project: Project) -> None:
+    project.write_recipe("tiny", "dependencies: ['python 3.11.*', 'python-dateutil <1']\n")
+    with pytest.raises(LockError, match=r"(?s)tiny\.yml: cannot lock.*python-dateutil"):
+        _lock(project)
+
+
+def test_conflicting_pins_explained(project: Project) -> None:
+    project.write_recipe("tiny", "dependencies: ['python 3.12.*', 'python-dateutil']\n")
+    with pytest.raises(LockError, match=r"(?s)solver explanation:.*python"):
+        _lock(project)
+
+
+def test_unreachable_mirror_names_channel_and_fix(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project(mirror="/nonexistent/channel")
+    with pytest.raises(ChannelError) as e:
+        _lock(project)
+    msg = str(e.value)
+    assert "channel 'conda-forge'" in msg and "/nonexistent/channel" in msg
+    assert "[mirrors]" in msg
+
+
+def test_failed_lock_keeps_existing_lockfile(project: Project) -> None:
+    path = _lock(project)
+    before = path.read_bytes()
+    project.write_recipe("tiny", "dependencies: [python, nosuchpkg]\n")
+    with pytest.raises(LockError):
+        _lock(project)
+    assert path.read_bytes() == before
+    assert list(path.parent.iterdir()) == [path]  # no temporary left behind

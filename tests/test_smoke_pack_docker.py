@@ -1,0 +1,100 @@
+"""Smoke isolation, tarball proof and Dockerfile rendering against a real built environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from envbuild import docker, pack
+from envbuild.errors import DockerError, PackError, SmokeError
+from envbuild.recipe import DockerOptions, PackOptions, Recipe, Smoke, current_subdir
+from envbuild.smoke import run_checks, smoke_env
+
+from .conftest import REPO, Project
+
+
+@pytest.fixture
+def built(project: Project) -> Path:
+    project.doit("build")
+    return project.root / "envs" / "tiny"
+
+
+def test_smoke_is_isolated_from_caller(built: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "leaked_module.py").write_text("")
+    (shadow / "python").write_text("#!/bin/sh\nexit 99\n")
+    (shadow / "python").chmod(0o755)
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    monkeypatch.setenv("PATH", f"{shadow}:{os.environ['PATH']}")
+    results = run_checks(Smoke(imports=("leaked_module",), commands=(
+        "python -c 'import sys; print(sys.prefix)'",)), built)
+    assert not results[0].ok and "ModuleNotFoundError" in results[0].stderr
+    assert results[1].ok  # `python` is the environment's own, not the shadow on PATH
+
+
+def test_smoke_failure_names_module_exit_code_and_stderr(built: Path) -> None:
+    with pytest.raises(SmokeError) as e:
+        smoke_env("tiny", Smoke(imports=("dateutil", "nope_mod"), commands=("exit 3",)), built)
+    msg = str(e.value)
+    assert "import nope_mod: exit code 1" in msg
+    assert "No module named 'nope_mod'" in msg
+    assert "command `exit 3`: exit code 3" in msg
+    assert "dateutil" not in msg.split("\n", 1)[1]  # passing checks are not reported
+
+
+def test_packed_tarball_works_elsewhere(built: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dist" / "tiny.tar.zst"
+    pack.pack_env("tiny", built, dest, PackOptions(), Smoke(imports=("dateutil",)))
+    unpacked = tmp_path / "elsewhere" / "env"
+    pack.extract(dest, unpacked)
+    py = str(unpacked / "bin" / "python")
+    subprocess.run([py, str(unpacked / "bin" / "conda-unpack")], check=True, timeout=120)
+    out = subprocess.run([py, "-I", "-c", "import dateutil, sys; print(sys.prefix)"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.strip() == str(unpacked)
+    # text files with the prefix were rewritten for the new location (conda-pack skips
+    # bin/python* by design, so check a pkg-config file and the sysconfig data)
+    for rel in ("lib/pkgconfig/python-3.11.pc", "lib/python3.11/_sysconfigdata__linux_x86_64-linux-gnu.py"):
+        text = (unpacked / rel).read_text()
+        assert str(built.resolve()) not in text and str(unpacked) in text, rel
+
+
+def test_pack_gz_and_failed_proof_keeps_old_tarball(built: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dist" / "tiny.tar.gz"
+    pack.pack_env("tiny", built, dest, PackOptions(format="tar.gz"), Smoke(imports=("json",)))
+    before = dest.read_bytes()
+    with pytest.raises(PackError, match="fails its imports"):
+        pack.pack_env("tiny", built, dest, PackOptions(format="tar.gz"),
+                      Smoke(imports=("nope_mod",)))
+    assert dest.read_bytes() == before
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["tiny.tar.gz"]  # no temporaries
+
+
+def _recipe(**docker_opts: object) -> Recipe:
+    return Recipe(name="tiny", path=Path("recipes/tiny.yml"), channels=("conda-forge",),
+                  platforms=(current_subdir(),), dependencies=("python",),
+                  smoke=Smoke(imports=("dateutil",)), docker=DockerOptions(**docker_opts))  # type: ignore[arg-type]
+
+
+def test_dockerfile_installs_tarball_as_non_root() -> None:
+    text = docker.render(REPO / "templates", docker.context_for(_recipe(uid=4242), "ab" * 32, "B1"))
+    assert "FROM debian:bookworm-slim" in text
+    assert "ADD env.tar /opt/env/" in text
+    assert 'RUN ["/opt/env/bin/python", "/opt/env/bin/conda-unpack"]' in text
+    assert "USER envbuild" in text and "--uid 4242" in text
+    assert "ENV PATH=/opt/env/bin:" in text
+    assert 'org.envbuild.lock-sha256="' + "ab" * 32 in text
+    assert text.index("conda-unpack") < text.index("USER envbuild")
+
+
+def test_broken_template_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile.j2").write_text("FROM {{ no_such_variable }}\n")
+    with pytest.raises(DockerError, match=r"Dockerfile\.j2.*no_such_variable"):
+        docker.render(tmp_path, docker.context_for(_recipe(), "0" * 64, "B1"))
+    with pytest.raises(DockerError, match="template not found"):
+        docker.render(tmp_path / "missing", docker.context_for(_recipe(), "0" * 64, "B1"))
