@@ -136,13 +136,17 @@ def build_env(recipe: Recipe, project: Project) -> Path:
     platform = current_subdir()
     fp = (lockfile.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
     if fp != lock_mod.fingerprint(recipe, project):
-        msg = (f"{_display(lock_path)} is stale: {_display(recipe.path)} changed since it was "
-               "locked; run `doit lock` first")
+        msg = (
+            f"{_display(lock_path)} is stale: {_display(recipe.path)} changed since it was "
+            "locked; run `doit lock` first"
+        )
         raise BuildError(msg)
     if platform not in lockfile.metadata.platforms:
-        msg = (f"{_display(lock_path)} has no packages for this machine's platform {platform} "
-               f"(locked: {', '.join(lockfile.metadata.platforms)}); add {platform} to "
-               f"'platforms' in {_display(recipe.path)}")
+        msg = (
+            f"{_display(lock_path)} has no packages for this machine's platform {platform} "
+            f"(locked: {', '.join(lockfile.metadata.platforms)}); add {platform} to "
+            f"'platforms' in {_display(recipe.path)}"
+        )
         raise BuildError(msg)
     records = lock_mod.install_records(lockfile, platform)
     lock_sha = file_sha256(lock_path)
@@ -155,8 +159,15 @@ def build_env(recipe: Recipe, project: Project) -> Path:
     start = time.monotonic()
     try:
         _install(records, prefix, project, platform, recipe)
-        info = BuildInfo(recipe.name, build_id, platform, lock_sha, fp, len(records),
-                         round(time.monotonic() - start, 3))
+        info = BuildInfo(
+            recipe.name,
+            build_id,
+            platform,
+            lock_sha,
+            fp,
+            len(records),
+            round(time.monotonic() - start, 3),
+        )
         atomic_write(marker_path(prefix), info.to_json())
     except BaseException:
         remove_tree(marker_path(prefix))
@@ -168,13 +179,20 @@ def build_env(recipe: Recipe, project: Project) -> Path:
     return prefix
 
 
-def _install(records: list[dict[str, Any]], prefix: Path, project: Project, platform: str,
-             recipe: Recipe) -> None:
-    request = {"records": records, "prefix": str(prefix), "platform": platform,
-               "cache_dir": str(project.path("package_cache"))}
+def _install(
+    records: list[dict[str, Any]], prefix: Path, project: Project, platform: str, recipe: Recipe
+) -> None:
+    request = {
+        "records": records,
+        "prefix": str(prefix),
+        "platform": platform,
+        "cache_dir": str(project.path("package_cache")),
+    }
     try:
         rattler_client.call("install", request)
     except rattler_client.RattlerCallError as e:
-        msg = (f"{_display(recipe.path)}: installing the locked packages into "
-               f"{_display(prefix)} failed:\n  {e.failure.type}: {e.failure.message}")
+        msg = (
+            f"{_display(recipe.path)}: installing the locked packages into "
+            f"{_display(prefix)} failed:\n  {e.failure.type}: {e.failure.message}"
+        )
         raise BuildError(msg) from None

@@ -43,8 +43,17 @@ class DockerContext:
 def context_for(recipe: Recipe, lock_sha256: str, build_id: str) -> DockerContext:
     """The template variables for ``recipe`` (pure)."""
     d = recipe.docker
-    return DockerContext(recipe.name, d.base_image, d.user, d.uid, d.prefix, CONTEXT_ARCHIVE,
-                         lock_sha256, build_id, recipe.smoke.imports)
+    return DockerContext(
+        recipe.name,
+        d.base_image,
+        d.user,
+        d.uid,
+        d.prefix,
+        CONTEXT_ARCHIVE,
+        lock_sha256,
+        build_id,
+        recipe.smoke.imports,
+    )
 
 
 def render(template_dir: Path, ctx: DockerContext) -> str:

@@ -63,8 +63,9 @@ def solve_inputs(recipe: Recipe, project: Project) -> dict[str, Any]:
         "channels": [project.channel_url(c) for c in recipe.channels],
         "platforms": sorted(recipe.platforms),
         "dependencies": sorted(str(rattler.MatchSpec(s)) for s in recipe.dependencies),
-        "virtual_packages": {p: [list(v) for v in virtual_packages(p)]
-                             for p in sorted(recipe.platforms)},
+        "virtual_packages": {
+            p: [list(v) for v in virtual_packages(p)] for p in sorted(recipe.platforms)
+        },
     }
 
 
@@ -88,24 +89,29 @@ def solve_request(recipe: Recipe, project: Project, platform: str) -> dict[str, 
 _NO_CANDIDATES = re.compile(r"no candidates were found for ([A-Za-z0-9_.\-]+)", re.IGNORECASE)
 
 
-def _solve_error(recipe: Recipe, project: Project, platform: str,
-                 e: rattler_client.RattlerCallError) -> Exception:
+def _solve_error(
+    recipe: Recipe, project: Project, platform: str, e: rattler_client.RattlerCallError
+) -> Exception:
     where = f"{_display(recipe.path)}: cannot lock for {platform}"
     f = e.failure
     if f.type in ("GatewayError", "FetchRepoDataError", "IoError", "InvalidChannelError"):
         culprits = [c for c in recipe.channels if project.channel_url(c) in f.message] or list(
-            recipe.channels)
+            recipe.channels
+        )
         hints = "\n".join(project.mirror_hint(c) for c in culprits)
         chans = ", ".join(f"'{c}' ({project.channel_url(c)})" for c in culprits)
-        return ChannelError(f"{where}: channel {chans} is not reachable:\n  {f.message.strip()}\n"
-                            f"{hints}")
+        return ChannelError(
+            f"{where}: channel {chans} is not reachable:\n  {f.message.strip()}\n{hints}"
+        )
     if f.type == "SolverError":
         lines = [where]
         for missing in dict.fromkeys(_NO_CANDIDATES.findall(f.message)):
             spec = next((s for s in recipe.dependencies if s.split()[0] == missing), missing)
-            lines.append(f"  dependencies: '{spec}': no package named '{missing}' on channel(s) "
-                         f"{', '.join(recipe.channels)} for {platform}"
-                         f"{did_you_mean(missing, f.names)}")
+            lines.append(
+                f"  dependencies: '{spec}': no package named '{missing}' on channel(s) "
+                f"{', '.join(recipe.channels)} for {platform}"
+                f"{did_you_mean(missing, f.names)}"
+            )
         lines.append("  solver explanation:")
         lines.extend("    " + ln for ln in f.message.strip().splitlines())
         return LockError("\n".join(lines))
@@ -122,7 +128,9 @@ def solve(recipe: Recipe, project: Project) -> dict[str, list[dict[str, Any]]]:
     result: dict[str, list[dict[str, Any]]] = {}
     for platform in recipe.platforms:
         try:
-            result[platform] = rattler_client.call("solve", solve_request(recipe, project, platform))
+            result[platform] = rattler_client.call(
+                "solve", solve_request(recipe, project, platform)
+            )
         except rattler_client.RattlerCallError as e:
             raise _solve_error(recipe, project, platform, e) from None
     return result
@@ -136,8 +144,9 @@ def _dependencies(depends: list[str]) -> dict[str, str]:
     return out
 
 
-def to_lockfile(recipe: Recipe, project: Project, records: dict[str, list[dict[str, Any]]],
-                lock_path: Path) -> Lockfile:
+def to_lockfile(
+    recipe: Recipe, project: Project, records: dict[str, list[dict[str, Any]]], lock_path: Path
+) -> Lockfile:
     """Build conda-lock's Lockfile model from solved records (pure).
 
     Each package carries url, md5 and sha256; the recipe fingerprint is recorded in
@@ -146,9 +155,14 @@ def to_lockfile(recipe: Recipe, project: Project, records: dict[str, list[dict[s
     fp = fingerprint(recipe, project)
     packages = [
         LockedDependency(
-            name=r["name"], version=r["version"], manager="conda", platform=platform,
-            dependencies=_dependencies(r.get("depends", [])), url=r["url"],
-            hash=HashModel(md5=r["md5"], sha256=r["sha256"]), build=r["build"],
+            name=r["name"],
+            version=r["version"],
+            manager="conda",
+            platform=platform,
+            dependencies=_dependencies(r.get("depends", [])),
+            url=r["url"],
+            hash=HashModel(md5=r["md5"], sha256=r["sha256"]),
+            build=r["build"],
             categories={"main"},
         )
         for platform, recs in records.items()
@@ -181,8 +195,10 @@ def read_lockfile(path: Path) -> Lockfile:
         msg = f"{_display(path)}: no lockfile; run `doit lock` first"
         raise LockError(msg) from None
     except Exception as e:
-        msg = f"{_display(path)}: not a valid conda-lock file ({type(e).__name__}: {e}); " \
-              "delete it and run `doit lock`"
+        msg = (
+            f"{_display(path)}: not a valid conda-lock file ({type(e).__name__}: {e}); "
+            "delete it and run `doit lock`"
+        )
         raise LockError(msg) from None
 
 
@@ -218,12 +234,20 @@ def install_records(lockfile: Lockfile, platform: str) -> list[dict[str, Any]]:
             continue
         fn = p.url.rsplit("/", 1)[-1]
         subdir = p.url.rsplit("/", 2)[-2]
-        out.append({
-            "name": p.name, "version": p.version, "build": p.build or "", "subdir": subdir,
-            "depends": [f"{k} {v}".strip() for k, v in p.dependencies.items()],
-            "md5": p.hash.md5, "sha256": p.hash.sha256, "fn": fn, "url": p.url,
-            "channel": p.url.rsplit("/", 2)[0],
-        })
+        out.append(
+            {
+                "name": p.name,
+                "version": p.version,
+                "build": p.build or "",
+                "subdir": subdir,
+                "depends": [f"{k} {v}".strip() for k, v in p.dependencies.items()],
+                "md5": p.hash.md5,
+                "sha256": p.hash.sha256,
+                "fn": fn,
+                "url": p.url,
+                "channel": p.url.rsplit("/", 2)[0],
+            }
+        )
     if not out:
         msg = f"the lockfile has no packages for platform {platform}"
         raise LockError(msg)

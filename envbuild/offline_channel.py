@@ -30,8 +30,13 @@ def inputs(requirements: tuple[str, ...]) -> dict[str, object]:
     import whl2conda
 
     src = PythonSource()
-    return {"schema": SCHEMA, "python": src.version, "python_prefix": str(src.prefix),
-            "requirements": list(requirements), "whl2conda": whl2conda.__version__}
+    return {
+        "schema": SCHEMA,
+        "python": src.version,
+        "python_prefix": str(src.prefix),
+        "requirements": list(requirements),
+        "whl2conda": whl2conda.__version__,
+    }
 
 
 def download_wheels(requirements: tuple[str, ...], dest: Path) -> list[Path]:
@@ -43,13 +48,27 @@ def download_wheels(requirements: tuple[str, ...], dest: Path) -> list[Path]:
     report = dest / "report.json"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     # resolve the closure for this interpreter without installing anything...
-    _proc.run([*pip, "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
-               "--quiet", "--report", report, *requirements], timeout=1800)
+    _proc.run(
+        [
+            *pip,
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--only-binary=:all:",
+            "--quiet",
+            "--report",
+            report,
+            *requirements,
+        ],
+        timeout=1800,
+    )
     chosen = json.loads(report.read_text())["install"]
     pins = [f"{item['metadata']['name']}=={item['metadata']['version']}" for item in chosen]
     # ...then fetch exactly those wheels (pip skips files already in dest)
-    _proc.run([*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "--dest", dest,
-               *pins], timeout=1800)
+    _proc.run(
+        [*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "--dest", dest, *pins],
+        timeout=1800,
+    )
     names = [item["download_info"]["url"].rsplit("/", 1)[-1] for item in chosen]
     return [dest / n for n in names]
 
@@ -66,9 +85,25 @@ def convert_wheel(wheel: Path, cache: Path, renames: dict[str, str]) -> Path:
     if done:
         return done[0]
     with staged_dir(out_dir) as tmp:
-        _proc.run([sys.executable, "-m", "whl2conda", "convert", wheel, "--allow-impure",
-                   "--name", _conda_name(wheel, renames), "--out-dir", tmp, "--format", "conda",
-                   "--no-update-stdrenames", "--quiet"], timeout=1800)
+        _proc.run(
+            [
+                sys.executable,
+                "-m",
+                "whl2conda",
+                "convert",
+                wheel,
+                "--allow-impure",
+                "--name",
+                _conda_name(wheel, renames),
+                "--out-dir",
+                tmp,
+                "--format",
+                "conda",
+                "--no-update-stdrenames",
+                "--quiet",
+            ],
+            timeout=1800,
+        )
     return sorted(out_dir.glob("*.conda"))[0]
 
 
@@ -84,7 +119,9 @@ def _subdir_of(package: Path) -> str:
     raise EnvBuildError(msg)
 
 
-def build_offline_channel(channel_dir: Path, cache_dir: Path, requirements: tuple[str, ...]) -> Path:
+def build_offline_channel(
+    channel_dir: Path, cache_dir: Path, requirements: tuple[str, ...]
+) -> Path:
     """Build the channel at ``channel_dir`` (replaced atomically when complete).
 
     Inputs: the channel root, a cache directory for wheels, converted packages and scratch
@@ -96,16 +133,15 @@ def build_offline_channel(channel_dir: Path, cache_dir: Path, requirements: tupl
     renames = load_std_renames(update=False)
     wheels = download_wheels(requirements, cache_dir / "wheels")
     with staged_dir(channel_dir) as tmp:
-        for sub in ("noarch",):
-            (tmp / sub).mkdir()
+        (tmp / "noarch").mkdir()  # every channel has noarch, even an empty one
         build_python_package(tmp, cache_dir / "work")
         build_python_abi_package(tmp, cache_dir / "work")
         for wheel in wheels:
             pkg = convert_wheel(wheel, cache_dir / "converted", renames)
-            sub = tmp / _subdir_of(pkg)
-            sub.mkdir(exist_ok=True)
-            shutil.copy2(pkg, sub / pkg.name)
-            log.info("offline channel: %s -> %s/%s", wheel.name, sub.name, pkg.name)
+            subdir = tmp / _subdir_of(pkg)
+            subdir.mkdir(exist_ok=True)
+            shutil.copy2(pkg, subdir / pkg.name)
+            log.info("offline channel: %s -> %s/%s", wheel.name, subdir.name, pkg.name)
         rattler_client.call("index", {"channel_dir": str(tmp)})
         (tmp / "envbuild-channel.json").write_text(json.dumps(inputs(requirements), indent=2))
     remove_tree(cache_dir / "work")

@@ -146,7 +146,9 @@ def _paths_json(root: Path, files: list[str], prefixed: dict[str, str]) -> dict[
     return {"paths": entries, "paths_version": 1}
 
 
-def _write_info(root: Path, index: dict[str, object], files: list[str], has_prefix: list[str]) -> None:
+def _write_info(
+    root: Path, index: dict[str, object], files: list[str], has_prefix: list[str]
+) -> None:
     info = root / "info"
     info.mkdir(exist_ok=True)
     prefixed = {line.split(" ", 2)[2]: line.split(" ", 1)[0] for line in has_prefix}
@@ -155,7 +157,10 @@ def _write_info(root: Path, index: dict[str, object], files: list[str], has_pref
     (info / "paths.json").write_text(json.dumps(_paths_json(root, files, prefixed), indent=2))
     if has_prefix:
         (info / "has_prefix").write_text("".join(line + "\n" for line in has_prefix))
-    about = {"summary": "CPython repackaged by envbuild for an offline channel", "license": "PSF-2.0"}
+    about = {
+        "summary": "CPython repackaged by envbuild for an offline channel",
+        "license": "PSF-2.0",
+    }
     (info / "about.json").write_text(json.dumps(about, indent=2))
 
 
@@ -167,7 +172,13 @@ def _create_conda(root: Path, files: list[str], out: Path) -> Path:
     # cph writes the file in place: build under a temporary name, then rename
     tmp_name = f".{out.stem}.tmp.conda"
     remove_tree(out.parent / tmp_name)
-    cph.create(str(root), files + info, tmp_name, out_folder=str(out.parent), compression_tuple=(".tar.zst", "zstd", "zstd:compression-level=3"))
+    cph.create(
+        str(root),
+        files + info,
+        tmp_name,
+        out_folder=str(out.parent),
+        compression_tuple=(".tar.zst", "zstd", "zstd:compression-level=3"),
+    )
     os.replace(out.parent / tmp_name, out)
     return out
 
@@ -176,12 +187,20 @@ def subdir() -> str:
     """The conda subdir of this machine, e.g. ``linux-64`` (conda platform naming)."""
     plat = sysconfig.get_platform()  # e.g. linux-x86_64
     machine = plat.split("-", 1)[1] if "-" in plat else plat
-    osname = "linux" if sys.platform.startswith("linux") else {"darwin": "osx", "win32": "win"}[sys.platform]
-    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(machine, machine)
+    osname = (
+        "linux"
+        if sys.platform.startswith("linux")
+        else {"darwin": "osx", "win32": "win"}[sys.platform]
+    )
+    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(
+        machine, machine
+    )
     return f"{osname}-{arch}"
 
 
-def build_python_package(channel_dir: Path, work_dir: Path, source: PythonSource | None = None) -> Path:
+def build_python_package(
+    channel_dir: Path, work_dir: Path, source: PythonSource | None = None
+) -> Path:
     """Repackage an installed CPython into ``<channel_dir>/<subdir>/python-<ver>-<build>.conda``.
 
     Inputs: the channel root, a scratch directory (emptied), the interpreter to repackage.
@@ -215,7 +234,9 @@ def build_python_package(channel_dir: Path, work_dir: Path, source: PythonSource
     return out
 
 
-def build_python_abi_package(channel_dir: Path, work_dir: Path, source: PythonSource | None = None) -> Path:
+def build_python_abi_package(
+    channel_dir: Path, work_dir: Path, source: PythonSource | None = None
+) -> Path:
     """Build the ``python_abi <X.Y> *_cp<XY>`` metapackage (no files) for this subdir.
 
     Wheel-converted binary packages depend on it (as conda-forge's do). Output: the .conda path.

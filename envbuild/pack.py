@@ -38,8 +38,14 @@ def _conda_pack(prefix: Path, output: Path, fmt: str, level: int) -> None:
     import conda_pack
 
     try:
-        conda_pack.pack(prefix=str(prefix), output=str(output), format=fmt, force=True,
-                        compress_level=level, n_threads=-1 if fmt != "tar" else 1)
+        conda_pack.pack(
+            prefix=str(prefix),
+            output=str(output),
+            format=fmt,
+            force=True,
+            compress_level=level,
+            n_threads=-1 if fmt != "tar" else 1,
+        )
     except conda_pack.CondaPackException as e:
         msg = f"conda-pack failed for {_display(prefix)}: {e}"
         raise PackError(msg) from None
@@ -58,7 +64,7 @@ def open_tar_stream(tarball: Path, zstd: bool | None = None) -> Iterator[IO[byte
     with tarball.open("rb") as raw:
         if zstd if zstd is not None else tarball.name.endswith(".zst"):
             with zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-                yield reader  # type: ignore[misc]
+                yield reader
         else:
             yield raw
 
@@ -86,8 +92,9 @@ def prove(tarball: Path, smoke: Smoke, name: str, zstd: bool | None = None) -> N
             raise PackError(msg) from None
         results = run_checks(Smoke(imports=smoke.imports), dest)
         if not all(r.ok for r in results):
-            msg = f"{_display(tarball)}: the unpacked copy fails its imports\n" + \
-                  failure_message(name, dest, results)
+            msg = f"{_display(tarball)}: the unpacked copy fails its imports\n" + failure_message(
+                name, dest, results
+            )
             raise PackError(msg)
 
 

@@ -146,5 +146,4 @@ def load_project(root: Path) -> Project:
     if not isinstance(reqs, list) or not all(isinstance(r, str) and r for r in reqs):
         msg = f"{cfg_path}: offline.requirements: expected a list of PyPI requirement strings"
         raise ConfigError(msg)
-    return Project(root=root, mirrors=dict(mirrors), paths=paths,
-                   offline_requirements=tuple(reqs))
+    return Project(root=root, mirrors=dict(mirrors), paths=paths, offline_requirements=tuple(reqs))

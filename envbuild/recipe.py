@@ -113,14 +113,18 @@ class _Checker:
                 raise self.fail(key, f"keys must be strings, got {k!r}")
             if k not in allowed:
                 sub = f"{key}.{k}" if key else k
-                raise self.fail(sub, f"unknown key{did_you_mean(k, allowed)}; known keys: "
-                                + ", ".join(allowed))
+                raise self.fail(
+                    sub, f"unknown key{did_you_mean(k, allowed)}; known keys: " + ", ".join(allowed)
+                )
         return value
 
     def str_list(self, value: Any, key: str) -> tuple[str, ...]:
         if isinstance(value, str):
-            raise self.fail(key, f"expected a list of strings, got the string {value!r} "
-                            f"(write it as a list: [{value}])")
+            raise self.fail(
+                key,
+                f"expected a list of strings, got the string {value!r} "
+                f"(write it as a list: [{value}])",
+            )
         if not isinstance(value, list):
             raise self.fail(key, f"expected a list of strings, got {_kind(value)}")
         for i, item in enumerate(value):
@@ -175,8 +179,11 @@ def _pack(c: _Checker, raw: Any) -> PackOptions:
     data = c.mapping(raw, "pack", ("format", "level"))
     fmt = c.string(data.get("format", "tar.zst"), "pack.format")
     if fmt not in PACK_FORMATS:
-        raise c.fail("pack.format", f"{fmt!r} is not supported{did_you_mean(fmt, PACK_FORMATS)};"
-                     f" use one of {', '.join(PACK_FORMATS)}")
+        raise c.fail(
+            "pack.format",
+            f"{fmt!r} is not supported{did_you_mean(fmt, PACK_FORMATS)};"
+            f" use one of {', '.join(PACK_FORMATS)}",
+        )
     return PackOptions(format=fmt, level=c.integer(data.get("level", 3), "pack.level", 1, 19))
 
 
@@ -209,8 +216,11 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
     stem = path.stem
     name = c.string(doc.get("name", stem), "name")
     if not NAME_RE.match(name):
-        raise c.fail("name", f"{name!r} is not a valid environment name (letters, digits, "
-                     "'_', '.', '-'; no path separators)")
+        raise c.fail(
+            "name",
+            f"{name!r} is not a valid environment name (letters, digits, "
+            "'_', '.', '-'; no path separators)",
+        )
     if name != stem:
         raise c.fail("name", f"{name!r} must match the file name ({stem}.yml)")
     channels = c.str_list(doc.get("channels", ["conda-forge"]), "channels")
@@ -219,8 +229,9 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
     platforms = c.str_list(doc.get("platforms", [current_subdir()]), "platforms")
     for i, plat in enumerate(platforms):
         if plat not in KNOWN_SUBDIRS:
-            raise c.fail(f"platforms[{i}]", f"unknown platform {plat!r}"
-                         f"{did_you_mean(plat, KNOWN_SUBDIRS)}")
+            raise c.fail(
+                f"platforms[{i}]", f"unknown platform {plat!r}{did_you_mean(plat, KNOWN_SUBDIRS)}"
+            )
     if "dependencies" not in doc:
         raise c.fail("dependencies", "missing; list the packages, e.g. ['python 3.11.*']")
     deps = c.str_list(doc["dependencies"], "dependencies")
@@ -274,7 +285,9 @@ def find_recipe(recipes_dir: Path, name: str, known: list[str]) -> Path:
         raise RecipeError(msg)
     path = recipes_dir / f"{name}.yml"
     if not path.exists():
-        msg = (f"{_display(path)}: no such recipe{did_you_mean(name, known)}; "
-               f"known recipes: {', '.join(known) or '(none)'}")
+        msg = (
+            f"{_display(path)}: no such recipe{did_you_mean(name, known)}; "
+            f"known recipes: {', '.join(known) or '(none)'}"
+        )
         raise RecipeError(msg)
     return path

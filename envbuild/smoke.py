@@ -8,6 +8,7 @@ directories only, with PYTHON* variables removed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -19,6 +20,7 @@ from envbuild._fs import atomic_write
 from envbuild.errors import SmokeError
 from envbuild.recipe import Smoke, _display
 
+log = logging.getLogger("envbuild")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 _KEEP_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "TZ", "USER", "LOGNAME")
 
@@ -32,6 +34,7 @@ class CheckResult:
     returncode: int
     seconds: float
     stderr: str
+    stdout: str = ""
 
     @property
     def ok(self) -> bool:
@@ -71,11 +74,14 @@ def run_checks(smoke: Smoke, prefix: Path, *, timeout: float = 600) -> list[Chec
             start = time.monotonic()
             try:
                 r = _proc.run(argv, cwd=Path(cwd), env=env, timeout=timeout, check=False)
-                code, err = r.returncode, r.stderr
+                code, out, err = r.returncode, r.stdout, r.stderr
             except _proc.ProcessError as e:
-                code, err = 124, str(e)
-            results.append(CheckResult(kind, target, code, round(time.monotonic() - start, 3),
-                                       err[-4000:]))
+                code, out, err = 124, "", str(e)
+            results.append(
+                CheckResult(
+                    kind, target, code, round(time.monotonic() - start, 3), err[-4000:], out[-4000:]
+                )
+            )
     return results
 
 
@@ -91,18 +97,34 @@ def failure_message(name: str, prefix: Path, results: list[CheckResult]) -> str:
     return "\n".join(lines)
 
 
-def smoke_env(name: str, smoke: Smoke, prefix: Path, report: Path | None = None,
-              build_id: str = "") -> list[CheckResult]:
+def smoke_env(
+    name: str, smoke: Smoke, prefix: Path, report: Path | None = None, build_id: str = ""
+) -> list[CheckResult]:
     """Run the smoke checks; on success write ``report`` (JSON) atomically.
 
     Raises SmokeError naming each failed module/command, its exit code and stderr; the report
     is then not written (so later stages see the checks as not passed).
     """
     results = run_checks(smoke, prefix)
+    for r in results:
+        last = r.stdout.strip().splitlines()[-1:] if r.stdout.strip() else []
+        log.info(
+            "smoke %s: %s %s %s (%.2f s)%s",
+            name,
+            "ok" if r.ok else "FAILED",
+            r.kind,
+            r.target if len(r.target) < 60 else r.target[:57] + "...",
+            r.seconds,
+            f": {last[0]}" if last else "",
+        )
     if not all(r.ok for r in results):
         raise SmokeError(failure_message(name, prefix, results))
     if report is not None:
-        payload = {"recipe": name, "build_id": build_id, "status": "passed",
-                   "checks": [asdict(r) for r in results]}
+        payload = {
+            "recipe": name,
+            "build_id": build_id,
+            "status": "passed",
+            "checks": [asdict(r) for r in results],
+        }
         atomic_write(report, json.dumps(payload, indent=2))
     return results

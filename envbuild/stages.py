@@ -59,8 +59,9 @@ def offline_channel(root: str) -> None:
     from envbuild.offline_channel import build_offline_channel
 
     project = load_project(Path(root))
-    build_offline_channel(project.path("offline_channel"), project.path("offline_cache"),
-                          project.offline_requirements)
+    build_offline_channel(
+        project.path("offline_channel"), project.path("offline_cache"), project.offline_requirements
+    )
 
 
 def lock(root: str, name: str) -> None:
@@ -78,8 +79,10 @@ def lock_is_fresh(root: Path, name: str) -> bool:
 def _current_build(project: Project, name: str) -> build_mod.BuildInfo:
     info = build_mod.read_marker(project.env_prefix(name))
     if info is None:
-        msg = f"environment '{name}' is not built ({_display(project.env_prefix(name))}); " \
-              f"run `doit build env={name}`"
+        msg = (
+            f"environment '{name}' is not built ({_display(project.env_prefix(name))}); "
+            f"run `doit build env={name}`"
+        )
         raise BuildError(msg)
     return info
 
@@ -119,11 +122,14 @@ def pack(root: str, name: str) -> None:
     info = _current_build(project, name)
     passed = _read_json(smoke_state(project, name))
     if not passed or passed.get("build_id") != info.build_id or passed.get("status") != "passed":
-        msg = f"environment '{name}' has not passed its smoke checks (build {info.build_id}); " \
-              f"run `doit smoke env={name}`"
+        msg = (
+            f"environment '{name}' has not passed its smoke checks (build {info.build_id}); "
+            f"run `doit smoke env={name}`"
+        )
         raise PackError(msg)
-    pack_mod.pack_env(name, project.env_prefix(name), tarball(project, name), recipe.pack,
-                      recipe.smoke)
+    pack_mod.pack_env(
+        name, project.env_prefix(name), tarball(project, name), recipe.pack, recipe.smoke
+    )
 
 
 def docker(root: str, name: str) -> None:

@@ -70,8 +70,9 @@ def task_offline_channel(project: Project) -> TaskDict:
         "doc": "build the local file:// channel (this interpreter + PyPI wheels) for offline use",
         "actions": [action(stages.offline_channel, str(project.root))],
         "targets": [channel / "noarch" / "repodata.json"],
-        "uptodate": [config_changed(json.dumps(inputs(project.offline_requirements),
-                                               sort_keys=True))],
+        "uptodate": [
+            config_changed(json.dumps(inputs(project.offline_requirements), sort_keys=True))
+        ],
         "verbosity": 2,
     }
 
@@ -81,8 +82,13 @@ def _uses_offline_channel(project: Project) -> bool:
     return any(project.channel_url(c) == offline for c in project.mirrors)
 
 
-def _stage(project: Project, names: list[str], basename: str, doc: str,
-           make: Callable[[Project, str], TaskDict]) -> Iterator[TaskDict]:
+def _stage(
+    project: Project,
+    names: list[str],
+    basename: str,
+    doc: str,
+    make: Callable[[Project, str], TaskDict],
+) -> Iterator[TaskDict]:
     yield {"basename": basename, "name": None, "doc": doc}
     for name in names:
         task = make(project, name)
@@ -129,8 +135,7 @@ def _pack(project: Project, name: str) -> TaskDict:
 def _docker(project: Project, name: str) -> TaskDict:
     return {
         "actions": [action(stages.docker, str(project.root), name)],
-        "file_dep": [stages.tarball(project, name),
-                     project.path("templates") / "Dockerfile.j2"],
+        "file_dep": [stages.tarball(project, name), project.path("templates") / "Dockerfile.j2"],
         "targets": [project.path("docker") / name / "Dockerfile"],
     }
 

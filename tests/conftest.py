@@ -61,11 +61,19 @@ class Project:
 
     def doit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.root, env=env,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-m", "doit", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if check and proc.returncode != 0:
-            pytest.fail(f"doit {' '.join(args)} exited {proc.returncode}\n"
-                        f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+            pytest.fail(
+                f"doit {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
         return proc
 
     @staticmethod
@@ -81,12 +89,14 @@ def make_project(tmp_path: Path, channel: Path, package_cache: Path) -> Callable
         (root / "recipes").mkdir(parents=True)
         shutil.copytree(REPO / "templates", root / "templates")
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
-        (root / "envbuild.toml").write_text(textwrap.dedent(f"""\
+        (root / "envbuild.toml").write_text(
+            textwrap.dedent(f"""\
             [mirrors]
             conda-forge = "{mirror or channel}"
             [paths]
             package_cache = "{package_cache}"
-            """))
+            """)
+        )
         project = Project(root)
         for name, text in (recipes or {"tiny": None}).items():
             project.write_recipe(name, text)

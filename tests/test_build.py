@@ -17,12 +17,16 @@ from envbuild.build import read_marker
 from .conftest import TINY_RECIPE, Project
 
 WITH_THREADPOOLCTL = TINY_RECIPE.format(name="tiny").replace(
-    "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n")
+    "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
+)
 
 
 def imports_ok(prefix: Path, module: str = "dateutil") -> bool:
-    r = subprocess.run([str(prefix / "bin" / "python"), "-I", "-c", f"import {module}"],
-                       capture_output=True, timeout=60)
+    r = subprocess.run(
+        [str(prefix / "bin" / "python"), "-I", "-c", f"import {module}"],
+        capture_output=True,
+        timeout=60,
+    )
     return r.returncode == 0
 
 
@@ -42,12 +46,15 @@ def test_build_installs_exactly_the_lock(project: Project) -> None:
     assert info is not None and info.packages == 3
 
 
-def test_failed_build_keeps_previous_environment(make_project, tmp_path: Path, channel: Path) -> None:  # type: ignore[no-untyped-def]
+def test_failed_build_keeps_previous_environment(
+    make_project, tmp_path: Path, channel: Path
+) -> None:  # type: ignore[no-untyped-def]
     own_channel = tmp_path / "own-channel"
     shutil.copytree(channel, own_channel)
     project = make_project(mirror=str(own_channel))
     (project.root / "envbuild.toml").write_text(
-        f'[mirrors]\nconda-forge = "{own_channel}"\n[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n')
+        f'[mirrors]\nconda-forge = "{own_channel}"\n[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n'
+    )
     project.doit("build")
     before = (project.root / "envs" / "tiny").resolve()
     project.write_recipe("tiny", WITH_THREADPOOLCTL)
@@ -65,16 +72,23 @@ def test_failed_build_keeps_previous_environment(make_project, tmp_path: Path, c
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_builds_leave_previous_environment(project: Project, sig: signal.Signals) -> None:
+def test_interrupted_builds_leave_previous_environment(
+    project: Project, sig: signal.Signals
+) -> None:
     project.doit("build")
     good = (project.root / "envs" / "tiny").resolve()
     project.write_recipe("tiny", WITH_THREADPOOLCTL)
     project.doit("lock")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     for delay in (0.3, 0.6, 0.9, 1.2, 1.5, 2.0):
-        proc = subprocess.Popen([sys.executable, "-m", "doit", "build"], cwd=project.root,
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "doit", "build"],
+            cwd=project.root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(delay)
         os.killpg(proc.pid, sig)  # the whole group: doit and its py-rattler worker
         proc.wait(timeout=60)

@@ -34,9 +34,23 @@ def test_lockfile_is_conda_lock_v1_with_hashes(project: Project) -> None:
 
 def test_conda_lock_render_accepts_lockfile(project: Project, tmp_path: Path) -> None:
     path = _lock(project)
-    out = subprocess.run([sys.executable, "-m", "conda_lock", "render", "-k", "explicit",
-                          "--filename-template", "tiny-{platform}", str(path)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conda_lock",
+            "render",
+            "-k",
+            "explicit",
+            "--filename-template",
+            "tiny-{platform}",
+            str(path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     explicit = next(tmp_path.glob("tiny-*")).read_text()
     assert "@EXPLICIT" in explicit
@@ -46,16 +60,22 @@ def test_conda_lock_render_accepts_lockfile(project: Project, tmp_path: Path) ->
 def test_fingerprint_ignores_cosmetic_edits(project: Project) -> None:
     p = load_project(project.root)
     before = lock.fingerprint(load_recipe(p.recipe_file("tiny")), p)
-    project.write_recipe("tiny", "# a comment\n" + TINY_RECIPE.format(name="tiny").replace(
-        "  - python 3.11.*\n  - python-dateutil\n", "  - python-dateutil\n  - python   3.11.*\n"))
+    project.write_recipe(
+        "tiny",
+        "# a comment\n"
+        + TINY_RECIPE.format(name="tiny").replace(
+            "  - python 3.11.*\n  - python-dateutil\n", "  - python-dateutil\n  - python   3.11.*\n"
+        ),
+    )
     assert lock.fingerprint(load_recipe(p.recipe_file("tiny")), p) == before
 
 
 def test_fingerprint_changes_with_dependencies_and_mirrors(project: Project) -> None:
     p = load_project(project.root)
     before = lock.fingerprint(load_recipe(p.recipe_file("tiny")), p)
-    project.write_recipe("tiny", TINY_RECIPE.format(name="tiny") .replace(
-        "python-dateutil", "python-dateutil >=2"))
+    project.write_recipe(
+        "tiny", TINY_RECIPE.format(name="tiny").replace("python-dateutil", "python-dateutil >=2")
+    )
     assert lock.fingerprint(load_recipe(p.recipe_file("tiny")), p) != before
     (project.root / "envbuild.toml").write_text('[mirrors]\nconda-forge = "elsewhere"\n')
     p2 = load_project(project.root)

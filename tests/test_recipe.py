@@ -43,19 +43,46 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 BAD = [
-    ("dependencie: [python]\n", r"ml\.yml: dependencie: unknown key \(did you mean 'dependencies'\?\)"),
-    ("dependencies: [python]\nsmoke: {imprts: [x]}\n", r"smoke\.imprts: unknown key \(did you mean 'imports'\?\)"),
-    ("dependencies: [python, 'numpy >=>1']\n", r"dependencies\[1\]: 'numpy >=>1' is not a valid match spec"),
+    (
+        "dependencie: [python]\n",
+        r"ml\.yml: dependencie: unknown key \(did you mean 'dependencies'\?\)",
+    ),
+    (
+        "dependencies: [python]\nsmoke: {imprts: [x]}\n",
+        r"smoke\.imprts: unknown key \(did you mean 'imports'\?\)",
+    ),
+    (
+        "dependencies: [python, 'numpy >=>1']\n",
+        r"dependencies\[1\]: 'numpy >=>1' is not a valid match spec",
+    ),
     ("dependencies: numpy\n", r"dependencies: expected a list of strings, got the string 'numpy'"),
     ("dependencies: [python, 3]\n", r"dependencies\[1\]: expected a non-empty string, got 3"),
     ("dependencies: []\n", r"dependencies: is empty"),
     ("channels: [conda-forge]\n", r"dependencies: missing"),
-    ("dependencies: [python]\nplatforms: [linux64]\n", r"platforms\[0\]: unknown platform 'linux64' \(did you mean 'linux-64'\?\)"),
-    ("name: other\ndependencies: [python]\n", r"name: 'other' must match the file name \(ml\.yml\)"),
-    ("name: ../evil\ndependencies: [python]\n", r"name: '\.\./evil' is not a valid environment name"),
-    ("dependencies: [python]\nsmoke: {imports: ['not a module']}\n", r"smoke\.imports\[0\]: 'not a module' is not a Python module name"),
-    ("dependencies: [python]\npack: {format: tar.bz}\n", r"pack\.format: 'tar.bz' is not supported \(did you mean 'tar.gz'\?\)"),
-    ("dependencies: [python]\ndocker: {user: root}\n", r"docker\.user: 'root' is not a valid non-root user name"),
+    (
+        "dependencies: [python]\nplatforms: [linux64]\n",
+        r"platforms\[0\]: unknown platform 'linux64' \(did you mean 'linux-64'\?\)",
+    ),
+    (
+        "name: other\ndependencies: [python]\n",
+        r"name: 'other' must match the file name \(ml\.yml\)",
+    ),
+    (
+        "name: ../evil\ndependencies: [python]\n",
+        r"name: '\.\./evil' is not a valid environment name",
+    ),
+    (
+        "dependencies: [python]\nsmoke: {imports: ['not a module']}\n",
+        r"smoke\.imports\[0\]: 'not a module' is not a Python module name",
+    ),
+    (
+        "dependencies: [python]\npack: {format: tar.bz}\n",
+        r"pack\.format: 'tar.bz' is not supported \(did you mean 'tar.gz'\?\)",
+    ),
+    (
+        "dependencies: [python]\ndocker: {user: root}\n",
+        r"docker\.user: 'root' is not a valid non-root user name",
+    ),
     ("dependencies: [python\n", r"ml\.yml: invalid YAML at line \d+"),
     ("- just\n- a list\n", r"ml\.yml: expected a mapping, got list"),
     ("", r"ml\.yml: the recipe is empty"),

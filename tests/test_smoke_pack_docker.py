@@ -22,8 +22,9 @@ def built(project: Project) -> Path:
     return project.root / "envs" / "tiny"
 
 
-def test_smoke_is_isolated_from_caller(built: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smoke_is_isolated_from_caller(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     (shadow / "leaked_module.py").write_text("")
@@ -31,8 +32,10 @@ def test_smoke_is_isolated_from_caller(built: Path, tmp_path: Path,
     (shadow / "python").chmod(0o755)
     monkeypatch.setenv("PYTHONPATH", str(shadow))
     monkeypatch.setenv("PATH", f"{shadow}:{os.environ['PATH']}")
-    results = run_checks(Smoke(imports=("leaked_module",), commands=(
-        "python -c 'import sys; print(sys.prefix)'",)), built)
+    results = run_checks(
+        Smoke(imports=("leaked_module",), commands=("python -c 'import sys; print(sys.prefix)'",)),
+        built,
+    )
     assert not results[0].ok and "ModuleNotFoundError" in results[0].stderr
     assert results[1].ok  # `python` is the environment's own, not the shadow on PATH
 
@@ -54,12 +57,20 @@ def test_packed_tarball_works_elsewhere(built: Path, tmp_path: Path) -> None:
     pack.extract(dest, unpacked)
     py = str(unpacked / "bin" / "python")
     subprocess.run([py, str(unpacked / "bin" / "conda-unpack")], check=True, timeout=120)
-    out = subprocess.run([py, "-I", "-c", "import dateutil, sys; print(sys.prefix)"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [py, "-I", "-c", "import dateutil, sys; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert out.strip() == str(unpacked)
     # text files with the prefix were rewritten for the new location (conda-pack skips
     # bin/python* by design, so check a pkg-config file and the sysconfig data)
-    for rel in ("lib/pkgconfig/python-3.11.pc", "lib/python3.11/_sysconfigdata__linux_x86_64-linux-gnu.py"):
+    for rel in (
+        "lib/pkgconfig/python-3.11.pc",
+        "lib/python3.11/_sysconfigdata__linux_x86_64-linux-gnu.py",
+    ):
         text = (unpacked / rel).read_text()
         assert str(built.resolve()) not in text and str(unpacked) in text, rel
 
@@ -69,16 +80,23 @@ def test_pack_gz_and_failed_proof_keeps_old_tarball(built: Path, tmp_path: Path)
     pack.pack_env("tiny", built, dest, PackOptions(format="tar.gz"), Smoke(imports=("json",)))
     before = dest.read_bytes()
     with pytest.raises(PackError, match="fails its imports"):
-        pack.pack_env("tiny", built, dest, PackOptions(format="tar.gz"),
-                      Smoke(imports=("nope_mod",)))
+        pack.pack_env(
+            "tiny", built, dest, PackOptions(format="tar.gz"), Smoke(imports=("nope_mod",))
+        )
     assert dest.read_bytes() == before
     assert sorted(p.name for p in dest.parent.iterdir()) == ["tiny.tar.gz"]  # no temporaries
 
 
 def _recipe(**docker_opts: object) -> Recipe:
-    return Recipe(name="tiny", path=Path("recipes/tiny.yml"), channels=("conda-forge",),
-                  platforms=(current_subdir(),), dependencies=("python",),
-                  smoke=Smoke(imports=("dateutil",)), docker=DockerOptions(**docker_opts))  # type: ignore[arg-type]
+    return Recipe(
+        name="tiny",
+        path=Path("recipes/tiny.yml"),
+        channels=("conda-forge",),
+        platforms=(current_subdir(),),
+        dependencies=("python",),
+        smoke=Smoke(imports=("dateutil",)),
+        docker=DockerOptions(**docker_opts),
+    )  # type: ignore[arg-type]
 
 
 def test_dockerfile_installs_tarball_as_non_root() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tarfile
-from pathlib import Path
 
 from envbuild.recipe import current_subdir
 
@@ -14,8 +13,13 @@ PLAT = current_subdir()
 
 def test_full_chain_then_noop(project: Project) -> None:
     first = project.doit("docker")
-    assert Project.executed(first) == ["lock:tiny", "build:tiny", "smoke:tiny", "pack:tiny",
-                                       "docker:tiny"]
+    assert Project.executed(first) == [
+        "lock:tiny",
+        "build:tiny",
+        "smoke:tiny",
+        "pack:tiny",
+        "docker:tiny",
+    ]
     root = project.root
     assert (root / "locks" / "tiny.conda-lock.yml").exists()
     assert (root / "envs" / "tiny" / "bin" / "python").exists()
@@ -36,8 +40,12 @@ def test_editing_one_recipe_reruns_only_its_chain(make_project) -> None:  # type
     recipe.write_text("# just a comment\n" + recipe.read_text())
     assert Project.executed(project.doit("pack")) == []
     # a real change reruns two's chain only
-    project.write_recipe("two", TINY_RECIPE.format(name="two").replace(
-        "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"))
+    project.write_recipe(
+        "two",
+        TINY_RECIPE.format(name="two").replace(
+            "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
+        ),
+    )
     ran = Project.executed(project.doit("pack"))
     assert ran == ["lock:two", "build:two", "smoke:two", "pack:two"]
 
@@ -79,8 +87,12 @@ def test_typo_key_message(project: Project) -> None:
 
 
 def test_smoke_failure_blocks_pack(project: Project) -> None:
-    project.write_recipe("tiny", TINY_RECIPE.format(name="tiny").replace(
-        "imports: [dateutil, json]", "imports: [dateutil, not_installed_module]"))
+    project.write_recipe(
+        "tiny",
+        TINY_RECIPE.format(name="tiny").replace(
+            "imports: [dateutil, json]", "imports: [dateutil, not_installed_module]"
+        ),
+    )
     proc = project.doit("pack", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -93,8 +105,12 @@ def test_smoke_failure_blocks_pack(project: Project) -> None:
 def test_lock_stale_after_dependency_change_builds_new_env(project: Project) -> None:
     project.doit("build")
     old = (project.root / "envs" / "tiny").resolve()
-    project.write_recipe("tiny", TINY_RECIPE.format(name="tiny").replace(
-        "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"))
+    project.write_recipe(
+        "tiny",
+        TINY_RECIPE.format(name="tiny").replace(
+            "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
+        ),
+    )
     assert Project.executed(project.doit("build")) == ["lock:tiny", "build:tiny"]
     new = (project.root / "envs" / "tiny").resolve()
     assert new != old
@@ -106,5 +122,3 @@ def test_deleted_environment_is_rebuilt(project: Project) -> None:
     (project.root / "envs" / "tiny").unlink()
     assert Project.executed(project.doit("build")) == ["build:tiny"]
     assert (project.root / "envs" / "tiny" / "bin" / "python").exists()
-
-

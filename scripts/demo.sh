@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job, offline, on real packages: build the local channel (this interpreter + PyPI
+# wheels of numpy, pandas, scikit-learn), then lock, build, smoke-test, pack and render the
+# Dockerfile for recipes/ml.yml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=${PYTHON:-python3}
+"$PY" -m doit offline_channel
+"$PY" -m doit docker env=ml
+echo
+echo "demo done: $(ls -1 locks/ml.conda-lock.yml dist/ml-*.tar.* docker/ml/Dockerfile | tr '\n' ' ')"
