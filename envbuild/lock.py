@@ -86,7 +86,9 @@ def solve_request(recipe: Recipe, project: Project, platform: str) -> dict[str, 
     }
 
 
-_NO_CANDIDATES = re.compile(r"no candidates were found for ([A-Za-z0-9_.\-]+)", re.IGNORECASE)
+_NO_CANDIDATES = re.compile(
+    r"no candidates were found for ([A-Za-z0-9_.\-]+)([^.\n]*)", re.IGNORECASE
+)
 
 
 def _solve_error(
@@ -105,13 +107,16 @@ def _solve_error(
         )
     if f.type == "SolverError":
         lines = [where]
-        for missing in dict.fromkeys(_NO_CANDIDATES.findall(f.message)):
-            spec = next((s for s in recipe.dependencies if s.split()[0] == missing), missing)
-            lines.append(
-                f"  dependencies: '{spec}': no package named '{missing}' on channel(s) "
-                f"{', '.join(recipe.channels)} for {platform}"
-                f"{did_you_mean(missing, f.names)}"
-            )
+        for missing, spec_text in dict.fromkeys(_NO_CANDIDATES.findall(f.message)):
+            spec = next((s for s in recipe.dependencies if s.split()[0] == missing), None)
+            key = f"dependencies: '{spec}'" if spec else f"'{missing}' (needed by another package)"
+            chans = ", ".join(recipe.channels)
+            if missing in f.names:
+                lines.append(f"  {key}: no build of '{missing}' on channel(s) {chans} for "
+                             f"{platform} matches '{spec_text.strip()}'")
+            else:
+                lines.append(f"  {key}: no package named '{missing}' on channel(s) {chans} for "
+                             f"{platform}{did_you_mean(missing, f.names)}")
         lines.append("  solver explanation:")
         lines.extend("    " + ln for ln in f.message.strip().splitlines())
         return LockError("\n".join(lines))

@@ -61,6 +61,7 @@ class Project:
 
     def doit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env["PYTHONPATH"] = str(REPO)  # the envbuild under test, whatever is installed
         proc = subprocess.run(
             [sys.executable, "-m", "doit", *args],
             cwd=self.root,

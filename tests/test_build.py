@@ -14,7 +14,7 @@ import pytest
 
 from envbuild.build import read_marker
 
-from .conftest import TINY_RECIPE, Project
+from .conftest import REPO, TINY_RECIPE, Project
 
 WITH_THREADPOOLCTL = TINY_RECIPE.format(name="tiny").replace(
     "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
@@ -80,6 +80,7 @@ def test_interrupted_builds_leave_previous_environment(
     project.write_recipe("tiny", WITH_THREADPOOLCTL)
     project.doit("lock")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
     for delay in (0.3, 0.6, 0.9, 1.2, 1.5, 2.0):
         proc = subprocess.Popen(
             [sys.executable, "-m", "doit", "build"],

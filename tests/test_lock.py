@@ -95,8 +95,11 @@ def test_unknown_package_suggests_name(project: Project) -> None:
 
 def test_unsatisfiable_pins_explained(project: Project) -> None:
     project.write_recipe("tiny", "dependencies: ['python 3.11.*', 'python-dateutil <1']\n")
-    with pytest.raises(LockError, match=r"(?s)tiny\.yml: cannot lock.*python-dateutil"):
+    with pytest.raises(LockError) as e:
         _lock(project)
+    assert "no build of 'python-dateutil' on channel(s) conda-forge" in str(e.value)
+    assert "matches '<1'" in str(e.value)
+    assert "no package named" not in str(e.value)
 
 
 def test_conflicting_pins_explained(project: Project) -> None:
