@@ -19,8 +19,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def doit(cwd: Path, *args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "doit", *args], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "doit", *args],
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -35,13 +40,16 @@ def main() -> None:
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
         (root / "envbuild.toml").write_text(
             f'[mirrors]\nconda-forge = "{channel}"\n[paths]\n'
-            f'package_cache = "{REPO / "build" / "pkgs"}"\n')
+            f'package_cache = "{REPO / "build" / "pkgs"}"\n'
+        )
         for stage in ("lock", "build", "smoke", "pack", "docker"):
             print(f"{stage + ' env=ml':18s} {doit(root, stage, 'env=ml'):7.2f} s")
         doit(root)  # everything else, so that the next run is a no-op
         runs = [doit(root) for _ in range(5)]
-        print(f"no-op doit, all {len(list((root / 'recipes').glob('*.yml')))} recipes: "
-              f"{min(runs):.2f} s (min of 5), {sum(runs) / len(runs):.2f} s (mean)")
+        print(
+            f"no-op doit, all {len(list((root / 'recipes').glob('*.yml')))} recipes: "
+            f"{min(runs):.2f} s (min of 5), {sum(runs) / len(runs):.2f} s (mean)"
+        )
         tarball = next((root / "dist").glob("ml-*.tar.*"))
         print(f"{tarball.name}: {tarball.stat().st_size / 1e6:.1f} MB")
 

@@ -112,11 +112,15 @@ def _solve_error(
             key = f"dependencies: '{spec}'" if spec else f"'{missing}' (needed by another package)"
             chans = ", ".join(recipe.channels)
             if missing in f.names:
-                lines.append(f"  {key}: no build of '{missing}' on channel(s) {chans} for "
-                             f"{platform} matches '{spec_text.strip()}'")
+                lines.append(
+                    f"  {key}: no build of '{missing}' on channel(s) {chans} for "
+                    f"{platform} matches '{spec_text.strip()}'"
+                )
             else:
-                lines.append(f"  {key}: no package named '{missing}' on channel(s) {chans} for "
-                             f"{platform}{did_you_mean(missing, f.names)}")
+                lines.append(
+                    f"  {key}: no package named '{missing}' on channel(s) {chans} for "
+                    f"{platform}{did_you_mean(missing, f.names)}"
+                )
         lines.append("  solver explanation:")
         lines.extend("    " + ln for ln in f.message.strip().splitlines())
         return LockError("\n".join(lines))
