@@ -6,10 +6,11 @@ from pathlib import Path
 from doit import get_var
 
 from envbuild.log import setup_logging
-from envbuild.tasks import offline_channel_task, stage_tasks
+from envbuild.tasks import check_task, offline_channel_task, stage_tasks
 
 ROOT = Path(__file__).resolve().parent
 ENV = get_var("env", None)
+UPDATE = get_var("update", None)
 
 DOIT_CONFIG = {
     "default_tasks": ["docker"],
@@ -26,7 +27,11 @@ def task_offline_channel():
 
 
 def task_lock():
-    yield from stage_tasks(ROOT, "lock", ENV)
+    yield from stage_tasks(ROOT, "lock", ENV, UPDATE)
+
+
+def task_check():
+    return check_task(ROOT, ENV)
 
 
 def task_build():

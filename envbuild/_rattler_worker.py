@@ -63,12 +63,126 @@ async def solve(req: dict[str, Any]) -> list[dict[str, Any]]:
             platforms=[req["platform"], "noarch"],
             virtual_packages=_virtual_packages(req.get("virtual_packages")),
             channel_priority=rattler.ChannelPriority.Strict,
+            constraints=req.get("constraints") or None,
             timeout=None,
         )
     except Exception as e:
         e.names = await _names(req, gateway)  # type: ignore[attr-defined]
         raise
     return [_record_json(r) for r in records]
+
+
+def _name(spec: str) -> str:
+    name = rattler.MatchSpec(spec).name
+    return name.normalized if name is not None else spec.split(" ")[0]
+
+
+async def _try_solve(req: dict[str, Any], specs: list[str], gateway: rattler.Gateway) -> str | None:
+    try:
+        await rattler.solve(
+            _channels(req["channels"]),
+            specs,
+            gateway=gateway,
+            platforms=[req["platform"], "noarch"],
+            virtual_packages=_virtual_packages(req.get("virtual_packages")),
+            channel_priority=rattler.ChannelPriority.Strict,
+        )
+    except Exception as e:
+        return str(e)
+    return None
+
+
+async def _records(
+    req: dict[str, Any], spec: str, gateway: rattler.Gateway, platforms: list[str]
+) -> list[rattler.RepoDataRecord]:
+    try:
+        per_channel = await gateway.query(
+            _channels(req["channels"]),
+            platforms,  # type: ignore[arg-type]
+            [spec],
+            recursive=False,
+        )
+    except Exception:
+        return []
+    ms = rattler.MatchSpec(spec)
+    return [r for chan in per_channel for r in chan if ms.matches(r)]
+
+
+async def diagnose(req: dict[str, Any]) -> dict[str, Any]:
+    """Find which specs fail alone, or which pairs conflict, and why (for messages).
+
+    Output: {"single": [{spec, error, versions, other_platforms}], "pairs": [{a, b, error,
+    b_needs_a, a_needs_b}]}; each "needs" list holds the distinct specs with which records
+    matching one spec depend on the other's package.
+    """
+    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"))
+    specs: list[str] = req["specs"]
+    single = []
+    for spec in specs:
+        error = await _try_solve(req, [spec], gateway)
+        if error is None:
+            continue
+        name = _name(spec)
+        here = await _records(req, name, gateway, [req["platform"], "noarch"])
+        elsewhere = []
+        for other in req.get("other_platforms", []):
+            if await _records(req, name, gateway, [other]):
+                elsewhere.append(other)
+        single.append(
+            {
+                "spec": spec,
+                "error": error,
+                "versions": sorted({str(r.version) for r in here}),
+                "other_platforms": elsewhere,
+            }
+        )
+    pairs = []
+    if not single:
+        for i, a in enumerate(specs):
+            for b in specs[i + 1 :]:
+                error = await _try_solve(req, [a, b], gateway)
+                if error is None:
+                    continue
+                pairs.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "error": error,
+                        "b_needs_a": await _needs(req, b, a, gateway),
+                        "a_needs_b": await _needs(req, a, b, gateway),
+                    }
+                )
+                if len(pairs) >= 5:
+                    return {"single": single, "pairs": pairs}
+    return {"single": single, "pairs": pairs}
+
+
+async def _needs(req: dict[str, Any], spec: str, other: str, gateway: rattler.Gateway) -> list[str]:
+    other_name = _name(other)
+    found: set[str] = set()
+    for r in await _records(req, spec, gateway, [req["platform"], "noarch"]):
+        for dep in r.depends:
+            if dep.split(" ")[0] == other_name:
+                found.add(dep)
+    return sorted(found)
+
+
+async def solve_many(req: dict[str, Any]) -> list[list[dict[str, Any]] | dict[str, Any]]:
+    """Solve several requests concurrently; each item is a record list or {"error": ...}."""
+
+    async def one(r: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+        try:
+            return await solve(r)
+        except Exception as e:
+            return {
+                "error": {
+                    "type": type(e).__name__,
+                    "message": str(e),
+                    "names": getattr(e, "names", []),
+                }
+            }
+
+    return list(await asyncio.gather(*(one(r) for r in req["requests"])))
 
 
 def _repodata_record(j: dict[str, Any]) -> rattler.RepoDataRecord:
@@ -105,7 +219,13 @@ async def index(req: dict[str, Any]) -> str:
     return req["channel_dir"]
 
 
-OPS = {"solve": solve, "install": install, "index": index}
+OPS = {
+    "solve": solve,
+    "solve_many": solve_many,
+    "diagnose": diagnose,
+    "install": install,
+    "index": index,
+}
 
 
 def _write(path: Path, payload: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild import lock as lock_mod
-from envbuild import rattler_client
+from envbuild import pypi, rattler_client
 from envbuild._fs import atomic_write, remove_tree, replace_symlink
 from envbuild.errors import BuildError
 from envbuild.project import Project
@@ -149,6 +149,7 @@ def build_env(recipe: Recipe, project: Project) -> Path:
         )
         raise BuildError(msg)
     records = lock_mod.install_records(lockfile, platform)
+    pip_records = lock_mod.install_records(lockfile, platform, "pip")
     lock_sha = file_sha256(lock_path)
     clean_stale_builds(project, recipe.name)
     build_id = new_build_id(lock_sha)
@@ -159,6 +160,7 @@ def build_env(recipe: Recipe, project: Project) -> Path:
     start = time.monotonic()
     try:
         _install(records, prefix, project, platform, recipe)
+        pypi.install(prefix, pip_records, recipe)
         info = BuildInfo(
             recipe.name,
             build_id,

@@ -1,9 +1,12 @@
-"""Lock stage: solve a recipe with py-rattler and write a conda-lock v1 lockfile.
+"""Lock stage: solve a recipe with py-rattler for every platform and write one conda-lock v1
+lockfile, plus a per-platform explicit spec file.
 
-Planning is pure (:func:`fingerprint`, :func:`solve_request`, :func:`to_lockfile`); the solve
-runs in the py-rattler worker; the lockfile is written with conda-lock's own models and writer
-(schema: https://github.com/conda/conda-lock, ``conda_lock/lockfile/v1/models.py``) through a
-staged file, so ``conda-lock render``, ``conda-lock install`` and micromamba accept it.
+Planning is pure (:func:`solve_inputs`, :func:`fingerprint`, :func:`solve_request`,
+:func:`to_lockfile`); solves run in the py-rattler worker (all platforms concurrently); the
+lockfile is written with conda-lock's own models and writer (schema:
+``conda_lock/lockfile/v1/models.py`` in https://github.com/conda/conda-lock) through a staged
+file, so ``conda-lock render``, ``conda-lock install`` and micromamba accept it. A relock is a
+fresh solve from the recipe; only ``update=`` keeps the other locked packages pinned.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import json
 import logging
 import os
-import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,82 +23,99 @@ from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
 from conda_lock.lockfile.v1.models import HashModel, LockMeta
 from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 
-from envbuild import rattler_client
+from envbuild import lockdiff, pypi, rattler_client
 from envbuild._fs import atomic_write, staged_file
+from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
-from envbuild.project import Project, did_you_mean
-from envbuild.recipe import Recipe, _display
+from envbuild.project import Project
+from envbuild.recipe import KNOWN_SUBDIRS, Recipe, _display
 
 log = logging.getLogger("envbuild")
 
-# Bump when the meaning of the fingerprint's inputs changes (conda-lock's content_hash lacks one
-# and silently mis-detects staleness across versions).
-FINGERPRINT_SCHEMA = 1
+# Bump when the meaning of the fingerprint's inputs changes (conda-lock's content_hash has no
+# such version and silently mis-detects staleness across releases).
+FINGERPRINT_SCHEMA = 2
 FINGERPRINT_KEY = "envbuild_fingerprint"
 
-# Virtual packages assumed for each target platform, so a lock does not depend on the machine
-# that made it (conda's virtual packages: https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/manage-virtual.html).
-DEFAULT_VIRTUAL_PACKAGES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "linux-64": (("__unix", "0", "0"), ("__linux", "5.10", "0"), ("__glibc", "2.28", "0"),
-                 ("__archspec", "1", "x86_64")),
-    "linux-aarch64": (("__unix", "0", "0"), ("__linux", "5.10", "0"), ("__glibc", "2.28", "0"),
-                      ("__archspec", "1", "aarch64")),
-    "osx-64": (("__unix", "0", "0"), ("__osx", "11.0", "0"), ("__archspec", "1", "x86_64")),
-    "osx-arm64": (("__unix", "0", "0"), ("__osx", "11.0", "0"), ("__archspec", "1", "arm64")),
-    "win-64": (("__win", "0", "0"), ("__archspec", "1", "x86_64")),
-}  # fmt: skip
+# Virtual packages assumed per platform family, so that a lock does not depend on the machine
+# that made it (https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/manage-virtual.html).
+_DEFAULT_VP = {
+    "linux": {"__unix": "0", "__linux": "5.10", "__glibc": "2.28"},
+    "osx": {"__unix": "0", "__osx": "11.0"},
+    "win": {"__win": "0"},
+}
+_APPLIES = {
+    "__glibc": ("linux",),
+    "__linux": ("linux",),
+    "__osx": ("osx",),
+    "__win": ("win",),
+    "__unix": ("linux", "osx"),
+    "__cuda": ("linux", "win"),
+    "__archspec": ("linux", "osx", "win"),
+}
+_ARCH = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le"}
 
 
-def virtual_packages(platform: str) -> tuple[tuple[str, str, str], ...]:
-    """(name, version, build) of the virtual packages assumed for ``platform``."""
-    if platform in DEFAULT_VIRTUAL_PACKAGES:
-        return DEFAULT_VIRTUAL_PACKAGES[platform]
-    return (("__unix", "0", "0"),) if not platform.startswith("win") else (("__win", "0", "0"),)
+def virtual_packages(
+    platform: str, overrides: tuple[tuple[str, str], ...] = ()
+) -> tuple[tuple[str, str, str], ...]:
+    """(name, version, build) of the virtual packages assumed for ``platform``, with the
+    recipe's ``overrides`` (name, version) applied where they make sense for it."""
+    family, _, arch = platform.partition("-")
+    vps = {n: (v, "0") for n, v in _DEFAULT_VP.get(family, {}).items()}
+    if arch in _ARCH:
+        vps["__archspec"] = ("1", _ARCH[arch])
+    for name, version in overrides:
+        if family in _APPLIES.get(name, ()):
+            vps[name] = ("1", version) if name == "__archspec" else (version, "0")
+    return tuple((n, v, b) for n, (v, b) in sorted(vps.items()))
 
 
 def solve_inputs(recipe: Recipe, project: Project) -> dict[str, Any]:
-    """Everything that changes a solve, normalised: channel URLs after mirrors, in priority
-    order; platforms and match specs sorted (their order does not change a solve)."""
+    """Everything that changes a solve, normalised: channel URLs after mirrors in priority
+    order; platforms, match specs and PyPI requirements sorted (order does not change a
+    solve); virtual packages per platform."""
     import rattler
+    from packaging.requirements import Requirement
 
     return {
         "schema": FINGERPRINT_SCHEMA,
         "channels": [project.channel_url(c) for c in recipe.channels],
         "platforms": sorted(recipe.platforms),
         "dependencies": sorted(str(rattler.MatchSpec(s)) for s in recipe.dependencies),
+        "pypi": sorted(str(Requirement(r)) for r in recipe.pypi_dependencies),
         "virtual_packages": {
-            p: [list(v) for v in virtual_packages(p)] for p in sorted(recipe.platforms)
+            p: [list(v) for v in virtual_packages(p, recipe.virtual_packages)]
+            for p in sorted(recipe.platforms)
         },
     }
 
 
 def fingerprint(recipe: Recipe, project: Project) -> str:
-    """sha256 (hex, 64 chars) of the canonical JSON of :func:`solve_inputs`."""
+    """sha256 (64 hex chars) of the canonical JSON of :func:`solve_inputs`."""
     canonical = json.dumps(solve_inputs(recipe, project), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def solve_request(recipe: Recipe, project: Project, platform: str) -> dict[str, Any]:
-    """The py-rattler worker request to solve ``recipe`` for ``platform``."""
+def solve_request(
+    recipe: Recipe, project: Project, platform: str, constraints: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The worker request that solves ``recipe`` for ``platform``."""
     return {
         "channels": [project.channel_url(c) for c in recipe.channels],
         "specs": list(recipe.dependencies),
         "platform": platform,
-        "virtual_packages": [list(v) for v in virtual_packages(platform)],
+        "virtual_packages": [list(v) for v in virtual_packages(platform, recipe.virtual_packages)],
+        "constraints": list(constraints),
         "cache_dir": str(project.path("repodata_cache")),
+        "other_platforms": [p for p in KNOWN_SUBDIRS if p != platform],
     }
 
 
-_NO_CANDIDATES = re.compile(
-    r"no candidates were found for ([A-Za-z0-9_.\-]+)([^.\n]*)", re.IGNORECASE
-)
-
-
-def _solve_error(
-    recipe: Recipe, project: Project, platform: str, e: rattler_client.RattlerCallError
+def _failure(
+    recipe: Recipe, project: Project, platform: str, f: rattler_client.WorkerFailure
 ) -> Exception:
     where = f"{_display(recipe.path)}: cannot lock for {platform}"
-    f = e.failure
     if f.type in ("GatewayError", "FetchRepoDataError", "IoError", "InvalidChannelError"):
         culprits = [c for c in recipe.channels if project.channel_url(c) in f.message] or list(
             recipe.channels
@@ -105,44 +125,54 @@ def _solve_error(
         return ChannelError(
             f"{where}: channel {chans} is not reachable:\n  {f.message.strip()}\n{hints}"
         )
-    if f.type == "SolverError":
-        lines = [where]
-        for missing, spec_text in dict.fromkeys(_NO_CANDIDATES.findall(f.message)):
-            spec = next((s for s in recipe.dependencies if s.split()[0] == missing), None)
-            key = f"dependencies: '{spec}'" if spec else f"'{missing}' (needed by another package)"
-            chans = ", ".join(recipe.channels)
-            if missing in f.names:
-                lines.append(
-                    f"  {key}: no build of '{missing}' on channel(s) {chans} for "
-                    f"{platform} matches '{spec_text.strip()}'"
-                )
-            else:
-                lines.append(
-                    f"  {key}: no package named '{missing}' on channel(s) {chans} for "
-                    f"{platform}{did_you_mean(missing, f.names)}"
-                )
-        lines.append("  solver explanation:")
-        lines.extend("    " + ln for ln in f.message.strip().splitlines())
-        return LockError("\n".join(lines))
-    return LockError(f"{where}: {f.type}: {f.message}")
+    if f.type != "SolverError":
+        return LockError(f"{where}: {f.type}: {f.message}")
+    try:
+        findings = rattler_client.call("diagnose", solve_request(recipe, project, platform))
+        lines = explain(recipe, platform, findings, f.names)
+    except rattler_client.RattlerCallError:
+        lines = []
+    body = "\n".join("  " + ln for ln in lines)
+    tree = "\n".join("    " + ln for ln in f.message.strip().splitlines())
+    return LockError(f"{where}\n{body}\n  solver explanation:\n{tree}".replace("\n\n", "\n"))
 
 
-def solve(recipe: Recipe, project: Project) -> dict[str, list[dict[str, Any]]]:
-    """Solve ``recipe`` for each of its platforms with py-rattler (strict channel priority).
+def _pins(old: Lockfile | None, platform: str, update: tuple[str, ...]) -> tuple[str, ...]:
+    if old is None:
+        return ()
+    return tuple(
+        f"{p.name} =={p.version} {p.build}"
+        for p in old.package
+        if p.platform == platform and p.manager == "conda" and p.name not in update
+    )
 
-    Output: platform -> list of repodata records (JSON dicts with name, version, build, url,
-    md5, sha256, depends, ...). Raises ChannelError for an unreachable channel (naming it and
-    how to mirror it) and LockError for an unsatisfiable or unknown spec.
+
+def solve(
+    recipe: Recipe, project: Project, update: tuple[str, ...] = (), old: Lockfile | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Solve ``recipe`` for all its platforms concurrently (strict channel priority).
+
+    Without ``update`` this is a fresh solve: ``old`` is ignored. With ``update`` (package
+    names), every other package of ``old`` is pinned to its locked version and build.
+    Output: platform -> repodata records (JSON dicts). Raises ChannelError for an unreachable
+    channel, LockError with plain-language explanations for an unsatisfiable recipe.
     """
-    result: dict[str, list[dict[str, Any]]] = {}
-    for platform in recipe.platforms:
-        try:
-            result[platform] = rattler_client.call(
-                "solve", solve_request(recipe, project, platform)
-            )
-        except rattler_client.RattlerCallError as e:
-            raise _solve_error(recipe, project, platform, e) from None
-    return result
+    pinned = {p: _pins(old, p, update) if update else () for p in recipe.platforms}
+    requests = [solve_request(recipe, project, p, pinned[p]) for p in recipe.platforms]
+    results = rattler_client.call("solve_many", {"requests": requests})
+    out: dict[str, list[dict[str, Any]]] = {}
+    for platform, result in zip(recipe.platforms, results, strict=True):
+        if isinstance(result, dict):
+            e = result["error"]
+            f = rattler_client.WorkerFailure(e["type"], e["message"], tuple(e["names"]))
+            raise _failure(recipe, project, platform, f)
+        out[platform] = result
+    return out
+
+
+def _glibc(recipe: Recipe, platform: str) -> str:
+    vps = {n: v for n, v, _ in virtual_packages(platform, recipe.virtual_packages)}
+    return vps.get("__glibc", "2.28")
 
 
 def _dependencies(depends: list[str]) -> dict[str, str]:
@@ -154,12 +184,16 @@ def _dependencies(depends: list[str]) -> dict[str, str]:
 
 
 def to_lockfile(
-    recipe: Recipe, project: Project, records: dict[str, list[dict[str, Any]]], lock_path: Path
+    recipe: Recipe,
+    project: Project,
+    conda: dict[str, list[dict[str, Any]]],
+    pip: dict[str, list[dict[str, Any]]],
+    lock_path: Path,
 ) -> Lockfile:
-    """Build conda-lock's Lockfile model from solved records (pure).
+    """conda-lock's Lockfile model from solved conda records and resolved PyPI records (pure).
 
-    Each package carries url, md5 and sha256; the recipe fingerprint is recorded in
-    ``metadata.custom_metadata`` and per platform in ``metadata.content_hash``.
+    Conda packages carry url, md5 and sha256; pip packages url and sha256. The recipe
+    fingerprint is in ``metadata.custom_metadata``, and per platform in ``content_hash``.
     """
     fp = fingerprint(recipe, project)
     packages = [
@@ -174,13 +208,26 @@ def to_lockfile(
             build=r["build"],
             categories={"main"},
         )
-        for platform, recs in records.items()
+        for platform, recs in conda.items()
+        for r in recs
+    ] + [
+        LockedDependency(
+            name=r["name"],
+            version=r["version"],
+            manager="pip",
+            platform=platform,
+            dependencies={},
+            url=r["url"],
+            hash=HashModel(sha256=r["sha256"]),
+            categories={"main"},
+        )
+        for platform, recs in pip.items()
         for r in recs
     ]
     meta = LockMeta(
-        content_hash={p: hashlib.sha256(f"{fp}:{p}".encode()).hexdigest() for p in records},
+        content_hash={p: hashlib.sha256(f"{fp}:{p}".encode()).hexdigest() for p in conda},
         channels=[project.channel_url(c) for c in recipe.channels],
-        platforms=sorted(records),
+        platforms=sorted(conda),
         sources=[os.path.relpath(recipe.path.resolve(), lock_path.parent.resolve())],
         custom_metadata={FINGERPRINT_KEY: fp, "envbuild_schema": str(FINGERPRINT_SCHEMA)},
     )
@@ -191,9 +238,32 @@ def write_lockfile(lockfile: Lockfile, path: Path) -> None:
     """Write ``lockfile`` to ``path`` with conda-lock's writer, atomically."""
     with staged_file(path) as tmp:
         write_conda_lock_file(lockfile, tmp, metadata_choices=())
-        # the writer names its own file in the help text; name the real one
-        text = tmp.read_text().replace(tmp.name, path.name)
-        atomic_write(tmp, text)
+        atomic_write(tmp, tmp.read_text().replace(tmp.name, path.name))
+
+
+def explicit_path(project: Project, name: str, platform: str) -> Path:
+    return project.path("locks") / f"{name}-{platform}.explicit.txt"
+
+
+def write_explicit(lockfile: Lockfile, project: Project, name: str) -> list[Path]:
+    """Render ``@EXPLICIT`` spec files (one URL#md5 per line, for ``conda create --file``)
+    with conda-lock's renderer, one per platform. Returns their paths."""
+    from conda_lock.conda_lock import render_lockfile_for_platform
+
+    paths = []
+    for platform in lockfile.metadata.platforms:
+        lines = render_lockfile_for_platform(
+            lockfile=lockfile.model_copy(deep=True),
+            include_dev_dependencies=False,
+            extras=None,
+            kind="explicit",
+            platform=platform,
+            suppress_warning_for_pip_and_explicit=True,
+        )
+        path = explicit_path(project, name, platform)
+        atomic_write(path, "\n".join(lines) + "\n")
+        paths.append(path)
+    return paths
 
 
 def read_lockfile(path: Path) -> Lockfile:
@@ -220,44 +290,81 @@ def locked_fingerprint(path: Path) -> str | None:
     return meta.get(FINGERPRINT_KEY)
 
 
-def lock_recipe(recipe: Recipe, project: Project) -> Path:
-    """Solve ``recipe`` and write ``locks/<name>.conda-lock.yml``. Returns its path.
+@dataclass(frozen=True, slots=True)
+class LockResult:
+    """A finished lock: the lockfile, explicit files and what changed since the last lock."""
 
-    Raises ChannelError/LockError (see :func:`solve`); an existing lockfile is untouched on
-    failure.
+    path: Path
+    explicit: tuple[Path, ...]
+    changes: tuple[lockdiff.Change, ...]
+    changed: bool
+
+
+def lock_recipe(recipe: Recipe, project: Project, update: tuple[str, ...] = ()) -> LockResult:
+    """Solve ``recipe`` (conda, then PyPI per platform) and write ``locks/<name>.conda-lock.yml``,
+    the explicit files and, if the lock changed, the diff reports.
+
+    Raises ChannelError/LockError; the existing lockfile is untouched on failure.
     """
     path = project.lockfile(recipe.name)
-    records = solve(recipe, project)
-    write_lockfile(to_lockfile(recipe, project, records, path), path)
-    n = sum(len(v) for v in records.values())
-    log.info("locked %s: %d packages for %s", recipe.name, n, ", ".join(records))
-    return path
+    old = read_lockfile(path) if path.exists() else None
+    if update and old is None:
+        msg = f"{_display(path)}: nothing locked yet, so nothing to update; run `doit lock`"
+        raise LockError(msg)
+    conda = solve(recipe, project, update, old)
+    pip = {
+        p: pypi.resolve(recipe, p, recs, _glibc(recipe, p))
+        for p, recs in conda.items()
+        if recipe.pypi_dependencies
+    }
+    new = to_lockfile(recipe, project, conda, pip, path)
+    changes = lockdiff.diff(old, new)
+    before = path.read_bytes() if path.exists() else None
+    write_lockfile(new, path)
+    explicit = write_explicit(new, project, recipe.name)
+    changed = before != path.read_bytes()
+    if changed:
+        lockdiff.write_reports(project.path("reports"), recipe.name, changes)
+        log.info(
+            "locked %s: %s\n%s",
+            recipe.name,
+            lockdiff.summary(changes),
+            lockdiff.to_markdown(recipe.name, changes) if changes else "",
+        )
+    n = {p: len(v) + len(pip.get(p, [])) for p, v in conda.items()}
+    log.info("locked %s: %s", recipe.name, ", ".join(f"{c} packages for {p}" for p, c in n.items()))
+    return LockResult(path, tuple(explicit), tuple(changes), changed)
 
 
-def install_records(lockfile: Lockfile, platform: str) -> list[dict[str, Any]]:
-    """The locked conda packages for ``platform`` as worker install records (explicit specs:
-    url + md5 + sha256, no solving)."""
-    out = []
+def install_records(
+    lockfile: Lockfile, platform: str, manager: str = "conda"
+) -> list[dict[str, Any]]:
+    """The locked packages of ``manager`` for ``platform``: for conda, worker install records
+    (url + md5 + sha256, no solving); for pip, {name, version, url, sha256}."""
+    out: list[dict[str, Any]] = []
     for p in lockfile.package:
-        if p.manager != "conda" or p.platform != platform:
+        if p.manager != manager or p.platform != platform:
             continue
-        fn = p.url.rsplit("/", 1)[-1]
-        subdir = p.url.rsplit("/", 2)[-2]
+        if manager == "pip":
+            out.append(
+                {"name": p.name, "version": p.version, "url": p.url, "sha256": p.hash.sha256}
+            )
+            continue
         out.append(
             {
                 "name": p.name,
                 "version": p.version,
                 "build": p.build or "",
-                "subdir": subdir,
+                "subdir": p.url.rsplit("/", 2)[-2],
                 "depends": [f"{k} {v}".strip() for k, v in p.dependencies.items()],
                 "md5": p.hash.md5,
                 "sha256": p.hash.sha256,
-                "fn": fn,
+                "fn": p.url.rsplit("/", 1)[-1],
                 "url": p.url,
                 "channel": p.url.rsplit("/", 2)[0],
             }
         )
-    if not out:
+    if manager == "conda" and not out:
         msg = f"the lockfile has no packages for platform {platform}"
         raise LockError(msg)
     return out

@@ -41,6 +41,7 @@ _PATH_KEYS = {
     "repodata_cache": "build/repodata-cache",
     "offline_channel": "build/offline-channel",
     "offline_cache": "build/offline-cache",
+    "reports": "reports",
 }
 _TOP_KEYS = {"mirrors", "paths", "offline"}
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn")

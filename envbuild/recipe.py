@@ -78,6 +78,14 @@ class Recipe:
     smoke: Smoke = field(default_factory=Smoke)
     pack: PackOptions = field(default_factory=PackOptions)
     docker: DockerOptions = field(default_factory=DockerOptions)
+    pypi_dependencies: tuple[str, ...] = ()
+    virtual_packages: tuple[tuple[str, str], ...] = ()
+    extends: tuple[str, ...] = ()
+    origins: tuple[tuple[str, str], ...] = ()  # package name -> recipe file that set its spec
+
+    def origin(self, package: str) -> str:
+        """The recipe file (display path) whose spec for ``package`` this recipe uses."""
+        return dict(self.origins).get(package, _display(self.path))
 
 
 def current_subdir() -> str:
@@ -163,7 +171,61 @@ def check_match_spec(spec: str) -> str | None:
     return None
 
 
-_TOP = ("name", "channels", "platforms", "dependencies", "smoke", "pack", "docker")
+_TOP = (
+    "name", "extends", "channels", "platforms", "dependencies", "pypi-dependencies",
+    "virtual_packages", "smoke", "pack", "docker",
+)  # fmt: skip
+VIRTUAL_PACKAGE_NAMES = ("__cuda", "__glibc", "__osx", "__linux", "__win", "__unix", "__archspec")
+
+
+def spec_name(spec: str) -> str:
+    """The normalised package name of a valid match spec."""
+    import rattler
+
+    name = rattler.MatchSpec(spec).name
+    assert name is not None
+    return name.normalized
+
+
+def pypi_name(requirement: str) -> str:
+    """The canonical (PEP 503) distribution name of a PEP 508 requirement string."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(Requirement(requirement).name)
+
+
+def _pypi_deps(c: _Checker, raw: Any) -> tuple[str, ...]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    reqs = c.str_list(raw, "pypi-dependencies")
+    for i, req in enumerate(reqs):
+        try:
+            parsed = Requirement(req)
+        except InvalidRequirement as e:
+            raise c.fail(
+                f"pypi-dependencies[{i}]", f"{req!r} is not a valid PEP 508 requirement: {e}"
+            ) from None
+        if parsed.url:
+            raise c.fail(
+                f"pypi-dependencies[{i}]",
+                f"{req!r}: direct URLs are not supported; name a version on the index",
+            )
+    return reqs
+
+
+def _virtual_packages(c: _Checker, raw: Any) -> tuple[tuple[str, str], ...]:
+    data = c.mapping(raw, "virtual_packages", VIRTUAL_PACKAGE_NAMES)
+    out = []
+    for name, version in data.items():
+        if isinstance(version, int | float) and not isinstance(version, bool):
+            version = str(version)
+        if not isinstance(version, str) or not re.match(r"^[0-9A-Za-z_.]+$", version):
+            raise c.fail(
+                f"virtual_packages.{name}", f"expected a version such as '12.0', got {version!r}"
+            )
+        out.append((name, version))
+    return tuple(out)
 
 
 def _smoke(c: _Checker, raw: Any) -> Smoke:
@@ -204,11 +266,22 @@ def _docker(c: _Checker, raw: Any) -> DockerOptions:
     )
 
 
-def parse_recipe(data: Any, path: Path) -> Recipe:
-    """Validate an already-loaded YAML document ``data`` read from ``path`` into a Recipe.
+def _extends(c: _Checker, raw: Any) -> tuple[str, ...]:
+    names = (raw,) if isinstance(raw, str) else c.str_list(raw, "extends")
+    for i, n in enumerate(names):
+        if not NAME_RE.match(n):
+            raise c.fail(f"extends[{i}]", f"{n!r} is not a recipe name")
+    return tuple(names)
+
+
+def parse_recipe(data: Any, path: Path, parents: tuple[Recipe, ...] = ()) -> Recipe:
+    """Validate a loaded YAML document ``data`` read from ``path`` into a Recipe, merged over
+    its already-loaded ``parents`` (see :mod:`envbuild.layers`).
 
     Raises RecipeError naming ``path``, the key path and the bad value.
     """
+    from envbuild.layers import merge
+
     c = _Checker(path)
     if data is None:
         raise c.fail("", "the recipe is empty; it needs at least 'dependencies'")
@@ -223,42 +296,43 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
         )
     if name != stem:
         raise c.fail("name", f"{name!r} must match the file name ({stem}.yml)")
-    channels = c.str_list(doc.get("channels", ["conda-forge"]), "channels")
-    if not channels:
+    channels = c.str_list(doc["channels"], "channels") if "channels" in doc else None
+    if channels is not None and not channels:
         raise c.fail("channels", "at least one channel is needed, e.g. [conda-forge]")
-    platforms = c.str_list(doc.get("platforms", [current_subdir()]), "platforms")
-    for i, plat in enumerate(platforms):
+    platforms = c.str_list(doc["platforms"], "platforms") if "platforms" in doc else None
+    for i, plat in enumerate(platforms or ()):
         if plat not in KNOWN_SUBDIRS:
             raise c.fail(
                 f"platforms[{i}]", f"unknown platform {plat!r}{did_you_mean(plat, KNOWN_SUBDIRS)}"
             )
-    if "dependencies" not in doc:
+    if "dependencies" not in doc and not parents:
         raise c.fail("dependencies", "missing; list the packages, e.g. ['python 3.11.*']")
-    deps = c.str_list(doc["dependencies"], "dependencies")
-    if not deps:
+    deps = c.str_list(doc.get("dependencies", []), "dependencies")
+    if not deps and not parents:
         raise c.fail("dependencies", "is empty; list at least one package")
     for i, spec in enumerate(deps):
         problem = check_match_spec(spec)
         if problem:
             raise c.fail(f"dependencies[{i}]", f"{spec!r} is not a valid match spec: {problem}")
-    return Recipe(
+    own = Recipe(
         name=name,
         path=path,
-        channels=channels,
-        platforms=tuple(dict.fromkeys(platforms)),
+        channels=channels or (),
+        platforms=tuple(dict.fromkeys(platforms or ())),
         dependencies=deps,
         smoke=_smoke(c, doc.get("smoke", {})),
         pack=_pack(c, doc.get("pack", {})),
         docker=_docker(c, doc.get("docker", {})),
+        pypi_dependencies=_pypi_deps(c, doc.get("pypi-dependencies", [])),
+        virtual_packages=_virtual_packages(c, doc.get("virtual_packages", {})),
+        extends=_extends(c, doc.get("extends", [])),
     )
+    return merge(own, parents, set(doc), default_platform=current_subdir())
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Read and validate the recipe file at ``path``.
-
-    Raises RecipeError if the file is missing, unreadable, not UTF-8, not valid YAML, or
-    invalid (see :func:`parse_recipe`).
-    """
+def read_document(path: Path) -> Any:
+    """The YAML document in ``path`` (safe_load). Raises RecipeError for a missing, unreadable,
+    non-UTF-8 or invalid-YAML file."""
     c = _Checker(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -269,13 +343,24 @@ def load_recipe(path: Path) -> Recipe:
     except OSError as e:
         raise c.fail("", f"cannot read: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise c.fail("", f"invalid YAML{at}: {problem}") from None
-    return parse_recipe(data, path)
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate the recipe file at ``path``, with its ``extends`` parents (looked up
+    beside it) merged in.
+
+    Raises RecipeError if this file or a parent is missing, unreadable, not UTF-8, not valid
+    YAML or invalid, and for a cycle of ``extends``.
+    """
+    from envbuild.layers import load_layered
+
+    return load_layered(path)
 
 
 def find_recipe(recipes_dir: Path, name: str, known: list[str]) -> Path:

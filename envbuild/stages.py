@@ -16,7 +16,14 @@ from envbuild import docker as docker_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild._fs import atomic_write, remove_tree
-from envbuild.errors import BuildError, EnvBuildError, PackError, RecipeError, SmokeError
+from envbuild.errors import (
+    BuildError,
+    EnvBuildError,
+    LockError,
+    PackError,
+    RecipeError,
+    SmokeError,
+)
 from envbuild.project import Project, load_project
 from envbuild.recipe import Recipe, _display, current_subdir, find_recipe, load_recipe
 from envbuild.smoke import smoke_env
@@ -64,9 +71,40 @@ def offline_channel(root: str) -> None:
     )
 
 
-def lock(root: str, name: str) -> None:
+def lock(root: str, name: str, update: str = "") -> None:
     project, recipe = _load(root, name)
-    lock_mod.lock_recipe(recipe, project)
+    names = tuple(u.strip() for u in update.split(",") if u.strip())
+    lock_mod.lock_recipe(recipe, project, names)
+
+
+def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
+    """name -> why its lock is stale, for each stale recipe among ``names``. No solve, no
+    network: compares recorded and current fingerprints."""
+    out = {}
+    for name in names:
+        try:
+            project, recipe = _load(root, name)
+        except EnvBuildError as e:
+            out[name] = f"recipe error: {e}"
+            continue
+        recorded = lock_mod.locked_fingerprint(project.lockfile(name))
+        if recorded is None:
+            out[name] = "no lockfile"
+        elif recorded != lock_mod.fingerprint(recipe, project):
+            out[name] = "the recipe's solve inputs changed since it was locked"
+    return out
+
+
+def check(root: str, env: str = "") -> None:
+    """Print each recipe's lock state; LockError (non-zero exit) if any is stale."""
+    project = load_project(Path(root))
+    names = [e for e in env.split(",") if e] or project.recipe_names()
+    stale = stale_reasons(Path(root), names)
+    for name in names:
+        print(f"{name}: {'STALE: ' + stale[name] if name in stale else 'up to date'}")
+    if stale:
+        msg = f"{len(stale)} of {len(names)} lockfile(s) stale: {', '.join(stale)}; run `doit lock`"
+        raise LockError(msg)
 
 
 def lock_is_fresh(root: Path, name: str) -> bool:

@@ -96,12 +96,13 @@ def _stage(
         yield {"basename": basename, "name": name, **task}
 
 
-def _lock(project: Project, name: str) -> TaskDict:
+def _lock(project: Project, name: str, update: str = "") -> TaskDict:
     root = str(project.root)
+    fresh = _uptodate(stages.lock_is_fresh, root, name)
     return {
-        "actions": [action(stages.lock, root, name)],
+        "actions": [action(stages.lock, root, name, update)],
         "targets": [project.lockfile(name)],
-        "uptodate": [_uptodate(stages.lock_is_fresh, root, name)],
+        "uptodate": [False] if update else [fresh],
         "task_dep": ["offline_channel"] if _uses_offline_channel(project) else [],
     }
 
@@ -149,12 +150,30 @@ STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
 }
 
 
-def stage_tasks(root: Path, stage: str, env: str | None) -> Iterator[TaskDict]:
+def stage_tasks(
+    root: Path, stage: str, env: str | None, update: str | None = None
+) -> Iterator[TaskDict]:
     """The doit subtasks of ``stage`` for the selected environments of the project at
-    ``root``."""
+    ``root``; ``update`` (lock only) names packages to update with the rest pinned."""
     project = load_project(root)
     doc, make = STAGES[stage]
+    if stage == "lock" and update:
+        yield from _stage(
+            project, selected(project, env), stage, doc, lambda p, n: _lock(p, n, update)
+        )
+        return
     yield from _stage(project, selected(project, env), stage, doc, make)
+
+
+def check_task(root: Path, env: str | None) -> TaskDict:
+    """``doit check``: list recipes whose lock is stale; fail if any. Never solves."""
+    return {
+        "basename": "check",
+        "doc": "list recipes whose lockfile is stale (no solve, no network); fails if any",
+        "actions": [action(stages.check, str(root), env or "")],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
 
 
 def offline_channel_task(root: Path) -> TaskDict:
@@ -162,4 +181,4 @@ def offline_channel_task(root: Path) -> TaskDict:
     return task_offline_channel(load_project(root))
 
 
-__all__ = ["STAGES", "action", "offline_channel_task", "selected", "stage_tasks"]
+__all__ = ["STAGES", "action", "check_task", "offline_channel_task", "selected", "stage_tasks"]

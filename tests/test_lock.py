@@ -17,7 +17,7 @@ from .conftest import TINY_RECIPE, Project
 
 def _lock(project: Project, name: str = "tiny") -> Path:
     p = load_project(project.root)
-    return lock.lock_recipe(load_recipe(p.recipe_file(name)), p)
+    return lock.lock_recipe(load_recipe(p.recipe_file(name)), p).path
 
 
 def test_lockfile_is_conda_lock_v1_with_hashes(project: Project) -> None:
@@ -89,7 +89,7 @@ def test_unknown_package_suggests_name(project: Project) -> None:
         _lock(project)
     msg = str(e.value)
     assert "tiny.yml: cannot lock for" in msg
-    assert "no package named 'python-dateutl'" in msg
+    assert "`python-dateutl`: no package named 'python-dateutl'" in msg
     assert "did you mean 'python-dateutil'?" in msg
 
 
@@ -97,9 +97,10 @@ def test_unsatisfiable_pins_explained(project: Project) -> None:
     project.write_recipe("tiny", "dependencies: ['python 3.11.*', 'python-dateutil <1']\n")
     with pytest.raises(LockError) as e:
         _lock(project)
-    assert "no build of 'python-dateutil' on channel(s) conda-forge" in str(e.value)
-    assert "matches '<1'" in str(e.value)
-    assert "no package named" not in str(e.value)
+    msg = str(e.value)
+    assert "tiny.yml: `python-dateutil <1`: no version of 'python-dateutil'" in msg
+    assert "matches (available: 4.0.0)" in msg or "matches (available: " in msg
+    assert "no package named" not in msg
 
 
 def test_conflicting_pins_explained(project: Project) -> None:
@@ -124,4 +125,5 @@ def test_failed_lock_keeps_existing_lockfile(project: Project) -> None:
     with pytest.raises(LockError):
         _lock(project)
     assert path.read_bytes() == before
-    assert list(path.parent.iterdir()) == [path]  # no temporary left behind
+    names = sorted(p.name for p in path.parent.iterdir())  # no temporary left behind
+    assert names == ["tiny-linux-64.explicit.txt", "tiny.conda-lock.yml"]

@@ -1,0 +1,103 @@
+"""Layered recipes: ``extends: base`` (or a list) merges parent recipes into a child.
+
+Rules (the child wins; later parents win over earlier ones):
+
+* channels: the child's own, then the parents' not already listed (strict priority order);
+* platforms, pack, docker: the child's if it sets them, else the first parent's;
+* dependencies and pypi-dependencies: merged by package name, a later spec replacing an earlier
+  one at its place; each remembers the recipe file that set it, for error messages;
+* virtual_packages: merged by name; smoke imports and commands: ordered union.
+
+Parents are looked up as ``<name>.yml`` beside the child. A missing parent or a cycle is a
+RecipeError naming the chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from envbuild.errors import RecipeError
+from envbuild.project import did_you_mean
+from envbuild.recipe import (
+    PackOptions,
+    Recipe,
+    Smoke,
+    _display,
+    parse_recipe,
+    pypi_name,
+    read_document,
+    spec_name,
+)
+
+DEFAULT_CHANNELS = ("conda-forge",)
+
+
+def _union(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(x for g in groups for x in g))
+
+
+def merge(
+    own: Recipe, parents: tuple[Recipe, ...], keys: set[str], default_platform: str
+) -> Recipe:
+    """Merge ``own`` (the child as parsed; ``keys`` are the keys its file sets) over
+    ``parents`` (already merged themselves). Pure."""
+    path = _display(own.path)
+    deps: dict[str, tuple[str, str]] = {}
+    pypi: dict[str, tuple[str, str]] = {}
+    for layer in (*parents, own):
+        origin = dict(layer.origins)
+        for spec in layer.dependencies:
+            n = spec_name(spec)
+            deps[n] = (spec, path if layer is own else origin.get(n, _display(layer.path)))
+        for req in layer.pypi_dependencies:
+            n = pypi_name(req)
+            pypi[n] = (req, path if layer is own else origin.get(n, _display(layer.path)))
+    first = parents[0] if parents else None
+    platforms = own.platforms or (first.platforms if first else (default_platform,))
+    return replace(
+        own,
+        channels=_union(own.channels, *(p.channels for p in parents)) or DEFAULT_CHANNELS,
+        platforms=platforms,
+        dependencies=tuple(spec for spec, _ in deps.values()),
+        pypi_dependencies=tuple(req for req, _ in pypi.values()),
+        origins=tuple((n, o) for n, (_, o) in {**deps, **pypi}.items()),
+        virtual_packages=tuple(
+            {k: v for p in (*parents, own) for k, v in p.virtual_packages}.items()
+        ),
+        smoke=Smoke(
+            imports=_union(*(p.smoke.imports for p in parents), own.smoke.imports),
+            commands=_union(*(p.smoke.commands for p in parents), own.smoke.commands),
+        ),
+        pack=own.pack if "pack" in keys or not first else first.pack,
+        docker=own.docker if "docker" in keys or not first else first.docker,
+    )
+
+
+def load_layered(path: Path, stack: tuple[Path, ...] = ()) -> Recipe:
+    """Load the recipe at ``path`` with its parents merged in (recursively)."""
+    if path.resolve() in stack:
+        chain = " -> ".join(p.stem for p in (*stack, path.resolve()))
+        msg = f"{_display(path)}: extends: cycle of recipes: {chain}; remove one 'extends'"
+        raise RecipeError(msg)
+    data = read_document(path)
+    parents: list[Recipe] = []
+    names = data.get("extends", []) if isinstance(data, dict) else []
+    names = [names] if isinstance(names, str) else names
+    if isinstance(names, list):
+        known = sorted(p.stem for p in path.parent.glob("*.yml"))
+        for i, name in enumerate(names):
+            if not isinstance(name, str) or "/" in name or name.startswith("."):
+                continue  # parse_recipe reports the bad value
+            parent = path.parent / f"{name}.yml"
+            if not parent.exists():
+                msg = (
+                    f"{_display(path)}: extends[{i}]: no recipe '{name}' "
+                    f"({_display(parent)}){did_you_mean(name, known)}"
+                )
+                raise RecipeError(msg)
+            parents.append(load_layered(parent, (*stack, path.resolve())))
+    return parse_recipe(data, path, tuple(parents))
+
+
+__all__ = ["DEFAULT_CHANNELS", "PackOptions", "load_layered", "merge"]
