@@ -208,7 +208,7 @@ def _installed_records(prefix: Path, names: set[str]) -> dict[str, list[str]]:
     """dist name -> prefix-relative paths from its RECORD, for the dists in ``names``."""
     out: dict[str, list[str]] = {}
     for record in prefix.glob("lib/python*/site-packages/*.dist-info/RECORD"):
-        dist = canonicalize_name(record.parent.name.rsplit("-", 1)[0])
+        dist = canonicalize_name(record.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0])
         if dist not in names:
             continue
         sp = record.parent.parent.relative_to(prefix)

@@ -161,7 +161,7 @@ def check_match_spec(spec: str) -> str | None:
     from rattler.exceptions import InvalidMatchSpecError
 
     try:
-        ms = rattler.MatchSpec(spec)
+        ms = rattler.MatchSpec(spec, strict=True)  # what the solver accepts
     except InvalidMatchSpecError as e:
         return str(e)
     except Exception as e:  # py-rattler raises a few other parse errors

@@ -99,7 +99,7 @@ def make_project(tmp_path: Path, channel: Path, package_cache: Path) -> Callable
             """)
         )
         project = Project(root)
-        for name, text in (recipes or {"tiny": None}).items():
+        for name, text in (recipes if recipes is not None else {"tiny": None}).items():
             project.write_recipe(name, text)
         return project
 

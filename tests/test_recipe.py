@@ -55,6 +55,18 @@ BAD = [
         "dependencies: [python, 'numpy >=>1']\n",
         r"dependencies\[1\]: 'numpy >=>1' is not a valid match spec",
     ),
+    (
+        "dependencies: ['python 3.9.7']\n",
+        r"'python 3.9.7' is not a valid match spec: missing range specifier.*Did you mean '==3.9.7'",
+    ),
+    (
+        "dependencies: [python]\npypi-dependencies: ['requests >=>2']\n",
+        r"pypi-dependencies\[0\]: 'requests >=>2' is not a valid PEP 508 requirement",
+    ),
+    (
+        "dependencies: [python]\nvirtual_packages: {__cdua: '12'}\n",
+        r"virtual_packages\.__cdua: unknown key \(did you mean '__cuda'\?\)",
+    ),
     ("dependencies: numpy\n", r"dependencies: expected a list of strings, got the string 'numpy'"),
     ("dependencies: [python, 3]\n", r"dependencies\[1\]: expected a non-empty string, got 3"),
     ("dependencies: []\n", r"dependencies: is empty"),
