@@ -204,6 +204,21 @@ def conda_owned_files(prefix: Path) -> dict[str, str]:
     return owned
 
 
+def _top_level(path: str) -> str:
+    """The import name a site-packages path provides ('' for metadata and other paths)."""
+    parts = path.split("/")
+    if "site-packages" not in parts:
+        return ""
+    rest = parts[parts.index("site-packages") + 1 :]
+    if (
+        not rest
+        or rest[0].endswith((".dist-info", ".egg-info", ".pth"))
+        or rest[0] in ("__pycache__", "README.txt")
+    ):
+        return ""
+    return rest[0].removesuffix(".py") if len(rest) == 1 else rest[0]
+
+
 def _installed_records(prefix: Path, names: set[str]) -> dict[str, list[str]]:
     """dist name -> prefix-relative paths from its RECORD, for the dists in ``names``."""
     out: dict[str, list[str]] = {}
@@ -259,8 +274,17 @@ def install(prefix: Path, records: list[dict[str, Any]], recipe: Recipe) -> None
             + _proc.format_failure(result)
         )
         raise BuildError(msg)
+    conda_top = {_top_level(f): pkg for f, pkg in owned.items() if _top_level(f)}
     for dist, files in _installed_records(prefix, {r["name"] for r in records}).items():
         clash = sorted(f for f in files if f in owned)
+        shared = sorted({t for f in files if (t := _top_level(f)) and t in conda_top} - {""})
+        if shared and not clash:
+            msg = (
+                f"{_display(recipe.path)}: PyPI package '{dist}' provides the import name "
+                f"'{shared[0]}', which conda package '{conda_top[shared[0]]}' already "
+                "provides; remove one of them from the recipe"
+            )
+            raise BuildError(msg)
         if clash:
             msg = (
                 f"{_display(recipe.path)}: PyPI package '{dist}' overwrites "

@@ -225,3 +225,15 @@ def test_check_lists_stale_without_solving(fake: Project) -> None:
     stale = fake.doit("check", check=False)
     assert stale.returncode != 0
     assert "b: STALE" in stale.stdout and "a: up to date" in stale.stdout
+
+
+def test_doit_lock_update_var(fake: Project) -> None:
+    fake.write_recipe("u", "platforms: [linux-64]\ndependencies: [beta]\n")
+    fake.doit("lock")
+    add_newer_versions(Path(load_project(fake.root).mirrors["conda-forge"]))
+    assert Project.executed(fake.doit("lock")) == []  # recipe unchanged: no relock
+    proc = fake.doit("lock", "env=u", "update=alpha")
+    assert Project.executed(proc) == ["lock:u"]
+    assert "| upgraded | alpha | 1.0 0 | 2.0 0 |" in proc.stderr
+    lockfile = fake.root / "locks" / "u.conda-lock.yml"
+    assert _versions(lockfile, "linux-64") == {"alpha": "2.0", "beta": "1.0"}
