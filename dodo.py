@@ -30,6 +30,10 @@ def task_lock():
     yield from stage_tasks(ROOT, "lock", ENV, UPDATE)
 
 
+def task_verify():
+    yield from stage_tasks(ROOT, "verify", ENV)
+
+
 def task_check():
     return check_task(ROOT, ENV)
 

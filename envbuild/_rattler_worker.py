@@ -201,11 +201,19 @@ def _repodata_record(j: dict[str, Any]) -> rattler.RepoDataRecord:
 
 async def install(req: dict[str, Any]) -> int:
     """Install exactly ``req["records"]`` into ``req["prefix"]``; no solve. Returns the count."""
+    from rattler.package_cache import PackageCache, PackageCacheLayer, ValidationMode
+
     records = [_repodata_record(j) for j in req["records"]]
+    # Copies, not hard links: an edited environment file must never alter the cache (or the
+    # other environments sharing it). Full validation re-hashes cached packages against their
+    # paths.json, so a truncated or altered cache entry is re-extracted, never linked.
+    config, _ = rattler.Config.from_toml_with_unused_keys("allow-hard-links = false\n")
+    layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(ValidationMode.full())
     await rattler.install(
         records,
         req["prefix"],
-        cache_dir=req.get("cache_dir"),
+        package_cache=PackageCache.from_layers([layer]),
+        config=config,
         platform=rattler.Platform(req["platform"]) if req.get("platform") else None,
         show_progress=False,
         execute_link_scripts=False,

@@ -20,6 +20,7 @@ from typing import Any
 from envbuild import lock as lock_mod
 from envbuild import pypi, rattler_client
 from envbuild._fs import atomic_write, remove_tree, replace_symlink
+from envbuild._mutex import hold
 from envbuild.errors import BuildError
 from envbuild.project import Project
 from envbuild.recipe import Recipe, _display, current_subdir
@@ -43,6 +44,7 @@ class BuildInfo:
     fingerprint: str
     packages: int
     seconds: float
+    prefix: str = ""  # the absolute path the packages were installed for
 
     def to_json(self) -> str:
         return json.dumps({k: getattr(self, k) for k in self.__slots__}, indent=2)
@@ -90,6 +92,16 @@ def new_build_id(lock_sha: str, now: float | None = None) -> str:
     return f"{stamp}-{lock_sha[:12]}"
 
 
+def _unused_build_id(root: Path, build_id: str) -> str:
+    """``build_id``, or with ``-2``, ``-3``... appended if a build of that id exists (two builds
+    of one lock within a second must never share, and so delete, a prefix)."""
+    candidate, n = build_id, 1
+    while (root / candidate).exists() or marker_path(root / candidate).exists():
+        n += 1
+        candidate = f"{build_id}-{n}"
+    return candidate
+
+
 def _current_target(project: Project, name: str) -> Path | None:
     link = project.env_prefix(name)
     return link.resolve() if link.is_symlink() and link.resolve().exists() else None
@@ -124,6 +136,14 @@ def clean_stale_builds(project: Project, name: str, keep: int = KEEP_PREVIOUS) -
 
 
 def build_env(recipe: Recipe, project: Project) -> Path:
+    """Build ``recipe``'s environment; see :func:`_build_env`. One build of an environment runs
+    at a time: a second one waits for the first (with a message)."""
+    lock = builds_root(project, recipe.name).with_name(f".{recipe.name}.lock")
+    with hold(lock, f"build of environment '{recipe.name}'"):
+        return _build_env(recipe, project)
+
+
+def _build_env(recipe: Recipe, project: Project) -> Path:
     """Install the locked packages of ``recipe`` for this platform into a new prefix and make
     ``envs/<name>`` point at it. Returns the new prefix (absolute path).
 
@@ -152,10 +172,8 @@ def build_env(recipe: Recipe, project: Project) -> Path:
     pip_records = lock_mod.install_records(lockfile, platform, "pip")
     lock_sha = file_sha256(lock_path)
     clean_stale_builds(project, recipe.name)
-    build_id = new_build_id(lock_sha)
+    build_id = _unused_build_id(builds_root(project, recipe.name), new_build_id(lock_sha))
     prefix = builds_root(project, recipe.name) / build_id
-    remove_tree(marker_path(prefix))
-    remove_tree(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     try:
@@ -167,8 +185,9 @@ def build_env(recipe: Recipe, project: Project) -> Path:
             platform,
             lock_sha,
             fp,
-            len(records),
+            len(records) + len(pip_records),
             round(time.monotonic() - start, 3),
+            str(prefix),
         )
         atomic_write(marker_path(prefix), info.to_json())
     except BaseException:

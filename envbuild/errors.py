@@ -41,3 +41,7 @@ class DockerError(EnvBuildError):
 
 class ProcessError(EnvBuildError):
     """A subprocess exited non-zero (see envbuild._proc)."""
+
+
+class VerifyError(EnvBuildError):
+    """An environment no longer matches its lockfile."""

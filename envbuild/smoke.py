@@ -57,7 +57,8 @@ def activated_env(prefix: Path) -> dict[str, str]:
 def plan(smoke: Smoke, prefix: Path) -> list[tuple[str, str, list[str]]]:
     """(kind, target, argv) for each check, imports first (pure)."""
     python = str(prefix / "bin" / "python")
-    checks = [("import", m, [python, "-I", "-c", f"import {m}"]) for m in smoke.imports]
+    # -I: isolated from the caller; -B: importing must not write bytecode into the prefix
+    checks = [("import", m, [python, "-I", "-B", "-c", f"import {m}"]) for m in smoke.imports]
     checks += [("command", c, ["/bin/sh", "-c", c]) for c in smoke.commands]
     return checks
 

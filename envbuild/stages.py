@@ -15,6 +15,7 @@ from envbuild import build as build_mod
 from envbuild import docker as docker_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
+from envbuild import verify as verify_mod
 from envbuild._fs import atomic_write, remove_tree
 from envbuild.errors import (
     BuildError,
@@ -23,6 +24,7 @@ from envbuild.errors import (
     PackError,
     RecipeError,
     SmokeError,
+    VerifyError,
 )
 from envbuild.project import Project, load_project
 from envbuild.recipe import Recipe, _display, current_subdir, find_recipe, load_recipe
@@ -133,14 +135,46 @@ def build(root: str, name: str) -> None:
 
 
 def build_is_current(root: Path, name: str) -> bool:
-    """True if envs/<name> is a complete build of the current lockfile and its state file
-    names that build."""
+    """True if envs/<name> is a complete build of the current lockfile, its state file names
+    that build, and no verification found it drifted (a drifted environment is recreated)."""
     project = load_project(root)
     if not build_mod.is_current(project, name):
         return False
     state = _read_json(build_state(project, name))
     info = build_mod.read_marker(project.env_prefix(name))
-    return state is not None and info is not None and state.get("build_id") == info.build_id
+    if state is None or info is None or state.get("build_id") != info.build_id:
+        return False
+    report = _read_json(verify_report(project, name))
+    return not (
+        report and report.get("build_id") == info.build_id and report.get("status") != "clean"
+    )
+
+
+def verify_report(project: Project, name: str) -> Path:
+    return project.path("reports") / f"{name}.verify.json"
+
+
+def verify(root: str, name: str) -> None:
+    """Compare envs/<name> with its lock; print a table, write reports/<name>.verify.json.
+    Raises VerifyError if anything differs."""
+    project, recipe = _load(root, name)
+    lockfile = lock_mod.read_lockfile(project.lockfile(name))
+    prefix = project.env_prefix(name)
+    info = build_mod.read_marker(prefix)
+    findings = verify_mod.verify_prefix(
+        prefix, lockfile, current_subdir(), info.prefix if info else ""
+    )
+    print(f"{name}: {verify_mod.table(findings)}")
+    report = verify_report(project, name)
+    verify_mod.write_report(report, name, info.build_id if info else "", findings)
+    if findings:
+        kinds = sorted({f.kind for f in findings})
+        msg = (
+            f"environment '{name}' does not match {_display(project.lockfile(name))}: "
+            f"{len(findings)} finding(s) ({', '.join(kinds)}); details in "
+            f"{_display(report)}; `doit build env={name}` recreates it from the lock"
+        )
+        raise VerifyError(msg)
 
 
 def smoke(root: str, name: str) -> None:

@@ -141,12 +141,17 @@ def _docker(project: Project, name: str) -> TaskDict:
     }
 
 
+def _verify(project: Project, name: str) -> TaskDict:
+    return {"actions": [action(stages.verify, str(project.root), name)], "uptodate": [False]}
+
+
 STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
     "lock": ("solve each recipe and write locks/<name>.conda-lock.yml", _lock),
     "build": ("install the locked packages into envs/<name> (staged, then switched)", _build),
     "smoke": ("run each recipe's smoke imports and commands in its environment", _smoke),
     "pack": ("conda-pack each environment into dist/ and prove the tarball", _pack),
     "docker": ("render docker/<name>/Dockerfile and its build context", _docker),
+    "verify": ("compare each environment with its lockfile; fails on any drift", _verify),
 }
 
 

@@ -1,0 +1,232 @@
+"""Verify an installed environment against its lockfile and its own ``conda-meta`` records.
+
+Finds, per package and path: locked packages missing, packages the lock does not list (conda or
+pip), other versions or builds, deleted files, files whose sha256 differs from the recorded one
+(``sha256_in_prefix`` for files rewritten with the prefix at install time), conda files
+overwritten by a pip install, editable installs, and a prefix that was moved. Record format:
+conda's ``conda-meta/<pkg>.json`` with ``paths_data``
+(https://docs.conda.io/projects/conda/en/latest/dev-guide/deep-dives/install.html); pip
+metadata: the installed-project format of https://packaging.python.org/en/latest/specifications/recording-installed-packages/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from conda_lock.lockfile.v2prelim.models import Lockfile
+from packaging.utils import canonicalize_name
+
+from envbuild._fs import atomic_write
+
+KINDS = (
+    "not-built",
+    "missing-package",
+    "extra-package",
+    "version-mismatch",
+    "missing-file",
+    "modified-file",
+    "pip-overwrite",
+    "editable",
+    "prefix-moved",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One difference between an environment and its lock."""
+
+    kind: str
+    package: str
+    path: str
+    detail: str
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def conda_records(prefix: Path) -> dict[str, dict[str, Any]]:
+    """name -> conda-meta record of every conda package installed in ``prefix``."""
+    out = {}
+    for meta in sorted((prefix / "conda-meta").glob("*.json")):
+        data = json.loads(meta.read_text())
+        out[data["name"]] = data
+    return out
+
+
+def pip_dists(prefix: Path, conda_files: set[str]) -> dict[str, Path]:
+    """canonical name -> .dist-info directory, for distributions not installed by conda."""
+    out: dict[str, Path] = {}
+    for info in prefix.glob("lib/python*/site-packages/*.dist-info"):
+        rel = info.relative_to(prefix).as_posix()
+        if f"{rel}/METADATA" in conda_files or f"{rel}/RECORD" in conda_files:
+            continue
+        name = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        out[canonicalize_name(name[0])] = info
+    return out
+
+
+def _record_paths(prefix: Path, info: Path) -> set[str]:
+    record = info / "RECORD"
+    if not record.exists():
+        return set()
+    base = info.parent
+    paths = set()
+    for line in record.read_text().splitlines():
+        rel = line.split(",", 1)[0]
+        if rel:
+            try:
+                paths.add((base / rel).resolve().relative_to(prefix.resolve()).as_posix())
+            except ValueError:
+                continue
+    return paths
+
+
+def _is_editable(info: Path) -> bool:
+    direct = info / "direct_url.json"
+    if direct.exists():
+        try:
+            return bool(json.loads(direct.read_text()).get("dir_info", {}).get("editable"))
+        except ValueError:
+            return False
+    return False
+
+
+def _package_findings(
+    lock: Lockfile, platform: str, conda: dict[str, dict[str, Any]], pips: dict[str, Path]
+) -> list[Finding]:
+    out = []
+    locked = {p.name: p for p in lock.package if p.platform == platform}
+    for name, p in sorted(locked.items()):
+        if p.manager == "conda":
+            rec = conda.get(name)
+            if rec is None:
+                out.append(Finding("missing-package", name, "", f"locked {p.version} {p.build}"))
+            elif (rec["version"], rec["build"]) != (p.version, p.build):
+                out.append(
+                    Finding(
+                        "version-mismatch",
+                        name,
+                        "",
+                        f"locked {p.version} {p.build}, installed {rec['version']} {rec['build']}",
+                    )
+                )
+        elif canonicalize_name(name) not in pips:
+            out.append(Finding("missing-package", name, "", f"locked pip {p.version}"))
+    for name in sorted(set(conda) - {n for n, p in locked.items() if p.manager == "conda"}):
+        out.append(
+            Finding("extra-package", name, "", f"conda {conda[name]['version']} not in the lock")
+        )
+    pip_locked: dict[str, Any] = {
+        canonicalize_name(n): p for n, p in locked.items() if p.manager == "pip"
+    }
+    for name, info in sorted(pips.items()):
+        version = info.name.removesuffix(".dist-info").rsplit("-", 1)[-1]
+        if name not in pip_locked:
+            out.append(Finding("extra-package", name, info.name, f"pip {version} not in the lock"))
+        elif pip_locked[name].version != version:
+            out.append(
+                Finding(
+                    "version-mismatch",
+                    name,
+                    info.name,
+                    f"locked pip {pip_locked[name].version}, installed {version}",
+                )
+            )
+        if _is_editable(info):
+            out.append(Finding("editable", name, info.name, "editable (development) install"))
+    return out
+
+
+def _file_findings(
+    prefix: Path, conda: dict[str, dict[str, Any]], pip_owned: dict[str, str]
+) -> list[Finding]:
+    out = []
+    for name, rec in sorted(conda.items()):
+        for entry in rec.get("paths_data", {}).get("paths", []):
+            rel = entry["_path"]
+            path = prefix / rel
+            if not path.exists() and not path.is_symlink():
+                out.append(Finding("missing-file", name, rel, "deleted"))
+                continue
+            expected = entry.get("sha256_in_prefix") or entry.get("sha256")
+            if entry.get("path_type") != "hardlink" or not expected or path.is_symlink():
+                continue
+            if _sha256(path) != expected:
+                if rel in pip_owned:
+                    out.append(
+                        Finding(
+                            "pip-overwrite",
+                            name,
+                            rel,
+                            f"overwritten by pip package '{pip_owned[rel]}'",
+                        )
+                    )
+                else:
+                    out.append(
+                        Finding(
+                            "modified-file", name, rel, "sha256 differs from the installed file"
+                        )
+                    )
+    return out
+
+
+def verify_prefix(
+    prefix: Path, lock: Lockfile, platform: str, installed_for: str = ""
+) -> list[Finding]:
+    """Compare the environment at ``prefix`` with ``lock`` (for ``platform``).
+
+    ``installed_for`` is the absolute path the packages were installed for (the build
+    marker's ``prefix``); a different real path means the prefix was moved. Output: findings,
+    empty for a clean environment. Reads every file of every conda package (sha256).
+    """
+    if not (prefix / "conda-meta").is_dir():
+        return [Finding("not-built", "", str(prefix), "no environment (conda-meta) here")]
+    conda = conda_records(prefix)
+    conda_files = {f for rec in conda.values() for f in rec.get("files", [])}
+    pips = pip_dists(prefix, conda_files)
+    pip_owned = {p: name for name, info in pips.items() for p in _record_paths(prefix, info)}
+    findings = _package_findings(lock, platform, conda, pips)
+    findings += _file_findings(prefix, conda, pip_owned)
+    real = str(prefix.resolve())
+    if installed_for and installed_for != real:
+        findings.append(Finding("prefix-moved", "", real, f"installed for {installed_for}"))
+    return findings
+
+
+def table(findings: list[Finding]) -> str:
+    """A fixed-width text table of findings (or a one-line all-clear)."""
+    if not findings:
+        return "no findings: the environment matches its lock"
+    rows = [("KIND", "PACKAGE", "PATH", "DETAIL")] + [
+        (f.kind, f.package, f.path, f.detail) for f in findings
+    ]
+    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+        for r in rows
+    )
+
+
+def write_report(path: Path, name: str, build_id: str, findings: list[Finding]) -> None:
+    """The JSON report: recipe, build id, status (clean/drifted), findings."""
+    atomic_write(
+        path,
+        json.dumps(
+            {
+                "recipe": name,
+                "build_id": build_id,
+                "status": "drifted" if findings else "clean",
+                "findings": [asdict(f) for f in findings],
+            },
+            indent=2,
+        ),
+    )
