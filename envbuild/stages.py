@@ -157,7 +157,7 @@ def verify_report(project: Project, name: str) -> Path:
 def verify(root: str, name: str) -> None:
     """Compare envs/<name> with its lock; print a table, write reports/<name>.verify.json.
     Raises VerifyError if anything differs."""
-    project, recipe = _load(root, name)
+    project, _recipe = _load(root, name)  # validates the recipe exists
     lockfile = lock_mod.read_lockfile(project.lockfile(name))
     prefix = project.env_prefix(name)
     info = build_mod.read_marker(prefix)
