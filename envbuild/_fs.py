@@ -104,6 +104,22 @@ def replace_symlink(link: Path, target: str) -> None:
     os.replace(tmp, link)
 
 
+def clean_temporaries(final: Path) -> list[Path]:
+    """Remove leftovers of interrupted writes of ``final``: siblings named ``.<name>.*``
+    (staged files, work directories) and ``<name>.partial``. Call while holding the
+    artifact's mutex. Returns what was removed."""
+    if not final.parent.is_dir():
+        return []
+    removed = [
+        p
+        for p in final.parent.iterdir()
+        if p.name.startswith(f".{final.name}.") or p.name == final.name + PARTIAL_SUFFIX
+    ]
+    for p in removed:
+        remove_tree(p)
+    return removed
+
+
 def remove_tree(path: Path) -> None:
     """Remove a file, symlink or directory tree if it exists (read-only files included)."""
     if path.is_symlink() or path.is_file():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,30 @@ def _build_env(recipe: Recipe, project: Project) -> Path:
     return prefix
 
 
+# Failures worth another attempt: the connection broke, the server was busy. A checksum
+# mismatch is not among them: the channel serves corrupt data, and retrying cannot fix it.
+_TRANSIENT = (
+    "error decoding response body",
+    "error sending request",
+    "connection",
+    "timed out",
+    "end of file before message length",
+    "status code: 5",
+    "429",
+    "502",
+    "503",
+    "504",
+)
+
+
+def retry_policy() -> tuple[int, float]:
+    """(attempts, first back-off in seconds) for downloads: ``ENVBUILD_DOWNLOAD_ATTEMPTS``
+    (default 4) and ``ENVBUILD_RETRY_BACKOFF`` (default 1.0; doubles each retry)."""
+    attempts = int(os.environ.get("ENVBUILD_DOWNLOAD_ATTEMPTS", "4"))
+    backoff = float(os.environ.get("ENVBUILD_RETRY_BACKOFF", "1.0"))
+    return max(1, attempts), max(0.0, backoff)
+
+
 def _install(
     records: list[dict[str, Any]], prefix: Path, project: Project, platform: str, recipe: Recipe
 ) -> None:
@@ -209,11 +234,29 @@ def _install(
         "platform": platform,
         "cache_dir": str(project.path("package_cache")),
     }
-    try:
-        rattler_client.call("install", request)
-    except rattler_client.RattlerCallError as e:
-        msg = (
-            f"{_display(recipe.path)}: installing the locked packages into "
-            f"{_display(prefix)} failed:\n  {e.failure.type}: {e.failure.message}"
-        )
-        raise BuildError(msg) from None
+    attempts, backoff = retry_policy()
+    for attempt in range(1, attempts + 1):
+        try:
+            rattler_client.call("install", request)
+            return
+        except rattler_client.RattlerCallError as e:
+            message = e.failure.message
+            transient = any(t in message for t in _TRANSIENT)
+            if transient and attempt < attempts:
+                delay = backoff * 2 ** (attempt - 1)
+                log.warning(
+                    "download failed (attempt %d of %d), retrying in %.1f s: %s",
+                    attempt,
+                    attempts,
+                    delay,
+                    message.splitlines()[0],
+                )
+                remove_tree(prefix)  # start the next attempt from an empty prefix
+                time.sleep(delay)
+                continue
+            tried = f" after {attempt} attempts" if transient else ""
+            msg = (
+                f"{_display(recipe.path)}: installing the locked packages into "
+                f"{_display(prefix)} failed{tried}:\n  {e.failure.type}: {message}"
+            )
+            raise BuildError(msg) from None

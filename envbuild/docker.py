@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from envbuild._fs import atomic_write, staged_file
+from envbuild._fs import atomic_write, clean_temporaries, staged_file
 from envbuild.errors import DockerError
 from envbuild.pack import open_tar_stream
 from envbuild.recipe import Recipe, _display
@@ -80,6 +80,8 @@ def render(template_dir: Path, ctx: DockerContext) -> str:
 def write_context(tarball: Path, out_dir: Path, dockerfile: str) -> Path:
     """Write ``out_dir/env.tar`` (the tarball decompressed) then ``out_dir/Dockerfile``, each
     atomically; returns the Dockerfile path."""
+    for artifact in (out_dir / CONTEXT_ARCHIVE, out_dir / "Dockerfile"):
+        clean_temporaries(artifact)  # of a run that was killed
     with staged_file(out_dir / CONTEXT_ARCHIVE) as tmp:
         with open_tar_stream(tarball) as src, tmp.open("wb") as dst:
             if tarball.name.endswith(".gz"):

@@ -24,7 +24,7 @@ from conda_lock.lockfile.v1.models import HashModel, LockMeta
 from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 
 from envbuild import lockdiff, pypi, rattler_client
-from envbuild._fs import atomic_write, staged_file
+from envbuild._fs import atomic_write, clean_temporaries, staged_file
 from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
 from envbuild.project import Project
@@ -236,6 +236,7 @@ def to_lockfile(
 
 def write_lockfile(lockfile: Lockfile, path: Path) -> None:
     """Write ``lockfile`` to ``path`` with conda-lock's writer, atomically."""
+    clean_temporaries(path)  # of a run that was killed
     with staged_file(path) as tmp:
         write_conda_lock_file(lockfile, tmp, metadata_choices=())
         atomic_write(tmp, tmp.read_text().replace(tmp.name, path.name))

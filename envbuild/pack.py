@@ -21,7 +21,7 @@ from typing import IO
 import zstandard
 
 from envbuild import _proc
-from envbuild._fs import staged_file
+from envbuild._fs import clean_temporaries, staged_file
 from envbuild.errors import PackError
 from envbuild.recipe import PackOptions, Smoke, _display
 from envbuild.smoke import activated_env, failure_message, run_checks
@@ -76,12 +76,15 @@ def extract(tarball: Path, dest: Path, zstd: bool | None = None) -> None:
         tf.extractall(dest, filter="tar")
 
 
-def prove(tarball: Path, smoke: Smoke, name: str, zstd: bool | None = None) -> None:
+def prove(
+    tarball: Path, smoke: Smoke, name: str, zstd: bool | None = None, final: Path | None = None
+) -> None:
     """Unpack ``tarball`` elsewhere, run conda-unpack, then the smoke imports there.
 
     Raises PackError with the failing step's output.
     """
-    with tempfile.TemporaryDirectory(prefix=f"envbuild-prove-{name}-") as tmp:
+    final = final or tarball  # scratch space is named after it, for clean_temporaries
+    with tempfile.TemporaryDirectory(prefix=f".{final.name}.prove-", dir=final.parent) as tmp:
         dest = Path(tmp) / "env"
         extract(tarball, dest, zstd)
         unpack = [str(dest / "bin" / "python"), str(dest / "bin" / "conda-unpack")]
@@ -105,15 +108,16 @@ def pack_env(name: str, prefix: Path, dest: Path, options: PackOptions, smoke: S
     failure (or Ctrl-C) it is left as it was. Raises PackError.
     """
     real = prefix.resolve()
+    clean_temporaries(dest)  # of a run that was killed
     with staged_file(dest) as tmp:
         if options.format == "tar.zst":
-            with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".pack-") as work:
+            with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.pack-") as work:
                 plain = Path(work) / "env.tar"
                 _conda_pack(real, plain, "tar", options.level)
                 _zstd_compress(plain, tmp, options.level)
         else:
             _conda_pack(real, tmp, options.format, options.level)
         os.chmod(tmp, 0o644)
-        prove(tmp, smoke, name, zstd=options.format == "tar.zst")
+        prove(tmp, smoke, name, zstd=options.format == "tar.zst", final=dest)
     log.info("packed %s: %s (%.1f MB)", name, _display(dest), dest.stat().st_size / 1e6)
     return dest

@@ -6,6 +6,7 @@ module and records its state file atomically. Also the up-to-date checks, which 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -17,6 +18,7 @@ from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
 from envbuild._fs import atomic_write, remove_tree
+from envbuild._mutex import hold
 from envbuild.errors import (
     BuildError,
     EnvBuildError,
@@ -31,6 +33,11 @@ from envbuild.recipe import Recipe, _display, current_subdir, find_recipe, load_
 from envbuild.smoke import smoke_env
 
 log = logging.getLogger("envbuild")
+
+
+def _exclusive(project: Project, name: str, stage: str) -> contextlib.AbstractContextManager[None]:
+    """One ``stage`` of environment ``name`` at a time across processes."""
+    return hold(project.path("state") / f".{name}.{stage}.lock", f"{stage} of '{name}'")
 
 
 def _load(root: str | Path, name: str) -> tuple[Project, Recipe]:
@@ -76,7 +83,8 @@ def offline_channel(root: str) -> None:
 def lock(root: str, name: str, update: str = "") -> None:
     project, recipe = _load(root, name)
     names = tuple(u.strip() for u in update.split(",") if u.strip())
-    lock_mod.lock_recipe(recipe, project, names)
+    with _exclusive(project, name, "lock"):
+        lock_mod.lock_recipe(recipe, project, names)
 
 
 def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
@@ -199,9 +207,10 @@ def pack(root: str, name: str) -> None:
             f"run `doit smoke env={name}`"
         )
         raise PackError(msg)
-    pack_mod.pack_env(
-        name, project.env_prefix(name), tarball(project, name), recipe.pack, recipe.smoke
-    )
+    with _exclusive(project, name, "pack"):
+        pack_mod.pack_env(
+            name, project.env_prefix(name), tarball(project, name), recipe.pack, recipe.smoke
+        )
 
 
 def docker(root: str, name: str) -> None:
@@ -213,5 +222,6 @@ def docker(root: str, name: str) -> None:
         raise EnvBuildError(msg)
     ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id)
     text = docker_mod.render(project.path("templates"), ctx)
-    path = docker_mod.write_context(tb, project.path("docker") / name, text)
+    with _exclusive(project, name, "docker"):
+        path = docker_mod.write_context(tb, project.path("docker") / name, text)
     log.info("rendered %s", _display(path))
