@@ -47,8 +47,11 @@ def describe_exit(returncode: int) -> str:
 
 
 def format_failure(result: Result, what: str = "command failed") -> str:
-    """A multi-line message: what failed, argv, exit status, stdout and stderr indented."""
-    return (
+    """A multi-line message: what failed, argv, exit status, stdout and stderr indented
+    (credentials scrubbed)."""
+    from envbuild.secrets import scrub
+
+    return scrub(
         f"{what}: {' '.join(result.argv)}\n"
         f"  {describe_exit(result.returncode)}\n"
         f"  stdout:\n{_indent(result.stdout)}\n"

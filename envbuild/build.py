@@ -25,6 +25,7 @@ from envbuild._mutex import hold
 from envbuild.errors import BuildError
 from envbuild.project import Project
 from envbuild.recipe import Recipe, _display, current_subdir
+from envbuild.secrets import expand, scrub
 
 log = logging.getLogger("envbuild")
 
@@ -225,11 +226,26 @@ def retry_policy() -> tuple[int, float]:
     return max(1, attempts), max(0.0, backoff)
 
 
+def _scrub_conda_meta(prefix: Path) -> None:
+    """Put channel credentials back as ``${VAR}`` in conda-meta records (they end up in
+    tarballs and images)."""
+    for meta in (prefix / "conda-meta").glob("*.json"):
+        text = meta.read_text()
+        clean = scrub(text)
+        if clean != text:
+            atomic_write(meta, clean)
+
+
 def _install(
     records: list[dict[str, Any]], prefix: Path, project: Project, platform: str, recipe: Recipe
 ) -> None:
+    # lockfile URLs keep credentials as ${VAR}; read them from the environment only now
+    expanded = [
+        dict(r, url=expand(r["url"], r["name"]), channel=expand(r["channel"], r["name"]))
+        for r in records
+    ]
     request = {
-        "records": records,
+        "records": expanded,
         "prefix": str(prefix),
         "platform": platform,
         "cache_dir": str(project.path("package_cache")),
@@ -238,6 +254,7 @@ def _install(
     for attempt in range(1, attempts + 1):
         try:
             rattler_client.call("install", request)
+            _scrub_conda_meta(prefix)
             return
         except rattler_client.RattlerCallError as e:
             message = e.failure.message

@@ -20,6 +20,7 @@ from pathlib import Path
 from envbuild.errors import RecipeError
 from envbuild.project import did_you_mean
 from envbuild.recipe import (
+    NAME_RE,
     PackOptions,
     Recipe,
     Smoke,
@@ -87,7 +88,7 @@ def load_layered(path: Path, stack: tuple[Path, ...] = ()) -> Recipe:
     if isinstance(names, list):
         known = sorted(p.stem for p in path.parent.glob("*.yml"))
         for i, name in enumerate(names):
-            if not isinstance(name, str) or "/" in name or name.startswith("."):
+            if not isinstance(name, str) or not NAME_RE.match(name):
                 continue  # parse_recipe reports the bad value
             parent = path.parent / f"{name}.yml"
             if not parent.exists():

@@ -29,6 +29,7 @@ from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
 from envbuild.project import Project
 from envbuild.recipe import KNOWN_SUBDIRS, Recipe, _display
+from envbuild.secrets import scrub
 
 log = logging.getLogger("envbuild")
 
@@ -102,7 +103,7 @@ def solve_request(
 ) -> dict[str, Any]:
     """The worker request that solves ``recipe`` for ``platform``."""
     return {
-        "channels": [project.channel_url(c) for c in recipe.channels],
+        "channels": [project.channel_url_expanded(c) for c in recipe.channels],
         "specs": list(recipe.dependencies),
         "platform": platform,
         "virtual_packages": [list(v) for v in virtual_packages(platform, recipe.virtual_packages)],
@@ -117,9 +118,9 @@ def _failure(
 ) -> Exception:
     where = f"{_display(recipe.path)}: cannot lock for {platform}"
     if f.type in ("GatewayError", "FetchRepoDataError", "IoError", "InvalidChannelError"):
-        culprits = [c for c in recipe.channels if project.channel_url(c) in f.message] or list(
-            recipe.channels
-        )
+        culprits = [
+            c for c in recipe.channels if project.channel_url_expanded(c).rstrip("/") in f.message
+        ] or list(recipe.channels)
         hints = "\n".join(project.mirror_hint(c) for c in culprits)
         chans = ", ".join(f"'{c}' ({project.channel_url(c)})" for c in culprits)
         return ChannelError(
@@ -170,6 +171,16 @@ def solve(
     return out
 
 
+def _unexpand(recipe: Recipe, project: Project, url: str) -> str:
+    """``url`` with its channel's credentials put back as ``${VAR}`` (lockfiles never hold
+    secrets)."""
+    for c in recipe.channels:
+        expanded, template = project.channel_url_expanded(c), project.channel_url(c)
+        if url.startswith(expanded):
+            return template + url[len(expanded) :]
+    return url
+
+
 def _glibc(recipe: Recipe, platform: str) -> str:
     vps = {n: v for n, v, _ in virtual_packages(platform, recipe.virtual_packages)}
     return vps.get("__glibc", "2.28")
@@ -203,7 +214,7 @@ def to_lockfile(
             manager="conda",
             platform=platform,
             dependencies=_dependencies(r.get("depends", [])),
-            url=r["url"],
+            url=_unexpand(recipe, project, r["url"]),
             hash=HashModel(md5=r["md5"], sha256=r["sha256"]),
             build=r["build"],
             categories={"main"},
@@ -262,7 +273,8 @@ def write_explicit(lockfile: Lockfile, project: Project, name: str) -> list[Path
             suppress_warning_for_pip_and_explicit=True,
         )
         path = explicit_path(project, name, platform)
-        atomic_write(path, "\n".join(lines) + "\n")
+        # conda-lock expands ${VAR} in URLs: put credentials back as references
+        atomic_write(path, scrub("\n".join(lines) + "\n"))
         paths.append(path)
     return paths
 

@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from envbuild.secrets import ScrubFilter
+
 
 def setup_logging() -> None:
     """INFO (DEBUG with ENVBUILD_VERBOSE=1) from the ``envbuild`` logger to stderr, once."""
@@ -14,6 +16,7 @@ def setup_logging() -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("envbuild: %(message)s"))
+    handler.addFilter(ScrubFilter())
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if os.environ.get("ENVBUILD_VERBOSE") else logging.INFO)
     log.propagate = False

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import ConfigError
+from envbuild.secrets import expand, literal_credentials
 
 CONFIG_FILE = "envbuild.toml"
 CHANNEL_ALIAS = "https://conda.anaconda.org"
@@ -81,16 +82,34 @@ class Project:
         return sorted(p.stem for p in d.glob("*.yml")) if d.is_dir() else []
 
     def channel_url(self, channel: str) -> str:
-        """The URL to use for ``channel``: its mirror if one is set, else the channel itself.
+        """The URL recorded for ``channel``: its mirror if one is set, else the channel itself,
+        with credentials still as ``${VAR}`` (see :mod:`envbuild.secrets`).
 
         Names become ``https://conda.anaconda.org/<name>``; local paths become ``file://`` URLs.
+        Raises ConfigError for a URL with literal credentials.
         """
         target = self.mirrors.get(channel, channel)
+        problem = literal_credentials(target)
+        if problem:
+            where = (
+                f"{self.root / CONFIG_FILE} [mirrors]"
+                if channel in self.mirrors
+                else "the recipe's channels"
+            )
+            msg = (
+                f"{where}: channel '{channel}' has {problem}; write it as ${{VAR}} "
+                "(e.g. https://host/t/${CONDA_TOKEN}/channel) and export the variable"
+            )
+            raise ConfigError(msg)
         if "://" in target:
             return target.rstrip("/")
         if target.startswith((".", "/")) or channel in self.mirrors:
             return (self.root / target).resolve().as_uri()
         return f"{CHANNEL_ALIAS}/{target}"
+
+    def channel_url_expanded(self, channel: str) -> str:
+        """:meth:`channel_url` with ``${VAR}`` credentials read from the environment."""
+        return expand(self.channel_url(channel), f"channel '{channel}'")
 
     def mirror_hint(self, channel: str) -> str:
         """How to point ``channel`` somewhere else, for error messages."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,9 @@ class _Checker:
             raise self.fail(key, f"expected a mapping, got {_kind(value)}")
         for k in value:
             if not isinstance(k, str):
-                raise self.fail(key, f"keys must be strings, got {k!r}")
+                raise self.fail(key, f"keys must be strings, got {_show(k)}")
             if k not in allowed:
+                k = k if len(k) <= 40 else k[:37] + "..."
                 sub = f"{key}.{k}" if key else k
                 raise self.fail(
                     sub, f"unknown key{did_you_mean(k, allowed)}; known keys: " + ", ".join(allowed)
@@ -130,29 +132,39 @@ class _Checker:
         if isinstance(value, str):
             raise self.fail(
                 key,
-                f"expected a list of strings, got the string {value!r} "
-                f"(write it as a list: [{value}])",
+                f"expected a list of strings, got the string {_show(value)} "
+                f"(write it as a list: [{_show(value)[1:-1]}])",
             )
         if not isinstance(value, list):
             raise self.fail(key, f"expected a list of strings, got {_kind(value)}")
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                raise self.fail(f"{key}[{i}]", f"expected a non-empty string, got {item!r}")
+                raise self.fail(f"{key}[{i}]", f"expected a non-empty string, got {_show(item)}")
         return tuple(v.strip() for v in value)
 
     def string(self, value: Any, key: str) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(key, f"expected a non-empty string, got {value!r}")
+            raise self.fail(key, f"expected a non-empty string, got {_show(value)}")
         return value.strip()
 
     def integer(self, value: Any, key: str, lo: int, hi: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise self.fail(key, f"expected an integer from {lo} to {hi}, got {value!r}")
+            raise self.fail(key, f"expected an integer from {lo} to {hi}, got {_show(value)}")
         return value
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 4
+
+
+def _show(value: Any) -> str:
+    """A bounded repr (hostile input may be huge or deeply nested)."""
+    return _REPR.repr(value)
+
+
 def _kind(value: Any) -> str:
-    return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"[:80]
+    return "nothing (null)" if value is None else f"{type(value).__name__} {_show(value)}"
 
 
 def check_match_spec(spec: str) -> str | None:
@@ -164,8 +176,10 @@ def check_match_spec(spec: str) -> str | None:
         ms = rattler.MatchSpec(spec, strict=True)  # what the solver accepts
     except InvalidMatchSpecError as e:
         return str(e)
-    except Exception as e:  # py-rattler raises a few other parse errors
-        return f"{type(e).__name__}: {e}"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # other parse errors, and pyo3's PanicException
+        return f"{type(e).__name__}: {_show(str(e))}"
     if ms.name is None:
         return "a match spec needs a package name"
     return None
@@ -202,14 +216,14 @@ def _pypi_deps(c: _Checker, raw: Any) -> tuple[str, ...]:
     for i, req in enumerate(reqs):
         try:
             parsed = Requirement(req)
-        except InvalidRequirement as e:
+        except (InvalidRequirement, ValueError) as e:
             raise c.fail(
-                f"pypi-dependencies[{i}]", f"{req!r} is not a valid PEP 508 requirement: {e}"
+                f"pypi-dependencies[{i}]", f"{_show(req)} is not a valid PEP 508 requirement: {e}"
             ) from None
         if parsed.url:
             raise c.fail(
                 f"pypi-dependencies[{i}]",
-                f"{req!r}: direct URLs are not supported; name a version on the index",
+                f"{_show(req)}: direct URLs are not supported; name a version on the index",
             )
     return reqs
 
@@ -222,7 +236,8 @@ def _virtual_packages(c: _Checker, raw: Any) -> tuple[tuple[str, str], ...]:
             version = str(version)
         if not isinstance(version, str) or not re.match(r"^[0-9A-Za-z_.]+$", version):
             raise c.fail(
-                f"virtual_packages.{name}", f"expected a version such as '12.0', got {version!r}"
+                f"virtual_packages.{name}",
+                f"expected a version such as '12.0', got {_show(version)}",
             )
         out.append((name, version))
     return tuple(out)
@@ -233,7 +248,7 @@ def _smoke(c: _Checker, raw: Any) -> Smoke:
     imports = c.str_list(data.get("imports", []), "smoke.imports")
     for i, mod in enumerate(imports):
         if not MODULE_RE.match(mod):
-            raise c.fail(f"smoke.imports[{i}]", f"{mod!r} is not a Python module name")
+            raise c.fail(f"smoke.imports[{i}]", f"{_show(mod)} is not a Python module name")
     return Smoke(imports=imports, commands=c.str_list(data.get("commands", []), "smoke.commands"))
 
 
@@ -243,7 +258,7 @@ def _pack(c: _Checker, raw: Any) -> PackOptions:
     if fmt not in PACK_FORMATS:
         raise c.fail(
             "pack.format",
-            f"{fmt!r} is not supported{did_you_mean(fmt, PACK_FORMATS)};"
+            f"{_show(fmt)} is not supported{did_you_mean(fmt, PACK_FORMATS)};"
             f" use one of {', '.join(PACK_FORMATS)}",
         )
     return PackOptions(format=fmt, level=c.integer(data.get("level", 3), "pack.level", 1, 19))
@@ -254,10 +269,10 @@ def _docker(c: _Checker, raw: Any) -> DockerOptions:
     d = DockerOptions()
     user = c.string(data.get("user", d.user), "docker.user")
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user) or user == "root":
-        raise c.fail("docker.user", f"{user!r} is not a valid non-root user name")
+        raise c.fail("docker.user", f"{_show(user)} is not a valid non-root user name")
     prefix = c.string(data.get("prefix", d.prefix), "docker.prefix")
     if not prefix.startswith("/") or ".." in prefix.split("/"):
-        raise c.fail("docker.prefix", f"{prefix!r} must be an absolute path without '..'")
+        raise c.fail("docker.prefix", f"{_show(prefix)} must be an absolute path without '..'")
     return DockerOptions(
         base_image=c.string(data.get("base_image", d.base_image), "docker.base_image"),
         user=user,
@@ -270,7 +285,7 @@ def _extends(c: _Checker, raw: Any) -> tuple[str, ...]:
     names = (raw,) if isinstance(raw, str) else c.str_list(raw, "extends")
     for i, n in enumerate(names):
         if not NAME_RE.match(n):
-            raise c.fail(f"extends[{i}]", f"{n!r} is not a recipe name")
+            raise c.fail(f"extends[{i}]", f"{_show(n)} is not a recipe name")
     return tuple(names)
 
 
@@ -291,11 +306,11 @@ def parse_recipe(data: Any, path: Path, parents: tuple[Recipe, ...] = ()) -> Rec
     if not NAME_RE.match(name):
         raise c.fail(
             "name",
-            f"{name!r} is not a valid environment name (letters, digits, "
+            f"{_show(name)} is not a valid environment name (letters, digits, "
             "'_', '.', '-'; no path separators)",
         )
     if name != stem:
-        raise c.fail("name", f"{name!r} must match the file name ({stem}.yml)")
+        raise c.fail("name", f"{_show(name)} must match the file name ({stem}.yml)")
     channels = c.str_list(doc["channels"], "channels") if "channels" in doc else None
     if channels is not None and not channels:
         raise c.fail("channels", "at least one channel is needed, e.g. [conda-forge]")
@@ -303,7 +318,8 @@ def parse_recipe(data: Any, path: Path, parents: tuple[Recipe, ...] = ()) -> Rec
     for i, plat in enumerate(platforms or ()):
         if plat not in KNOWN_SUBDIRS:
             raise c.fail(
-                f"platforms[{i}]", f"unknown platform {plat!r}{did_you_mean(plat, KNOWN_SUBDIRS)}"
+                f"platforms[{i}]",
+                f"unknown platform {_show(plat)}{did_you_mean(plat, KNOWN_SUBDIRS)}",
             )
     if "dependencies" not in doc and not parents:
         raise c.fail("dependencies", "missing; list the packages, e.g. ['python 3.11.*']")
@@ -313,7 +329,9 @@ def parse_recipe(data: Any, path: Path, parents: tuple[Recipe, ...] = ()) -> Rec
     for i, spec in enumerate(deps):
         problem = check_match_spec(spec)
         if problem:
-            raise c.fail(f"dependencies[{i}]", f"{spec!r} is not a valid match spec: {problem}")
+            raise c.fail(
+                f"dependencies[{i}]", f"{_show(spec)} is not a valid match spec: {problem}"
+            )
     own = Recipe(
         name=name,
         path=path,
@@ -330,25 +348,58 @@ def parse_recipe(data: Any, path: Path, parents: tuple[Recipe, ...] = ()) -> Rec
     return merge(own, parents, set(doc), default_platform=current_subdir())
 
 
+MAX_RECIPE_BYTES = 1 << 20
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (YAML 1.2 says keys are unique; PyYAML
+    silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                ) from None
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_show(key)}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_document(path: Path) -> Any:
-    """The YAML document in ``path`` (safe_load). Raises RecipeError for a missing, unreadable,
-    non-UTF-8 or invalid-YAML file."""
+    """The YAML document in ``path`` (safe loading, unique keys). Raises RecipeError for a
+    missing, unreadable, oversized (>1 MiB), non-UTF-8, invalid or too deeply nested file."""
     c = _Checker(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise c.fail("", "no such recipe file") from None
-    except UnicodeDecodeError as e:
-        raise c.fail("", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise c.fail("", f"cannot read: {e.strerror}") from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise c.fail("", f"{len(raw)} bytes is too large for a recipe (limit 1 MiB)")
     try:
-        return yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise c.fail("", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise c.fail("", f"invalid YAML{at}: {problem}") from None
+        raise c.fail("", f"invalid YAML{at}: {_show(problem)}") from None
+    except RecursionError:
+        raise c.fail("", "nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as e:  # e.g. a timestamp like 2024-13-45
+        raise c.fail("", f"invalid YAML value: {_show(str(e))}") from None
 
 
 def load_recipe(path: Path) -> Recipe:
@@ -366,7 +417,7 @@ def load_recipe(path: Path) -> Recipe:
 def find_recipe(recipes_dir: Path, name: str, known: list[str]) -> Path:
     """The recipe file for environment ``name``; RecipeError with a did-you-mean if absent."""
     if not NAME_RE.match(name):
-        msg = f"{name!r} is not a valid environment name"
+        msg = f"{_show(name)} is not a valid environment name"
         raise RecipeError(msg)
     path = recipes_dir / f"{name}.yml"
     if not path.exists():

@@ -25,6 +25,7 @@ from doit.tools import config_changed
 from envbuild import stages
 from envbuild.errors import EnvBuildError
 from envbuild.project import Project, load_project
+from envbuild.secrets import scrub
 
 TaskDict = dict[str, Any]
 
@@ -33,7 +34,7 @@ def _guard(fn: Callable[..., object], *args: str) -> TaskFailed | None:
     try:
         fn(*args)
     except EnvBuildError as e:
-        return TaskFailed(str(e), report=True)
+        return TaskFailed(scrub(str(e)), report=True)
     return None
 
 

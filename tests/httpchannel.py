@@ -26,7 +26,7 @@ class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # keep test output quiet
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.faults.requests.append(self.path)
         if self.faults.token is not None:
             prefix = f"/t/{self.faults.token}"
