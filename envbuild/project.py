@@ -8,6 +8,9 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     [paths]                       # all optional, relative to the project root
     package_cache = "build/pkgs"
 
+    [builds]                      # builds kept per environment (current + rollbacks)
+    keep = 3
+
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
     requirements = ["numpy", "pandas", "scikit-learn"]
 
@@ -44,7 +47,7 @@ _PATH_KEYS = {
     "offline_cache": "build/offline-cache",
     "reports": "reports",
 }
-_TOP_KEYS = {"mirrors", "paths", "offline"}
+_TOP_KEYS = {"mirrors", "paths", "offline", "builds"}
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn")
 
 
@@ -62,6 +65,7 @@ class Project:
     mirrors: dict[str, str] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     offline_requirements: tuple[str, ...] = DEFAULT_OFFLINE_REQUIREMENTS
+    keep_builds: int = 3  # builds kept per environment, the current one included
 
     def path(self, key: str) -> Path:
         """The absolute directory for ``key`` (one of the [paths] keys)."""
@@ -166,4 +170,23 @@ def load_project(root: Path) -> Project:
     if not isinstance(reqs, list) or not all(isinstance(r, str) and r for r in reqs):
         msg = f"{cfg_path}: offline.requirements: expected a list of PyPI requirement strings"
         raise ConfigError(msg)
-    return Project(root=root, mirrors=dict(mirrors), paths=paths, offline_requirements=tuple(reqs))
+    builds = data.get("builds", {})
+    keep = builds.get("keep", 3) if isinstance(builds, dict) else None
+    if (
+        not isinstance(keep, int)
+        or isinstance(keep, bool)
+        or not 2 <= keep <= 100
+        or set(builds) - {"keep"}
+    ):
+        msg = (
+            f"{cfg_path}: builds: expected a table with 'keep', an integer from 2 to 100 "
+            "(builds kept per environment, the current one included)"
+        )
+        raise ConfigError(msg)
+    return Project(
+        root=root,
+        mirrors=dict(mirrors),
+        paths=paths,
+        offline_requirements=tuple(reqs),
+        keep_builds=keep,
+    )
