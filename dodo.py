@@ -6,7 +6,7 @@ from pathlib import Path
 from doit import get_var
 
 from envbuild.log import setup_logging
-from envbuild.tasks import check_task, offline_channel_task, stage_tasks
+from envbuild.tasks import check_task, maintenance_tasks, offline_channel_task, stage_tasks
 
 ROOT = Path(__file__).resolve().parent
 ENV = get_var("env", None)
@@ -52,3 +52,8 @@ def task_pack():
 
 def task_docker():
     yield from stage_tasks(ROOT, "docker", ENV)
+
+
+def task_maintenance():
+    """nightly, nightly_env:<name>, rollback:<name>, gc, schedule."""
+    yield from maintenance_tasks(ROOT, ENV)

@@ -313,24 +313,26 @@ class LockResult:
     changed: bool
 
 
-def lock_recipe(recipe: Recipe, project: Project, update: tuple[str, ...] = ()) -> LockResult:
-    """Solve ``recipe`` (conda, then PyPI per platform) and write ``locks/<name>.conda-lock.yml``,
-    the explicit files and, if the lock changed, the diff reports.
-
-    Raises ChannelError/LockError; the existing lockfile is untouched on failure.
-    """
-    path = project.lockfile(recipe.name)
-    old = read_lockfile(path) if path.exists() else None
-    if update and old is None:
-        msg = f"{_display(path)}: nothing locked yet, so nothing to update; run `doit lock`"
-        raise LockError(msg)
+def plan_lock(
+    recipe: Recipe, project: Project, update: tuple[str, ...] = (), old: Lockfile | None = None
+) -> Lockfile:
+    """Solve ``recipe`` (conda, then PyPI per platform) into a Lockfile model, written
+    nowhere. A fresh solve unless ``update`` names packages (then ``old`` pins the rest)."""
     conda = solve(recipe, project, update, old)
     pip = {
         p: pypi.resolve(recipe, p, recs, _glibc(recipe, p))
         for p, recs in conda.items()
         if recipe.pypi_dependencies
     }
-    new = to_lockfile(recipe, project, conda, pip, path)
+    return to_lockfile(recipe, project, conda, pip, project.lockfile(recipe.name))
+
+
+def publish_lock(
+    recipe: Recipe, project: Project, new: Lockfile, old: Lockfile | None
+) -> LockResult:
+    """Write ``new`` as ``locks/<name>.conda-lock.yml`` with its explicit files and, if the
+    file changed, the diff reports (printed too)."""
+    path = project.lockfile(recipe.name)
     changes = lockdiff.diff(old, new)
     before = path.read_bytes() if path.exists() else None
     write_lockfile(new, path)
@@ -344,9 +346,29 @@ def lock_recipe(recipe: Recipe, project: Project, update: tuple[str, ...] = ()) 
             lockdiff.summary(changes),
             lockdiff.to_markdown(recipe.name, changes) if changes else "",
         )
-    n = {p: len(v) + len(pip.get(p, [])) for p, v in conda.items()}
-    log.info("locked %s: %s", recipe.name, ", ".join(f"{c} packages for {p}" for p, c in n.items()))
+    counts: dict[str, int] = {}
+    for p in new.package:
+        counts[p.platform] = counts.get(p.platform, 0) + 1
+    log.info(
+        "locked %s: %s",
+        recipe.name,
+        ", ".join(f"{c} packages for {p}" for p, c in sorted(counts.items())),
+    )
     return LockResult(path, tuple(explicit), tuple(changes), changed)
+
+
+def lock_recipe(recipe: Recipe, project: Project, update: tuple[str, ...] = ()) -> LockResult:
+    """Solve ``recipe`` and write ``locks/<name>.conda-lock.yml``, the explicit files and, if
+    the lock changed, the diff reports.
+
+    Raises ChannelError/LockError; the existing lockfile is untouched on failure.
+    """
+    path = project.lockfile(recipe.name)
+    old = read_lockfile(path) if path.exists() else None
+    if update and old is None:
+        msg = f"{_display(path)}: nothing locked yet, so nothing to update; run `doit lock`"
+        raise LockError(msg)
+    return publish_lock(recipe, project, plan_lock(recipe, project, update, old), old)
 
 
 def install_records(

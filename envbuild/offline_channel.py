@@ -22,7 +22,7 @@ from envbuild.errors import EnvBuildError
 from envbuild.offline_python import PythonSource, build_python_abi_package, build_python_package
 
 log = logging.getLogger("envbuild")
-SCHEMA = 1
+SCHEMA = 2  # 2: python bundles its non-glibc libraries
 
 
 def inputs(requirements: tuple[str, ...]) -> dict[str, object]:

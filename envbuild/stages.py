@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from envbuild import build as build_mod
 from envbuild import docker as docker_mod
+from envbuild import image as image_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
@@ -138,8 +140,25 @@ def _current_build(project: Project, name: str) -> build_mod.BuildInfo:
 def build(root: str, name: str) -> None:
     project, recipe = _load(root, name)
     build_mod.build_env(recipe, project)
-    info = _current_build(project, name)
-    atomic_write(build_state(project, name), info.to_json())
+    record_build_state(project, name)
+
+
+def record_build_state(project: Project, name: str) -> None:
+    """Write build/state/<name>.build.json for the current build (the smoke task's input)."""
+    atomic_write(build_state(project, name), _current_build(project, name).to_json())
+
+
+def record_smoke_state(project: Project, name: str, build_id: str, checks: list[Any]) -> None:
+    """Record that ``build_id`` passed ``checks`` (the pack task's input)."""
+    from dataclasses import asdict
+
+    payload = {
+        "recipe": name,
+        "build_id": build_id,
+        "status": "passed",
+        "checks": [asdict(c) for c in checks],
+    }
+    atomic_write(smoke_state(project, name), json.dumps(payload, indent=2))
 
 
 def build_is_current(root: Path, name: str) -> bool:
@@ -208,12 +227,18 @@ def pack(root: str, name: str) -> None:
         )
         raise PackError(msg)
     with _exclusive(project, name, "pack"):
-        pack_mod.pack_env(
+        tb = pack_mod.pack_env(
             name, project.env_prefix(name), tarball(project, name), recipe.pack, recipe.smoke
         )
+        keep = history_tarball(project, name, info.build_id)
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        remove_tree(keep)
+        os.link(tb, keep)  # same file, second name: rollback restores it
 
 
 def docker(root: str, name: str) -> None:
+    """Render docker/<name>/ and, when a Docker engine is reachable, build the image and run
+    the smoke checks inside it; without an engine, say so and succeed."""
     project, recipe = _load(root, name)
     info = _current_build(project, name)
     tb = tarball(project, name)
@@ -224,4 +249,101 @@ def docker(root: str, name: str) -> None:
     text = docker_mod.render(project.path("templates"), ctx)
     with _exclusive(project, name, "docker"):
         path = docker_mod.write_context(tb, project.path("docker") / name, text)
-    log.info("rendered %s", _display(path))
+        log.info("rendered %s", _display(path))
+        if not image_mod.engine_available():
+            log.info("no Docker engine reachable: image for '%s' not built", name)
+            return
+        img = image_mod.build(path.parent, name, info.lock_sha256, info.build_id)
+        image_mod.smoke(img.tag, recipe.smoke)
+        atomic_write(
+            project.path("state") / f"{name}.image.json",
+            json.dumps(
+                {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id},
+                indent=2,
+            ),
+        )
+        log.info("built image %s (%.1f MB); smoke checks passed inside it", img.tag, img.size / 1e6)
+
+
+def history_tarball(project: Project, name: str, build_id: str) -> Path:
+    """Where the tarball of one build is kept for rollback: dist/history/<name>/<id>.<fmt>."""
+    current = tarball(project, name)
+    fmt = current.name.split(".", 1)[1]
+    return project.path("dist") / "history" / name / f"{build_id}.{fmt}"
+
+
+def nightly_env(root: str, name: str) -> None:
+    """One recipe's nightly rebuild; the outcome (never an exception for an expected failure)
+    goes to build/state/nightly/<name>.result.json for :func:`nightly_report`."""
+    from envbuild.nightly import NightlyResult, nightly_recipe
+
+    project = load_project(Path(root))
+    try:
+        _, recipe = _load(root, name)
+        result = nightly_recipe(recipe, project)
+    except EnvBuildError as e:
+        result = NightlyResult(recipe=name, status="failed", stage="recipe", error=str(e))
+    atomic_write(project.path("state") / "nightly" / f"{name}.result.json", result.to_json())
+
+
+def nightly_report(root: str, env: str = "") -> None:
+    """Write reports/nightly.md and .json from the selected recipes' results; raise (non-zero
+    exit) if any environment failed."""
+    from envbuild.nightly import NightlyResult, write_report
+
+    project = load_project(Path(root))
+    names = [e for e in env.split(",") if e] or project.recipe_names()
+    results = []
+    for name in names:
+        data = _read_json(project.path("state") / "nightly" / f"{name}.result.json")
+        results.append(
+            NightlyResult(**data)
+            if data
+            else NightlyResult(
+                recipe=name,
+                status="failed",
+                stage="nightly",
+                error="no result (the run did not finish)",
+            )
+        )
+    md, _ = write_report(project, results)
+    print(md.read_text())
+    failed = [r.recipe for r in results if r.status != "promoted"]
+    if failed:
+        msg = (
+            f"nightly failed for {', '.join(failed)} (kept their current builds); see "
+            f"{_display(md)}"
+        )
+        raise EnvBuildError(msg)
+
+
+def rollback(root: str, name: str) -> None:
+    from envbuild.nightly import rollback as do_rollback
+
+    project, _ = _load(root, name)
+    build_id = do_rollback(project, name)
+    print(f"{name}: now at build {build_id}")
+
+
+def gc(root: str, dry_run: bool = False) -> None:
+    """Remove (or with ``dry_run`` only list) what :func:`envbuild.gc.plan` finds."""
+    from envbuild import gc as gc_mod
+
+    project = load_project(Path(root))
+    items = gc_mod.plan(project)
+    print(gc_mod.table(items))
+    if dry_run:
+        print("dry run: nothing removed")
+        return
+    freed = gc_mod.collect(project, items)
+    print(f"freed {freed / 1e6:.1f} MB")
+
+
+def schedule(root: str, env: str = "") -> None:
+    from envbuild import schedule as schedule_mod
+
+    project = load_project(Path(root))
+    names = [e for e in env.split(",") if e] or project.recipe_names()
+    recipes = [_load(root, n)[1] for n in names]
+    for path in schedule_mod.write(project, recipes):
+        print(f"wrote {_display(path)}")

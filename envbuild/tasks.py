@@ -171,6 +171,76 @@ def stage_tasks(
     yield from _stage(project, selected(project, env), stage, doc, make)
 
 
+def gc_action(root: str, dry_run: bool) -> TaskFailed | None:
+    """doit action for ``doit gc [--dry-run]`` (doit passes the task parameter by name)."""
+    return _guard(stages.gc, root, dry_run)  # type: ignore[arg-type]
+
+
+def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
+    """``nightly`` (with per-recipe ``nightly_env:<name>``), ``rollback:<name>``, ``gc`` and
+    ``schedule``: tasks that always run when asked for."""
+    project = load_project(root)
+    names = selected(project, env)
+    r = str(root)
+    yield {
+        "basename": "nightly_env",
+        "name": None,
+        "doc": "recreate one environment from a fresh solve (part of `doit nightly`)",
+    }
+    for name in names:
+        yield {
+            "basename": "nightly_env",
+            "name": name,
+            "uptodate": [False],
+            "verbosity": 2,
+            "actions": [action(stages.nightly_env, r, name)],
+        }
+    yield {
+        "basename": "nightly",
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": "fresh solve, new build, smoke + verify, promote if all pass; report",
+        "task_dep": [f"nightly_env:{n}" for n in names],
+        "actions": [action(stages.nightly_report, r, env or "")],
+    }
+    yield {
+        "basename": "rollback",
+        "name": None,
+        "doc": "switch each selected environment back to its previous build",
+    }
+    for name in names if env else []:  # only ever for environments named explicitly
+        yield {
+            "basename": "rollback",
+            "name": name,
+            "uptodate": [False],
+            "verbosity": 2,
+            "actions": [action(stages.rollback, r, name)],
+        }
+    yield {
+        "basename": "gc",
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": "remove old builds, their tarballs and images, unreferenced cached packages",
+        "params": [
+            {
+                "name": "dry_run",
+                "long": "dry-run",
+                "type": bool,
+                "default": False,
+                "help": "only list what would be removed, with sizes",
+            }
+        ],
+        "actions": [(gc_action, [r])],
+    }
+    yield {
+        "basename": "schedule",
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": "write GitHub Actions, systemd and cron definitions for the nightly rebuild",
+        "actions": [action(stages.schedule, r, env or "")],
+    }
+
+
 def check_task(root: Path, env: str | None) -> TaskDict:
     """``doit check``: list recipes whose lock is stale; fail if any. Never solves."""
     return {
@@ -187,4 +257,12 @@ def offline_channel_task(root: Path) -> TaskDict:
     return task_offline_channel(load_project(root))
 
 
-__all__ = ["STAGES", "action", "check_task", "offline_channel_task", "selected", "stage_tasks"]
+__all__ = [
+    "STAGES",
+    "action",
+    "check_task",
+    "maintenance_tasks",
+    "offline_channel_task",
+    "selected",
+    "stage_tasks",
+]

@@ -1,0 +1,115 @@
+"""Garbage collection: builds beyond the kept number, tarballs and images of builds no longer
+kept, and package-cache entries that no kept lockfile references. Never the current or the
+rollback build. :func:`plan` is side-effect free; :func:`collect` removes what it planned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from envbuild import build as build_mod
+from envbuild import image as image_mod
+from envbuild._fs import remove_tree
+from envbuild.errors import LockError
+from envbuild.lock import read_lockfile
+from envbuild.project import Project
+
+_ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """One thing to remove: ``kind`` (build, tarball, image, package), ``what`` (a path or an
+    image tag), ``size`` in bytes."""
+
+    kind: str
+    what: str
+    size: int
+
+
+def _size(path: Path) -> int:
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
+
+
+def _kept_builds(project: Project, name: str) -> tuple[list[Path], list[Path]]:
+    """(kept, removable) build directories of ``name``: the current build and the newest
+    others up to ``keep_builds`` are kept; incomplete and older ones are removable."""
+    root = build_mod.builds_root(project, name)
+    if not root.is_dir():
+        return [], []
+    current = project.env_prefix(name).resolve()
+    dirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
+    complete = [d for d in dirs if build_mod.read_marker(d) is not None and d != current]
+    keep = complete[-max(1, project.keep_builds - 1) :] + ([current] if current in dirs else [])
+    return keep, [d for d in dirs if d not in keep]
+
+
+def _referenced_packages(lockfiles: list[Path]) -> set[str]:
+    names = set()
+    for path in lockfiles:
+        with contextlib.suppress(LockError):
+            for p in read_lockfile(path).package:
+                fn = p.url.rsplit("/", 1)[-1]
+                for suffix in _ARCHIVE_SUFFIXES:
+                    fn = fn.removesuffix(suffix)
+                names.add(fn)
+    return names
+
+
+def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
+    """Everything :func:`collect` would remove, with sizes. Reads only."""
+    garbage: list[Garbage] = []
+    kept_ids: dict[str, set[str]] = {}
+    lockfiles = sorted(project.path("locks").glob("*.conda-lock.yml"))
+    builds_dir = project.path("envs") / build_mod.BUILDS_DIR
+    names = (
+        sorted(d.name for d in builds_dir.iterdir() if d.is_dir()) if builds_dir.is_dir() else []
+    )
+    for name in names:
+        keep, removable = _kept_builds(project, name)
+        kept_ids[name] = {d.name for d in keep}
+        lockfiles += [build_mod.lock_copy(d) for d in keep if build_mod.lock_copy(d).exists()]
+        garbage += [Garbage("build", str(d), _size(d)) for d in removable]
+    history = project.path("dist") / "history"
+    for tb in sorted(history.glob("*/*")) if history.is_dir() else []:
+        if tb.name.split(".", 1)[0] not in kept_ids.get(tb.parent.name, set()):
+            garbage.append(Garbage("tarball", str(tb), _size(tb)))
+    if use_engine and image_mod.engine_available():
+        for img in image_mod.images():
+            name = img.tag.split("/", 1)[-1].split(":", 1)[0]
+            if img.build_id and img.build_id not in kept_ids.get(name, set()):
+                garbage.append(Garbage("image", img.tag, img.size))
+    referenced = _referenced_packages(lockfiles)
+    cache = project.path("package_cache")
+    for entry in sorted(cache.iterdir()) if cache.is_dir() else []:
+        if entry.is_dir() and entry.name not in referenced:
+            garbage.append(Garbage("package", str(entry), _size(entry)))
+    return garbage
+
+
+def collect(project: Project, items: list[Garbage]) -> int:
+    """Remove ``items`` (from :func:`plan`); returns the bytes freed."""
+    freed = 0
+    for g in items:
+        if g.kind == "image":
+            image_mod.remove(g.what)
+        elif g.kind == "build":
+            with build_mod.build_mutex(project, Path(g.what).parent.name):
+                build_mod.remove_build(Path(g.what))
+        else:
+            remove_tree(Path(g.what))
+            remove_tree(Path(g.what).with_name(Path(g.what).name + ".lock"))
+        freed += g.size
+    return freed
+
+
+def table(items: list[Garbage]) -> str:
+    """One line per item and a total, sizes in MB."""
+    lines = [f"{g.kind:8s} {g.size / 1e6:9.1f} MB  {g.what}" for g in items]
+    total = sum(g.size for g in items)
+    lines.append(f"{len(items)} item(s), {total / 1e6:.1f} MB")
+    return "\n".join(lines)

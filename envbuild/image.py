@@ -1,0 +1,130 @@
+"""Container images: build the rendered Docker context with a local engine, run smoke checks
+inside as the non-root user, list and remove envbuild's images.
+
+Talks to the engine through the ``docker`` CLI (legacy builder, ``DOCKER_BUILDKIT=0``, which
+needs no BuildKit client) with ``--network none``: the image is built from the context alone.
+Images are tagged ``envbuild/<name>:<first 12 hex of the lockfile sha256>`` and labelled with
+the recipe, lock sha256 and build id (https://docs.docker.com/reference/cli/docker/image/build/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from envbuild import _proc
+from envbuild.errors import DockerError
+from envbuild.recipe import Smoke
+
+LABEL_RECIPE = "org.envbuild.recipe"
+LABEL_LOCK = "org.envbuild.lock-sha256"
+LABEL_BUILD = "org.envbuild.build-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A built image: ``tag``, engine ``id``, ``size`` in bytes, ``build_id`` label."""
+
+    tag: str
+    id: str
+    size: int
+    build_id: str
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "DOCKER_BUILDKIT": "0"}
+
+
+def engine_available(timeout: float = 10) -> bool:
+    """True if a Docker engine answers ``docker version`` within ``timeout`` seconds."""
+    try:
+        r = _proc.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            check=False,
+            timeout=timeout,
+            env=_env(),
+        )
+    except _proc.ProcessError:
+        return False
+    return r.returncode == 0 and bool(r.stdout.strip())
+
+
+def tag_for(name: str, lock_sha256: str) -> str:
+    return f"envbuild/{name}:{lock_sha256[:12]}"
+
+
+def build(context: Path, name: str, lock_sha256: str, build_id: str) -> Image:
+    """``docker build`` the context; returns the image. Raises DockerError with the output."""
+    tag = tag_for(name, lock_sha256)
+    argv = [
+        "docker",
+        "build",
+        "--network",
+        "none",
+        "-t",
+        tag,
+        "-t",
+        f"envbuild/{name}:current",
+        "--label",
+        f"{LABEL_RECIPE}={name}",
+        "--label",
+        f"{LABEL_LOCK}={lock_sha256}",
+        "--label",
+        f"{LABEL_BUILD}={build_id}",
+        str(context),
+    ]
+    try:
+        _proc.run(argv, env=_env(), timeout=3600)
+    except _proc.ProcessError as e:
+        msg = f"building the image for '{name}' from {context} failed:\n{e}"
+        raise DockerError(msg) from None
+    return inspect(tag)
+
+
+def inspect(tag: str) -> Image:
+    """The image ``tag`` (DockerError if absent)."""
+    try:
+        r = _proc.run(["docker", "image", "inspect", tag], env=_env(), timeout=60)
+    except _proc.ProcessError as e:
+        msg = f"no image {tag}: {e}"
+        raise DockerError(msg) from None
+    data = json.loads(r.stdout)[0]
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    return Image(tag, data["Id"], int(data["Size"]), labels.get(LABEL_BUILD, ""))
+
+
+def smoke(tag: str, checks: Smoke) -> None:
+    """Run the smoke imports and commands inside ``tag`` (as its default, non-root user).
+
+    Raises DockerError naming the failed check, exit code and stderr."""
+    run = ["docker", "run", "--rm", "--network", "none", tag]
+    uid = _proc.run([*run, "id", "-u"], env=_env(), timeout=120).stdout.strip()
+    if uid == "0":
+        msg = f"image {tag} runs as root; the Dockerfile must switch to a non-root USER"
+        raise DockerError(msg)
+    todo = [("import " + m, ["python", "-I", "-B", "-c", f"import {m}"]) for m in checks.imports]
+    todo += [(f"`{c}`", ["sh", "-c", c]) for c in checks.commands]
+    for what, argv in todo:
+        r = _proc.run([*run, *argv], env=_env(), timeout=600, check=False)
+        if r.returncode != 0:
+            msg = _proc.format_failure(r, f"smoke check {what} failed inside image {tag}")
+            raise DockerError(msg)
+
+
+def images(name: str | None = None) -> list[Image]:
+    """envbuild's images (by label), optionally of one recipe."""
+    flt = f"label={LABEL_RECIPE}" + (f"={name}" if name else "")
+    r = _proc.run(
+        ["docker", "images", "--filter", flt, "--format", "{{.Repository}}:{{.Tag}}"],
+        env=_env(),
+        timeout=60,
+    )
+    tags = sorted({t for t in r.stdout.split() if not t.endswith(":<none>")})
+    return [inspect(t) for t in tags]
+
+
+def remove(tag: str) -> None:
+    """``docker rmi`` the image tag."""
+    _proc.run(["docker", "rmi", tag], env=_env(), timeout=300)

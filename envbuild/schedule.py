@@ -1,0 +1,100 @@
+"""Scheduler definitions for machines we don't run: a GitHub Actions workflow (matrix of
+recipe x platform on native runners), a systemd service + timer pair and a crontab line.
+
+Rendered from ``templates/schedule/*.j2`` with ``<< >>``/``<% %>`` delimiters, so that GitHub's
+own ``${{ }}`` expressions pass through untouched. Workflow syntax:
+https://docs.github.com/en/actions/writing-workflows/workflow-syntax-for-github-actions;
+timers: systemd.timer(5); cron: crontab(5).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from envbuild._fs import atomic_write
+from envbuild.errors import ConfigError
+from envbuild.project import Project
+from envbuild.recipe import Recipe
+
+DEFAULT_CRON = "17 3 * * *"
+RUNNERS = {  # GitHub-hosted runners per conda platform (native, no emulation)
+    "linux-64": "ubuntu-24.04",
+    "linux-aarch64": "ubuntu-24.04-arm",
+    "osx-64": "macos-13",
+    "osx-arm64": "macos-14",
+    "win-64": "windows-2022",
+}
+OUTPUTS = {
+    "github-nightly.yml.j2": ".github/workflows/envbuild-nightly.yml",
+    "envbuild-nightly.service.j2": "deploy/systemd/envbuild-nightly.service",
+    "envbuild-nightly.timer.j2": "deploy/systemd/envbuild-nightly.timer",
+    "crontab.j2": "deploy/cron/envbuild-nightly.cron",
+}
+_DAILY = re.compile(r"^(\d{1,2}) (\d{1,2}) \* \* \*$")
+
+
+def jobs(recipes: list[Recipe]) -> list[dict[str, str]]:
+    """The workflow matrix: one job per recipe and platform that has a hosted runner."""
+    return [
+        {"recipe": r.name, "platform": p, "runner": RUNNERS[p]}
+        for r in recipes
+        for p in r.platforms
+        if p in RUNNERS
+    ]
+
+
+def on_calendar(cron: str) -> str:
+    """systemd ``OnCalendar=`` for a daily cron expression ``M H * * *``."""
+    m = _DAILY.match(cron)
+    if not m or int(m.group(1)) > 59 or int(m.group(2)) > 23:
+        msg = f"schedule: {cron!r} is not a daily cron expression like '17 3 * * *'"
+        raise ConfigError(msg)
+    return f"*-*-* {int(m.group(2)):02d}:{int(m.group(1)):02d}:00"
+
+
+def render(
+    project: Project, recipes: list[Recipe], cron: str = DEFAULT_CRON, python: str | None = None
+) -> dict[Path, str]:
+    """Output path -> rendered text, for every scheduler definition (pure)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(project.path("templates") / "schedule"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        variable_start_string="<<",
+        variable_end_string=">>",
+        block_start_string="<%",
+        block_end_string="%>",
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    context: dict[str, Any] = {
+        "cron": cron,
+        "on_calendar": on_calendar(cron),
+        "jobs": jobs(recipes),
+        "root": str(project.root),
+        "python": python or sys.executable,
+        "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}",
+    }
+    out = {}
+    for template, target in OUTPUTS.items():
+        # the workflow installs its own Python: it wants a version, not this interpreter
+        python_value = (
+            context["python_version"] if template.startswith("github") else context["python"]
+        )
+        text = env.get_template(template).render(**{**context, "python": python_value})
+        out[project.root / target] = text
+    return out
+
+
+def write(project: Project, recipes: list[Recipe], cron: str = DEFAULT_CRON) -> list[Path]:
+    """Render and write every definition atomically; returns the paths."""
+    rendered = render(project, recipes, cron)
+    for path, text in rendered.items():
+        atomic_write(path, text)
+    return sorted(rendered)
