@@ -23,11 +23,11 @@ from envbuild.recipe import Recipe
 
 DEFAULT_CRON = "17 3 * * *"
 RUNNERS = {  # GitHub-hosted runners per conda platform (native, no emulation)
-    "linux-64": "ubuntu-24.04",
+    "linux-64": "ubuntu-latest",
     "linux-aarch64": "ubuntu-24.04-arm",
-    "osx-64": "macos-13",
-    "osx-arm64": "macos-14",
-    "win-64": "windows-2022",
+    "osx-64": "macos-13",  # the last Intel macOS image
+    "osx-arm64": "macos-latest",
+    "win-64": "windows-latest",
 }
 OUTPUTS = {
     "github-nightly.yml.j2": ".github/workflows/envbuild-nightly.yml",

@@ -100,3 +100,49 @@ def add_newer_versions(channel: Path) -> Path:
     make_package(channel, "noarch", "alpha", "2.0", noarch="generic")
     make_package(channel, "noarch", "beta", "1.1", depends=["alpha >=2"], noarch="generic")
     return index(channel)
+
+
+def make_module_package(channel: Path, name: str, version: str, source: str) -> Path:
+    """A real noarch: python package holding one module ``<name>.py`` with ``source``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rel = f"site-packages/{name}.py"
+        (root / "site-packages").mkdir()
+        (root / rel).write_text(source)
+        (root / "info").mkdir()
+        index = {
+            "name": name,
+            "version": version,
+            "build": "py_0",
+            "build_number": 0,
+            "depends": ["python"],
+            "subdir": "noarch",
+            "noarch": "python",
+            "timestamp": 1700000000000,
+        }
+        (root / "info" / "index.json").write_text(json.dumps(index))
+        (root / "info" / "link.json").write_text(
+            json.dumps({"noarch": {"type": "python"}, "package_metadata_version": 1})
+        )
+        data = (root / rel).read_bytes()
+        paths = {
+            "paths": [
+                {
+                    "_path": rel,
+                    "path_type": "hardlink",
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "size_in_bytes": len(data),
+                }
+            ],
+            "paths_version": 1,
+        }
+        (root / "info" / "paths.json").write_text(json.dumps(paths))
+        (root / "info" / "files").write_text(rel + "\n")
+        fn = f"{name}-{version}-py_0.conda"
+        cph.create(
+            str(root),
+            [rel, "info/index.json", "info/link.json", "info/paths.json", "info/files"],
+            fn,
+            out_folder=str(channel / "noarch"),
+        )
+    return channel / "noarch" / fn

