@@ -27,9 +27,9 @@ from envbuild.recipe import (
     _display,
     parse_recipe,
     pypi_name,
-    read_document,
     spec_name,
 )
+from envbuild.recipe_io import read_document
 
 DEFAULT_CHANNELS = ("conda-forge",)
 

@@ -19,24 +19,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
 from conda_lock.lockfile.v1.models import HashModel, LockMeta
 from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 
 from envbuild import lockdiff, pypi, rattler_client
-from envbuild._fs import atomic_write, clean_temporaries, staged_file
 from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
+from envbuild.lockfile import (  # re-exported: the lock stage's public API
+    FINGERPRINT_KEY,
+    explicit_path,
+    install_records,
+    locked_fingerprint,
+    read_lockfile,
+    write_explicit,
+    write_lockfile,
+)
 from envbuild.project import Project
 from envbuild.recipe import KNOWN_SUBDIRS, Recipe, _display
-from envbuild.secrets import scrub
 
 log = logging.getLogger("envbuild")
 
 # Bump when the meaning of the fingerprint's inputs changes (conda-lock's content_hash has no
 # such version and silently mis-detects staleness across releases).
 FINGERPRINT_SCHEMA = 2
-FINGERPRINT_KEY = "envbuild_fingerprint"
 
 # Virtual packages assumed per platform family, so that a lock does not depend on the machine
 # that made it (https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/manage-virtual.html).
@@ -245,64 +250,6 @@ def to_lockfile(
     return Lockfile(package=packages, metadata=meta)
 
 
-def write_lockfile(lockfile: Lockfile, path: Path) -> None:
-    """Write ``lockfile`` to ``path`` with conda-lock's writer, atomically."""
-    clean_temporaries(path)  # of a run that was killed
-    with staged_file(path) as tmp:
-        write_conda_lock_file(lockfile, tmp, metadata_choices=())
-        atomic_write(tmp, tmp.read_text().replace(tmp.name, path.name))
-
-
-def explicit_path(project: Project, name: str, platform: str) -> Path:
-    return project.path("locks") / f"{name}-{platform}.explicit.txt"
-
-
-def write_explicit(lockfile: Lockfile, project: Project, name: str) -> list[Path]:
-    """Render ``@EXPLICIT`` spec files (one URL#md5 per line, for ``conda create --file``)
-    with conda-lock's renderer, one per platform. Returns their paths."""
-    from conda_lock.conda_lock import render_lockfile_for_platform
-
-    paths = []
-    for platform in lockfile.metadata.platforms:
-        lines = render_lockfile_for_platform(
-            lockfile=lockfile.model_copy(deep=True),
-            include_dev_dependencies=False,
-            extras=None,
-            kind="explicit",
-            platform=platform,
-            suppress_warning_for_pip_and_explicit=True,
-        )
-        path = explicit_path(project, name, platform)
-        # conda-lock expands ${VAR} in URLs: put credentials back as references
-        atomic_write(path, scrub("\n".join(lines) + "\n"))
-        paths.append(path)
-    return paths
-
-
-def read_lockfile(path: Path) -> Lockfile:
-    """Parse ``path`` with conda-lock's parser. Raises LockError if missing or invalid."""
-    try:
-        return parse_conda_lock_file(path)
-    except FileNotFoundError:
-        msg = f"{_display(path)}: no lockfile; run `doit lock` first"
-        raise LockError(msg) from None
-    except Exception as e:
-        msg = (
-            f"{_display(path)}: not a valid conda-lock file ({type(e).__name__}: {e}); "
-            "delete it and run `doit lock`"
-        )
-        raise LockError(msg) from None
-
-
-def locked_fingerprint(path: Path) -> str | None:
-    """The fingerprint recorded in lockfile ``path``, or None if absent/unreadable. No solve."""
-    try:
-        meta = read_lockfile(path).metadata.custom_metadata or {}
-    except LockError:
-        return None
-    return meta.get(FINGERPRINT_KEY)
-
-
 @dataclass(frozen=True, slots=True)
 class LockResult:
     """A finished lock: the lockfile, explicit files and what changed since the last lock."""
@@ -371,35 +318,19 @@ def lock_recipe(recipe: Recipe, project: Project, update: tuple[str, ...] = ()) 
     return publish_lock(recipe, project, plan_lock(recipe, project, update, old), old)
 
 
-def install_records(
-    lockfile: Lockfile, platform: str, manager: str = "conda"
-) -> list[dict[str, Any]]:
-    """The locked packages of ``manager`` for ``platform``: for conda, worker install records
-    (url + md5 + sha256, no solving); for pip, {name, version, url, sha256}."""
-    out: list[dict[str, Any]] = []
-    for p in lockfile.package:
-        if p.manager != manager or p.platform != platform:
-            continue
-        if manager == "pip":
-            out.append(
-                {"name": p.name, "version": p.version, "url": p.url, "sha256": p.hash.sha256}
-            )
-            continue
-        out.append(
-            {
-                "name": p.name,
-                "version": p.version,
-                "build": p.build or "",
-                "subdir": p.url.rsplit("/", 2)[-2],
-                "depends": [f"{k} {v}".strip() for k, v in p.dependencies.items()],
-                "md5": p.hash.md5,
-                "sha256": p.hash.sha256,
-                "fn": p.url.rsplit("/", 1)[-1],
-                "url": p.url,
-                "channel": p.url.rsplit("/", 2)[0],
-            }
-        )
-    if manager == "conda" and not out:
-        msg = f"the lockfile has no packages for platform {platform}"
-        raise LockError(msg)
-    return out
+__all__ = [
+    "FINGERPRINT_KEY",
+    "LockResult",
+    "explicit_path",
+    "fingerprint",
+    "install_records",
+    "lock_recipe",
+    "locked_fingerprint",
+    "plan_lock",
+    "publish_lock",
+    "read_lockfile",
+    "solve",
+    "to_lockfile",
+    "write_explicit",
+    "write_lockfile",
+]
