@@ -1,47 +1,18 @@
 """Print the nightly wall time for all recipes with a warm package cache, and the image build
 time and size for ml (when a Docker engine is reachable).
 
-Runs in a temporary copy of the project (recipes, templates, dodo.py) whose conda-forge mirror
-is this checkout's offline channel. Usage: python benchmarks/nightly.py
+Runs in a temporary copy of the project (see _project.py). Usage: python benchmarks/nightly.py
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def doit(cwd: Path, *args: str, check: bool = True) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "doit", *args],
-        cwd=cwd,
-        check=check,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - start
+from _project import doit, temp_project
 
 
 def main() -> None:
-    doit(REPO, "offline_channel")
-    channel = REPO / "build" / "offline-channel"
-    with tempfile.TemporaryDirectory(prefix="envbuild-bench-") as tmp:
-        root = Path(tmp)
-        for d in ("recipes", "templates"):
-            shutil.copytree(REPO / d, root / d)
-        shutil.copy(REPO / "dodo.py", root / "dodo.py")
-        (root / "envbuild.toml").write_text(
-            f'[mirrors]\nconda-forge = "{channel}"\n[paths]\n'
-            f'package_cache = "{REPO / "build" / "pkgs"}"\n'
-        )
+    with temp_project() as root:
         first = doit(root, "nightly")  # warms the package cache
         warm = doit(root, "nightly")
         report = json.loads((root / "reports" / "nightly.json").read_text())

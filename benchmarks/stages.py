@@ -1,47 +1,15 @@
 """Print wall times of each stage for recipes/ml.yml and of a no-op `doit` over all recipes.
 
-Runs in a temporary copy of the project (recipes, templates, dodo.py) whose conda-forge mirror
-is this checkout's offline channel (built first if missing). Usage:
-    python benchmarks/stages.py
+Runs in a temporary copy of the project (see _project.py). Usage: python benchmarks/stages.py
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def doit(cwd: Path, *args: str) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "doit", *args],
-        cwd=cwd,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - start
+from _project import doit, temp_project
 
 
 def main() -> None:
-    t = doit(REPO, "offline_channel")
-    print(f"offline_channel (up to date or built): {t:7.2f} s")
-    channel = REPO / "build" / "offline-channel"
-    with tempfile.TemporaryDirectory(prefix="envbuild-bench-") as tmp:
-        root = Path(tmp)
-        for d in ("recipes", "templates"):
-            shutil.copytree(REPO / d, root / d)
-        shutil.copy(REPO / "dodo.py", root / "dodo.py")
-        (root / "envbuild.toml").write_text(
-            f'[mirrors]\nconda-forge = "{channel}"\n[paths]\n'
-            f'package_cache = "{REPO / "build" / "pkgs"}"\n'
-        )
+    with temp_project() as root:
         for stage in ("lock", "build", "smoke", "pack", "docker"):
             print(f"{stage + ' env=ml':18s} {doit(root, stage, 'env=ml'):7.2f} s")
         doit(root)  # everything else, so that the next run is a no-op

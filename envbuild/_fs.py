@@ -9,6 +9,7 @@ content or the new, never half of one. (pypa/build ``_write_report``; pre-commit
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -16,6 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PARTIAL_SUFFIX = ".partial"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:

@@ -10,7 +10,6 @@ is removed at once, or by the next build if the process was killed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from conda_lock.lockfile.v2prelim.models import Lockfile
 
 from envbuild import lock as lock_mod
 from envbuild import pypi, rattler_client
-from envbuild._fs import atomic_write, remove_tree, replace_symlink
+from envbuild._fs import atomic_write, file_sha256, remove_tree, replace_symlink
 from envbuild._mutex import hold
 from envbuild.errors import BuildError
 from envbuild.project import Project
@@ -52,15 +51,6 @@ class BuildInfo:
 
     def to_json(self) -> str:
         return json.dumps({k: getattr(self, k) for k in self.__slots__}, indent=2)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def builds_root(project: Project, name: str) -> Path:

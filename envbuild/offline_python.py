@@ -24,7 +24,7 @@ import sysconfig
 from pathlib import Path
 
 from envbuild import _proc
-from envbuild._fs import remove_tree
+from envbuild._fs import file_sha256, remove_tree
 from envbuild.errors import EnvBuildError
 
 # Interpreter-owned entry points in bin/; everything else there belongs to installed packages.
@@ -157,10 +157,6 @@ def _has_prefix(root: Path, files: list[str], placeholder: str) -> list[str]:
     return lines
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _paths_json(root: Path, files: list[str], prefixed: dict[str, str]) -> dict[str, object]:
     entries = []
     for rel in files:
@@ -172,7 +168,7 @@ def _paths_json(root: Path, files: list[str], prefixed: dict[str, str]) -> dict[
             entry["size_in_bytes"] = len(os.readlink(path))
         else:
             entry["path_type"] = "hardlink"
-            entry["sha256"] = _sha256(path)
+            entry["sha256"] = file_sha256(path)
             entry["size_in_bytes"] = path.stat().st_size
         if rel in prefixed:
             entry["file_mode"] = "text"

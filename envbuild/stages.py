@@ -42,6 +42,11 @@ def _exclusive(project: Project, name: str, stage: str) -> contextlib.AbstractCo
     return hold(project.path("state") / f".{name}.{stage}.lock", f"{stage} of '{name}'")
 
 
+def _names(project: Project, env: str) -> list[str]:
+    """The environments named in ``env`` (comma-separated), or every recipe."""
+    return [e for e in env.split(",") if e] or project.recipe_names()
+
+
 def _load(root: str | Path, name: str) -> tuple[Project, Recipe]:
     project = load_project(Path(root))
     path = find_recipe(project.path("recipes"), name, project.recipe_names())
@@ -110,7 +115,7 @@ def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
 def check(root: str, env: str = "") -> None:
     """Print each recipe's lock state; LockError (non-zero exit) if any is stale."""
     project = load_project(Path(root))
-    names = [e for e in env.split(",") if e] or project.recipe_names()
+    names = _names(project, env)
     stale = stale_reasons(Path(root), names)
     for name in names:
         print(f"{name}: {'STALE: ' + stale[name] if name in stale else 'up to date'}")
@@ -292,7 +297,7 @@ def nightly_report(root: str, env: str = "") -> None:
     from envbuild.nightly import NightlyResult, write_report
 
     project = load_project(Path(root))
-    names = [e for e in env.split(",") if e] or project.recipe_names()
+    names = _names(project, env)
     results = []
     for name in names:
         data = _read_json(project.path("state") / "nightly" / f"{name}.result.json")
@@ -343,7 +348,7 @@ def schedule(root: str, env: str = "") -> None:
     from envbuild import schedule as schedule_mod
 
     project = load_project(Path(root))
-    names = [e for e in env.split(",") if e] or project.recipe_names()
+    names = _names(project, env)
     recipes = [_load(root, n)[1] for n in names]
     for path in schedule_mod.write(project, recipes):
         print(f"wrote {_display(path)}")

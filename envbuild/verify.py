@@ -11,7 +11,6 @@ metadata: the installed-project format of https://packaging.python.org/en/latest
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from conda_lock.lockfile.v2prelim.models import Lockfile
 from packaging.utils import canonicalize_name
 
-from envbuild._fs import atomic_write
+from envbuild._fs import atomic_write, file_sha256
 
 KINDS = (
     "not-built",
@@ -43,14 +42,6 @@ class Finding:
     package: str
     path: str
     detail: str
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def conda_records(prefix: Path) -> dict[str, dict[str, Any]]:
@@ -160,7 +151,7 @@ def _file_findings(
             expected = entry.get("sha256_in_prefix") or entry.get("sha256")
             if entry.get("path_type") != "hardlink" or not expected or path.is_symlink():
                 continue
-            if _sha256(path) != expected:
+            if file_sha256(path) != expected:
                 if rel in pip_owned:
                     out.append(
                         Finding(

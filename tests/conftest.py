@@ -48,6 +48,16 @@ def package_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("pkgs")
 
 
+def imports_ok(prefix: Path, module: str = "dateutil") -> bool:
+    """True if the environment at ``prefix`` imports ``module`` (isolated interpreter)."""
+    r = subprocess.run(
+        [str(prefix / "bin" / "python"), "-I", "-c", f"import {module}"],
+        capture_output=True,
+        timeout=60,
+    )
+    return r.returncode == 0
+
+
 class Project:
     """A temporary envbuild project driven through real doit subprocesses."""
 

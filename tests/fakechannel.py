@@ -17,6 +17,47 @@ from envbuild import rattler_client
 PLATFORMS = ("linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64")
 
 
+def _write_package(
+    channel: Path,
+    subdir: str,
+    index: dict[str, object],
+    files: dict[str, bytes],
+    extra_info: dict[str, object] | None = None,
+) -> Path:
+    """Write ``<channel>/<subdir>/<name>-<version>-<build>.conda`` with ``files``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for rel, data in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        info = {
+            "index.json": index,
+            **(extra_info or {}),
+            "paths.json": {
+                "paths": [
+                    {
+                        "_path": rel,
+                        "path_type": "hardlink",
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                        "size_in_bytes": len(data),
+                    }
+                    for rel, data in files.items()
+                ],
+                "paths_version": 1,
+            },
+        }
+        (root / "info").mkdir()
+        for fn, content in info.items():
+            (root / "info" / fn).write_text(json.dumps(content))
+        (root / "info" / "files").write_text("".join(f"{rel}\n" for rel in files))
+        out_dir = channel / subdir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fn = f"{index['name']}-{index['version']}-{index['build']}.conda"
+        members = [*files, *(f"info/{n}" for n in info), "info/files"]
+        cph.create(str(root), members, fn, out_folder=str(out_dir))
+    return out_dir / fn
+
+
 def make_package(
     channel: Path,
     subdir: str,
@@ -27,48 +68,20 @@ def make_package(
     depends: Iterable[str] = (),
     noarch: str | None = None,
 ) -> Path:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        payload = f"share/fake/{name}-{version}.txt"
-        (root / "share" / "fake").mkdir(parents=True)
-        (root / payload).write_text(f"{name} {version} placeholder\n")
-        (root / "info").mkdir()
-        index = {
-            "name": name,
-            "version": version,
-            "build": build,
-            "build_number": 0,
-            "depends": list(depends),
-            "subdir": subdir,
-            "timestamp": 1700000000000,
-        }
-        if noarch:
-            index["noarch"] = noarch
-        (root / "info" / "index.json").write_text(json.dumps(index))
-        data = (root / payload).read_bytes()
-        paths = {
-            "paths": [
-                {
-                    "_path": payload,
-                    "path_type": "hardlink",
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "size_in_bytes": len(data),
-                }
-            ],
-            "paths_version": 1,
-        }
-        (root / "info" / "paths.json").write_text(json.dumps(paths))
-        (root / "info" / "files").write_text(payload + "\n")
-        out_dir = channel / subdir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fn = f"{name}-{version}-{build}.conda"
-        cph.create(
-            str(root),
-            [payload, "info/index.json", "info/paths.json", "info/files"],
-            fn,
-            out_folder=str(out_dir),
-        )
-    return out_dir / fn
+    """A package with a placeholder payload, for solving only."""
+    index: dict[str, object] = {
+        "name": name,
+        "version": version,
+        "build": build,
+        "build_number": 0,
+        "depends": list(depends),
+        "subdir": subdir,
+        "timestamp": 1700000000000,
+    }
+    if noarch:
+        index["noarch"] = noarch
+    payload = {f"share/fake/{name}-{version}.txt": f"{name} {version} placeholder\n".encode()}
+    return _write_package(channel, subdir, index, payload)
 
 
 def index(channel: Path) -> Path:
@@ -104,45 +117,17 @@ def add_newer_versions(channel: Path) -> Path:
 
 def make_module_package(channel: Path, name: str, version: str, source: str) -> Path:
     """A real noarch: python package holding one module ``<name>.py`` with ``source``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        rel = f"site-packages/{name}.py"
-        (root / "site-packages").mkdir()
-        (root / rel).write_text(source)
-        (root / "info").mkdir()
-        index = {
-            "name": name,
-            "version": version,
-            "build": "py_0",
-            "build_number": 0,
-            "depends": ["python"],
-            "subdir": "noarch",
-            "noarch": "python",
-            "timestamp": 1700000000000,
-        }
-        (root / "info" / "index.json").write_text(json.dumps(index))
-        (root / "info" / "link.json").write_text(
-            json.dumps({"noarch": {"type": "python"}, "package_metadata_version": 1})
-        )
-        data = (root / rel).read_bytes()
-        paths = {
-            "paths": [
-                {
-                    "_path": rel,
-                    "path_type": "hardlink",
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "size_in_bytes": len(data),
-                }
-            ],
-            "paths_version": 1,
-        }
-        (root / "info" / "paths.json").write_text(json.dumps(paths))
-        (root / "info" / "files").write_text(rel + "\n")
-        fn = f"{name}-{version}-py_0.conda"
-        cph.create(
-            str(root),
-            [rel, "info/index.json", "info/link.json", "info/paths.json", "info/files"],
-            fn,
-            out_folder=str(channel / "noarch"),
-        )
-    return channel / "noarch" / fn
+    index = {
+        "name": name,
+        "version": version,
+        "build": "py_0",
+        "build_number": 0,
+        "depends": ["python"],
+        "subdir": "noarch",
+        "noarch": "python",
+        "timestamp": 1700000000000,
+    }
+    link = {"link.json": {"noarch": {"type": "python"}, "package_metadata_version": 1}}
+    return _write_package(
+        channel, "noarch", index, {f"site-packages/{name}.py": source.encode()}, link
+    )

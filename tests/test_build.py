@@ -14,20 +14,11 @@ import pytest
 
 from envbuild.build import read_marker
 
-from .conftest import REPO, TINY_RECIPE, Project
+from .conftest import REPO, TINY_RECIPE, Project, imports_ok
 
 WITH_THREADPOOLCTL = TINY_RECIPE.format(name="tiny").replace(
     "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
 )
-
-
-def imports_ok(prefix: Path, module: str = "dateutil") -> bool:
-    r = subprocess.run(
-        [str(prefix / "bin" / "python"), "-I", "-c", f"import {module}"],
-        capture_output=True,
-        timeout=60,
-    )
-    return r.returncode == 0
 
 
 def builds(project: Project) -> list[Path]:

@@ -17,21 +17,12 @@ import pytest
 from envbuild.build import read_marker
 from envbuild.pack import open_tar_stream
 
-from .conftest import REPO, TINY_RECIPE, Project
+from .conftest import REPO, TINY_RECIPE, Project, imports_ok
 from .httpchannel import Faults, serve
 
 TWO = TINY_RECIPE.format(name="tiny").replace(
     "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
 )
-
-
-def imports_ok(prefix: Path, module: str = "dateutil") -> bool:
-    r = subprocess.run(
-        [str(prefix / "bin" / "python"), "-I", "-c", f"import {module}"],
-        capture_output=True,
-        timeout=60,
-    )
-    return r.returncode == 0
 
 
 @pytest.fixture
