@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job, offline, on real packages: build the local channel (this interpreter + PyPI
-# wheels of numpy, pandas, scikit-learn), then lock, build, smoke-test, pack and render the
-# Dockerfile for recipes/ml.yml.
+# wheels of numpy, pandas, scikit-learn), then lock, build, smoke-test, pack recipes/ml.yml,
+# render its Dockerfile and (with a Docker engine: scripts/services.sh starts one as root)
+# build the image and run the smoke checks inside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/services.sh
 PY=${PYTHON:-python3}
 "$PY" -m doit offline_channel
 "$PY" -m doit docker env=ml
