@@ -104,6 +104,20 @@ def replace_dir(src: Path, final: Path) -> None:
         os.replace(src, final)
 
 
+def atomic_link(src: Path, dest: Path) -> None:
+    """Make ``dest`` a hard link to ``src`` (same file, second name), replacing ``dest``
+    atomically; falls back to a copy across filesystems."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dest)
+
+
 def replace_symlink(link: Path, target: str) -> None:
     """Point symlink ``link`` at ``target`` (a relative path) in one atomic step."""
     link.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from typing import Any
 from envbuild import build as build_mod
 from envbuild import lock as lock_mod
 from envbuild import lockdiff, stages
-from envbuild._fs import atomic_write, remove_tree
+from envbuild._fs import atomic_link, atomic_write, remove_tree
 from envbuild.errors import BuildError, EnvBuildError
 from envbuild.project import Project
 from envbuild.recipe import Recipe, current_subdir
@@ -185,7 +185,7 @@ def rollback(project: Project, name: str) -> str:
         switch_to(project, name, target)
         kept = stages.history_tarball(project, name, target.name)
         if kept.exists():
-            atomic_write(stages.tarball(project, name), kept.read_bytes())
+            atomic_link(kept, stages.tarball(project, name))
         log.info("rolled %s back to build %s", name, target.name)
         return target.name
 

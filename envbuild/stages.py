@@ -19,7 +19,7 @@ from envbuild import image as image_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
-from envbuild._fs import atomic_write, remove_tree
+from envbuild._fs import atomic_link, atomic_write, remove_tree
 from envbuild._mutex import hold
 from envbuild.errors import (
     BuildError,
@@ -182,6 +182,48 @@ def build_is_current(root: Path, name: str) -> bool:
     )
 
 
+def _current_id(project: Project, name: str) -> str | None:
+    info = build_mod.read_marker(project.env_prefix(name))
+    return info.build_id if info else None
+
+
+def smoke_is_current(root: Path, name: str) -> bool:
+    """True if the current build has passed its smoke checks."""
+    project = load_project(root)
+    report = _read_json(smoke_state(project, name)) or {}
+    current = _current_id(project, name)
+    return (
+        current is not None
+        and report.get("build_id") == current
+        and report.get("status") == "passed"
+    )
+
+
+def pack_is_current(root: Path, name: str) -> bool:
+    """True if dist/<name>-<platform>.<fmt> is the tarball of the current build."""
+    project = load_project(root)
+    current = _current_id(project, name)
+    tb = tarball(project, name)
+    kept = history_tarball(project, name, current) if current else None
+    return kept is not None and tb.exists() and kept.exists() and os.path.samefile(tb, kept)
+
+
+def docker_is_current(root: Path, name: str) -> bool:
+    """True if docker/<name>/Dockerfile was rendered for the current build and, when an engine
+    is reachable, its image was built from it."""
+    project = load_project(root)
+    current = _current_id(project, name)
+    dockerfile = project.path("docker") / name / "Dockerfile"
+    if (
+        current is None
+        or not dockerfile.exists()
+        or f'build-id="{current}"' not in dockerfile.read_text()
+    ):
+        return False
+    image = _read_json(project.path("state") / f"{name}.image.json") or {}
+    return image.get("build_id") == current or not image_mod.engine_available()
+
+
 def verify_report(project: Project, name: str) -> Path:
     return project.path("reports") / f"{name}.verify.json"
 
@@ -235,10 +277,8 @@ def pack(root: str, name: str) -> None:
         tb = pack_mod.pack_env(
             name, project.env_prefix(name), tarball(project, name), recipe.pack, recipe.smoke
         )
-        keep = history_tarball(project, name, info.build_id)
-        keep.parent.mkdir(parents=True, exist_ok=True)
-        remove_tree(keep)
-        os.link(tb, keep)  # same file, second name: rollback restores it
+        # the same file under a second name: rollback restores it, gc removes it
+        atomic_link(tb, history_tarball(project, name, info.build_id))
 
 
 def docker(root: str, name: str) -> None:

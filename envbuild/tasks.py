@@ -108,37 +108,49 @@ def _lock(project: Project, name: str, update: str = "") -> TaskDict:
     }
 
 
+# Each stage is keyed on the identity of the current build (its build id), not on file
+# hashes: a build promoted by `doit nightly` or `doit rollback` is recognised as current, and
+# the stages after it run only if they have not yet run for that build.
+
+
 def _build(project: Project, name: str) -> TaskDict:
     root = str(project.root)
     return {
         "actions": [action(stages.build, root, name)],
-        "file_dep": [project.lockfile(name)],
+        "task_dep": [f"lock:{name}"],
         "targets": [stages.build_state(project, name)],
         "uptodate": [_uptodate(stages.build_is_current, root, name)],
     }
 
 
 def _smoke(project: Project, name: str) -> TaskDict:
+    root = str(project.root)
     return {
-        "actions": [action(stages.smoke, str(project.root), name)],
-        "file_dep": [stages.build_state(project, name)],
+        "actions": [action(stages.smoke, root, name)],
+        "task_dep": [f"build:{name}"],
         "targets": [stages.smoke_state(project, name)],
+        "uptodate": [_uptodate(stages.smoke_is_current, root, name)],
     }
 
 
 def _pack(project: Project, name: str) -> TaskDict:
+    root = str(project.root)
     return {
-        "actions": [action(stages.pack, str(project.root), name)],
-        "file_dep": [stages.build_state(project, name), stages.smoke_state(project, name)],
+        "actions": [action(stages.pack, root, name)],
+        "task_dep": [f"smoke:{name}"],
         "targets": [stages.tarball(project, name)],
+        "uptodate": [_uptodate(stages.pack_is_current, root, name)],
     }
 
 
 def _docker(project: Project, name: str) -> TaskDict:
+    root = str(project.root)
     return {
-        "actions": [action(stages.docker, str(project.root), name)],
-        "file_dep": [stages.tarball(project, name), project.path("templates") / "Dockerfile.j2"],
+        "actions": [action(stages.docker, root, name)],
+        "task_dep": [f"pack:{name}"],
+        "file_dep": [project.path("templates") / "Dockerfile.j2"],
         "targets": [project.path("docker") / name / "Dockerfile"],
+        "uptodate": [_uptodate(stages.docker_is_current, root, name)],
     }
 
 

@@ -59,6 +59,8 @@ def test_nightly_promotes_passing_and_keeps_failing_environments(nightly_project
     first = p.doit("nightly")
     assert "| good | promoted |" in first.stdout and "| flaky | promoted |" in first.stdout
     good1, flaky1 = _current(p, "good"), _current(p, "flaky")
+    # what nightly promoted is current for every stage: a plain run has nothing to do
+    assert Project.executed(p.doit("docker")) == []
     lock_before = (p.root / "locks" / "flaky.conda-lock.yml").read_bytes()
     tarball_before = next((p.root / "dist").glob("flaky-*.tar.zst")).read_bytes()
     # upstream publishes a greeting 2.0 that cannot be imported
