@@ -19,7 +19,7 @@ from envbuild import image as image_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
-from envbuild._fs import atomic_link, atomic_write, remove_tree
+from envbuild._fs import atomic_link, atomic_write, file_sha256, remove_tree
 from envbuild._mutex import hold
 from envbuild.errors import (
     BuildError,
@@ -208,17 +208,21 @@ def pack_is_current(root: Path, name: str) -> bool:
     return kept is not None and tb.exists() and kept.exists() and os.path.samefile(tb, kept)
 
 
+def _template_sha(project: Project) -> str:
+    template = project.path("templates") / docker_mod.TEMPLATE
+    return file_sha256(template) if template.exists() else ""
+
+
 def docker_is_current(root: Path, name: str) -> bool:
-    """True if docker/<name>/Dockerfile was rendered for the current build and, when an engine
-    is reachable, its image was built from it."""
+    """True if docker/<name>/ was rendered for the current build from the current template
+    and, when an engine is reachable, its image was built from it."""
     project = load_project(root)
     current = _current_id(project, name)
-    dockerfile = project.path("docker") / name / "Dockerfile"
-    if (
-        current is None
-        or not dockerfile.exists()
-        or f'build-id="{current}"' not in dockerfile.read_text()
-    ):
+    rendered = _read_json(project.path("state") / f"{name}.docker.json") or {}
+    expected = {"build_id": current, "template_sha256": _template_sha(project)}
+    if current is None or not (project.path("docker") / name / "Dockerfile").exists():
+        return False
+    if rendered != expected:
         return False
     image = _read_json(project.path("state") / f"{name}.image.json") or {}
     return image.get("build_id") == current or not image_mod.engine_available()
@@ -294,6 +298,10 @@ def docker(root: str, name: str) -> None:
     text = docker_mod.render(project.path("templates"), ctx)
     with _exclusive(project, name, "docker"):
         path = docker_mod.write_context(tb, project.path("docker") / name, text)
+        atomic_write(
+            project.path("state") / f"{name}.docker.json",
+            json.dumps({"build_id": info.build_id, "template_sha256": _template_sha(project)}),
+        )
         log.info("rendered %s", _display(path))
         if not image_mod.engine_available():
             log.info("no Docker engine reachable: image for '%s' not built", name)

@@ -148,7 +148,6 @@ def _docker(project: Project, name: str) -> TaskDict:
     return {
         "actions": [action(stages.docker, root, name)],
         "task_dep": [f"pack:{name}"],
-        "file_dep": [project.path("templates") / "Dockerfile.j2"],
         "targets": [project.path("docker") / name / "Dockerfile"],
         "uptodate": [_uptodate(stages.docker_is_current, root, name)],
     }
