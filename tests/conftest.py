@@ -69,13 +69,32 @@ class Project:
         path.write_text(text if text is not None else TINY_RECIPE.format(name=name))
         return path
 
-    def doit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    @staticmethod
+    def env() -> dict[str, str]:
+        """The caller's environment, importing the envbuild under test whatever is installed."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        env["PYTHONPATH"] = str(REPO)  # the envbuild under test, whatever is installed
+        env["PYTHONPATH"] = str(REPO)
+        return env
+
+    def popen(self, *args: str, output: bool = False) -> subprocess.Popen[str]:
+        """Start ``doit ARGS`` in its own process group (so a test can kill doit and its
+        py-rattler worker together); output captured when ``output``, else discarded."""
+        pipe = subprocess.PIPE if output else subprocess.DEVNULL
+        return subprocess.Popen(
+            [sys.executable, "-m", "doit", *args],
+            cwd=self.root,
+            env=self.env(),
+            stdout=pipe,
+            stderr=pipe,
+            text=True,
+            start_new_session=True,
+        )
+
+    def doit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "doit", *args],
             cwd=self.root,
-            env=env,
+            env=self.env(),
             capture_output=True,
             text=True,
             timeout=900,

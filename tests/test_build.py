@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from envbuild.build import read_marker
 
-from .conftest import REPO, TINY_RECIPE, Project, imports_ok
+from .conftest import TINY_RECIPE, Project, imports_ok
 
 WITH_THREADPOOLCTL = TINY_RECIPE.format(name="tiny").replace(
     "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
@@ -70,17 +68,8 @@ def test_interrupted_builds_leave_previous_environment(
     good = (project.root / "envs" / "tiny").resolve()
     project.write_recipe("tiny", WITH_THREADPOOLCTL)
     project.doit("lock")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(REPO)
     for delay in (0.3, 0.6, 0.9, 1.2, 1.5, 2.0):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "doit", "build"],
-            cwd=project.root,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = project.popen("build")
         time.sleep(delay)
         os.killpg(proc.pid, sig)  # the whole group: doit and its py-rattler worker
         proc.wait(timeout=60)

@@ -6,8 +6,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from envbuild.build import read_marker
 from envbuild.pack import open_tar_stream
 
-from .conftest import REPO, TINY_RECIPE, Project, imports_ok
+from .conftest import TINY_RECIPE, Project, imports_ok
 from .httpchannel import Faults, serve
 
 TWO = TINY_RECIPE.format(name="tiny").replace(
@@ -116,23 +114,9 @@ def test_corrupted_archive_fails_naming_the_package(
     assert not (project.root / "envs" / "tiny").exists()
 
 
-def _popen(project: Project, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.Popen(
-        [sys.executable, "-m", "doit", *args],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def test_two_builds_of_one_environment_at_once(project: Project) -> None:
     project.doit("lock")
-    procs = [_popen(project, "build") for _ in range(2)]
+    procs = [project.popen("build", output=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert any("waiting for another build of environment 'tiny'" in err for _, err in outs)
@@ -149,7 +133,10 @@ def test_two_environments_sharing_a_cache_build_at_once(make_project, tmp_path: 
         + f'[paths]\npackage_cache = "{tmp_path / "shared-pkgs"}"\n'
     )
     project.doit("lock")
-    procs = [_popen(project, "build", "env=one"), _popen(project, "build", "env=two")]
+    procs = [
+        project.popen("build", "env=one", output=True),
+        project.popen("build", "env=two", output=True),
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     project.doit("verify")
@@ -174,7 +161,7 @@ def test_kill_9_at_random_moments_during_build_and_pack(project: Project) -> Non
     kills = broken = 0
     for i in range(24):
         project.write_recipe("tiny", TWO if i % 2 == 0 else TINY_RECIPE.format(name="tiny"))
-        proc = _popen(project, "pack")
+        proc = project.popen("pack")
         time.sleep(rng.uniform(0.3, 5.0))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
