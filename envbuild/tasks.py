@@ -113,44 +113,29 @@ def _lock(project: Project, name: str, update: str = "") -> TaskDict:
 # the stages after it run only if they have not yet run for that build.
 
 
-def _build(project: Project, name: str) -> TaskDict:
-    root = str(project.root)
-    return {
-        "actions": [action(stages.build, root, name)],
-        "task_dep": [f"lock:{name}"],
-        "targets": [stages.build_state(project, name)],
-        "uptodate": [_uptodate(stages.build_is_current, root, name)],
-    }
+def _after(
+    previous: str,
+    run: Callable[[str, str], None],
+    is_current: Callable[[Path, str], bool],
+    target: Callable[[Project, str], Path],
+) -> Callable[[Project, str], TaskDict]:
+    """A link of the chain: ``run`` after stage ``previous`` of the same environment, making
+    ``target``, up to date while ``is_current`` says so."""
+
+    def make(project: Project, name: str) -> TaskDict:
+        root = str(project.root)
+        return {
+            "actions": [action(run, root, name)],
+            "task_dep": [f"{previous}:{name}"],
+            "targets": [target(project, name)],
+            "uptodate": [_uptodate(is_current, root, name)],
+        }
+
+    return make
 
 
-def _smoke(project: Project, name: str) -> TaskDict:
-    root = str(project.root)
-    return {
-        "actions": [action(stages.smoke, root, name)],
-        "task_dep": [f"build:{name}"],
-        "targets": [stages.smoke_state(project, name)],
-        "uptodate": [_uptodate(stages.smoke_is_current, root, name)],
-    }
-
-
-def _pack(project: Project, name: str) -> TaskDict:
-    root = str(project.root)
-    return {
-        "actions": [action(stages.pack, root, name)],
-        "task_dep": [f"smoke:{name}"],
-        "targets": [stages.tarball(project, name)],
-        "uptodate": [_uptodate(stages.pack_is_current, root, name)],
-    }
-
-
-def _docker(project: Project, name: str) -> TaskDict:
-    root = str(project.root)
-    return {
-        "actions": [action(stages.docker, root, name)],
-        "task_dep": [f"pack:{name}"],
-        "targets": [project.path("docker") / name / "Dockerfile"],
-        "uptodate": [_uptodate(stages.docker_is_current, root, name)],
-    }
+def _dockerfile(project: Project, name: str) -> Path:
+    return project.path("docker") / name / "Dockerfile"
 
 
 def _verify(project: Project, name: str) -> TaskDict:
@@ -159,10 +144,22 @@ def _verify(project: Project, name: str) -> TaskDict:
 
 STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
     "lock": ("solve each recipe and write locks/<name>.conda-lock.yml", _lock),
-    "build": ("install the locked packages into envs/<name> (staged, then switched)", _build),
-    "smoke": ("run each recipe's smoke imports and commands in its environment", _smoke),
-    "pack": ("conda-pack each environment into dist/ and prove the tarball", _pack),
-    "docker": ("render docker/<name>/Dockerfile and its build context", _docker),
+    "build": (
+        "install the locked packages into envs/<name> (staged, then switched)",
+        _after("lock", stages.build, stages.build_is_current, stages.build_state),
+    ),
+    "smoke": (
+        "run each recipe's smoke imports and commands in its environment",
+        _after("build", stages.smoke, stages.smoke_is_current, stages.smoke_state),
+    ),
+    "pack": (
+        "conda-pack each environment into dist/ and prove the tarball",
+        _after("smoke", stages.pack, stages.pack_is_current, stages.tarball),
+    ),
+    "docker": (
+        "render docker/<name>/Dockerfile and its build context (and image, with an engine)",
+        _after("pack", stages.docker, stages.docker_is_current, _dockerfile),
+    ),
     "verify": ("compare each environment with its lockfile; fails on any drift", _verify),
 }
 
