@@ -101,22 +101,32 @@ def _current_target(project: Project, name: str) -> Path | None:
     return link.resolve() if link.is_symlink() and link.resolve().exists() else None
 
 
-def clean_stale_builds(project: Project, name: str, keep: int = 2) -> list[Path]:
-    """Remove incomplete builds (killed runs) and complete ones beyond the ``keep`` newest
-    (the current build counts; it and the newest other one, the rollback, are always kept).
-    Returns the removed build directories."""
+def build_dirs(project: Project, name: str) -> list[Path]:
+    """Every build directory of ``name``, complete or not, oldest first."""
     root = builds_root(project, name)
-    if not root.is_dir():
-        return []
+    return [d for d in sorted(root.iterdir()) if d.is_dir()] if root.is_dir() else []
+
+
+def stale_builds(project: Project, name: str, keep: int) -> list[Path]:
+    """Build directories to remove (reads only): incomplete ones (killed runs) and complete ones
+    beyond the ``keep`` newest. The current build counts towards ``keep``; it and the newest
+    other one, the rollback, are never stale."""
     current = _current_target(project, name)
-    dirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
-    removed = [d for d in dirs if read_marker(d) is None and d.resolve() != current]
-    others = [d for d in dirs if d not in removed and d.resolve() != current]
-    removed += others[: max(0, len(others) - max(1, keep - 1))]
+    dirs = build_dirs(project, name)
+    stale = [d for d in dirs if read_marker(d) is None and d.resolve() != current]
+    others = [d for d in dirs if d not in stale and d.resolve() != current]
+    return stale + others[: max(0, len(others) - max(1, keep - 1))]
+
+
+def clean_stale_builds(project: Project, name: str, keep: int = 2) -> list[Path]:
+    """Remove :func:`stale_builds` and the markers and lock copies of builds that are gone.
+    Returns the removed build directories."""
+    removed = stale_builds(project, name, keep)
     for d in removed:
         log.info("removing build %s", _display(d))
         remove_build(d)
-    for side in root.iterdir():  # markers and lock copies whose build is gone
+    root = builds_root(project, name)
+    for side in root.iterdir() if root.is_dir() else []:
         if side.is_file() and not (root / side.name.split(".", 1)[0]).is_dir():
             side.unlink()
     return removed
@@ -224,10 +234,7 @@ def promote(project: Project, name: str, build_id: str) -> None:
 
 def complete_builds(project: Project, name: str) -> list[Path]:
     """Complete build directories of ``name``, oldest first (build ids sort by time)."""
-    root = builds_root(project, name)
-    if not root.is_dir():
-        return []
-    return [d for d in sorted(root.iterdir()) if d.is_dir() and read_marker(d) is not None]
+    return [d for d in build_dirs(project, name) if read_marker(d) is not None]
 
 
 # Failures worth another attempt: the connection broke, the server was busy. A checksum

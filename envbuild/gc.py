@@ -35,19 +35,6 @@ def _size(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
 
 
-def _kept_builds(project: Project, name: str) -> tuple[list[Path], list[Path]]:
-    """(kept, removable) build directories of ``name``: the current build and the newest
-    others up to ``keep_builds`` are kept; incomplete and older ones are removable."""
-    root = build_mod.builds_root(project, name)
-    if not root.is_dir():
-        return [], []
-    current = project.env_prefix(name).resolve()
-    dirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
-    complete = [d for d in dirs if build_mod.read_marker(d) is not None and d != current]
-    keep = complete[-max(1, project.keep_builds - 1) :] + ([current] if current in dirs else [])
-    return keep, [d for d in dirs if d not in keep]
-
-
 def _referenced_packages(lockfiles: list[Path]) -> set[str]:
     names = set()
     for path in lockfiles:
@@ -70,7 +57,8 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
         sorted(d.name for d in builds_dir.iterdir() if d.is_dir()) if builds_dir.is_dir() else []
     )
     for name in names:
-        keep, removable = _kept_builds(project, name)
+        removable = build_mod.stale_builds(project, name, project.keep_builds)
+        keep = [d for d in build_mod.build_dirs(project, name) if d not in removable]
         kept_ids[name] = {d.name for d in keep}
         lockfiles += [build_mod.lock_copy(d) for d in keep if build_mod.lock_copy(d).exists()]
         garbage += [Garbage("build", str(d), _size(d)) for d in removable]
