@@ -12,7 +12,6 @@ Wheel selection follows the platform compatibility tags of PEP 425/600
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import tomllib
@@ -27,6 +26,7 @@ from packaging.version import InvalidVersion, Version
 from envbuild import _proc
 from envbuild.errors import BuildError, LockError
 from envbuild.recipe import Recipe, _display, pypi_name
+from envbuild.verify import conda_owned_files, dist_infos, dist_name, record_paths
 
 UV = [sys.executable, "-m", "uv"]
 
@@ -194,16 +194,6 @@ def resolve(
     return out
 
 
-def conda_owned_files(prefix: Path) -> dict[str, str]:
-    """prefix-relative path -> conda package name, from ``conda-meta/*.json``."""
-    owned: dict[str, str] = {}
-    for meta in (prefix / "conda-meta").glob("*.json"):
-        data = json.loads(meta.read_text())
-        for f in data.get("files", []):
-            owned[f] = data["name"]
-    return owned
-
-
 def _top_level(path: str) -> str:
     """The import name a site-packages path provides ('' for metadata and other paths)."""
     parts = path.split("/")
@@ -221,23 +211,11 @@ def _top_level(path: str) -> str:
 
 def _installed_records(prefix: Path, names: set[str]) -> dict[str, list[str]]:
     """dist name -> prefix-relative paths from its RECORD, for the dists in ``names``."""
-    out: dict[str, list[str]] = {}
-    for record in prefix.glob("lib/python*/site-packages/*.dist-info/RECORD"):
-        dist = canonicalize_name(record.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0])
-        if dist not in names:
-            continue
-        sp = record.parent.parent.relative_to(prefix)
-        files = []
-        for line in record.read_text().splitlines():
-            rel = line.split(",", 1)[0]
-            if rel:
-                files.append(
-                    (sp / rel).as_posix()
-                    if not rel.startswith("..")
-                    else Path(sp, rel).resolve().relative_to(prefix.resolve()).as_posix()
-                )
-        out[dist] = files
-    return out
+    return {
+        dist_name(info): sorted(record_paths(prefix, info))
+        for info in dist_infos(prefix)
+        if dist_name(info) in names
+    }
 
 
 def install(prefix: Path, records: list[dict[str, Any]], recipe: Recipe) -> None:

@@ -12,6 +12,7 @@ metadata: the installed-project format of https://packaging.python.org/en/latest
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,32 +54,47 @@ def conda_records(prefix: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def dist_name(info: Path) -> str:
+    """The canonical distribution name of a ``<name>-<version>.dist-info`` directory."""
+    return canonicalize_name(info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+
+
+def dist_infos(prefix: Path) -> list[Path]:
+    """Every ``.dist-info`` directory in the prefix's site-packages."""
+    return sorted(prefix.glob("lib/python*/site-packages/*.dist-info"))
+
+
 def pip_dists(prefix: Path, conda_files: set[str]) -> dict[str, Path]:
     """canonical name -> .dist-info directory, for distributions not installed by conda."""
     out: dict[str, Path] = {}
-    for info in prefix.glob("lib/python*/site-packages/*.dist-info"):
+    for info in dist_infos(prefix):
         rel = info.relative_to(prefix).as_posix()
         if f"{rel}/METADATA" in conda_files or f"{rel}/RECORD" in conda_files:
             continue
-        name = info.name.removesuffix(".dist-info").rsplit("-", 1)
-        out[canonicalize_name(name[0])] = info
+        out[dist_name(info)] = info
     return out
 
 
-def _record_paths(prefix: Path, info: Path) -> set[str]:
+def record_paths(prefix: Path, info: Path) -> set[str]:
+    """Prefix-relative paths listed in the distribution's RECORD (``..`` entries normalised,
+    symlinks not followed; entries outside the prefix dropped)."""
     record = info / "RECORD"
     if not record.exists():
         return set()
-    base = info.parent
+    base = os.path.relpath(info.parent, prefix)
     paths = set()
     for line in record.read_text().splitlines():
         rel = line.split(",", 1)[0]
         if rel:
-            try:
-                paths.add((base / rel).resolve().relative_to(prefix.resolve()).as_posix())
-            except ValueError:
-                continue
+            path = os.path.normpath(os.path.join(base, rel))
+            if not path.startswith(".."):
+                paths.add(Path(path).as_posix())
     return paths
+
+
+def conda_owned_files(prefix: Path) -> dict[str, str]:
+    """prefix-relative path -> name of the conda package that installed it."""
+    return {f: name for name, rec in conda_records(prefix).items() for f in rec.get("files", [])}
 
 
 def _is_editable(info: Path) -> bool:
@@ -184,7 +200,7 @@ def verify_prefix(
     conda = conda_records(prefix)
     conda_files = {f for rec in conda.values() for f in rec.get("files", [])}
     pips = pip_dists(prefix, conda_files)
-    pip_owned = {p: name for name, info in pips.items() for p in _record_paths(prefix, info)}
+    pip_owned = {p: name for name, info in pips.items() for p in record_paths(prefix, info)}
     findings = _package_findings(lock, platform, conda, pips)
     findings += _file_findings(prefix, conda, pip_owned)
     real = str(prefix.resolve())
