@@ -176,11 +176,10 @@ def solve(
     return out
 
 
-def _unexpand(recipe: Recipe, project: Project, url: str) -> str:
+def _unexpand(channels: list[tuple[str, str]], url: str) -> str:
     """``url`` with its channel's credentials put back as ``${VAR}`` (lockfiles never hold
-    secrets)."""
-    for c in recipe.channels:
-        expanded, template = project.channel_url_expanded(c), project.channel_url(c)
+    secrets); ``channels`` are (expanded URL, ``${VAR}`` URL) pairs."""
+    for expanded, template in channels:
         if url.startswith(expanded):
             return template + url[len(expanded) :]
     return url
@@ -212,6 +211,7 @@ def to_lockfile(
     fingerprint is in ``metadata.custom_metadata``, and per platform in ``content_hash``.
     """
     fp = fingerprint(recipe, project)
+    channels = [(project.channel_url_expanded(c), project.channel_url(c)) for c in recipe.channels]
     packages = [
         LockedDependency(
             name=r["name"],
@@ -219,7 +219,7 @@ def to_lockfile(
             manager="conda",
             platform=platform,
             dependencies=_dependencies(r.get("depends", [])),
-            url=_unexpand(recipe, project, r["url"]),
+            url=_unexpand(channels, r["url"]),
             hash=HashModel(md5=r["md5"], sha256=r["sha256"]),
             build=r["build"],
             categories={"main"},

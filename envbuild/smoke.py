@@ -121,11 +121,16 @@ def smoke_env(
     if not all(r.ok for r in results):
         raise SmokeError(failure_message(name, prefix, results))
     if report is not None:
-        payload = {
-            "recipe": name,
-            "build_id": build_id,
-            "status": "passed",
-            "checks": [asdict(r) for r in results],
-        }
-        atomic_write(report, json.dumps(payload, indent=2))
+        write_report(report, name, build_id, results)
     return results
+
+
+def write_report(report: Path, name: str, build_id: str, results: list[CheckResult]) -> None:
+    """Record (JSON, atomically) that build ``build_id`` of ``name`` passed ``results``."""
+    payload = {
+        "recipe": name,
+        "build_id": build_id,
+        "status": "passed",
+        "checks": [asdict(r) for r in results],
+    }
+    atomic_write(report, json.dumps(payload, indent=2))

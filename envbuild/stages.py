@@ -32,7 +32,8 @@ from envbuild.errors import (
 )
 from envbuild.project import Project, load_project
 from envbuild.recipe import Recipe, _display, current_subdir, find_recipe, load_recipe
-from envbuild.smoke import smoke_env
+from envbuild.smoke import CheckResult, smoke_env
+from envbuild.smoke import write_report as write_smoke_report
 
 log = logging.getLogger("envbuild")
 
@@ -70,7 +71,8 @@ def tarball(project: Project, name: str) -> Path:
     return pack_mod.tarball_path(project.path("dist"), name, current_subdir(), fmt)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None if it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -153,17 +155,11 @@ def record_build_state(project: Project, name: str) -> None:
     atomic_write(build_state(project, name), _current_build(project, name).to_json())
 
 
-def record_smoke_state(project: Project, name: str, build_id: str, checks: list[Any]) -> None:
+def record_smoke_state(
+    project: Project, name: str, build_id: str, checks: list[CheckResult]
+) -> None:
     """Record that ``build_id`` passed ``checks`` (the pack task's input)."""
-    from dataclasses import asdict
-
-    payload = {
-        "recipe": name,
-        "build_id": build_id,
-        "status": "passed",
-        "checks": [asdict(c) for c in checks],
-    }
-    atomic_write(smoke_state(project, name), json.dumps(payload, indent=2))
+    write_smoke_report(smoke_state(project, name), name, build_id, checks)
 
 
 def build_is_current(root: Path, name: str) -> bool:
@@ -172,11 +168,11 @@ def build_is_current(root: Path, name: str) -> bool:
     project = load_project(root)
     if not build_mod.is_current(project, name):
         return False
-    state = _read_json(build_state(project, name))
+    state = read_json(build_state(project, name))
     info = build_mod.read_marker(project.env_prefix(name))
     if state is None or info is None or state.get("build_id") != info.build_id:
         return False
-    report = _read_json(verify_report(project, name))
+    report = read_json(verify_report(project, name))
     return not (
         report and report.get("build_id") == info.build_id and report.get("status") != "clean"
     )
@@ -190,7 +186,7 @@ def _current_id(project: Project, name: str) -> str | None:
 def smoke_is_current(root: Path, name: str) -> bool:
     """True if the current build has passed its smoke checks."""
     project = load_project(root)
-    report = _read_json(smoke_state(project, name)) or {}
+    report = read_json(smoke_state(project, name)) or {}
     current = _current_id(project, name)
     return (
         current is not None
@@ -218,13 +214,13 @@ def docker_is_current(root: Path, name: str) -> bool:
     and, when an engine is reachable, its image was built from it."""
     project = load_project(root)
     current = _current_id(project, name)
-    rendered = _read_json(project.path("state") / f"{name}.docker.json") or {}
+    rendered = read_json(project.path("state") / f"{name}.docker.json") or {}
     expected = {"build_id": current, "template_sha256": _template_sha(project)}
     if current is None or not (project.path("docker") / name / "Dockerfile").exists():
         return False
     if rendered != expected:
         return False
-    image = _read_json(project.path("state") / f"{name}.image.json") or {}
+    image = read_json(project.path("state") / f"{name}.image.json") or {}
     return image.get("build_id") == current or not image_mod.engine_available()
 
 
@@ -270,7 +266,7 @@ def smoke(root: str, name: str) -> None:
 def pack(root: str, name: str) -> None:
     project, recipe = _load(root, name)
     info = _current_build(project, name)
-    passed = _read_json(smoke_state(project, name))
+    passed = read_json(smoke_state(project, name))
     if not passed or passed.get("build_id") != info.build_id or passed.get("status") != "passed":
         msg = (
             f"environment '{name}' has not passed its smoke checks (build {info.build_id}); "
@@ -348,7 +344,7 @@ def nightly_report(root: str, env: str = "") -> None:
     names = _names(project, env)
     results = []
     for name in names:
-        data = _read_json(project.path("state") / "nightly" / f"{name}.result.json")
+        data = read_json(project.path("state") / "nightly" / f"{name}.result.json")
         results.append(
             NightlyResult(**data)
             if data

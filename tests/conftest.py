@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +58,19 @@ def imports_ok(prefix: Path, module: str = "dateutil") -> bool:
         timeout=60,
     )
     return r.returncode == 0
+
+
+def kill_after(
+    proc: subprocess.Popen[str], seconds: float, sig: signal.Signals = signal.SIGKILL
+) -> bool:
+    """Wait ``seconds``, then send ``sig`` to the process group of ``proc`` (doit and its
+    py-rattler worker) if it is still running; wait for it. True if it was signalled."""
+    time.sleep(seconds)
+    running = proc.poll() is None
+    if running:
+        os.killpg(proc.pid, sig)
+    proc.wait(timeout=60)
+    return running
 
 
 class Project:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from envbuild.build import read_marker
 
-from .conftest import TINY_RECIPE, Project, imports_ok
+from .conftest import TINY_RECIPE, Project, imports_ok, kill_after
 
 WITH_THREADPOOLCTL = TINY_RECIPE.format(name="tiny").replace(
     "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
@@ -69,10 +67,7 @@ def test_interrupted_builds_leave_previous_environment(
     project.write_recipe("tiny", WITH_THREADPOOLCTL)
     project.doit("lock")
     for delay in (0.3, 0.6, 0.9, 1.2, 1.5, 2.0):
-        proc = project.popen("build")
-        time.sleep(delay)
-        os.killpg(proc.pid, sig)  # the whole group: doit and its py-rattler worker
-        proc.wait(timeout=60)
+        kill_after(project.popen("build"), delay, sig)
         current = (project.root / "envs" / "tiny").resolve()
         assert read_marker(current) is not None, f"incomplete env current after {delay}s"
         assert imports_ok(current), f"env broken after kill at {delay}s"

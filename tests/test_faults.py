@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import signal
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ import pytest
 from envbuild.build import read_marker
 from envbuild.pack import open_tar_stream
 
-from .conftest import TINY_RECIPE, Project, imports_ok
+from .conftest import TINY_RECIPE, Project, imports_ok, kill_after
 from .httpchannel import Faults, serve
 
 TWO = TINY_RECIPE.format(name="tiny").replace(
@@ -161,12 +158,7 @@ def test_kill_9_at_random_moments_during_build_and_pack(project: Project) -> Non
     kills = broken = 0
     for i in range(24):
         project.write_recipe("tiny", TWO if i % 2 == 0 else TINY_RECIPE.format(name="tiny"))
-        proc = project.popen("pack")
-        time.sleep(rng.uniform(0.3, 5.0))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
+        kills += kill_after(project.popen("pack"), rng.uniform(0.3, 5.0))
         current = (project.root / "envs" / "tiny").resolve()
         if read_marker(current) is None or not imports_ok(current) or not _tarball_ok(tarball):
             broken += 1

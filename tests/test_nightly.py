@@ -4,10 +4,8 @@ scheduler definitions."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from envbuild.build import complete_builds, lock_copy, read_marker
 from envbuild.project import load_project
 from envbuild.recipe import load_recipe
 
-from .conftest import REPO, TINY_RECIPE, Project
+from .conftest import REPO, TINY_RECIPE, Project, kill_after
 from .fakechannel import index, make_module_package
 
 FLAKY = """\
@@ -137,12 +135,7 @@ def test_promotion_is_atomic_under_kill_9(nightly_project: Project) -> None:
     rng = random.Random(5)
     kills = 0
     for _ in range(10):
-        proc = p.popen("nightly_env:good")
-        time.sleep(rng.uniform(0.5, 4.0))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
+        kills += kill_after(p.popen("nightly_env:good"), rng.uniform(0.5, 4.0))
         assert read_marker(p.root / "envs" / "good") is not None
         assert _imports(p, "good", "dateutil")
         nightly.finish_interrupted_promotion(project, "good")
