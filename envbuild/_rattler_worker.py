@@ -8,6 +8,11 @@ work is done. The worker therefore writes its result file atomically and leaves 
 
 Protocol: ``python -m envbuild._rattler_worker OP REQUEST.json RESULT.json``. The result is
 ``{"ok": <value>}`` or ``{"error": {"type": <exception class>, "message": str, ...}}``.
+
+Credentials: a request's ``auth`` maps hosts to the *names* of environment variables; the worker
+reads their values, writes py-rattler's auth file (mode 0600, in a private temporary directory
+removed at exit) and points ``RATTLER_AUTH_FILE`` at it, so py-rattler's authentication
+middleware adds them to requests and no URL ever carries them.
 """
 
 from __future__ import annotations
@@ -15,13 +20,41 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
 
 import rattler
 from rattler.index import index_fs
+
+from envbuild import records as records_mod
+
+
+def _client(req: dict[str, Any]) -> rattler.Client:
+    """py-rattler's authenticated client, with the request's credentials in its auth file."""
+    auth = req.get("auth") or {}
+    if auth:
+        entries: dict[str, Any] = {}
+        for host, cred in auth.items():
+            values = [os.environ.get(v, "") for v in cred["vars"].split(":")]
+            if cred["kind"] == "BasicHTTP":
+                entries[host] = {"BasicHTTP": {"username": values[0], "password": values[1]}}
+            else:
+                entries[host] = {"CondaToken": values[0]}
+        tmp = tempfile.mkdtemp(prefix="envbuild-auth-")
+        _CLEANUP.append(tmp)
+        path = Path(tmp) / "credentials.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(entries, f)
+        os.environ["RATTLER_AUTH_FILE"] = str(path)
+    return rattler.Client.authenticated_client()
+
+
+_CLEANUP: list[str] = []
 
 
 def _channels(urls: list[str]) -> list[rattler.Channel]:
@@ -54,7 +87,7 @@ async def _names(req: dict[str, Any], gateway: rattler.Gateway) -> list[str]:
 
 async def solve(req: dict[str, Any]) -> list[dict[str, Any]]:
     """Solve ``req["specs"]`` for ``req["platform"]`` over ``req["channels"]`` (strict priority)."""
-    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"))
+    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"), client=_client(req))
     try:
         records = await rattler.solve(
             _channels(req["channels"]),
@@ -115,7 +148,7 @@ async def diagnose(req: dict[str, Any]) -> dict[str, Any]:
     b_needs_a, a_needs_b}]}; each "needs" list holds the distinct specs with which records
     matching one spec depend on the other's package.
     """
-    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"))
+    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"), client=_client(req))
     specs: list[str] = req["specs"]
     single = []
     for spec in specs:
@@ -200,24 +233,37 @@ def _repodata_record(j: dict[str, Any]) -> rattler.RepoDataRecord:
 
 
 async def install(req: dict[str, Any]) -> int:
-    """Install exactly ``req["records"]`` into ``req["prefix"]``; no solve. Returns the count."""
+    """Install exactly ``req["records"]`` into ``req["prefix"]``; no solve. Returns the count.
+
+    Each record's ``url`` is where it is fetched from (mirror applied); ``canonical_url`` and
+    ``canonical_channel`` are what the installed record says. Every ``file://`` archive is
+    checked against the locked sha256 first (py-rattler checks http downloads itself); the
+    records are then completed from each package's own index.json and ``conda-meta/history``
+    written with ``req["specs"]``. Raises records.ArchiveMismatch naming each bad archive.
+    """
     from rattler.package_cache import PackageCache, PackageCacheLayer, ValidationMode
 
-    records = [_repodata_record(j) for j in req["records"]]
+    locked = req["records"]
+    sizes = records_mod.verify_archives(locked)
+    records = [_repodata_record(j) for j in locked]
     # Copies, not hard links: an edited environment file must never alter the cache (or the
     # other environments sharing it). Full validation re-hashes cached packages against their
     # paths.json, so a truncated or altered cache entry is re-extracted, never linked.
     config, _ = rattler.Config.from_toml_with_unused_keys("allow-hard-links = false\n")
     layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(ValidationMode.full())
+    prefix = Path(req["prefix"])
     await rattler.install(
         records,
-        req["prefix"],
+        prefix,
         package_cache=PackageCache.from_layers([layer]),
         config=config,
         platform=rattler.Platform(req["platform"]) if req.get("platform") else None,
         show_progress=False,
         execute_link_scripts=False,
+        client=_client(req),
     )
+    records_mod.finalize_records(prefix, locked, sizes, req.get("specs", []))
+    records_mod.write_history(prefix, locked, req.get("specs", []))
     return len(records)
 
 
@@ -254,10 +300,13 @@ def main(argv: list[str]) -> None:
                 "type": type(e).__name__,
                 "message": str(e),
                 "names": getattr(e, "names", []),
+                "details": getattr(e, "details", []),
                 "traceback": traceback.format_exc(),
             }
         }
     _write(Path(res_path), payload)
+    for tmp in _CLEANUP:
+        shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -24,10 +24,11 @@ from envbuild import lock as lock_mod
 from envbuild import pypi, rattler_client
 from envbuild._fs import atomic_write, file_sha256, remove_tree, replace_symlink
 from envbuild._mutex import hold
+from envbuild.channels import Route, auth_entries
 from envbuild.errors import BuildError
 from envbuild.project import Project
 from envbuild.recipe import Recipe, _display, current_subdir
-from envbuild.secrets import expand, scrub
+from envbuild.secrets import require
 
 log = logging.getLogger("envbuild")
 
@@ -170,9 +171,19 @@ def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> Lockf
         msg = (
             f"{_display(lock_path)} has no packages for this machine's platform {platform} "
             f"(locked: {', '.join(lockfile.metadata.platforms)}); add {platform} to "
-            f"'platforms' in {_display(recipe.path)}"
+            f"'platforms' in {_display(recipe.path)} (or to [lock] platforms in envbuild.toml) "
+            "and run `doit lock`"
         )
         raise BuildError(msg)
+    canonical = [project.route(c).canonical for c in recipe.channels]
+    for p in lockfile.package:
+        if p.manager == "conda" and not any(p.url.startswith(c + "/") for c in canonical):
+            msg = (
+                f"{_display(lock_path)}: package {p.name} ({p.platform}) has url {p.url}, which "
+                f"is not under the recipe's channels ({', '.join(canonical)}); the lockfile was "
+                "edited by hand or made for other channels: run `doit lock` to regenerate it"
+            )
+            raise BuildError(msg)
     return lockfile
 
 
@@ -261,38 +272,30 @@ def retry_policy() -> tuple[int, float]:
     return max(1, attempts), max(0.0, backoff)
 
 
-def _scrub_conda_meta(prefix: Path) -> None:
-    """Put channel credentials back as ``${VAR}`` in conda-meta records (they end up in
-    tarballs and images)."""
-    for meta in (prefix / "conda-meta").glob("*.json"):
-        text = meta.read_text()
-        clean = scrub(text)
-        if clean != text:
-            atomic_write(meta, clean)
-
-
 def _install(
     records: list[dict[str, Any]], prefix: Path, project: Project, platform: str, recipe: Recipe
 ) -> None:
-    # lockfile URLs keep credentials as ${VAR}; read them from the environment only now
-    expanded = [
-        dict(r, url=expand(r["url"], r["name"]), channel=expand(r["channel"], r["name"]))
-        for r in records
-    ]
+    routes = [project.route(c) for c in recipe.channels]
+    for r in routes:
+        if r.credential is not None:
+            require(r.credential.variables(), f"channel '{r.name}'")
     request = {
-        "records": expanded,
+        "records": [_fetch_record(r, routes) for r in records],
         "prefix": str(prefix),
         "platform": platform,
         "cache_dir": str(project.path("package_cache")),
+        "auth": auth_entries(routes),
+        "specs": list(recipe.dependencies),
     }
     attempts, backoff = retry_policy()
     for attempt in range(1, attempts + 1):
         try:
             rattler_client.call("install", request)
-            _scrub_conda_meta(prefix)
             return
         except rattler_client.RattlerCallError as e:
             message = e.failure.message
+            if e.failure.type == "ArchiveMismatch":
+                raise BuildError(_mismatch_message(recipe, e.failure.details)) from None
             transient = any(t in message for t in _TRANSIENT)
             if transient and attempt < attempts:
                 delay = backoff * 2 ** (attempt - 1)
@@ -312,3 +315,35 @@ def _install(
                 f"{_display(prefix)} failed{tried}:\n  {e.failure.type}: {message}"
             )
             raise BuildError(msg) from None
+
+
+def _fetch_record(record: dict[str, Any], routes: list[Route]) -> dict[str, Any]:
+    """A lock record for the worker: ``url`` where to fetch it (its channel's mirror), the
+    canonical url and channel to record."""
+    route = next((r for r in routes if r.owns(record["url"])), None)
+    transport = route.to_transport(record["url"]) if route else record["url"]
+    return dict(
+        record,
+        url=transport,
+        channel=transport.rsplit("/", 2)[0],
+        canonical_url=record["url"],
+        canonical_channel=route.canonical if route else record["channel"],
+    )
+
+
+def _mismatch_message(recipe: Recipe, details: tuple[dict[str, str], ...]) -> str:
+    lines = [
+        f"{_display(recipe.path)}: refusing to install packages that are not the ones the "
+        "lockfile names (nothing was installed or promoted; the current environment stays):"
+    ]
+    for d in details:
+        via = f"\n      fetched from {d['transport']}" if d["transport"] != d["url"] else ""
+        lines.append(
+            f"  {d['name']}: {d['url']}{via}\n      expected sha256 {d['expected']}"
+            f"\n      actual   sha256 {d['actual']}"
+        )
+    lines.append(
+        "  fix: restore the archive on the channel or mirror, or, if the channel really "
+        "changed it, run `doit lock` to lock the new one"
+    )
+    return "\n".join(lines)

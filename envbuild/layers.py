@@ -4,8 +4,10 @@ Rules (the child wins; later parents win over earlier ones):
 
 * channels: the child's own, then the parents' not already listed (strict priority order);
 * platforms, pack, docker: the child's if it sets them, else the first parent's;
-* dependencies and pypi-dependencies: merged by package name, a later spec replacing an earlier
-  one at its place; each remembers the recipe file that set it, for error messages;
+* dependencies and pypi-dependencies: merged by package name. Within one recipe, several specs
+  for one package all apply (``python >=3.10`` and ``python <3.13``, as in conda); a later
+  layer's specs for a package replace an earlier layer's at their place. Each remembers the
+  recipe file that set it, for error messages;
 * virtual_packages: merged by name; smoke imports and commands: ordered union.
 
 Parents are looked up as ``<name>.yml`` beside the child. A missing parent or a cycle is a
@@ -14,6 +16,7 @@ RecipeError naming the chain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,30 +41,41 @@ def _union(*groups: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(x for g in groups for x in g))
 
 
+def _by_name(
+    layers: tuple[Recipe, ...],
+    own: Recipe,
+    specs_of: Callable[[Recipe], tuple[str, ...]],
+    name_of: Callable[[str], str],
+) -> dict[str, tuple[tuple[str, ...], str]]:
+    """name -> (every spec of the last layer that names it, recipe file that set them)."""
+    out: dict[str, tuple[tuple[str, ...], str]] = {}
+    for layer in layers:
+        origin = dict(layer.origins)
+        mine: dict[str, list[str]] = {}
+        for spec in specs_of(layer):
+            mine.setdefault(name_of(spec), []).append(spec)
+        for n, specs in mine.items():
+            where = _display(own.path) if layer is own else origin.get(n, _display(layer.path))
+            out[n] = (tuple(dict.fromkeys(specs)), where)
+    return out
+
+
 def merge(
-    own: Recipe, parents: tuple[Recipe, ...], keys: set[str], default_platform: str
+    own: Recipe, parents: tuple[Recipe, ...], keys: set[str], default_platforms: tuple[str, ...]
 ) -> Recipe:
     """Merge ``own`` (the child as parsed; ``keys`` are the keys its file sets) over
     ``parents`` (already merged themselves). Pure."""
-    path = _display(own.path)
-    deps: dict[str, tuple[str, str]] = {}
-    pypi: dict[str, tuple[str, str]] = {}
-    for layer in (*parents, own):
-        origin = dict(layer.origins)
-        for spec in layer.dependencies:
-            n = spec_name(spec)
-            deps[n] = (spec, path if layer is own else origin.get(n, _display(layer.path)))
-        for req in layer.pypi_dependencies:
-            n = pypi_name(req)
-            pypi[n] = (req, path if layer is own else origin.get(n, _display(layer.path)))
+    layers = (*parents, own)
+    deps = _by_name(layers, own, lambda r: r.dependencies, spec_name)
+    pypi = _by_name(layers, own, lambda r: r.pypi_dependencies, pypi_name)
     first = parents[0] if parents else None
-    platforms = own.platforms or (first.platforms if first else (default_platform,))
+    platforms = own.platforms or (first.platforms if first else default_platforms)
     return replace(
         own,
         channels=_union(own.channels, *(p.channels for p in parents)) or DEFAULT_CHANNELS,
         platforms=platforms,
-        dependencies=tuple(spec for spec, _ in deps.values()),
-        pypi_dependencies=tuple(req for req, _ in pypi.values()),
+        dependencies=tuple(s for specs, _ in deps.values() for s in specs),
+        pypi_dependencies=tuple(s for specs, _ in pypi.values() for s in specs),
         origins=tuple((n, o) for n, (_, o) in {**deps, **pypi}.items()),
         virtual_packages=tuple(
             {k: v for p in (*parents, own) for k, v in p.virtual_packages}.items()
@@ -75,8 +89,13 @@ def merge(
     )
 
 
-def load_layered(path: Path, stack: tuple[Path, ...] = ()) -> Recipe:
-    """Load the recipe at ``path`` with its parents merged in (recursively)."""
+def load_layered(
+    path: Path,
+    stack: tuple[Path, ...] = (),
+    default_platforms: tuple[str, ...] = ("linux-64",),
+) -> Recipe:
+    """Load the recipe at ``path`` with its parents merged in (recursively); recipes that
+    name no platforms get ``default_platforms``."""
     if path.resolve() in stack:
         chain = " -> ".join(p.stem for p in (*stack, path.resolve()))
         msg = f"{_display(path)}: extends: cycle of recipes: {chain}; remove one 'extends'"
@@ -97,8 +116,8 @@ def load_layered(path: Path, stack: tuple[Path, ...] = ()) -> Recipe:
                     f"({_display(parent)}){did_you_mean(name, known)}"
                 )
                 raise RecipeError(msg)
-            parents.append(load_layered(parent, (*stack, path.resolve())))
-    return parse_recipe(data, path, tuple(parents))
+            parents.append(load_layered(parent, (*stack, path.resolve()), default_platforms))
+    return parse_recipe(data, path, tuple(parents), default_platforms)
 
 
 __all__ = ["DEFAULT_CHANNELS", "PackOptions", "load_layered", "merge"]

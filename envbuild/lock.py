@@ -23,6 +23,7 @@ from conda_lock.lockfile.v1.models import HashModel, LockMeta
 from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 
 from envbuild import lockdiff, pypi, rattler_client
+from envbuild.channels import Route, auth_entries
 from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
 from envbuild.lockfile import (  # re-exported: the lock stage's public API
@@ -36,12 +37,13 @@ from envbuild.lockfile import (  # re-exported: the lock stage's public API
 )
 from envbuild.project import Project
 from envbuild.recipe import KNOWN_SUBDIRS, Recipe, _display
+from envbuild.secrets import require
 
 log = logging.getLogger("envbuild")
 
 # Bump when the meaning of the fingerprint's inputs changes (conda-lock's content_hash has no
 # such version and silently mis-detects staleness across releases).
-FINGERPRINT_SCHEMA = 2
+FINGERPRINT_SCHEMA = 3
 
 # Virtual packages assumed per platform family, so that a lock does not depend on the machine
 # that made it (https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/manage-virtual.html).
@@ -78,15 +80,16 @@ def virtual_packages(
 
 
 def solve_inputs(recipe: Recipe, project: Project) -> dict[str, Any]:
-    """Everything that changes a solve, normalised: channel URLs after mirrors in priority
-    order; platforms, match specs and PyPI requirements sorted (order does not change a
-    solve); virtual packages per platform."""
+    """Everything that changes a solve, normalised: canonical channel URLs in priority order
+    (never mirrors: a mirror is transport, so changing one relocks nothing); platforms, match
+    specs and PyPI requirements sorted (order does not change a solve); virtual packages per
+    platform."""
     import rattler
     from packaging.requirements import Requirement
 
     return {
         "schema": FINGERPRINT_SCHEMA,
-        "channels": [project.channel_url(c) for c in recipe.channels],
+        "channels": [project.route(c).canonical for c in recipe.channels],
         "platforms": sorted(recipe.platforms),
         "dependencies": sorted(str(rattler.MatchSpec(s)) for s in recipe.dependencies),
         "pypi": sorted(str(Requirement(r)) for r in recipe.pypi_dependencies),
@@ -106,9 +109,16 @@ def fingerprint(recipe: Recipe, project: Project) -> str:
 def solve_request(
     recipe: Recipe, project: Project, platform: str, constraints: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """The worker request that solves ``recipe`` for ``platform``."""
+    """The worker request that solves ``recipe`` for ``platform``: channels by their
+    transport URLs (mirrors applied), credentials as variable names for py-rattler's
+    authentication middleware. Raises ChannelError if a credential variable is not set."""
+    routes = [project.route(c) for c in recipe.channels]
+    for r in routes:
+        if r.credential is not None:
+            require(r.credential.variables(), f"channel '{r.name}'")
     return {
-        "channels": [project.channel_url_expanded(c) for c in recipe.channels],
+        "channels": [r.transport for r in routes],
+        "auth": auth_entries(routes),
         "specs": list(recipe.dependencies),
         "platform": platform,
         "virtual_packages": [list(v) for v in virtual_packages(platform, recipe.virtual_packages)],
@@ -123,11 +133,15 @@ def _failure(
 ) -> Exception:
     where = f"{_display(recipe.path)}: cannot lock for {platform}"
     if f.type in ("GatewayError", "FetchRepoDataError", "IoError", "InvalidChannelError"):
-        culprits = [
-            c for c in recipe.channels if project.channel_url_expanded(c).rstrip("/") in f.message
-        ] or list(recipe.channels)
-        hints = "\n".join(project.mirror_hint(c) for c in culprits)
-        chans = ", ".join(f"'{c}' ({project.channel_url(c)})" for c in culprits)
+        routes = [project.route(c) for c in recipe.channels]
+        culprits = [r for r in routes if r.transport in f.message] or routes
+        hints = "\n".join(project.mirror_hint(r.name) for r in culprits)
+        chans = ", ".join(
+            f"'{r.name}' ({r.transport})"
+            if r.transport == r.canonical
+            else f"'{r.name}' ({r.canonical}, mirrored to {r.transport})"
+            for r in culprits
+        )
         return ChannelError(
             f"{where}: channel {chans} is not reachable:\n  {f.message.strip()}\n{hints}"
         )
@@ -176,26 +190,28 @@ def solve(
     return out
 
 
-def _unexpand(channels: list[tuple[str, str]], url: str) -> str:
-    """``url`` with its channel's credentials put back as ``${VAR}`` (lockfiles never hold
-    secrets); ``channels`` are (expanded URL, ``${VAR}`` URL) pairs."""
-    for expanded, template in channels:
-        if url.startswith(expanded):
-            return template + url[len(expanded) :]
-    return url
-
-
 def _glibc(recipe: Recipe, platform: str) -> str:
     vps = {n: v for n, v, _ in virtual_packages(platform, recipe.virtual_packages)}
     return vps.get("__glibc", "2.28")
 
 
 def _dependencies(depends: list[str]) -> dict[str, str]:
+    """conda-lock's name -> spec mapping of a record's ``depends``, keeping the whole match
+    spec (version and build: ``libgcc 14.2.0 h77fa898_1`` -> ``14.2.0 h77fa898_1``)."""
     out: dict[str, str] = {}
     for dep in depends:
         name, _, rest = dep.strip().partition(" ")
-        out[name] = rest.strip().split(" ")[0] if rest.strip() else ""
+        rest = rest.strip()
+        out[name] = f"{out[name]},{rest}" if out.get(name) and rest else (rest or out.get(name, ""))
     return out
+
+
+def _canonical(routes: list[Route], url: str) -> str:
+    for r in routes:
+        canonical = r.to_canonical(url)
+        if canonical != url:
+            return canonical
+    return url
 
 
 def to_lockfile(
@@ -207,11 +223,12 @@ def to_lockfile(
 ) -> Lockfile:
     """conda-lock's Lockfile model from solved conda records and resolved PyPI records (pure).
 
-    Conda packages carry url, md5 and sha256; pip packages url and sha256. The recipe
+    Conda packages carry their canonical url (mirrors never recorded), md5, sha256 and full
+    dependency specs; pip packages url and sha256. The recipe
     fingerprint is in ``metadata.custom_metadata``, and per platform in ``content_hash``.
     """
     fp = fingerprint(recipe, project)
-    channels = [(project.channel_url_expanded(c), project.channel_url(c)) for c in recipe.channels]
+    routes = [project.route(c) for c in recipe.channels]
     packages = [
         LockedDependency(
             name=r["name"],
@@ -219,7 +236,7 @@ def to_lockfile(
             manager="conda",
             platform=platform,
             dependencies=_dependencies(r.get("depends", [])),
-            url=_unexpand(channels, r["url"]),
+            url=_canonical(routes, r["url"]),
             hash=HashModel(md5=r["md5"], sha256=r["sha256"]),
             build=r["build"],
             categories={"main"},
@@ -242,7 +259,7 @@ def to_lockfile(
     ]
     meta = LockMeta(
         content_hash={p: hashlib.sha256(f"{fp}:{p}".encode()).hexdigest() for p in conda},
-        channels=[project.channel_url(c) for c in recipe.channels],
+        channels=[r.canonical for r in routes],
         platforms=sorted(conda),
         sources=[os.path.relpath(recipe.path.resolve(), lock_path.parent.resolve())],
         custom_metadata={FINGERPRINT_KEY: fp, "envbuild_schema": str(FINGERPRINT_SCHEMA)},

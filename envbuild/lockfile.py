@@ -18,7 +18,6 @@ from envbuild._fs import atomic_write, clean_temporaries, staged_file
 from envbuild.errors import LockError
 from envbuild.project import Project
 from envbuild.recipe import _display
-from envbuild.secrets import scrub
 
 FINGERPRINT_KEY = "envbuild_fingerprint"
 
@@ -51,8 +50,7 @@ def write_explicit(lockfile: Lockfile, project: Project, name: str) -> list[Path
             suppress_warning_for_pip_and_explicit=True,
         )
         path = explicit_path(project, name, platform)
-        # conda-lock expands ${VAR} in URLs: put credentials back as references
-        atomic_write(path, scrub("\n".join(lines) + "\n"))
+        atomic_write(path, "\n".join(lines) + "\n")
         paths.append(path)
     return paths
 

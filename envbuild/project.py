@@ -11,12 +11,17 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     [builds]                      # builds kept per environment (current + rollbacks)
     keep = 3
 
+    [lock]                        # all optional
+    platforms = ["linux-64"]      # default for recipes without 'platforms'
+    channel_alias = "https://conda.anaconda.org"
+
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
     requirements = ["numpy", "pandas", "scikit-learn"]
 
-A mirror replaces the channel everywhere (solve, lockfile URLs); there is no silent fallback to
-the original channel. Without a mirror, a channel name ``X`` means ``https://conda.anaconda.org/X``
-(conda's default channel_alias, https://docs.conda.io/projects/conda/en/latest/user-guide/configuration/settings.html#channel-alias).
+A mirror is transport only (see :mod:`envbuild.channels`): packages and repodata are fetched
+from it, lockfiles record the canonical channel. There is no silent fallback to the original
+channel. A recipe's lock never depends on the machine that made it: recipes without
+``platforms`` lock for ``[lock] platforms`` (default ``["linux-64"]``), not for this machine.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envbuild import channels
 from envbuild.errors import ConfigError
-from envbuild.secrets import expand, literal_credentials
 
 CONFIG_FILE = "envbuild.toml"
-CHANNEL_ALIAS = "https://conda.anaconda.org"
+DEFAULT_PLATFORMS = ("linux-64",)
 
 _PATH_KEYS = {
     "recipes": "recipes",
@@ -47,7 +52,8 @@ _PATH_KEYS = {
     "offline_cache": "build/offline-cache",
     "reports": "reports",
 }
-_TOP_KEYS = {"mirrors", "paths", "offline", "builds"}
+_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock"}
+_LOCK_KEYS = ("platforms", "channel_alias")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn")
 
 
@@ -66,6 +72,8 @@ class Project:
     paths: dict[str, Path] = field(default_factory=dict)
     offline_requirements: tuple[str, ...] = DEFAULT_OFFLINE_REQUIREMENTS
     keep_builds: int = 3  # builds kept per environment, the current one included
+    platforms: tuple[str, ...] = DEFAULT_PLATFORMS  # for recipes that name none
+    channel_alias: str = channels.DEFAULT_CHANNEL_ALIAS
 
     def path(self, key: str) -> Path:
         """The absolute directory for ``key`` (one of the [paths] keys)."""
@@ -85,15 +93,12 @@ class Project:
         d = self.path("recipes")
         return sorted(p.stem for p in d.glob("*.yml")) if d.is_dir() else []
 
-    def channel_url(self, channel: str) -> str:
-        """The URL recorded for ``channel``: its mirror if one is set, else the channel itself,
-        with credentials still as ``${VAR}`` (see :mod:`envbuild.secrets`).
-
-        Names become ``https://conda.anaconda.org/<name>``; local paths become ``file://`` URLs.
-        Raises ConfigError for a URL with literal credentials.
-        """
+    def route(self, channel: str) -> channels.Route:
+        """How ``channel`` is recorded (canonical URL) and fetched (mirror or itself), with
+        its credentials as variable names. Raises ConfigError for a URL with literal
+        credentials."""
         target = self.mirrors.get(channel, channel)
-        problem = literal_credentials(target)
+        problem = channels.literal_credentials(target)
         if problem:
             where = (
                 f"{self.root / CONFIG_FILE} [mirrors]"
@@ -105,15 +110,7 @@ class Project:
                 "(e.g. https://host/t/${CONDA_TOKEN}/channel) and export the variable"
             )
             raise ConfigError(msg)
-        if "://" in target:
-            return target.rstrip("/")
-        if target.startswith((".", "/")) or channel in self.mirrors:
-            return (self.root / target).resolve().as_uri()
-        return f"{CHANNEL_ALIAS}/{target}"
-
-    def channel_url_expanded(self, channel: str) -> str:
-        """:meth:`channel_url` with ``${VAR}`` credentials read from the environment."""
-        return expand(self.channel_url(channel), f"channel '{channel}'")
+        return channels.route(channel, self.mirrors, self.root, self.channel_alias)
 
     def mirror_hint(self, channel: str) -> str:
         """How to point ``channel`` somewhere else, for error messages."""
@@ -183,10 +180,40 @@ def load_project(root: Path) -> Project:
             "(builds kept per environment, the current one included)"
         )
         raise ConfigError(msg)
+    platforms, alias = _lock_table(data.get("lock", {}), cfg_path)
     return Project(
         root=root,
+        platforms=platforms,
+        channel_alias=alias,
         mirrors=dict(mirrors),
         paths=paths,
         offline_requirements=tuple(reqs),
         keep_builds=keep,
     )
+
+
+def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str]:
+    where = f"{cfg_path}: lock"
+    if not isinstance(data, dict):
+        msg = f"{where}: expected a table with {', '.join(_LOCK_KEYS)}"
+        raise ConfigError(msg)
+    for key in data:
+        if key not in _LOCK_KEYS:
+            msg = f"{where}: unknown key '{key}'{did_you_mean(key, _LOCK_KEYS)}"
+            raise ConfigError(msg)
+    platforms = data.get("platforms", list(DEFAULT_PLATFORMS))
+    if not isinstance(platforms, list) or not platforms:
+        msg = f'{where}.platforms: expected a non-empty list such as ["linux-64", "osx-arm64"]'
+        raise ConfigError(msg)
+    for plat in platforms:
+        if plat not in channels.KNOWN_SUBDIRS:
+            msg = (
+                f"{where}.platforms: unknown platform {plat!r}"
+                f"{did_you_mean(str(plat), channels.KNOWN_SUBDIRS)}"
+            )
+            raise ConfigError(msg)
+    alias = data.get("channel_alias", channels.DEFAULT_CHANNEL_ALIAS)
+    if not isinstance(alias, str) or "://" not in alias:
+        msg = f'{where}.channel_alias: expected a URL such as "https://conda.anaconda.org"'
+        raise ConfigError(msg)
+    return tuple(dict.fromkeys(platforms)), alias.rstrip("/")

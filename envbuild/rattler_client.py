@@ -22,6 +22,7 @@ class WorkerFailure(NamedTuple):
     type: str
     message: str
     names: tuple[str, ...]
+    details: tuple[dict[str, str], ...] = ()  # e.g. each archive that failed its sha256
 
 
 class RattlerCallError(EnvBuildError):
@@ -51,5 +52,9 @@ def call(op: str, request: dict[str, Any], *, timeout: float | None = 3600) -> A
         payload = json.loads(res.read_text())
     if "error" in payload:
         err = payload["error"]
-        raise RattlerCallError(WorkerFailure(err["type"], err["message"], tuple(err["names"])))
+        raise RattlerCallError(
+            WorkerFailure(
+                err["type"], err["message"], tuple(err["names"]), tuple(err.get("details", []))
+            )
+        )
     return payload["ok"]

@@ -27,13 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envbuild.channels import KNOWN_SUBDIRS
 from envbuild.errors import RecipeError
 from envbuild.project import did_you_mean
 
-KNOWN_SUBDIRS = (
-    "linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x", "linux-32",
-    "osx-64", "osx-arm64", "win-64", "win-arm64", "win-32", "emscripten-wasm32",
-)  # fmt: skip
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 PACK_FORMATS = ("tar.zst", "tar.gz")
@@ -88,10 +85,11 @@ class Recipe:
 
 
 def current_subdir() -> str:
-    """This machine's conda subdir, e.g. ``linux-64``."""
-    from envbuild.offline_python import subdir
+    """This machine's conda subdir, e.g. ``linux-64`` or ``osx-arm64``, as py-rattler
+    detects it (``rattler.Platform.current()``; synchronous, so safe in this process)."""
+    import rattler
 
-    return subdir()
+    return str(rattler.Platform.current())
 
 
 def _display(path: Path) -> str:
@@ -287,9 +285,19 @@ def _extends(c: _Checker, raw: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_recipe(data: Any, path: Path, parents: tuple[Recipe, ...] = ()) -> Recipe:
+DEFAULT_PLATFORMS = ("linux-64",)
+
+
+def parse_recipe(
+    data: Any,
+    path: Path,
+    parents: tuple[Recipe, ...] = (),
+    default_platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
+) -> Recipe:
     """Validate a loaded YAML document ``data`` read from ``path`` into a Recipe, merged over
-    its already-loaded ``parents`` (see :mod:`envbuild.layers`).
+    its already-loaded ``parents`` (see :mod:`envbuild.layers`). A recipe that names no
+    platforms (nor do its parents) gets ``default_platforms`` (the project's), never this
+    machine's, so its lock does not depend on where it was made.
 
     Raises RecipeError naming ``path``, the key path and the bad value.
     """
@@ -343,19 +351,19 @@ def parse_recipe(data: Any, path: Path, parents: tuple[Recipe, ...] = ()) -> Rec
         virtual_packages=_virtual_packages(c, doc.get("virtual_packages", {})),
         extends=_extends(c, doc.get("extends", [])),
     )
-    return merge(own, parents, set(doc), default_platform=current_subdir())
+    return merge(own, parents, set(doc), default_platforms=default_platforms)
 
 
-def load_recipe(path: Path) -> Recipe:
+def load_recipe(path: Path, default_platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> Recipe:
     """Read and validate the recipe file at ``path``, with its ``extends`` parents (looked up
-    beside it) merged in.
+    beside it) merged in; ``default_platforms`` for a recipe that names none.
 
     Raises RecipeError if this file or a parent is missing, unreadable, not UTF-8, not valid
     YAML or invalid, and for a cycle of ``extends``.
     """
     from envbuild.layers import load_layered
 
-    return load_layered(path)
+    return load_layered(path, default_platforms=default_platforms)
 
 
 def find_recipe(recipes_dir: Path, name: str, known: list[str]) -> Path:

@@ -1,10 +1,10 @@
-"""Credentials in channel URLs: supplied from the environment, never written or shown.
+"""Credentials: named as ``${VAR}``, supplied from the environment, never written or shown.
 
-Channel URLs (in recipes or ``[mirrors]``) name credentials as ``${VAR}``
-(``https://${USER}:${PASS}@host/c``, ``https://host/t/${TOKEN}/c``), the convention conda and
-conda-lock use. Lockfiles keep the ``${VAR}`` form; the values are read at run time, registered
-here, and scrubbed from every message, log line and conda-meta record. Literal credentials in a
-URL are refused.
+Channel URLs name credentials as ``${VAR}``; :mod:`envbuild.channels` takes them out of the URL
+and py-rattler's authentication middleware adds them to requests, so no URL that envbuild
+records or prints ever contains a secret. What remains here: checking that the named variables
+are set, and masking anything that still looks like a credential in a URL inside a message
+(a server's error text, say) — by pattern, never by replacing secret values in arbitrary text.
 """
 
 from __future__ import annotations
@@ -18,46 +18,22 @@ from envbuild.errors import ChannelError
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@")
 _TOKEN = re.compile(r"/t/(?P<tok>[^/\s]+)/")
-_known: dict[str, str] = {}  # secret value -> ${VAR}
 
 
-def literal_credentials(url: str) -> str | None:
-    """What looks like a literal credential in ``url`` (not a ``${VAR}``), or None."""
-    m = _USERINFO.search(url)
-    if m and not _VAR.fullmatch(m.group("info").split(":")[-1]):
-        return "user:password in the URL"
-    t = _TOKEN.search(url)
-    if t and not _VAR.fullmatch(t.group("tok")):
-        return "a /t/<token>/ in the URL"
-    return None
-
-
-def expand(url: str, where: str) -> str:
-    """``url`` with each ``${VAR}`` replaced by its environment value (registered as secret).
-
-    Raises ChannelError naming the variable when it is not set."""
-
-    def value(m: re.Match[str]) -> str:
-        name = m.group(1)
+def require(variables: tuple[str, ...], where: str) -> None:
+    """Raise ChannelError naming the first of ``variables`` not set in the environment."""
+    for name in variables:
         if name not in os.environ:
             msg = (
                 f"{where}: the channel URL uses ${{{name}}}, but {name} is not set in the "
                 "environment; export it (credentials are never stored in files)"
             )
             raise ChannelError(msg)
-        secret = os.environ[name]
-        if secret:
-            _known[secret] = f"${{{name}}}"
-        return secret
-
-    return _VAR.sub(value, url)
 
 
 def scrub(text: str) -> str:
-    """``text`` with registered secret values replaced by their ``${VAR}`` and any remaining
-    URL credentials masked."""
-    for secret, name in sorted(_known.items(), key=lambda kv: -len(kv[0])):
-        text = text.replace(secret, name)
+    """``text`` with URL credentials (``user:pass@``, ``/t/<token>/``) masked as ``***``
+    unless they are ``${VAR}`` references."""
     text = _USERINFO.sub(
         lambda m: (
             m.group("scheme") + (m.group("info") if _VAR.search(m.group("info")) else "***") + "@"
@@ -68,7 +44,7 @@ def scrub(text: str) -> str:
 
 
 class ScrubFilter(logging.Filter):
-    """A logging filter that scrubs credentials from every record."""
+    """A logging filter that masks URL credentials in every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = scrub(record.getMessage())

@@ -51,7 +51,7 @@ def _names(project: Project, env: str) -> list[str]:
 def _load(root: str | Path, name: str) -> tuple[Project, Recipe]:
     project = load_project(Path(root))
     path = find_recipe(project.path("recipes"), name, project.recipe_names())
-    return project, load_recipe(path)
+    return project, load_recipe(path, project.platforms)
 
 
 def build_state(project: Project, name: str) -> Path:
@@ -65,7 +65,7 @@ def smoke_state(project: Project, name: str) -> Path:
 def tarball(project: Project, name: str) -> Path:
     """``dist/<name>-<this platform>.<format>`` (format from the recipe, tar.zst if unreadable)."""
     try:
-        fmt = load_recipe(project.recipe_file(name)).pack.format
+        fmt = load_recipe(project.recipe_file(name), project.platforms).pack.format
     except RecipeError:
         fmt = "tar.zst"
     return pack_mod.tarball_path(project.path("dist"), name, current_subdir(), fmt)

@@ -80,7 +80,7 @@ def task_offline_channel(project: Project) -> TaskDict:
 
 def _uses_offline_channel(project: Project) -> bool:
     offline = project.path("offline_channel").as_uri()
-    return any(project.channel_url(c) == offline for c in project.mirrors)
+    return any(project.route(c).transport == offline for c in project.mirrors)
 
 
 def _stage(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from envbuild._fs import file_sha256
 from envbuild.build import read_marker
 from envbuild.pack import open_tar_stream
 
@@ -102,12 +103,17 @@ def test_corrupted_archive_fails_naming_the_package(
     )
     project.doit("lock")
     archive = next(own_channel.glob("noarch/python-dateutil-*.conda"))
+    locked = file_sha256(archive)
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
     proc = project.doit("build", check=False)
     assert proc.returncode != 0
-    assert "failed to fetch python-dateutil" in proc.stdout and "checksum" in proc.stdout
+    assert f"python-dateutil: https://conda.anaconda.org/conda-forge/noarch/{archive.name}" in proc.stdout
+    assert f"fetched from {archive.as_uri()}" in proc.stdout
+    assert f"expected sha256 {locked}" in proc.stdout
+    assert f"actual   sha256 {file_sha256(archive)}" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
     assert not (project.root / "envs" / "tiny").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_literal_credentials_are_refused(tmp_path: Path, url: str) -> None:
     (tmp_path / "envbuild.toml").write_text(f'[mirrors]\nconda-forge = "{url}"\n')
     project = load_project(tmp_path)
     with pytest.raises(ConfigError, match=r"write it as \$\{VAR\}") as e:
-        project.channel_url("conda-forge")
+        project.route("conda-forge")
     assert "hunter2" not in str(e.value) and "abc123" not in str(e.value)
 
 
@@ -78,7 +79,9 @@ def test_token_never_written_or_shown(
         )
         proc = project.doit("docker")
         lock = (project.root / "locks" / "tiny.conda-lock.yml").read_text()
-        assert "/t/${ENVBUILD_TEST_TOKEN}/chan/" in lock
+        # the lock names the channel, not the mirror, and no credential reference either
+        assert "url: https://conda.anaconda.org/conda-forge/noarch/python-dateutil-" in lock
+        assert "/t/" not in lock and url not in lock
         assert TOKEN not in proc.stdout + proc.stderr
         assert TOKEN not in _all_text(project.root)  # locks, envs, dist, docker, reports
         # a wrong token: the error names the channel, not the secret
@@ -91,3 +94,25 @@ def test_token_never_written_or_shown(
         monkeypatch.delenv("ENVBUILD_TEST_TOKEN")
         missing = project.doit("lock", check=False)
         assert "ENVBUILD_TEST_TOKEN is not set" in missing.stdout
+
+
+def test_token_value_that_is_a_common_substring_corrupts_nothing(
+    make_project, channel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A secret such as USER=ci must not be "scrubbed" out of package metadata: records stay
+    byte-for-byte what the packages say (`python`, not `${...}thon`)."""
+    served = tmp_path / "served"
+    shutil.copytree(channel, served / "chan")
+    monkeypatch.setenv("ENVBUILD_TEST_TOKEN", "py")
+    with serve(served, Faults(token="py")) as url:
+        project = make_project()
+        (project.root / "envbuild.toml").write_text(
+            f'[mirrors]\nconda-forge = "{url}/t/${{ENVBUILD_TEST_TOKEN}}/chan"\n'
+            f'[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n'
+        )
+        project.doit("build")
+    prefix = project.root / "envs" / "tiny"
+    names = {json.loads(m.read_text())["name"] for m in (prefix / "conda-meta").glob("*.json")}
+    assert names == {"python", "python-dateutil", "python-tzdata"}
+    assert "${" not in "".join(m.read_text() for m in (prefix / "conda-meta").glob("*.json"))
+    assert "${" not in (project.root / "locks" / "tiny.conda-lock.yml").read_text()

@@ -1,0 +1,204 @@
+"""Installed package records: every archive checked against the lock, and ``conda-meta`` written
+as conda would write it.
+
+Runs inside the py-rattler worker (it imports py-rattler). Two steps around
+``rattler.install``:
+
+* :func:`verify_archives` before it: py-rattler checks the sha256 of packages it downloads over
+  http(s), not of ``file://`` archives (and its package cache is keyed by file name), so every
+  ``file://`` archive is hashed here and compared with the lock first.
+* :func:`finalize_records` after it: the lockfile (conda-lock v1) keeps only name, version,
+  build, url, hashes and dependency names, so py-rattler's records lack build_number, noarch,
+  constrains, license, timestamp. Each record is completed from the package's own
+  ``info/index.json`` (read from the package cache entry that py-rattler extracted from the
+  verified archive), gets its canonical url and channel (never the mirror), ``sha256_in_prefix``
+  for every file as installed, and mode 0644. ``conda-meta/history`` gets the requested specs
+  the way conda writes them, so ``conda env export --from-history`` works.
+
+Record format: conda's PrefixRecord
+(https://docs.conda.io/projects/conda/en/latest/dev-guide/deep-dives/install.html); history
+format: conda's ``conda/history.py`` (``==> date <==``, ``+channel::dist``, ``# update specs:``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import rattler
+
+# Fields taken from the package's own index.json (the lock's reduced copy lacks them).
+_INDEX_FIELDS = (
+    "build_number", "depends", "constrains", "noarch", "license", "license_family",
+    "timestamp", "track_features", "features", "arch", "platform", "subdir",
+    "python_site_packages_path",
+)  # fmt: skip
+
+
+class ArchiveMismatch(Exception):
+    """An archive is not the one the lock names; ``details`` lists each mismatch."""
+
+    def __init__(self, details: list[dict[str, str]]) -> None:
+        lines = [
+            f"{d['name']}: {d['url']}: expected sha256 {d['expected']}, got {d['actual']}"
+            for d in details
+        ]
+        super().__init__("\n".join(lines))
+        self.details = details
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def local_path(url: str) -> Path | None:
+    """The file a ``file://`` URL names, or None for other schemes."""
+    parts = urlsplit(url)
+    return Path(unquote(parts.path)) if parts.scheme == "file" else None
+
+
+def verify_archives(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Hash every ``file://`` archive of ``records`` (``url`` = where it is fetched from,
+    ``sha256`` = what the lock names) in parallel threads.
+
+    Output: fn -> size in bytes of each verified local archive. Raises ArchiveMismatch naming
+    every archive whose sha256 differs (or that is missing)."""
+    # a missing archive is left to py-rattler, whose fetch error names it
+    local = [(r, p) for r in records if (p := local_path(r["url"])) is not None and p.exists()]
+
+    def check(item: tuple[dict[str, Any], Path]) -> tuple[str, int, str]:
+        r, path = item
+        try:
+            return r["fn"], path.stat().st_size, _sha256(path)
+        except OSError as e:
+            return r["fn"], -1, f"(unreadable: {e.strerror})"
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        results = list(pool.map(check, local))
+    bad = [
+        {
+            "name": r["name"],
+            "url": r.get("canonical_url", r["url"]),
+            "transport": r["url"],
+            "expected": r["sha256"],
+            "actual": actual,
+        }
+        for (r, _), (_, _, actual) in zip(local, results, strict=True)
+        if actual != r["sha256"]
+    ]
+    if bad:
+        raise ArchiveMismatch(bad)
+    return {fn: size for fn, size, _ in results}
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return _sha256(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _fill_sha256_in_prefix(meta: Path, prefix: Path) -> None:
+    """Give every file entry of ``paths_data`` the sha256 of the file as installed."""
+    data = json.loads(meta.read_text())
+    entries = data.get("paths_data", {}).get("paths", [])
+    todo = []
+    for e in entries:
+        if "sha256_in_prefix" in e:
+            continue
+        if e.get("path_type") == "hardlink" and "prefix_placeholder" not in e and e.get("sha256"):
+            # a copy of a cache file that full validation checked against this very hash
+            e["sha256_in_prefix"] = e["sha256"]
+        else:
+            todo.append(e)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sums = list(pool.map(lambda e: _file_sha256(prefix / e["_path"]), todo))
+    for e, digest in zip(todo, sums, strict=True):
+        if digest is not None:
+            e["sha256_in_prefix"] = digest
+    meta.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def finalize_records(
+    prefix: Path, records: list[dict[str, Any]], sizes: dict[str, int], specs: list[str]
+) -> list[Path]:
+    """Complete the ``conda-meta`` record of each installed package of ``records`` (lock
+    records with ``canonical_url`` and ``canonical_channel``) from its ``info/index.json``;
+    packages the recipe asked for by name get their ``specs`` as ``requested_spec(s)``.
+
+    Output: the record paths. Raises ArchiveMismatch if a package's index.json names another
+    package than the lock (the archive is not the locked package)."""
+    requested: dict[str, list[str]] = {}
+    for spec in specs:
+        name = rattler.MatchSpec(spec).name
+        if name is not None:
+            requested.setdefault(name.normalized, []).append(spec)
+    paths = []
+    wrong = []
+    for r in records:
+        meta = prefix / "conda-meta" / f"{r['name']}-{r['version']}-{r['build']}.json"
+        pr = rattler.PrefixRecord.from_path(meta)
+        if pr.extracted_package_dir is None:
+            msg = f"{meta}: py-rattler recorded no package cache entry to read index.json from"
+            raise RuntimeError(msg)
+        index = rattler.IndexJson.from_package_directory(pr.extracted_package_dir)
+        identity = (index.name.normalized, str(index.version), str(index.build))
+        if identity != (r["name"], r["version"], r["build"]):
+            wrong.append(
+                {
+                    "name": r["name"],
+                    "url": r["canonical_url"],
+                    "transport": r["url"],
+                    "expected": f"{r['name']}-{r['version']}-{r['build']}",
+                    "actual": "-".join(identity),
+                }
+            )
+            continue
+        for field in _INDEX_FIELDS:
+            setattr(pr, field, getattr(index, field))
+        pr.url = r["canonical_url"]
+        pr.channel = r["canonical_channel"]
+        if r["fn"] in sizes:
+            pr.size = sizes[r["fn"]]
+        if r["name"] in requested:
+            pr.requested_spec = ",".join(requested[r["name"]])
+            pr.requested_specs = requested[r["name"]]
+        pr.write_to_path(meta, pretty=True)
+        _fill_sha256_in_prefix(meta, prefix)
+        os.chmod(meta, 0o644)
+        paths.append(meta)
+    if wrong:
+        raise ArchiveMismatch(wrong)
+    return paths
+
+
+_ANACONDA_ORG = "https://conda.anaconda.org/"
+
+
+def history_text(records: list[dict[str, Any]], specs: list[str], now: float) -> str:
+    """One conda ``history`` revision creating the environment: every package added as
+    ``+<channel>::<name>-<version>-<build>`` and the requested ``specs``."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+    lines = [f"==> {stamp} <==", "# cmd: envbuild build"]
+    for r in sorted(records, key=lambda r: r["name"]):
+        channel = r["canonical_channel"].removeprefix(_ANACONDA_ORG)  # conda's canonical name
+        lines.append(f"+{channel}/{r['subdir']}::{r['name']}-{r['version']}-{r['build']}")
+    lines.append(f"# update specs: {specs!r}")
+    return "\n".join(lines) + "\n"
+
+
+def write_history(prefix: Path, records: list[dict[str, Any]], specs: list[str]) -> None:
+    """Write ``conda-meta/history`` (mode 0644) for a freshly created environment."""
+    path = prefix / "conda-meta" / "history"
+    path.write_text(history_text(records, specs, time.time()))
+    os.chmod(path, 0o644)
