@@ -25,10 +25,14 @@ def hold(path: Path, what: str, timeout: float = 3600) -> Iterator[None]:
     """Hold the exclusive lock ``path`` while the block runs.
 
     Waits (logging once) while another process holds it; raises EnvBuildError after
-    ``timeout`` seconds of waiting.
+    ``timeout`` seconds of waiting, or when the lock file cannot be created or written (a full
+    or read-only disk), naming the file and the OS error.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise EnvBuildError(_io_message(path, what, e)) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,8 +52,19 @@ def hold(path: Path, what: str, timeout: float = 3600) -> Iterator[None]:
                         )
                         raise EnvBuildError(msg) from None
                     time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            pid = str(os.getpid()).encode()
+            os.pwrite(fd, pid, 0)
+            os.ftruncate(fd, len(pid))
+        except OSError as e:
+            raise EnvBuildError(_io_message(path, what, e)) from None
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+def _io_message(path: Path, what: str, e: OSError) -> str:
+    return (
+        f"{path}: cannot take the lock for the {what}: {e.strerror or e}; "
+        "free disk space (or make the directory writable) and run the command again"
+    )

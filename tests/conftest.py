@@ -45,6 +45,29 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_offline_channel(root, CACHE / "offline-cache", SMALL_REQUIREMENTS)
 
 
+SAMPLE = REPO.parent / "shared" / "data" / "conda-forge-sample"
+
+
+@pytest.fixture(scope="session")
+def cf_channel(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> Path:
+    """Real conda-forge archives (``shared/data/conda-forge-sample``: binary and text prefix
+    placeholders, noarch: python with entry points, constrains) plus this interpreter
+    repackaged as python 3.11, indexed as one channel."""
+    if not SAMPLE.is_dir():
+        pytest.skip(f"{SAMPLE} (real conda-forge archives) is not on this machine")
+    from envbuild import rattler_client
+
+    root = tmp_path_factory.mktemp("cf") / "channel"
+    for subdir in ("linux-64", "noarch"):
+        (root / subdir).mkdir(parents=True)
+        for archive in [*(SAMPLE / subdir).glob("*.conda"), *(SAMPLE / subdir).glob("*.tar.bz2")]:
+            shutil.copyfile(archive, root / subdir / archive.name)
+    for archive in (channel / "linux-64").glob("python*.conda"):
+        shutil.copyfile(archive, root / "linux-64" / archive.name)
+    rattler_client.call("index", {"channel_dir": str(root)})
+    return root
+
+
 @pytest.fixture(scope="session")
 def package_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("pkgs")
