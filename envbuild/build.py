@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,17 +251,14 @@ def complete_builds(project: Project, name: str) -> list[Path]:
 
 # Failures worth another attempt: the connection broke, the server was busy. A checksum
 # mismatch is not among them: the channel serves corrupt data, and retrying cannot fix it.
-_TRANSIENT = (
-    "error decoding response body",
-    "error sending request",
-    "connection",
-    "timed out",
-    "end of file before message length",
-    "status code: 5",
-    "429",
-    "502",
-    "503",
-    "504",
+_TRANSIENT = re.compile(
+    r"error decoding response body|error sending request|connection|timed out"
+    r"|end of file before message length|status code: 5|\b(?:429|502|503|504)\b"
+)
+# py-rattler's own check of an http(s) download against the locked sha256
+_HASH_MISMATCH = re.compile(
+    r"hash mismatch when extracting (?P<url>\S+) to \S+: "
+    r"expected (?P<expected>[0-9a-f]{64}), got (?P<actual>[0-9a-f]{64})"
 )
 
 
@@ -279,7 +277,7 @@ def _install(
     for r in routes:
         if r.credential is not None:
             require(r.credential.variables(), f"channel '{r.name}'")
-    request = {
+    request: dict[str, Any] = {
         "records": [_fetch_record(r, routes) for r in records],
         "prefix": str(prefix),
         "platform": platform,
@@ -296,7 +294,20 @@ def _install(
             message = e.failure.message
             if e.failure.type == "ArchiveMismatch":
                 raise BuildError(_mismatch_message(recipe, e.failure.details)) from None
-            transient = any(t in message for t in _TRANSIENT)
+            if m := _HASH_MISMATCH.search(message):
+                rec = next((r for r in request["records"] if r["url"] == m["url"]), None) or {
+                    "name": "?",
+                    "canonical_url": m["url"],
+                }
+                detail = {
+                    "name": rec["name"],
+                    "url": rec["canonical_url"],
+                    "transport": m["url"],
+                    "expected": m["expected"],
+                    "actual": m["actual"],
+                }
+                raise BuildError(_mismatch_message(recipe, (detail,))) from None
+            transient = _TRANSIENT.search(message) is not None
             if transient and attempt < attempts:
                 delay = backoff * 2 ** (attempt - 1)
                 log.warning(
@@ -310,9 +321,12 @@ def _install(
                 time.sleep(delay)
                 continue
             tried = f" after {attempt} attempts" if transient else ""
+            hints = [project.mirror_hint(r.name) for r in routes if r.name in project.mirrors]
+            unreachable = re.search(r"No such file|not found|404|connection|error sending", message)
+            hint = "".join(f"\n  {h}" for h in hints if unreachable)
             msg = (
                 f"{_display(recipe.path)}: installing the locked packages into "
-                f"{_display(prefix)} failed{tried}:\n  {e.failure.type}: {message}"
+                f"{_display(prefix)} failed{tried}:\n  {e.failure.type}: {message}{hint}"
             )
             raise BuildError(msg) from None
 

@@ -64,8 +64,9 @@ def read_lockfile(path: Path) -> Lockfile:
         raise LockError(msg) from None
     except Exception as e:
         msg = (
-            f"{_display(path)}: not a valid conda-lock file ({type(e).__name__}: {e}); "
-            "delete it and run `doit lock`"
+            f"{_display(path)}: not a valid conda-lock file ({type(e).__name__}: "
+            f"{str(e).strip()[:600]}); restore it from version control (`git checkout -- "
+            f"{_display(path)}`) or delete it and run `doit lock` to solve again"
         )
         raise LockError(msg) from None
 

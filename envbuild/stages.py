@@ -98,7 +98,8 @@ def lock(root: str, name: str, update: str = "") -> None:
 
 def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
     """name -> why its lock is stale, for each stale recipe among ``names``. No solve, no
-    network: compares recorded and current fingerprints."""
+    network: compares recorded and current fingerprints (and says when the platforms are what
+    changed)."""
     out = {}
     for name in names:
         try:
@@ -106,10 +107,25 @@ def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
         except EnvBuildError as e:
             out[name] = f"recipe error: {e}"
             continue
-        recorded = lock_mod.locked_fingerprint(project.lockfile(name))
-        if recorded is None:
+        path = project.lockfile(name)
+        if not path.exists():
             out[name] = "no lockfile"
-        elif recorded != lock_mod.fingerprint(recipe, project):
+            continue
+        try:
+            lockfile = lock_mod.read_lockfile(path)
+        except EnvBuildError as e:
+            out[name] = str(e)
+            continue
+        recorded = (lockfile.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
+        if recorded == lock_mod.fingerprint(recipe, project):
+            continue
+        locked = sorted(lockfile.metadata.platforms)
+        if locked != sorted(recipe.platforms):
+            out[name] = (
+                f"{_display(path)} is locked for {', '.join(locked)} but the recipe now lists "
+                f"{', '.join(sorted(recipe.platforms))}; run `doit lock env={name}`"
+            )
+        else:
             out[name] = "the recipe's solve inputs changed since it was locked"
     return out
 

@@ -87,7 +87,10 @@ def test_records_are_what_the_packages_say(cf: Project) -> None:
         truth = truths[record["fn"]]
         for key, value in truth.items():
             assert record.get(key) == value, (record["fn"], key)
-        assert record["url"] == f"https://conda.anaconda.org/conda-forge/{truth['subdir']}/{record['fn']}"
+        assert (
+            record["url"]
+            == f"https://conda.anaconda.org/conda-forge/{truth['subdir']}/{record['fn']}"
+        )
         assert record["channel"] == "https://conda.anaconda.org/conda-forge"
         assert stat.S_IMODE(meta.stat().st_mode) == 0o644
         files = [p for p in record["paths_data"]["paths"] if p["path_type"] != "directory"]
@@ -109,9 +112,13 @@ def test_conda_reads_history_and_records(cf: Project) -> None:
 
     prefix = cf.root / "envs" / "cf"
     specs = History(str(prefix)).get_requested_specs_map()
-    assert sorted(specs) == sorted(["python", "python_abi", "xz", "openssl", "tk", "tqdm", "pip", "archspec"])
+    assert sorted(specs) == sorted(
+        ["python", "python_abi", "xz", "openssl", "tk", "tqdm", "pip", "archspec"]
+    )
     assert str(specs["python"]) == "python=3.11"
-    record = PrefixRecord(**json.loads(next((prefix / "conda-meta").glob("openssl-*.json")).read_text()))
+    record = PrefixRecord(
+        **json.loads(next((prefix / "conda-meta").glob("openssl-*.json")).read_text())
+    )
     assert record.channel.canonical_name == "conda-forge"
     assert record.constrains == ("pyopenssl >=22.1",)
 
@@ -161,12 +168,16 @@ def test_packed_tarball_relocates(cf: Project, tmp_path: Path) -> None:
         tar.extractall(dest, filter="fully_trusted")
     records = {json.loads(m.read_text())["name"] for m in (dest / "conda-meta").glob("*.json")}
     assert {"openssl", "tk", "xz", "tqdm"} <= records
-    subprocess.run([str(dest / "bin" / "python"), str(dest / "bin" / "conda-unpack")], check=True, timeout=300)
+    subprocess.run(
+        [str(dest / "bin" / "python"), str(dest / "bin" / "conda-unpack")], check=True, timeout=300
+    )
     libcrypto = (dest / "lib" / "libcrypto.so.3").read_bytes()
     assert str(dest).encode() in libcrypto
     assert str((cf.root / "envs" / "cf").resolve()).encode() not in libcrypto
     env = {"PATH": f"{dest / 'bin'}:/usr/bin:/bin"}
-    out = subprocess.run(["tqdm", "--version"], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        ["tqdm", "--version"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "4.66.2" in out.stdout, out.stderr
     # conda-pack makes entry points relocatable with an env shebang
     assert (dest / "bin" / "tqdm").read_text().splitlines()[0] == "#!/usr/bin/env python3.11"

@@ -109,7 +109,10 @@ def test_corrupted_archive_fails_naming_the_package(
     archive.write_bytes(bytes(data))
     proc = project.doit("build", check=False)
     assert proc.returncode != 0
-    assert f"python-dateutil: https://conda.anaconda.org/conda-forge/noarch/{archive.name}" in proc.stdout
+    assert (
+        f"python-dateutil: https://conda.anaconda.org/conda-forge/noarch/{archive.name}"
+        in proc.stdout
+    )
     assert f"fetched from {archive.as_uri()}" in proc.stdout
     assert f"expected sha256 {locked}" in proc.stdout
     assert f"actual   sha256 {file_sha256(archive)}" in proc.stdout

@@ -58,7 +58,9 @@ def test_conda_lock_render_accepts_lockfile(project: Project, tmp_path: Path) ->
     assert out.returncode == 0, out.stderr
     explicit = next(tmp_path.glob("tiny-*")).read_text()
     assert "@EXPLICIT" in explicit
-    assert any(ln.startswith("https://conda.anaconda.org/") and "#" in ln for ln in explicit.splitlines())
+    assert any(
+        ln.startswith("https://conda.anaconda.org/") and "#" in ln for ln in explicit.splitlines()
+    )
 
 
 def test_fingerprint_ignores_cosmetic_edits(project: Project) -> None:

@@ -52,10 +52,13 @@ def test_one_lockfile_for_five_platforms_with_explicit_files(fake: Project) -> N
         assert _versions(result.path, plat) == {"python": "3.11.7", "alpha": "1.0", "beta": "1.0"}
         explicit = (fake.root / "locks" / f"multi-{plat}.explicit.txt").read_text()
         assert "@EXPLICIT" in explicit
-        assert sum(
-            ln.startswith("https://conda.anaconda.org/conda-forge/") and "#" in ln
-            for ln in explicit.splitlines()
-        ) == 3
+        assert (
+            sum(
+                ln.startswith("https://conda.anaconda.org/conda-forge/") and "#" in ln
+                for ln in explicit.splitlines()
+            )
+            == 3
+        )
 
 
 def test_missing_virtual_package_is_explained_and_override_fixes_it(fake: Project) -> None:
