@@ -10,12 +10,10 @@ is removed at once, or by the next build if the process was killed.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,56 +28,15 @@ from envbuild.errors import BuildError
 from envbuild.project import Project
 from envbuild.recipe import Recipe, _display, current_subdir
 from envbuild.secrets import require
+from envbuild.state import BuildInfo, marker_path, read_marker
 
 log = logging.getLogger("envbuild")
 
 BUILDS_DIR = ".builds"
 
 
-@dataclass(frozen=True, slots=True)
-class BuildInfo:
-    """The completion marker of a build, ``envs/.builds/<name>/<build id>.json``.
-
-    Kept outside the prefix so that conda-pack and conda-meta readers never see it."""
-
-    recipe: str
-    build_id: str
-    platform: str
-    lock_sha256: str
-    fingerprint: str
-    packages: int
-    seconds: float
-    prefix: str = ""  # the absolute path the packages were installed for
-
-    def to_json(self) -> str:
-        return json.dumps({k: getattr(self, k) for k in self.__slots__}, indent=2)
-
-
 def builds_root(project: Project, name: str) -> Path:
     return project.path("envs") / BUILDS_DIR / name
-
-
-def marker_path(prefix: Path) -> Path:
-    """The completion marker of the build at ``prefix`` (symlinks resolved)."""
-    real = prefix.resolve()
-    return real.with_name(real.name + ".json")
-
-
-def read_marker(prefix: Path) -> BuildInfo | None:
-    """The completion marker of the environment at ``prefix``, or None if absent/invalid."""
-    try:
-        data = json.loads(marker_path(prefix).read_text())
-        return BuildInfo(**data)
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def is_current(project: Project, name: str) -> bool:
-    """True if ``envs/<name>`` is a complete build of the current lockfile (no I/O beyond
-    reading the marker and hashing the lockfile)."""
-    info = read_marker(project.env_prefix(name))
-    lock_path = project.lockfile(name)
-    return info is not None and lock_path.exists() and info.lock_sha256 == file_sha256(lock_path)
 
 
 def new_build_id(lock_sha: str, now: float | None = None) -> str:

@@ -77,6 +77,7 @@ def merge(
         dependencies=tuple(s for specs, _ in deps.values() for s in specs),
         pypi_dependencies=tuple(s for specs, _ in pypi.values() for s in specs),
         origins=tuple((n, o) for n, (_, o) in {**deps, **pypi}.items()),
+        sources=tuple(dict.fromkeys((own.path, *(f for p in parents for f in p.sources)))),
         virtual_packages=tuple(
             {k: v for p in (*parents, own) for k, v in p.virtual_packages}.items()
         ),

@@ -72,12 +72,16 @@ def read_lockfile(path: Path) -> Lockfile:
 
 
 def locked_fingerprint(path: Path) -> str | None:
-    """The fingerprint recorded in lockfile ``path``, or None if absent/unreadable. No solve."""
+    """The fingerprint recorded in lockfile ``path``, or None if absent/unreadable. Read with
+    a plain YAML parser (no models): up-to-date checks call it."""
+    import yaml
+
     try:
-        meta = read_lockfile(path).metadata.custom_metadata or {}
-    except LockError:
+        doc = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        value = doc["metadata"]["custom_metadata"][FINGERPRINT_KEY]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
-    return meta.get(FINGERPRINT_KEY)
+    return value if isinstance(value, str) else None
 
 
 def install_records(

@@ -78,6 +78,7 @@ class Recipe:
     virtual_packages: tuple[tuple[str, str], ...] = ()
     extends: tuple[str, ...] = ()
     origins: tuple[tuple[str, str], ...] = ()  # package name -> recipe file that set its spec
+    sources: tuple[Path, ...] = ()  # this file and every file it extends, recursively
 
     def origin(self, package: str) -> str:
         """The recipe file (display path) whose spec for ``package`` this recipe uses."""

@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Any
 
 from envbuild import build as build_mod
 from envbuild import docker as docker_mod
@@ -19,7 +17,7 @@ from envbuild import image as image_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
-from envbuild._fs import atomic_link, atomic_write, file_sha256, remove_tree
+from envbuild._fs import atomic_link, atomic_write, remove_tree
 from envbuild._mutex import hold
 from envbuild.errors import (
     BuildError,
@@ -34,6 +32,14 @@ from envbuild.project import Project, load_project
 from envbuild.recipe import Recipe, _display, current_subdir, find_recipe, load_recipe
 from envbuild.smoke import CheckResult, smoke_env
 from envbuild.smoke import write_report as write_smoke_report
+from envbuild.state import (
+    build_state,
+    read_json,
+    smoke_state,
+    template_sha,
+    verify_report,
+    write_lock_stamp,
+)
 
 log = logging.getLogger("envbuild")
 
@@ -54,14 +60,6 @@ def _load(root: str | Path, name: str) -> tuple[Project, Recipe]:
     return project, load_recipe(path, project.platforms)
 
 
-def build_state(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.build.json"
-
-
-def smoke_state(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.smoke.json"
-
-
 def tarball(project: Project, name: str) -> Path:
     """``dist/<name>-<this platform>.<format>`` (format from the recipe, tar.zst if unreadable)."""
     try:
@@ -69,15 +67,6 @@ def tarball(project: Project, name: str) -> Path:
     except RecipeError:
         fmt = "tar.zst"
     return pack_mod.tarball_path(project.path("dist"), name, current_subdir(), fmt)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None if it is missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def offline_channel(root: str) -> None:
@@ -94,6 +83,7 @@ def lock(root: str, name: str, update: str = "") -> None:
     names = tuple(u.strip() for u in update.split(",") if u.strip())
     with _exclusive(project, name, "lock"):
         lock_mod.lock_recipe(recipe, project, names)
+        write_lock_stamp(project, name, recipe.sources, lock_mod.fingerprint(recipe, project))
 
 
 def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
@@ -142,13 +132,6 @@ def check(root: str, env: str = "") -> None:
         raise LockError(msg)
 
 
-def lock_is_fresh(root: Path, name: str) -> bool:
-    """True if the lockfile records the recipe's current fingerprint (no solve, no network)."""
-    project, recipe = _load(root, name)
-    recorded = lock_mod.locked_fingerprint(project.lockfile(name))
-    return recorded is not None and recorded == lock_mod.fingerprint(recipe, project)
-
-
 def _current_build(project: Project, name: str) -> build_mod.BuildInfo:
     info = build_mod.read_marker(project.env_prefix(name))
     if info is None:
@@ -176,72 +159,6 @@ def record_smoke_state(
 ) -> None:
     """Record that ``build_id`` passed ``checks`` (the pack task's input)."""
     write_smoke_report(smoke_state(project, name), name, build_id, checks)
-
-
-def build_is_current(root: Path, name: str) -> bool:
-    """True if envs/<name> is a complete build of the current lockfile, its state file names
-    that build, and no verification found it drifted (a drifted environment is recreated)."""
-    project = load_project(root)
-    if not build_mod.is_current(project, name):
-        return False
-    state = read_json(build_state(project, name))
-    info = build_mod.read_marker(project.env_prefix(name))
-    if state is None or info is None or state.get("build_id") != info.build_id:
-        return False
-    report = read_json(verify_report(project, name))
-    return not (
-        report and report.get("build_id") == info.build_id and report.get("status") != "clean"
-    )
-
-
-def _current_id(project: Project, name: str) -> str | None:
-    info = build_mod.read_marker(project.env_prefix(name))
-    return info.build_id if info else None
-
-
-def smoke_is_current(root: Path, name: str) -> bool:
-    """True if the current build has passed its smoke checks."""
-    project = load_project(root)
-    report = read_json(smoke_state(project, name)) or {}
-    current = _current_id(project, name)
-    return (
-        current is not None
-        and report.get("build_id") == current
-        and report.get("status") == "passed"
-    )
-
-
-def pack_is_current(root: Path, name: str) -> bool:
-    """True if dist/<name>-<platform>.<fmt> is the tarball of the current build."""
-    project = load_project(root)
-    current = _current_id(project, name)
-    tb = tarball(project, name)
-    kept = history_tarball(project, name, current) if current else None
-    return kept is not None and tb.exists() and kept.exists() and os.path.samefile(tb, kept)
-
-
-def _template_sha(project: Project) -> str:
-    template = project.path("templates") / docker_mod.TEMPLATE
-    return file_sha256(template) if template.exists() else ""
-
-
-def docker_is_current(root: Path, name: str) -> bool:
-    """True if docker/<name>/ was rendered for the current build from the current template
-    and, when an engine is reachable, its image was built from it."""
-    project = load_project(root)
-    current = _current_id(project, name)
-    rendered = read_json(project.path("state") / f"{name}.docker.json") or {}
-    expected = {"build_id": current, "template_sha256": _template_sha(project)}
-    if current is None or not (project.path("docker") / name / "Dockerfile").exists():
-        return False
-    if rendered != expected:
-        return False
-    image = read_json(project.path("state") / f"{name}.image.json") or {}
-    return image.get("build_id") == current or not image_mod.engine_available()
-
-
-def verify_report(project: Project, name: str) -> Path:
-    return project.path("reports") / f"{name}.verify.json"
 
 
 def verify(root: str, name: str) -> None:
@@ -312,7 +229,7 @@ def docker(root: str, name: str) -> None:
         path = docker_mod.write_context(tb, project.path("docker") / name, text)
         atomic_write(
             project.path("state") / f"{name}.docker.json",
-            json.dumps({"build_id": info.build_id, "template_sha256": _template_sha(project)}),
+            json.dumps({"build_id": info.build_id, "template_sha256": template_sha(project)}),
         )
         log.info("rendered %s", _display(path))
         if not image_mod.engine_available():

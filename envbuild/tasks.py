@@ -22,25 +22,30 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from envbuild import stages
+from envbuild import state
 from envbuild.errors import EnvBuildError
-from envbuild.project import Project, load_project
+from envbuild.project import Project
 from envbuild.secrets import scrub
 
 TaskDict = dict[str, Any]
 
 
-def _guard(fn: Callable[..., object], *args: str) -> TaskFailed | None:
+def _guard(stage: str, *args: str) -> TaskFailed | None:
+    # imported when an action runs, not when doit loads the graph: stages pulls in
+    # conda-lock, pydantic and the stage modules
+    from envbuild import stages
+
     try:
-        fn(*args)
+        getattr(stages, stage)(*args)
     except EnvBuildError as e:
         return TaskFailed(scrub(str(e)), report=True)
     return None
 
 
-def action(fn: Callable[..., object], *args: str) -> tuple[Callable[..., object], list[str]]:
-    """A doit python-action calling ``fn(*args)`` with the error boundary applied."""
-    return (_guard, [fn, *args])  # type: ignore[list-item]
+def action(stage: str, *args: str) -> tuple[Callable[..., object], list[str]]:
+    """A doit python-action calling ``envbuild.stages.<stage>(*args)`` with the error
+    boundary applied (module-level and picklable, for ``doit -n``)."""
+    return (_guard, [stage, *args])
 
 
 def _uptodate(check: Callable[[Path, str], bool], root: str, name: str) -> Callable[..., bool]:
@@ -69,7 +74,7 @@ def task_offline_channel(project: Project) -> TaskDict:
     return {
         "basename": "offline_channel",
         "doc": "build the local file:// channel (this interpreter + PyPI wheels) for offline use",
-        "actions": [action(stages.offline_channel, str(project.root))],
+        "actions": [action("offline_channel", str(project.root))],
         "targets": [channel / "noarch" / "repodata.json"],
         "uptodate": [
             config_changed(json.dumps(inputs(project.offline_requirements), sort_keys=True))
@@ -99,9 +104,9 @@ def _stage(
 
 def _lock(project: Project, name: str, update: str = "") -> TaskDict:
     root = str(project.root)
-    fresh = _uptodate(stages.lock_is_fresh, root, name)
+    fresh = _uptodate(state.lock_is_fresh, root, name)
     return {
-        "actions": [action(stages.lock, root, name, update)],
+        "actions": [action("lock", root, name, update)],
         "targets": [project.lockfile(name)],
         "uptodate": [False] if update else [fresh],
         "task_dep": ["offline_channel"] if _uses_offline_channel(project) else [],
@@ -115,19 +120,19 @@ def _lock(project: Project, name: str, update: str = "") -> TaskDict:
 
 def _after(
     previous: str,
-    run: Callable[[str, str], None],
+    run: str,
     is_current: Callable[[Path, str], bool],
-    target: Callable[[Project, str], Path],
+    target: Callable[[Project, str], Path] | None,
 ) -> Callable[[Project, str], TaskDict]:
-    """A link of the chain: ``run`` after stage ``previous`` of the same environment, making
-    ``target``, up to date while ``is_current`` says so."""
+    """A link of the chain: stage ``run`` after stage ``previous`` of the same environment,
+    making ``target`` (if any), up to date while ``is_current`` says so."""
 
     def make(project: Project, name: str) -> TaskDict:
         root = str(project.root)
         return {
             "actions": [action(run, root, name)],
             "task_dep": [f"{previous}:{name}"],
-            "targets": [target(project, name)],
+            "targets": [target(project, name)] if target else [],
             "uptodate": [_uptodate(is_current, root, name)],
         }
 
@@ -139,26 +144,28 @@ def _dockerfile(project: Project, name: str) -> Path:
 
 
 def _verify(project: Project, name: str) -> TaskDict:
-    return {"actions": [action(stages.verify, str(project.root), name)], "uptodate": [False]}
+    return {"actions": [action("verify", str(project.root), name)], "uptodate": [False]}
 
 
 STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
     "lock": ("solve each recipe and write locks/<name>.conda-lock.yml", _lock),
     "build": (
         "install the locked packages into envs/<name> (staged, then switched)",
-        _after("lock", stages.build, stages.build_is_current, stages.build_state),
+        _after("lock", "build", state.build_is_current, state.build_state),
     ),
     "smoke": (
         "run each recipe's smoke imports and commands in its environment",
-        _after("build", stages.smoke, stages.smoke_is_current, stages.smoke_state),
+        _after("build", "smoke", state.smoke_is_current, state.smoke_state),
     ),
     "pack": (
         "conda-pack each environment into dist/ and prove the tarball",
-        _after("smoke", stages.pack, stages.pack_is_current, stages.tarball),
+        # the tarball's name depends on the recipe's pack format: no target, so that loading
+        # the graph never parses recipes (pack_is_current checks the tarball itself)
+        _after("smoke", "pack", state.pack_is_current, None),
     ),
     "docker": (
         "render docker/<name>/Dockerfile and its build context (and image, with an engine)",
-        _after("pack", stages.docker, stages.docker_is_current, _dockerfile),
+        _after("pack", "docker", state.docker_is_current, _dockerfile),
     ),
     "verify": ("compare each environment with its lockfile; fails on any drift", _verify),
 }
@@ -169,7 +176,7 @@ def stage_tasks(
 ) -> Iterator[TaskDict]:
     """The doit subtasks of ``stage`` for the selected environments of the project at
     ``root``; ``update`` (lock only) names packages to update with the rest pinned."""
-    project = load_project(root)
+    project = state.project_at(root)
     doc, make = STAGES[stage]
     if stage == "lock" and update:
         yield from _stage(
@@ -181,13 +188,13 @@ def stage_tasks(
 
 def gc_action(root: str, dry_run: bool) -> TaskFailed | None:
     """doit action for ``doit gc [--dry-run]`` (doit passes the task parameter by name)."""
-    return _guard(stages.gc, root, dry_run)  # type: ignore[arg-type]
+    return _guard("gc", root, dry_run)  # type: ignore[arg-type]
 
 
 def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
     """``nightly`` (with per-recipe ``nightly_env:<name>``), ``rollback:<name>``, ``gc`` and
     ``schedule``: tasks that always run when asked for."""
-    project = load_project(root)
+    project = state.project_at(root)
     names = selected(project, env)
     r = str(root)
     yield {
@@ -201,7 +208,7 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
             "name": name,
             "uptodate": [False],
             "verbosity": 2,
-            "actions": [action(stages.nightly_env, r, name)],
+            "actions": [action("nightly_env", r, name)],
         }
     yield {
         "basename": "nightly",
@@ -209,7 +216,7 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
         "verbosity": 2,
         "doc": "fresh solve, new build, smoke + verify, promote if all pass; report",
         "task_dep": [f"nightly_env:{n}" for n in names],
-        "actions": [action(stages.nightly_report, r, env or "")],
+        "actions": [action("nightly_report", r, env or "")],
     }
     yield {
         "basename": "rollback",
@@ -222,7 +229,7 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
             "name": name,
             "uptodate": [False],
             "verbosity": 2,
-            "actions": [action(stages.rollback, r, name)],
+            "actions": [action("rollback", r, name)],
         }
     yield {
         "basename": "gc",
@@ -245,7 +252,7 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
         "uptodate": [False],
         "verbosity": 2,
         "doc": "write GitHub Actions, systemd and cron definitions for the nightly rebuild",
-        "actions": [action(stages.schedule, r, env or "")],
+        "actions": [action("schedule", r, env or "")],
     }
 
 
@@ -254,7 +261,7 @@ def check_task(root: Path, env: str | None) -> TaskDict:
     return {
         "basename": "check",
         "doc": "list recipes whose lockfile is stale (no solve, no network); fails if any",
-        "actions": [action(stages.check, str(root), env or "")],
+        "actions": [action("check", str(root), env or "")],
         "uptodate": [False],
         "verbosity": 2,
     }
@@ -262,7 +269,7 @@ def check_task(root: Path, env: str | None) -> TaskDict:
 
 def offline_channel_task(root: Path) -> TaskDict:
     """The doit task dict of the offline channel for the project at ``root``."""
-    return task_offline_channel(load_project(root))
+    return task_offline_channel(state.project_at(root))
 
 
 __all__ = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tarfile
 
 from envbuild.recipe import current_subdir
@@ -122,3 +124,22 @@ def test_deleted_environment_is_rebuilt(project: Project) -> None:
     (project.root / "envs" / "tiny").unlink()
     assert Project.executed(project.doit("build")) == ["build:tiny"]
     assert (project.root / "envs" / "tiny" / "bin" / "python").exists()
+
+
+def test_noop_imports_no_conda_lock_pydantic_or_rattler(project: Project) -> None:
+    """Deciding that nothing is to be done reads small stamps only (issue 9)."""
+    project.doit("pack")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "doit", "pack"],
+        cwd=project.root,
+        env=project.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert project.executed(proc) == []
+    imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+    assert "doit" in imported and "envbuild.state" in imported  # the probe itself works
+    heavy = {m for m in imported if m.split(".")[0] in ("conda_lock", "pydantic", "rattler")}
+    assert heavy == set()

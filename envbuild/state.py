@@ -1,0 +1,233 @@
+"""Stage state: the small records each stage leaves, and the up-to-date decisions doit asks for.
+
+Deliberately light: the standard library, :mod:`envbuild.project` and :mod:`envbuild._fs`
+only, so loading the task graph and deciding "nothing to do" never imports conda-lock,
+pydantic or py-rattler, never parses a lockfile through a model and never solves. Records:
+
+* the completion marker of a build, ``envs/.builds/<name>/<build id>.json`` (:class:`BuildInfo`);
+* ``build/state/<name>.lock.json``: the sha256 of every file the lock's fingerprint was computed
+  from (recipe chain, ``envbuild.toml``), the fingerprint and the lockfile's sha256. When all
+  still match, the lock is fresh without loading a recipe; when one differs (a comment was
+  added, say), the full fingerprint is compared (doit's ``config_changed`` idea, with a cheap
+  first look);
+* ``build/state/<name>.{build,smoke,docker,image}.json`` and ``reports/<name>.verify.json``,
+  each naming the build id it is about.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuild._fs import atomic_write, file_sha256
+from envbuild.project import CONFIG_FILE, Project, load_project
+
+TEMPLATE = "Dockerfile.j2"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    """The completion marker of a build, ``envs/.builds/<name>/<build id>.json``.
+
+    Kept outside the prefix so that conda-pack and conda-meta readers never see it."""
+
+    recipe: str
+    build_id: str
+    platform: str
+    lock_sha256: str
+    fingerprint: str
+    packages: int
+    seconds: float
+    prefix: str = ""  # the absolute path the packages were installed for
+
+    def to_json(self) -> str:
+        return json.dumps({k: getattr(self, k) for k in self.__slots__}, indent=2)
+
+
+def marker_path(prefix: Path) -> Path:
+    """The completion marker of the build at ``prefix`` (symlinks resolved)."""
+    real = prefix.resolve()
+    return real.with_name(real.name + ".json")
+
+
+def read_marker(prefix: Path) -> BuildInfo | None:
+    """The completion marker of the environment at ``prefix``, or None if absent/invalid."""
+    try:
+        data = json.loads(marker_path(prefix).read_text())
+        return BuildInfo(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None if it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def project_at(root: Path) -> Project:
+    """:func:`load_project` once per process for an unchanged ``envbuild.toml`` (every task's
+    up-to-date check asks for it)."""
+    cfg = root / CONFIG_FILE
+    try:
+        st = cfg.stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = (0, -1)
+    return _cached_project(str(root), key)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_project(root: str, _key: tuple[int, int]) -> Project:
+    return load_project(Path(root))
+
+
+def build_state(project: Project, name: str) -> Path:
+    return project.path("state") / f"{name}.build.json"
+
+
+def smoke_state(project: Project, name: str) -> Path:
+    return project.path("state") / f"{name}.smoke.json"
+
+
+def lock_stamp(project: Project, name: str) -> Path:
+    return project.path("state") / f"{name}.lock.json"
+
+
+def verify_report(project: Project, name: str) -> Path:
+    return project.path("reports") / f"{name}.verify.json"
+
+
+def _sources(project: Project, files: tuple[Path, ...]) -> dict[str, str]:
+    out = {}
+    for f in (*files, project.root / CONFIG_FILE):
+        try:
+            out[os.path.relpath(f, project.root)] = file_sha256(f)
+        except OSError:
+            out[os.path.relpath(f, project.root)] = ""
+    return out
+
+
+def write_lock_stamp(
+    project: Project, name: str, recipe_files: tuple[Path, ...], fingerprint: str
+) -> None:
+    """Record what lockfile ``name`` was made from: the sha256 of ``recipe_files`` (the recipe
+    and its ``extends`` parents) and of ``envbuild.toml``, the fingerprint, the lockfile's
+    sha256."""
+    stamp = {
+        "sources": _sources(project, recipe_files),
+        "fingerprint": fingerprint,
+        "lockfile_sha256": file_sha256(project.lockfile(name)),
+    }
+    atomic_write(lock_stamp(project, name), json.dumps(stamp, indent=2, sort_keys=True))
+
+
+def lock_is_fresh(root: Path, name: str) -> bool:
+    """True if ``locks/<name>.conda-lock.yml`` was made from the recipe as it is now.
+
+    Fast path: the stamp's lockfile and source hashes all match (no recipe or lockfile
+    parsing). Otherwise the recipe's fingerprint is computed and compared with the one in the
+    lockfile, read with a plain YAML parser. Never solves."""
+    project = project_at(root)
+    lockfile = project.lockfile(name)
+    stamp = read_json(lock_stamp(project, name)) or {}
+    try:
+        lock_sha = file_sha256(lockfile)
+    except OSError:
+        return False
+    sources = stamp.get("sources") or {}
+    if stamp.get("lockfile_sha256") == lock_sha and sources:
+        current = _sources(project, tuple(project.root / p for p in sources if p != CONFIG_FILE))
+        if current == sources:
+            return True
+    from envbuild import lock as lock_mod  # the slow path: recipe parsing and normalising
+    from envbuild.recipe import load_recipe
+
+    recipe = load_recipe(project.recipe_file(name), project.platforms)
+    recorded = lock_mod.locked_fingerprint(lockfile)
+    return recorded is not None and recorded == lock_mod.fingerprint(recipe, project)
+
+
+def build_is_current(root: Path, name: str) -> bool:
+    """True if envs/<name> is a complete build of the current lockfile, its state file names
+    that build, and no verification found it drifted (a drifted environment is recreated)."""
+    project = project_at(root)
+    info = read_marker(project.env_prefix(name))
+    lock_path = project.lockfile(name)
+    if info is None or not lock_path.exists() or info.lock_sha256 != file_sha256(lock_path):
+        return False
+    state = read_json(build_state(project, name))
+    if state is None or state.get("build_id") != info.build_id:
+        return False
+    report = read_json(verify_report(project, name))
+    return not (
+        report and report.get("build_id") == info.build_id and report.get("status") != "clean"
+    )
+
+
+def current_build_id(project: Project, name: str) -> str | None:
+    info = read_marker(project.env_prefix(name))
+    return info.build_id if info else None
+
+
+def smoke_is_current(root: Path, name: str) -> bool:
+    """True if the current build has passed its smoke checks."""
+    project = project_at(root)
+    report = read_json(smoke_state(project, name)) or {}
+    current = current_build_id(project, name)
+    return (
+        current is not None
+        and report.get("build_id") == current
+        and report.get("status") == "passed"
+    )
+
+
+def pack_is_current(root: Path, name: str) -> bool:
+    """True if ``dist/<name>-<platform>.<fmt>`` is the tarball kept for the current build
+    (``dist/history/<name>/<build id>.<fmt>``, the same file)."""
+    project = project_at(root)
+    info = read_marker(project.env_prefix(name))
+    if info is None:
+        return False
+    history = project.path("dist") / "history" / name
+    for kept in history.glob(f"{info.build_id}.tar.*"):
+        fmt = kept.name.split(".", 1)[1]
+        tarball = project.path("dist") / f"{name}-{info.platform}.{fmt}"
+        if tarball.exists() and os.path.samefile(tarball, kept):
+            return True
+    return False
+
+
+def template_sha(project: Project) -> str:
+    template = project.path("templates") / TEMPLATE
+    return file_sha256(template) if template.exists() else ""
+
+
+@functools.lru_cache(maxsize=1)
+def engine_available() -> bool:
+    """Whether a Docker engine answers, asked once per process (not once per environment)."""
+    from envbuild import image
+
+    return image.engine_available()
+
+
+def docker_is_current(root: Path, name: str) -> bool:
+    """True if docker/<name>/ was rendered for the current build from the current template
+    and, when an engine is reachable, its image was built from it."""
+    project = project_at(root)
+    current = current_build_id(project, name)
+    rendered = read_json(project.path("state") / f"{name}.docker.json") or {}
+    expected = {"build_id": current, "template_sha256": template_sha(project)}
+    if current is None or not (project.path("docker") / name / "Dockerfile").exists():
+        return False
+    if rendered != expected:
+        return False
+    image = read_json(project.path("state") / f"{name}.image.json") or {}
+    return image.get("build_id") == current or not engine_available()
