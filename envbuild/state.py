@@ -134,7 +134,8 @@ def lock_is_fresh(root: Path, name: str) -> bool:
 
     Fast path: the stamp's lockfile and source hashes all match (no recipe or lockfile
     parsing). Otherwise the recipe's fingerprint is computed and compared with the one in the
-    lockfile, read with a plain YAML parser. Never solves."""
+    lockfile, read with a plain YAML parser; a fresh lock then gets its stamp, so a lockfile
+    that came from version control costs the slow path once. Never solves."""
     project = project_at(root)
     lockfile = project.lockfile(name)
     stamp = read_json(lock_stamp(project, name)) or {}
@@ -152,7 +153,11 @@ def lock_is_fresh(root: Path, name: str) -> bool:
 
     recipe = load_recipe(project.recipe_file(name), project.platforms)
     recorded = lock_mod.locked_fingerprint(lockfile)
-    return recorded is not None and recorded == lock_mod.fingerprint(recipe, project)
+    if recorded is None or recorded != lock_mod.fingerprint(recipe, project):
+        return False
+    # e.g. a lockfile from version control: the next check takes the fast path
+    write_lock_stamp(project, name, recipe.sources, recorded)
+    return True
 
 
 def build_is_current(root: Path, name: str) -> bool:
