@@ -84,26 +84,22 @@ def convert_wheel(wheel: Path, cache: Path, renames: dict[str, str]) -> Path:
     done = sorted(out_dir.glob("*.conda")) if out_dir.is_dir() else []
     if done:
         return done[0]
-    with staged_dir(out_dir) as tmp:
-        _proc.run(
-            [
-                sys.executable,
-                "-m",
-                "whl2conda",
-                "convert",
-                wheel,
-                "--allow-impure",
-                "--name",
-                _conda_name(wheel, renames),
-                "--out-dir",
-                tmp,
-                "--format",
-                "conda",
-                "--no-update-stdrenames",
-                "--quiet",
-            ],
-            timeout=1800,
-        )
+    argv: list[str | Path] = [
+        sys.executable, "-m", "whl2conda", "convert", wheel, "--allow-impure",
+        "--name", _conda_name(wheel, renames), "--format", "conda",
+        "--no-update-stdrenames", "--quiet", "--out-dir",
+    ]  # fmt: skip
+    # whl2conda has been seen to deadlock (two threads in futex_wait) while writing a large
+    # package: give each attempt a bound and try again rather than hang the demo
+    for attempt in range(1, 4):
+        try:
+            with staged_dir(out_dir) as tmp:
+                _proc.run([*argv, tmp], timeout=600)
+            break
+        except _proc.ProcessError as e:
+            if "timed out" not in str(e) or attempt == 3:
+                raise
+            log.warning("whl2conda hung converting %s; trying again", wheel.name)
     return sorted(out_dir.glob("*.conda"))[0]
 
 

@@ -54,30 +54,72 @@ def activated_env(prefix: Path) -> dict[str, str]:
     return env
 
 
+# Imports every module named on the command line in one interpreter, reporting each one's
+# start and success on stdout, so that a failure or crash still names its module.
+_IMPORT_ALL = """
+import importlib, sys, time
+for m in sys.argv[1:]:
+    t = time.perf_counter()
+    importlib.import_module(m)
+    print("\\x1eenvbuild-ok", m, round(time.perf_counter() - t, 3), flush=True)
+"""
+_OK = "\x1eenvbuild-ok "
+
+
 def plan(smoke: Smoke, prefix: Path) -> list[tuple[str, str, list[str]]]:
-    """(kind, target, argv) for each check, imports first (pure)."""
+    """(kind, target, argv) for each check, imports first (pure). Each import alone in an
+    isolated interpreter (-I: not the caller's paths; -B: no bytecode written into the
+    prefix); :func:`run_checks` first tries them all in one."""
     python = str(prefix / "bin" / "python")
-    # -I: isolated from the caller; -B: importing must not write bytecode into the prefix
     checks = [("import", m, [python, "-I", "-B", "-c", f"import {m}"]) for m in smoke.imports]
     checks += [("command", c, ["/bin/sh", "-c", c]) for c in smoke.commands]
     return checks
 
 
+def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+    try:
+        r = _proc.run(argv, cwd=cwd, env=env, timeout=timeout, check=False)
+    except _proc.ProcessError as e:
+        return 124, "", str(e)
+    return r.returncode, r.stdout, r.stderr
+
+
+def _imports_at_once(
+    smoke: Smoke, prefix: Path, cwd: Path, env: dict[str, str], timeout: float
+) -> dict[str, float]:
+    """module -> seconds for the imports that succeeded in one shared isolated interpreter
+    (all of them, unless one failed or crashed)."""
+    if not smoke.imports:
+        return {}
+    argv = [str(prefix / "bin" / "python"), "-I", "-B", "-c", _IMPORT_ALL, *smoke.imports]
+    _, out, _ = _run(argv, cwd, env, timeout)
+    done = {}
+    for line in out.split("\n"):  # not splitlines(): it splits at the \x1e marker too
+        if line.startswith(_OK):
+            module, seconds = line[len(_OK) :].rsplit(" ", 1)
+            done[module] = float(seconds)
+    return done
+
+
 def run_checks(smoke: Smoke, prefix: Path, *, timeout: float = 600) -> list[CheckResult]:
     """Run every check of ``smoke`` in ``prefix`` (each in a fresh empty working directory).
 
-    Output: one CheckResult per check, in plan order. Never raises for a failing check.
+    Imports run together in one isolated interpreter; only if one fails are the remaining
+    ones run each alone, so a failure still names its module, exit code and stderr.
+    Output: one CheckResult per check, in plan order (an import that passed in the shared
+    interpreter has its own import time and exit code 0). Never raises for a failing check.
     """
     env = activated_env(prefix)
     results = []
-    with tempfile.TemporaryDirectory(prefix="envbuild-smoke-") as cwd:
+    with tempfile.TemporaryDirectory(prefix="envbuild-smoke-") as tmp:
+        cwd = Path(tmp)
+        passed = _imports_at_once(smoke, prefix, cwd, env, timeout)
         for kind, target, argv in plan(smoke, prefix):
+            if kind == "import" and target in passed:
+                results.append(CheckResult(kind, target, 0, passed[target], ""))
+                continue
             start = time.monotonic()
-            try:
-                r = _proc.run(argv, cwd=Path(cwd), env=env, timeout=timeout, check=False)
-                code, out, err = r.returncode, r.stdout, r.stderr
-            except _proc.ProcessError as e:
-                code, out, err = 124, "", str(e)
+            code, out, err = _run(argv, cwd, env, timeout)
             results.append(
                 CheckResult(
                     kind, target, code, round(time.monotonic() - start, 3), err[-4000:], out[-4000:]

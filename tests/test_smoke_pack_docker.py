@@ -40,6 +40,30 @@ def test_smoke_is_isolated_from_caller(
     assert results[1].ok  # `python` is the environment's own, not the shadow on PATH
 
 
+def test_imports_share_one_interpreter_until_one_fails(built: Path, tmp_path: Path) -> None:
+    """Passing imports run in one isolated interpreter; after a failure (here a hard crash)
+    the remaining ones run alone, so the culprit is still named with its exit code."""
+    site = next((built / "lib").glob("python3.*/site-packages"))
+    pids = tmp_path / "pids"
+    for mod in ("probe_a", "probe_b", "probe_c"):
+        (site / f"{mod}.py").write_text(
+            f"import os\nopen({str(pids)!r}, 'a').write('{mod} %d\\n' % os.getpid())\n"
+        )
+    (site / "probe_crash.py").write_text("import os\nos.abort()\n")
+    results = run_checks(Smoke(imports=("probe_a", "probe_b")), built)
+    assert [r.ok for r in results] == [True, True]
+    first = dict(ln.split() for ln in pids.read_text().splitlines())
+    assert first["probe_a"] == first["probe_b"]  # one interpreter for both
+    pids.unlink()
+    results = run_checks(Smoke(imports=("probe_a", "probe_crash", "probe_c")), built)
+    assert [(r.target, r.ok) for r in results] == [
+        ("probe_a", True), ("probe_crash", False), ("probe_c", True)
+    ]  # fmt: skip
+    assert results[1].returncode == -6  # SIGABRT, from its own interpreter
+    runs = [ln.split() for ln in pids.read_text().splitlines()]
+    assert [m for m, _ in runs] == ["probe_a", "probe_c"]  # probe_c alone after the crash
+
+
 def test_smoke_failure_names_module_exit_code_and_stderr(built: Path) -> None:
     with pytest.raises(SmokeError) as e:
         smoke_env("tiny", Smoke(imports=("dateutil", "nope_mod"), commands=("exit 3",)), built)
