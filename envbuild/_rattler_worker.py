@@ -246,10 +246,14 @@ async def install(req: dict[str, Any]) -> int:
     locked = req["records"]
     sizes = records_mod.verify_archives(locked)
     records = [_repodata_record(j) for j in locked]
-    # Copies, not hard links: an edited environment file must never alter the cache (or the
-    # other environments sharing it). Full validation re-hashes cached packages against their
-    # paths.json, so a truncated or altered cache entry is re-extracted, never linked.
-    config, _ = rattler.Config.from_toml_with_unused_keys("allow-hard-links = false\n")
+    # "auto": py-rattler reflinks where the filesystem can, else hard-links, as conda and pixi
+    # do; "copy" never shares a file with the cache. Either way full validation re-hashes
+    # each cache entry against its paths.json before use, so an entry altered through a hard
+    # link (an environment file edited in place) is re-extracted, never linked again.
+    links = "true" if req.get("link_mode", "auto") == "auto" else "false"
+    config, _ = rattler.Config.from_toml_with_unused_keys(
+        f"allow-hard-links = {links}\nallow-ref-links = {links}\n"
+    )
     layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(ValidationMode.full())
     prefix = Path(req["prefix"])
     await rattler.install(
@@ -257,7 +261,7 @@ async def install(req: dict[str, Any]) -> int:
         prefix,
         package_cache=PackageCache.from_layers([layer]),
         config=config,
-        platform=rattler.Platform(req["platform"]) if req.get("platform") else None,
+        platform=rattler.Subdir(req["platform"]) if req.get("platform") else None,
         show_progress=False,
         execute_link_scripts=False,
         client=_client(req),

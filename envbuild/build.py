@@ -19,8 +19,8 @@ from typing import Any
 
 from conda_lock.lockfile.v2prelim.models import Lockfile
 
+from envbuild import bytecode, pypi, rattler_client
 from envbuild import lock as lock_mod
-from envbuild import pypi, rattler_client
 from envbuild._fs import atomic_write, file_sha256, remove_tree, replace_symlink
 from envbuild._mutex import hold
 from envbuild.channels import Route, auth_entries
@@ -167,6 +167,10 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
     start = time.monotonic()
     try:
         _install(records, prefix, project, platform, recipe)
+        reused, compiled = bytecode.compile_prefix(
+            prefix, project.path("bytecode_cache"), link=project.link_mode == "auto"
+        )
+        log.info("bytecode for %s: %d packages linked, %d compiled", recipe.name, reused, compiled)
         pypi.install(prefix, pip_records, recipe)
         info = BuildInfo(
             recipe.name,
@@ -241,6 +245,7 @@ def _install(
         "cache_dir": str(project.path("package_cache")),
         "auth": auth_entries(routes),
         "specs": list(recipe.dependencies),
+        "link_mode": project.link_mode,
     }
     attempts, backoff = retry_policy()
     for attempt in range(1, attempts + 1):

@@ -10,6 +10,7 @@ Configuration is the optional ``envbuild.toml`` at the project root::
 
     [builds]                      # builds kept per environment (current + rollbacks)
     keep = 3
+    link = "auto"                 # from the package cache: reflink, else hard link; or "copy"
 
     [lock]                        # all optional
     platforms = ["linux-64"]      # default for recipes without 'platforms'
@@ -37,6 +38,7 @@ from envbuild.errors import ConfigError
 
 CONFIG_FILE = "envbuild.toml"
 DEFAULT_PLATFORMS = ("linux-64",)
+LINK_MODES = ("auto", "copy")
 
 _PATH_KEYS = {
     "recipes": "recipes",
@@ -47,6 +49,7 @@ _PATH_KEYS = {
     "templates": "templates",
     "state": "build/state",
     "package_cache": "build/pkgs",
+    "bytecode_cache": "build/pyc-cache",
     "repodata_cache": "build/repodata-cache",
     "offline_channel": "build/offline-channel",
     "offline_cache": "build/offline-cache",
@@ -72,6 +75,7 @@ class Project:
     paths: dict[str, Path] = field(default_factory=dict)
     offline_requirements: tuple[str, ...] = DEFAULT_OFFLINE_REQUIREMENTS
     keep_builds: int = 3  # builds kept per environment, the current one included
+    link_mode: str = "auto"  # "auto": reflink, else hard link, else copy; "copy": always copy
     platforms: tuple[str, ...] = DEFAULT_PLATFORMS  # for recipes that name none
     channel_alias: str = channels.DEFAULT_CHANNEL_ALIAS
 
@@ -173,11 +177,13 @@ def load_project(root: Path) -> Project:
         not isinstance(keep, int)
         or isinstance(keep, bool)
         or not 2 <= keep <= 100
-        or set(builds) - {"keep"}
+        or set(builds) - {"keep", "link"}
+        or builds.get("link", "auto") not in LINK_MODES
     ):
         msg = (
             f"{cfg_path}: builds: expected a table with 'keep', an integer from 2 to 100 "
-            "(builds kept per environment, the current one included)"
+            "(builds kept per environment, the current one included), and optionally "
+            f"'link', one of {', '.join(map(repr, LINK_MODES))}"
         )
         raise ConfigError(msg)
     platforms, alias = _lock_table(data.get("lock", {}), cfg_path)
@@ -189,6 +195,7 @@ def load_project(root: Path) -> Project:
         paths=paths,
         offline_requirements=tuple(reqs),
         keep_builds=keep,
+        link_mode=builds.get("link", "auto"),
     )
 
 

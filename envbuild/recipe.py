@@ -87,10 +87,10 @@ class Recipe:
 
 def current_subdir() -> str:
     """This machine's conda subdir, e.g. ``linux-64`` or ``osx-arm64``, as py-rattler
-    detects it (``rattler.Platform.current()``; synchronous, so safe in this process)."""
+    detects it (``rattler.Subdir.current()``, formerly ``Platform``; synchronous, so safe in this process)."""
     import rattler
 
-    return str(rattler.Platform.current())
+    return str(rattler.Subdir.current())
 
 
 def _display(path: Path) -> str:

@@ -117,7 +117,7 @@ def _fill_sha256_in_prefix(meta: Path, prefix: Path) -> None:
         if "sha256_in_prefix" in e:
             continue
         if e.get("path_type") == "hardlink" and "prefix_placeholder" not in e and e.get("sha256"):
-            # a copy of a cache file that full validation checked against this very hash
+            # linked or copied from a cache file full validation checked against this hash
             e["sha256_in_prefix"] = e["sha256"]
         else:
             todo.append(e)

@@ -153,6 +153,11 @@ def _package_findings(
     return out
 
 
+# path types whose installed content is recorded (conda's PathType: files linked or copied
+# from the package, bytecode compiled at install, generated entry points)
+_HASHED = ("hardlink", "pyc_file", "unix_python_entry_point", "windows_python_entry_point_script")
+
+
 def _file_findings(
     prefix: Path, conda: dict[str, dict[str, Any]], pip_owned: dict[str, str]
 ) -> list[Finding]:
@@ -165,7 +170,7 @@ def _file_findings(
                 out.append(Finding("missing-file", name, rel, "deleted"))
                 continue
             expected = entry.get("sha256_in_prefix") or entry.get("sha256")
-            if entry.get("path_type") != "hardlink" or not expected or path.is_symlink():
+            if entry.get("path_type") not in _HASHED or not expected or path.is_symlink():
                 continue
             if file_sha256(path) != expected:
                 if rel in pip_owned:

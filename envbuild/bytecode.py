@@ -1,0 +1,173 @@
+"""Bytecode at build time: every ``.py`` file of every conda package compiled once, kept in a
+bytecode cache, and linked into each later build.
+
+Conda compiles noarch: python packages at link time and conda-forge ships ``.pyc`` for the rest;
+our offline packages (whl2conda, the repackaged interpreter) ship none, so without this every
+import compiles from source, every time, as every user of a read-only prefix (the image).
+
+* Compiled with the environment's own interpreter, ``compileall --invalidation-mode
+  checked-hash`` (PEP 552): a ``.pyc`` is valid for its source's content, not its mtime, so a
+  linked copy stays valid in any build and any relocated prefix (importlib fixes ``co_filename``
+  on load).
+* Kept in ``build/pyc-cache/<key>/`` where ``key`` is the sha256 of the package's archive sha256,
+  the interpreter's record and ``importlib.util.MAGIC_NUMBER``-equivalent tag: a changed package
+  or interpreter never reuses stale bytecode. Each kept file's sha256 is re-checked before it
+  is linked again (a file edited through a hard link is never reused).
+* Recorded in each package's ``conda-meta`` record as ``pyc_file`` entries (conda's path type
+  for bytecode it compiles itself), with sha256, so verify, pack, gc and the image treat them as
+  part of the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuild import _proc
+from envbuild._fs import atomic_write, file_sha256, remove_tree, staged_dir
+from envbuild._mutex import hold
+
+MANIFEST = "manifest.json"
+_SKIP_TYPES = ("directory", "softlink", "pyc_file")
+
+
+@dataclass(frozen=True, slots=True)
+class PackageBytecode:
+    """The ``.py`` files of one installed package and where their bytecode goes."""
+
+    record: Path  # conda-meta/<name>-<version>-<build>.json
+    key: str  # bytecode cache key (64 hex)
+    sources: tuple[str, ...]  # prefix-relative .py paths
+    pycs: tuple[str, ...]  # prefix-relative __pycache__/<stem>.<tag>.pyc paths, same order
+
+
+def _pyc_path(source: str, tag: str) -> str:
+    head, _, name = source.rpartition("/")
+    stem = name[: -len(".py")]
+    return f"{head}/__pycache__/{stem}.{tag}.pyc" if head else f"__pycache__/{stem}.{tag}.pyc"
+
+
+def plan(prefix: Path) -> list[PackageBytecode]:
+    """What to compile in ``prefix`` (reads conda-meta only): for each package with ``.py``
+    files, their bytecode paths and cache key. Empty without a CPython in the environment."""
+    records = [
+        (m, json.loads(m.read_text())) for m in sorted((prefix / "conda-meta").glob("*.json"))
+    ]
+    python = next((r for _, r in records if r.get("name") == "python"), None)
+    if python is None:
+        return []
+    major, minor = python["version"].split(".")[:2]
+    tag = f"cpython-{major}{minor}"
+    interpreter = f"{python['name']}-{python['version']}-{python['build']}:{python.get('sha256')}"
+    out = []
+    for meta, rec in records:
+        entries = rec.get("paths_data", {}).get("paths", [])
+        have = {e["_path"] for e in entries}
+        sources = tuple(
+            e["_path"]
+            for e in entries
+            if e["_path"].endswith(".py")
+            and e.get("path_type") not in _SKIP_TYPES
+            and _pyc_path(e["_path"], tag) not in have
+        )
+        if not sources:
+            continue
+        key = hashlib.sha256(f"{rec.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash".encode())
+        out.append(
+            PackageBytecode(
+                meta, key.hexdigest(), sources, tuple(_pyc_path(s, tag) for s in sources)
+            )
+        )
+    return out
+
+
+def _link_or_copy(src: Path, dest: Path, link: bool) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dest)
+
+
+def _cached(entry: Path) -> dict[str, str] | None:
+    """The manifest (pyc path -> sha256) of a complete cache entry whose files are intact."""
+    try:
+        manifest: dict[str, str] = json.loads((entry / MANIFEST).read_text())
+        if all(file_sha256(entry / rel) == digest for rel, digest in manifest.items()):
+            return manifest
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _compile(prefix: Path, packages: list[PackageBytecode]) -> None:
+    """Compile the sources of ``packages`` with the environment's interpreter (all cores).
+    Files that do not compile (Python 2 test data, templates) are left without bytecode."""
+    listing = "\n".join(str(prefix / s) for p in packages for s in p.sources) + "\n"
+    argv = [
+        str(prefix / "bin" / "python"), "-I", "-m", "compileall", "-q", "-j", "0",
+        "--invalidation-mode", "checked-hash", "-i", "-",
+    ]  # fmt: skip
+    _proc.run(argv, check=False, input_text=listing, timeout=3600)
+
+
+def _record(package: PackageBytecode, prefix: Path, manifest: dict[str, str]) -> None:
+    """Add the package's bytecode to its conda-meta record as ``pyc_file`` entries."""
+    data: dict[str, Any] = json.loads(package.record.read_text())
+    paths = data.setdefault("paths_data", {"paths": [], "paths_version": 1})["paths"]
+    files = data.setdefault("files", [])
+    for rel in package.pycs:
+        if rel not in manifest:
+            continue
+        digest = manifest[rel]
+        size = (prefix / rel).stat().st_size
+        entry = {"_path": rel, "path_type": "pyc_file", "sha256": digest}
+        paths.append(entry | {"sha256_in_prefix": digest, "size_in_bytes": size})
+        files.append(rel)
+    atomic_write(package.record, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, int]:
+    """Give every package in ``prefix`` its bytecode: linked (``link``) or copied from
+    ``cache`` when kept there, else compiled and kept. Records the files in conda-meta.
+
+    Output: (packages served from the cache, packages compiled). Raises ProcessError only if
+    the interpreter cannot be started."""
+    packages = plan(prefix)
+    reused = 0
+    todo = []
+    for package in packages:
+        manifest = _cached(cache / package.key)
+        if manifest is None:
+            todo.append(package)
+            continue
+        for rel in manifest:
+            _link_or_copy(cache / package.key / rel, prefix / rel, link)
+        _record(package, prefix, manifest)
+        reused += 1
+    if todo:
+        _compile(prefix, todo)
+    for package in todo:
+        produced = {
+            rel: file_sha256(prefix / rel) for rel in package.pycs if (prefix / rel).exists()
+        }
+        entry = cache / package.key
+        with hold(cache / f".{package.key}.lock", "bytecode cache entry"):
+            remove_tree(entry)  # a damaged entry, or one a killed run left
+            with staged_dir(entry) as tmp:
+                for rel in produced:
+                    _link_or_copy(prefix / rel, tmp / rel, link)
+                atomic_write(tmp / MANIFEST, json.dumps(produced, indent=1, sort_keys=True))
+        _record(package, prefix, produced)
+    return reused, len(todo)
+
+
+__all__ = ["PackageBytecode", "compile_prefix", "plan"]
