@@ -51,10 +51,31 @@ def _conda_pack(prefix: Path, output: Path, fmt: str, level: int) -> None:
         raise PackError(msg) from None
 
 
-def _zstd_compress(src: Path, dst: Path, level: int) -> None:
+def _conda_pack_zst(prefix: Path, output: Path, level: int) -> None:
+    """conda-pack's tar written straight into a multi-threaded zstd stream at ``output`` (no
+    plain tar on disk). conda-pack's own Packer decides the files and adds conda-unpack;
+    conda-pack 0.9's built-in tar.zst ignores the level and uses one thread, hence this."""
+    import conda_pack
+    from conda_pack.core import Packer
+    from conda_pack.formats import archive
+
+    history = prefix / "conda-meta" / "history"
+    mtime = history.lstat().st_mtime if history.exists() else None
     cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
-    with src.open("rb") as fin, dst.open("wb") as fout:
-        cctx.copy_stream(fin, fout, size=src.stat().st_size)
+    try:
+        env = conda_pack.CondaEnv.from_prefix(str(prefix))
+        with (
+            output.open("wb") as raw,
+            cctx.stream_writer(raw, closefd=False) as zstd,
+            archive(zstd, str(output), "", "tar", mtime=mtime) as arc,
+        ):
+            packer = Packer(str(prefix), arc, None, None)
+            for f in env.files:
+                packer.add(f)
+            packer.finish()
+    except conda_pack.CondaPackException as e:
+        msg = f"conda-pack failed for {_display(prefix)}: {e}"
+        raise PackError(msg) from None
 
 
 @contextlib.contextmanager
@@ -111,10 +132,7 @@ def pack_env(name: str, prefix: Path, dest: Path, options: PackOptions, smoke: S
     clean_temporaries(dest)  # of a run that was killed
     with staged_file(dest) as tmp:
         if options.format == "tar.zst":
-            with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.pack-") as work:
-                plain = Path(work) / "env.tar"
-                _conda_pack(real, plain, "tar", options.level)
-                _zstd_compress(plain, tmp, options.level)
+            _conda_pack_zst(real, tmp, options.level)
         else:
             _conda_pack(real, tmp, options.format, options.level)
         os.chmod(tmp, 0o644)

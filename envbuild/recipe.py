@@ -87,7 +87,7 @@ class Recipe:
 
 def current_subdir() -> str:
     """This machine's conda subdir, e.g. ``linux-64`` or ``osx-arm64``, as py-rattler
-    detects it (``rattler.Subdir.current()``, formerly ``Platform``; synchronous, so safe in this process)."""
+    detects it (``rattler.Subdir.current()``; synchronous, so safe in this process)."""
     import rattler
 
     return str(rattler.Subdir.current())
