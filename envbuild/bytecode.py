@@ -9,10 +9,11 @@ import compiles from source, every time, as every user of a read-only prefix (th
   checked-hash`` (PEP 552): a ``.pyc`` is valid for its source's content, not its mtime, so a
   linked copy stays valid in any build and any relocated prefix (importlib fixes ``co_filename``
   on load).
-* Kept in ``build/pyc-cache/<key>/`` where ``key`` is the sha256 of the package's archive sha256,
-  the interpreter's record and ``importlib.util.MAGIC_NUMBER``-equivalent tag: a changed package
-  or interpreter never reuses stale bytecode. Each kept file's sha256 is re-checked before it
-  is linked again (a file edited through a hard link is never reused).
+* Kept in the bytecode cache (default ``<package cache>-pyc/<key>/``), ``key`` being the
+  sha256 of the package's archive sha256, the interpreter's record and the bytecode tag
+  (``cpython-311``): a changed package or interpreter never reuses stale bytecode. Each kept
+  file's sha256 is re-checked before it is linked again (a file edited through a hard link is
+  never reused).
 * Recorded in each package's ``conda-meta`` record as ``pyc_file`` entries (conda's path type
   for bytecode it compiles itself), with sha256, so verify, pack, gc and the image treat them as
   part of the environment.
@@ -52,18 +53,30 @@ def _pyc_path(source: str, tag: str) -> str:
     return f"{head}/__pycache__/{stem}.{tag}.pyc" if head else f"__pycache__/{stem}.{tag}.pyc"
 
 
+def _records(prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], str, str] | None:
+    """(conda-meta records, interpreter identity, bytecode tag), or None without a python."""
+    metas = sorted((prefix / "conda-meta").glob("*.json"))
+    records = [(m, json.loads(m.read_text())) for m in metas]
+    python = next((r for _, r in records if r.get("name") == "python"), None)
+    if python is None:
+        return None
+    major, minor = python["version"].split(".")[:2]
+    interpreter = f"{python['name']}-{python['version']}-{python['build']}:{python.get('sha256')}"
+    return records, interpreter, f"cpython-{major}{minor}"
+
+
+def _key(record: dict[str, Any], interpreter: str, tag: str) -> str:
+    material = f"{record.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash"
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
 def plan(prefix: Path) -> list[PackageBytecode]:
     """What to compile in ``prefix`` (reads conda-meta only): for each package with ``.py``
     files, their bytecode paths and cache key. Empty without a CPython in the environment."""
-    records = [
-        (m, json.loads(m.read_text())) for m in sorted((prefix / "conda-meta").glob("*.json"))
-    ]
-    python = next((r for _, r in records if r.get("name") == "python"), None)
-    if python is None:
+    found = _records(prefix)
+    if found is None:
         return []
-    major, minor = python["version"].split(".")[:2]
-    tag = f"cpython-{major}{minor}"
-    interpreter = f"{python['name']}-{python['version']}-{python['build']}:{python.get('sha256')}"
+    records, interpreter, tag = found
     out = []
     for meta, rec in records:
         entries = rec.get("paths_data", {}).get("paths", [])
@@ -75,15 +88,24 @@ def plan(prefix: Path) -> list[PackageBytecode]:
             and e.get("path_type") not in _SKIP_TYPES
             and _pyc_path(e["_path"], tag) not in have
         )
-        if not sources:
-            continue
-        key = hashlib.sha256(f"{rec.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash".encode())
-        out.append(
-            PackageBytecode(
-                meta, key.hexdigest(), sources, tuple(_pyc_path(s, tag) for s in sources)
-            )
-        )
+        if sources:
+            pycs = tuple(_pyc_path(s, tag) for s in sources)
+            out.append(PackageBytecode(meta, _key(rec, interpreter, tag), sources, pycs))
     return out
+
+
+def keys_in_use(prefix: Path) -> set[str]:
+    """The bytecode cache keys of the packages of a built ``prefix`` that have bytecode (for
+    gc: entries no kept build uses can go)."""
+    found = _records(prefix)
+    if found is None:
+        return set()
+    records, interpreter, tag = found
+    return {
+        _key(rec, interpreter, tag)
+        for _, rec in records
+        if any(e.get("path_type") == "pyc_file" for e in rec.get("paths_data", {}).get("paths", []))
+    }
 
 
 def _link_or_copy(src: Path, dest: Path, link: bool) -> None:
@@ -170,4 +192,4 @@ def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, i
     return reused, len(todo)
 
 
-__all__ = ["PackageBytecode", "compile_prefix", "plan"]
+__all__ = ["PackageBytecode", "compile_prefix", "keys_in_use", "plan"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envbuild import build as build_mod
+from envbuild import bytecode
 from envbuild import image as image_mod
 from envbuild._fs import remove_tree
 from envbuild.errors import LockError
@@ -51,6 +52,7 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
     """Everything :func:`collect` would remove, with sizes. Reads only."""
     garbage: list[Garbage] = []
     kept_ids: dict[str, set[str]] = {}
+    bytecode_keys: set[str] = set()
     lockfiles = sorted(project.path("locks").glob("*.conda-lock.yml"))
     builds_dir = project.path("envs") / build_mod.BUILDS_DIR
     names = (
@@ -60,6 +62,8 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
         removable = build_mod.stale_builds(project, name, project.keep_builds)
         keep = [d for d in build_mod.build_dirs(project, name) if d not in removable]
         kept_ids[name] = {d.name for d in keep}
+        for d in keep:
+            bytecode_keys |= bytecode.keys_in_use(d)
         lockfiles += [build_mod.lock_copy(d) for d in keep if build_mod.lock_copy(d).exists()]
         garbage += [Garbage("build", str(d), _size(d)) for d in removable]
     history = project.path("dist") / "history"
@@ -76,6 +80,10 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
     for entry in sorted(cache.iterdir()) if cache.is_dir() else []:
         if entry.is_dir() and entry.name not in referenced:
             garbage.append(Garbage("package", str(entry), _size(entry)))
+    pycs = project.path("bytecode_cache")
+    for entry in sorted(pycs.iterdir()) if pycs.is_dir() else []:
+        if entry.is_dir() and entry.name not in bytecode_keys:
+            garbage.append(Garbage("bytecode", str(entry), _size(entry)))
     return garbage
 
 
@@ -90,7 +98,8 @@ def collect(project: Project, items: list[Garbage]) -> int:
                 build_mod.remove_build(Path(g.what))
         else:
             remove_tree(Path(g.what))
-            remove_tree(Path(g.what).with_name(Path(g.what).name + ".lock"))
+            lock = ".{}.lock" if g.kind == "bytecode" else "{}.lock"
+            remove_tree(Path(g.what).with_name(lock.format(Path(g.what).name)))
         freed += g.size
     return freed
 

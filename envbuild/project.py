@@ -7,6 +7,7 @@ Configuration is the optional ``envbuild.toml`` at the project root::
 
     [paths]                       # all optional, relative to the project root
     package_cache = "build/pkgs"
+    bytecode_cache = "build/pkgs-pyc"   # default: beside package_cache, named <it>-pyc
 
     [builds]                      # builds kept per environment (current + rollbacks)
     keep = 3
@@ -49,7 +50,7 @@ _PATH_KEYS = {
     "templates": "templates",
     "state": "build/state",
     "package_cache": "build/pkgs",
-    "bytecode_cache": "build/pyc-cache",
+    "bytecode_cache": "build/pkgs-pyc",  # default: <package_cache>-pyc
     "repodata_cache": "build/repodata-cache",
     "offline_channel": "build/offline-channel",
     "offline_cache": "build/offline-cache",
@@ -163,6 +164,9 @@ def load_project(root: Path) -> Project:
     mirrors = _check_table(data.get("mirrors", {}), f"{cfg_path}: mirrors", None)
     paths_cfg = _check_table(data.get("paths", {}), f"{cfg_path}: paths", set(_PATH_KEYS))
     paths = {k: (root / paths_cfg.get(k, default)).resolve() for k, default in _PATH_KEYS.items()}
+    if "bytecode_cache" not in paths_cfg:  # beside the package cache: same disk, same sharing
+        pkgs = paths["package_cache"]
+        paths["bytecode_cache"] = pkgs.with_name(pkgs.name + "-pyc")
     offline = data.get("offline", {})
     if not isinstance(offline, dict) or set(offline) - {"requirements"}:
         msg = f"{cfg_path}: offline: expected a table with the single key 'requirements'"

@@ -42,6 +42,13 @@ def _run(tag: str, *argv: str) -> str:
     ).stdout.strip()
 
 
+def _inspect_size(tag: str) -> str:
+    return subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
 def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
     proc = project.doit("docker")
     assert "smoke checks passed inside it" in proc.stderr
@@ -71,6 +78,26 @@ def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
     assert out.startswith("OpenSSL")
     libs = _run(tag, "sh", "-c", "ldd /opt/env/lib/python3.11/lib-dynload/_ssl*.so")
     assert "libssl.so.3 => /opt/env/lib/" in libs and "libcrypto.so.3 => /opt/env/lib/" in libs
+    # one layer of environment: conda-unpack's rewrites are not a second copy (issue 9)
+    env = (project.root / "envs" / "tiny").resolve()
+    seen, env_bytes = set(), 0
+    for f in env.rglob("*"):
+        st = f.lstat()
+        if f.is_file() and not f.is_symlink() and st.st_ino not in seen:
+            seen.add(st.st_ino)
+            env_bytes += st.st_size
+    base = int(_inspect_size("debian:bookworm-slim"))
+    assert img.size <= base + 1.05 * env_bytes, (img.size, base, env_bytes)
+    # imports read the bytecode compiled at build time; nothing is compiled in the container
+    verbose = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", tag, "python", "-I", "-v", "-c",
+         "import dateutil.parser"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stderr  # fmt: skip
+    assert (
+        "code object from '/opt/env/lib/python3.11/site-packages/dateutil/parser/__pycache__"
+        in verbose
+    )
     # rebuilt only when the tarball or the template changes
     assert Project.executed(project.doit("docker")) == []
     template = project.root / "templates" / "Dockerfile.j2"

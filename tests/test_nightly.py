@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import gc, nightly, schedule
+from envbuild import bytecode, gc, nightly, schedule
 from envbuild.build import complete_builds, lock_copy, read_marker
 from envbuild.project import load_project
 from envbuild.recipe import load_recipe
@@ -114,6 +114,8 @@ def test_rollback_and_gc(nightly_project: Project) -> None:
     stray = Path(project.path("package_cache")) / "stray-1.0-0"
     stray.mkdir(parents=True)
     (stray / "big").write_bytes(b"x" * 1_000_000)
+    stray_pyc = project.path("bytecode_cache") / ("0" * 64)
+    (stray_pyc / "lib").mkdir(parents=True)
     dry = p.doit("gc", "--dry-run")
     assert "dry run: nothing removed" in dry.stdout and stray.exists()
     assert f"history/good/{ids[0]}" in dry.stdout and "stray-1.0-0" in dry.stdout
@@ -121,6 +123,9 @@ def test_rollback_and_gc(nightly_project: Project) -> None:
     assert sum(i.size for i in items) >= 1_000_000
     p.doit("gc")
     assert not stray.exists() and not history[ids[0]].exists()
+    kept_keys = bytecode.keys_in_use((p.root / "envs" / "good").resolve())
+    assert kept_keys and all((project.path("bytecode_cache") / k).is_dir() for k in kept_keys)
+    assert not stray_pyc.exists()
     assert {d.name for d in complete_builds(project, "good")} == {ids[1], ids[2]}
     assert _imports(p, "good", "dateutil")
     with pytest.raises(Exception, match="no earlier build"):
