@@ -250,9 +250,12 @@ async def install(req: dict[str, Any]) -> int:
     # do; "copy" never shares a file with the cache. Either way full validation re-hashes
     # each cache entry against its paths.json before use, so an entry altered through a hard
     # link (an environment file edited in place) is re-extracted, never linked again.
+    # A reflink is only tried where the parent found the filesystem supports it (a failed
+    # attempt per file costs more than the whole link on ext4).
     links = "true" if req.get("link_mode", "auto") == "auto" else "false"
+    reflinks = "true" if req.get("reflink") else "false"
     config, _ = rattler.Config.from_toml_with_unused_keys(
-        f"allow-hard-links = {links}\nallow-ref-links = {links}\n"
+        f"allow-hard-links = {links}\nallow-ref-links = {reflinks}\n"
     )
     layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(ValidationMode.full())
     prefix = Path(req["prefix"])

@@ -17,14 +17,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conda_lock.lockfile.v2prelim.models import Lockfile
-
 from envbuild import bytecode, pypi, rattler_client
-from envbuild import lock as lock_mod
-from envbuild._fs import atomic_write, file_sha256, remove_tree, replace_symlink
+from envbuild._fs import (
+    atomic_write,
+    file_sha256,
+    reflink_supported,
+    remove_tree,
+    replace_symlink,
+)
 from envbuild._mutex import hold
 from envbuild.channels import Route, auth_entries
 from envbuild.errors import BuildError
+from envbuild.fingerprint import fingerprint
+from envbuild.lockfile import LockedPackages, install_records, read_packages
 from envbuild.project import Project
 from envbuild.recipe import Recipe, _display, current_subdir
 from envbuild.secrets import require
@@ -113,31 +118,32 @@ def build_env(recipe: Recipe, project: Project) -> Path:
         return prefix
 
 
-def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> Lockfile:
-    """The lockfile at ``lock_path``, refused (BuildError) if stale for ``recipe`` or lacking
-    this machine's platform."""
-    lockfile = lock_mod.read_lockfile(lock_path)
+def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> LockedPackages:
+    """The lockfile at ``lock_path`` (read without conda-lock's models), refused (BuildError)
+    if stale for ``recipe``, lacking this machine's platform or naming a package outside the
+    recipe's channels; LockError if it is missing or not a valid lockfile."""
+    lockfile = read_packages(lock_path)
     platform = current_subdir()
-    fp = (lockfile.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
-    if fp != lock_mod.fingerprint(recipe, project):
+    if lockfile.fingerprint != fingerprint(recipe, project):
         msg = (
             f"{_display(lock_path)} is stale: {_display(recipe.path)} changed since it was "
             "locked; run `doit lock` first"
         )
         raise BuildError(msg)
-    if platform not in lockfile.metadata.platforms:
+    if platform not in lockfile.platforms:
         msg = (
             f"{_display(lock_path)} has no packages for this machine's platform {platform} "
-            f"(locked: {', '.join(lockfile.metadata.platforms)}); add {platform} to "
+            f"(locked: {', '.join(lockfile.platforms)}); add {platform} to "
             f"'platforms' in {_display(recipe.path)} (or to [lock] platforms in envbuild.toml) "
             "and run `doit lock`"
         )
         raise BuildError(msg)
     canonical = [project.route(c).canonical for c in recipe.channels]
-    for p in lockfile.package:
-        if p.manager == "conda" and not any(p.url.startswith(c + "/") for c in canonical):
+    for p in lockfile.packages:
+        if p["manager"] == "conda" and not any(p["url"].startswith(c + "/") for c in canonical):
             msg = (
-                f"{_display(lock_path)}: package {p.name} ({p.platform}) has url {p.url}, which "
+                f"{_display(lock_path)}: package {p['name']} ({p['platform']}) has url "
+                f"{p['url']}, which "
                 f"is not under the recipe's channels ({', '.join(canonical)}); the lockfile was "
                 "edited by hand or made for other channels: run `doit lock` to regenerate it"
             )
@@ -157,8 +163,8 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
     (prefix, marker). On any failure the build directory is removed."""
     lockfile = checked_lockfile(recipe, project, lock_path)
     platform = current_subdir()
-    records = lock_mod.install_records(lockfile, platform)
-    pip_records = lock_mod.install_records(lockfile, platform, "pip")
+    records = install_records(lockfile, platform)
+    pip_records = install_records(lockfile, platform, "pip")
     lock_sha = file_sha256(lock_path)
     clean_stale_builds(project, recipe.name, project.keep_builds)
     build_id = _unused_build_id(builds_root(project, recipe.name), new_build_id(lock_sha))
@@ -177,7 +183,7 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
             build_id,
             platform,
             lock_sha,
-            str((lockfile.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)),
+            str(lockfile.fingerprint),
             len(records) + len(pip_records),
             round(time.monotonic() - start, 3),
             str(prefix),
@@ -246,6 +252,8 @@ def _install(
         "auth": auth_entries(routes),
         "specs": list(recipe.dependencies),
         "link_mode": project.link_mode,
+        "reflink": project.link_mode == "auto"
+        and reflink_supported(project.path("package_cache"), prefix.parent),
     }
     attempts, backoff = retry_policy()
     for attempt in range(1, attempts + 1):

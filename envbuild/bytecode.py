@@ -12,8 +12,8 @@ import compiles from source, every time, as every user of a read-only prefix (th
 * Kept in the bytecode cache (default ``<package cache>-pyc/<key>/``), ``key`` being the
   sha256 of the package's archive sha256, the interpreter's record and the bytecode tag
   (``cpython-311``): a changed package or interpreter never reuses stale bytecode. Each kept
-  file's sha256 is re-checked before it is linked again (a file edited through a hard link is
-  never reused).
+  file must still have the size and mtime it had when hashed before it is linked again (a file
+  edited through a hard link is never reused).
 * Recorded in each package's ``conda-meta`` record as ``pyc_file`` entries (conda's path type
   for bytecode it compiles itself), with sha256, so verify, pack, gc and the image treat them as
   part of the environment.
@@ -108,8 +108,7 @@ def keys_in_use(prefix: Path) -> set[str]:
     }
 
 
-def _link_or_copy(src: Path, dest: Path, link: bool) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def _link_or_copy(src: str | Path, dest: str | Path, link: bool) -> None:
     if link:
         try:
             os.link(src, dest)
@@ -119,13 +118,34 @@ def _link_or_copy(src: Path, dest: Path, link: bool) -> None:
     shutil.copy2(src, dest)
 
 
+def _link_tree(src: Path, dest: Path, files: list[str], link: bool) -> None:
+    """Link (or copy) ``files`` (relative paths) from ``src`` to ``dest``, making directories
+    once each (thousands of files per package: plain strings, no pathlib, on purpose)."""
+    made: set[str] = set()
+    base_src, base_dest = str(src), str(dest)
+    for rel in files:
+        target = f"{base_dest}/{rel}"
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        _link_or_copy(f"{base_src}/{rel}", target, link)
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 def _cached(entry: Path) -> dict[str, str] | None:
-    """The manifest (pyc path -> sha256) of a complete cache entry whose files are intact."""
+    """The pyc path -> sha256 map of a complete cache entry whose files are intact: each
+    file still has the size and mtime it had when it was hashed (a write through any hard link
+    changes them; rattler's own fast cache validation trusts the same)."""
     try:
-        manifest: dict[str, str] = json.loads((entry / MANIFEST).read_text())
-        if all(file_sha256(entry / rel) == digest for rel, digest in manifest.items()):
-            return manifest
-    except (OSError, ValueError):
+        manifest: dict[str, list[Any]] = json.loads((entry / MANIFEST).read_text())
+        if all(_stamp(entry / rel) == stamp for rel, (_, *stamp) in manifest.items()):
+            return {rel: digest for rel, (digest, *_) in manifest.items()}
+    except (OSError, ValueError, TypeError):
         pass
     return None
 
@@ -154,7 +174,8 @@ def _record(package: PackageBytecode, prefix: Path, manifest: dict[str, str]) ->
         entry = {"_path": rel, "path_type": "pyc_file", "sha256": digest}
         paths.append(entry | {"sha256_in_prefix": digest, "size_in_bytes": size})
         files.append(rel)
-    atomic_write(package.record, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    # compact: json's C encoder only runs without indent, and records are read by programs
+    atomic_write(package.record, json.dumps(data, sort_keys=True, separators=(",", ":")))
 
 
 def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, int]:
@@ -171,8 +192,7 @@ def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, i
         if manifest is None:
             todo.append(package)
             continue
-        for rel in manifest:
-            _link_or_copy(cache / package.key / rel, prefix / rel, link)
+        _link_tree(cache / package.key, prefix, list(manifest), link)
         _record(package, prefix, manifest)
         reused += 1
     if todo:
@@ -185,9 +205,9 @@ def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, i
         with hold(cache / f".{package.key}.lock", "bytecode cache entry"):
             remove_tree(entry)  # a damaged entry, or one a killed run left
             with staged_dir(entry) as tmp:
-                for rel in produced:
-                    _link_or_copy(prefix / rel, tmp / rel, link)
-                atomic_write(tmp / MANIFEST, json.dumps(produced, indent=1, sort_keys=True))
+                _link_tree(prefix, tmp, list(produced), link)
+                kept = {rel: [digest, *_stamp(tmp / rel)] for rel, digest in produced.items()}
+                atomic_write(tmp / MANIFEST, json.dumps(kept, indent=1, sort_keys=True))
         _record(package, prefix, produced)
     return reused, len(todo)
 

@@ -12,20 +12,17 @@ fresh solve from the recipe; only ``update=`` keeps the other locked packages pi
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from conda_lock.lockfile.v1.models import HashModel, LockMeta
-from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
+from typing import TYPE_CHECKING, Any
 
 from envbuild import lockdiff, pypi, rattler_client
 from envbuild.channels import Route, auth_entries
 from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
+from envbuild.fingerprint import FINGERPRINT_SCHEMA, fingerprint, virtual_packages
 from envbuild.lockfile import (  # re-exported: the lock stage's public API
     FINGERPRINT_KEY,
     explicit_path,
@@ -39,71 +36,10 @@ from envbuild.project import Project
 from envbuild.recipe import KNOWN_SUBDIRS, Recipe, _display
 from envbuild.secrets import require
 
+if TYPE_CHECKING:
+    from conda_lock.lockfile.v2prelim.models import Lockfile
+
 log = logging.getLogger("envbuild")
-
-# Bump when the meaning of the fingerprint's inputs changes (conda-lock's content_hash has no
-# such version and silently mis-detects staleness across releases).
-FINGERPRINT_SCHEMA = 3
-
-# Virtual packages assumed per platform family, so that a lock does not depend on the machine
-# that made it (https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/manage-virtual.html).
-_DEFAULT_VP = {
-    "linux": {"__unix": "0", "__linux": "5.10", "__glibc": "2.28"},
-    "osx": {"__unix": "0", "__osx": "11.0"},
-    "win": {"__win": "0"},
-}
-_APPLIES = {
-    "__glibc": ("linux",),
-    "__linux": ("linux",),
-    "__osx": ("osx",),
-    "__win": ("win",),
-    "__unix": ("linux", "osx"),
-    "__cuda": ("linux", "win"),
-    "__archspec": ("linux", "osx", "win"),
-}
-_ARCH = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le"}
-
-
-def virtual_packages(
-    platform: str, overrides: tuple[tuple[str, str], ...] = ()
-) -> tuple[tuple[str, str, str], ...]:
-    """(name, version, build) of the virtual packages assumed for ``platform``, with the
-    recipe's ``overrides`` (name, version) applied where they make sense for it."""
-    family, _, arch = platform.partition("-")
-    vps = {n: (v, "0") for n, v in _DEFAULT_VP.get(family, {}).items()}
-    if arch in _ARCH:
-        vps["__archspec"] = ("1", _ARCH[arch])
-    for name, version in overrides:
-        if family in _APPLIES.get(name, ()):
-            vps[name] = ("1", version) if name == "__archspec" else (version, "0")
-    return tuple((n, v, b) for n, (v, b) in sorted(vps.items()))
-
-
-def solve_inputs(recipe: Recipe, project: Project) -> dict[str, Any]:
-    """Everything that changes a solve, normalised: canonical channel URLs in priority order
-    (never mirrors: a mirror is transport, so changing one relocks nothing); platforms, match
-    specs and PyPI requirements sorted (order does not change a solve); virtual packages per
-    platform."""
-    import rattler
-    from packaging.requirements import Requirement
-
-    return {
-        "schema": FINGERPRINT_SCHEMA,
-        "channels": [project.route(c).canonical for c in recipe.channels],
-        "platforms": sorted(recipe.platforms),
-        "dependencies": sorted(str(rattler.MatchSpec(s)) for s in recipe.dependencies),
-        "pypi": sorted(str(Requirement(r)) for r in recipe.pypi_dependencies),
-        "virtual_packages": {
-            p: [list(v) for v in virtual_packages(p, recipe.virtual_packages)]
-            for p in sorted(recipe.platforms)
-        },
-    }
-
-
-def fingerprint(recipe: Recipe, project: Project) -> str:
-    """sha256 (64 hex chars) of the canonical JSON of :func:`solve_inputs`."""
-    canonical = json.dumps(solve_inputs(recipe, project), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def solve_request(
@@ -227,6 +163,9 @@ def to_lockfile(
     dependency specs; pip packages url and sha256. The recipe
     fingerprint is in ``metadata.custom_metadata``, and per platform in ``content_hash``.
     """
+    from conda_lock.lockfile.v1.models import HashModel, LockMeta
+    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
+
     fp = fingerprint(recipe, project)
     routes = [project.route(c) for c in recipe.channels]
     packages = [

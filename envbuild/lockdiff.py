@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from conda_lock.lockfile.v2prelim.models import Lockfile
+from typing import TYPE_CHECKING
 
 from envbuild._fs import atomic_write
+
+if TYPE_CHECKING:  # conda-lock's models cost ~0.5 s to import
+    from conda_lock.lockfile.v2prelim.models import Lockfile
 
 KINDS = ("added", "removed", "upgraded", "downgraded", "rebuilt")
 

@@ -126,7 +126,7 @@ def _fill_sha256_in_prefix(meta: Path, prefix: Path) -> None:
     for e, digest in zip(todo, sums, strict=True):
         if digest is not None:
             e["sha256_in_prefix"] = digest
-    meta.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    meta.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
 
 
 def finalize_records(

@@ -148,12 +148,14 @@ def lock_is_fresh(root: Path, name: str) -> bool:
         current = _sources(project, tuple(project.root / p for p in sources if p != CONFIG_FILE))
         if current == sources:
             return True
-    from envbuild import lock as lock_mod  # the slow path: recipe parsing and normalising
+    # the slow path: recipe parsing and normalising (py-rattler's match spec parser)
+    from envbuild.fingerprint import fingerprint
+    from envbuild.lockfile import locked_fingerprint
     from envbuild.recipe import load_recipe
 
     recipe = load_recipe(project.recipe_file(name), project.platforms)
-    recorded = lock_mod.locked_fingerprint(lockfile)
-    if recorded is None or recorded != lock_mod.fingerprint(recipe, project):
+    recorded = locked_fingerprint(lockfile)
+    if recorded is None or recorded != fingerprint(recipe, project):
         return False
     # e.g. a lockfile from version control: the next check takes the fast path
     write_lock_stamp(project, name, recipe.sources, recorded)

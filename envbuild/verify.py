@@ -15,12 +15,14 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conda_lock.lockfile.v2prelim.models import Lockfile
 from packaging.utils import canonicalize_name
 
 from envbuild._fs import atomic_write, file_sha256
+
+if TYPE_CHECKING:  # conda-lock's models cost ~0.5 s to import
+    from conda_lock.lockfile.v2prelim.models import Lockfile
 
 KINDS = (
     "not-built",
