@@ -10,13 +10,14 @@ interpreter (its shebang is ``#!/usr/bin/env python``), and run the smoke import
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import zstandard
 
@@ -34,43 +35,49 @@ def tarball_path(dist: Path, name: str, platform: str, fmt: str) -> Path:
     return dist / f"{name}-{platform}.{fmt}"
 
 
+def _bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
+    """conda-pack ``File``s for the ``pyc_file`` entries of conda-meta that conda-pack does not
+    pack itself (it takes a package's files from the package's own paths.json, and drops
+    unmanaged ``.pyc``): the bytecode compiled at build time (see :mod:`envbuild.bytecode`)."""
+    from conda_pack.core import File
+
+    out = []
+    for meta in sorted((prefix / "conda-meta").glob("*.json")):
+        for entry in json.loads(meta.read_text()).get("paths_data", {}).get("paths", []):
+            rel = entry["_path"]
+            if entry.get("path_type") == "pyc_file" and rel not in packed:
+                out.append(File(str(prefix / rel), rel, is_conda=True))
+    return out
+
+
 def _conda_pack(prefix: Path, output: Path, fmt: str, level: int) -> None:
-    import conda_pack
-
-    try:
-        conda_pack.pack(
-            prefix=str(prefix),
-            output=str(output),
-            format=fmt,
-            force=True,
-            compress_level=level,
-            n_threads=-1 if fmt != "tar" else 1,
-        )
-    except conda_pack.CondaPackException as e:
-        msg = f"conda-pack failed for {_display(prefix)}: {e}"
-        raise PackError(msg) from None
-
-
-def _conda_pack_zst(prefix: Path, output: Path, level: int) -> None:
-    """conda-pack's tar written straight into a multi-threaded zstd stream at ``output`` (no
-    plain tar on disk). conda-pack's own Packer decides the files and adds conda-unpack;
-    conda-pack 0.9's built-in tar.zst ignores the level and uses one thread, hence this."""
+    """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), streamed straight into
+    the compressor (no plain tar on disk). conda-pack's own Packer decides the files and adds
+    conda-unpack; the build's bytecode is added to them. tar.zst is written by our
+    multi-threaded zstd writer (conda-pack 0.9's ignores the level and uses one thread)."""
     import conda_pack
     from conda_pack.core import Packer
     from conda_pack.formats import archive
 
     history = prefix / "conda-meta" / "history"
     mtime = history.lstat().st_mtime if history.exists() else None
-    cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
     try:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
-        with (
-            output.open("wb") as raw,
-            cctx.stream_writer(raw, closefd=False) as zstd,
-            archive(zstd, str(output), "", "tar", mtime=mtime) as arc,
-        ):
+        files = [*env.files, *_bytecode_files(prefix, {f.target for f in env.files})]
+        with contextlib.ExitStack() as stack:
+            raw = stack.enter_context(output.open("wb"))
+            if fmt == "tar.zst":
+                cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+                sink = stack.enter_context(cctx.stream_writer(raw, closefd=False))
+                arc = stack.enter_context(archive(sink, str(output), "", "tar", mtime=mtime))
+            else:
+                arc = stack.enter_context(
+                    archive(
+                        raw, str(output), "", fmt, compress_level=level, n_threads=-1, mtime=mtime
+                    )
+                )
             packer = Packer(str(prefix), arc, None, None)
-            for f in env.files:
+            for f in files:
                 packer.add(f)
             packer.finish()
     except conda_pack.CondaPackException as e:
@@ -131,10 +138,7 @@ def pack_env(name: str, prefix: Path, dest: Path, options: PackOptions, smoke: S
     real = prefix.resolve()
     clean_temporaries(dest)  # of a run that was killed
     with staged_file(dest) as tmp:
-        if options.format == "tar.zst":
-            _conda_pack_zst(real, tmp, options.level)
-        else:
-            _conda_pack(real, tmp, options.format, options.level)
+        _conda_pack(real, tmp, options.format, options.level)
         os.chmod(tmp, 0o644)
         prove(tmp, smoke, name, zstd=options.format == "tar.zst", final=dest)
     log.info("packed %s: %s (%.1f MB)", name, _display(dest), dest.stat().st_size / 1e6)

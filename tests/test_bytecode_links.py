@@ -64,7 +64,9 @@ def test_pack_carries_the_bytecode(project: Project) -> None:
     tarball = next((project.root / "dist").glob("tiny-*.tar.zst"))
     with open_tar_stream(tarball) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         names = {m.name for m in tar}
-    assert f"{SP}/dateutil/parser/__pycache__/_parser.cpython-311.pyc" in names
+    assert f"{SP}/dateutil/parser/__pycache__/_parser.cpython-311.pyc" in names  # noarch
+    # conda-pack itself keeps only noarch packages' bytecode: python's own must be there too
+    assert "lib/python3.11/json/__pycache__/decoder.cpython-311.pyc" in names
 
 
 def test_rebuild_links_bytecode_and_packages_instead_of_compiling(project: Project) -> None:
