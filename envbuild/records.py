@@ -22,7 +22,6 @@ format: conda's ``conda/history.py`` (``==> date <==``, ``+channel::dist``, ``# 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -32,6 +31,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import rattler
+
+from envbuild._fs import file_sha256
 
 # Fields taken from the package's own index.json (the lock's reduced copy lacks them).
 _INDEX_FIELDS = (
@@ -53,14 +54,6 @@ class ArchiveMismatch(Exception):
         self.details = details
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def local_path(url: str) -> Path | None:
     """The file a ``file://`` URL names, or None for other schemes."""
     parts = urlsplit(url)
@@ -79,7 +72,7 @@ def verify_archives(records: list[dict[str, Any]]) -> dict[str, int]:
     def check(item: tuple[dict[str, Any], Path]) -> tuple[str, int, str]:
         r, path = item
         try:
-            return r["fn"], path.stat().st_size, _sha256(path)
+            return r["fn"], path.stat().st_size, file_sha256(path)
         except OSError as e:
             return r["fn"], -1, f"(unreadable: {e.strerror})"
 
@@ -101,9 +94,9 @@ def verify_archives(records: list[dict[str, Any]]) -> dict[str, int]:
     return {fn: size for fn, size, _ in results}
 
 
-def _file_sha256(path: Path) -> str | None:
+def _installed_sha256(path: Path) -> str | None:
     try:
-        return _sha256(path) if path.is_file() else None
+        return file_sha256(path) if path.is_file() else None
     except OSError:
         return None
 
@@ -122,7 +115,7 @@ def _fill_sha256_in_prefix(meta: Path, prefix: Path) -> None:
         else:
             todo.append(e)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        sums = list(pool.map(lambda e: _file_sha256(prefix / e["_path"]), todo))
+        sums = list(pool.map(lambda e: _installed_sha256(prefix / e["_path"]), todo))
     for e, digest in zip(todo, sums, strict=True):
         if digest is not None:
             e["sha256_in_prefix"] = digest

@@ -176,3 +176,17 @@ def make_project(tmp_path: Path, channel: Path, package_cache: Path) -> Callable
 @pytest.fixture
 def project(make_project: Callable[..., Project]) -> Project:
     return make_project()
+
+
+@pytest.fixture
+def built_own(make_project, channel: Path, tmp_path: Path) -> tuple[Project, Path]:  # type: ignore[no-untyped-def]
+    """A built project on its own copy of the channel (free to break) and its own package
+    cache: (project, channel)."""
+    own_channel = tmp_path / "own-channel"
+    shutil.copytree(channel, own_channel)
+    project = make_project(mirror=str(own_channel))
+    (project.root / "envbuild.toml").write_text(
+        f'[mirrors]\nconda-forge = "{own_channel}"\n[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n'
+    )
+    project.doit("build")
+    return project, own_channel

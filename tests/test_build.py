@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 from pathlib import Path
 
@@ -33,16 +32,8 @@ def test_build_installs_exactly_the_lock(project: Project) -> None:
     assert info is not None and info.packages == 3
 
 
-def test_failed_build_keeps_previous_environment(
-    make_project, tmp_path: Path, channel: Path
-) -> None:  # type: ignore[no-untyped-def]
-    own_channel = tmp_path / "own-channel"
-    shutil.copytree(channel, own_channel)
-    project = make_project(mirror=str(own_channel))
-    (project.root / "envbuild.toml").write_text(
-        f'[mirrors]\nconda-forge = "{own_channel}"\n[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n'
-    )
-    project.doit("build")
+def test_failed_build_keeps_previous_environment(built_own: tuple[Project, Path]) -> None:
+    project, own_channel = built_own
     before = (project.root / "envs" / "tiny").resolve()
     project.write_recipe("tiny", WITH_THREADPOOLCTL)
     project.doit("lock")

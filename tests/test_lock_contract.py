@@ -95,26 +95,13 @@ def test_specs_for_one_package_combine_and_extends_replaces(project: Project) ->
     lock.lock_recipe(child, p)
 
 
-@pytest.fixture
-def own(make_project, channel: Path, tmp_path: Path) -> tuple[Project, Path]:  # type: ignore[no-untyped-def]
-    """A built project on its own copy of the channel and its own package cache."""
-    own_channel = tmp_path / "own-channel"
-    shutil.copytree(channel, own_channel)
-    project = make_project(mirror=str(own_channel))
-    (project.root / "envbuild.toml").write_text(
-        f'[mirrors]\nconda-forge = "{own_channel}"\n[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n'
-    )
-    project.doit("build")
-    return project, own_channel
-
-
 def _previous_env_intact(project: Project, before: Path) -> None:
     assert (project.root / "envs" / "tiny").resolve() == before
     assert imports_ok(before)
 
 
-def test_edited_hash_in_lock_with_warm_cache_is_refused(own: tuple[Project, Path]) -> None:
-    project, _ = own
+def test_edited_hash_in_lock_with_warm_cache_is_refused(built_own: tuple[Project, Path]) -> None:
+    project, _ = built_own
     before = (project.root / "envs" / "tiny").resolve()
     lock = project.root / "locks" / "tiny.conda-lock.yml"
     doc = lock.read_text()
@@ -130,11 +117,11 @@ def test_edited_hash_in_lock_with_warm_cache_is_refused(own: tuple[Project, Path
 
 
 def test_another_archive_of_the_same_file_name_is_not_served_from_cache(
-    own: tuple[Project, Path],
+    built_own: tuple[Project, Path],
 ) -> None:
     """The channel re-publishes python-dateutil under the same file name with other content;
     after a relock the build installs the new archive, not the cache entry of the old one."""
-    project, own_channel = own
+    project, own_channel = built_own
     old = next(own_channel.glob("noarch/python-dateutil-*.conda"))
     name, version, build = old.name.removesuffix(".conda").rsplit("-", 2)
     old.unlink()
@@ -161,8 +148,10 @@ def test_another_archive_of_the_same_file_name_is_not_served_from_cache(
     assert file_sha256(new) in meta
 
 
-def test_tampered_archive_over_http_is_refused(own: tuple[Project, Path], tmp_path: Path) -> None:
-    project, own_channel = own
+def test_tampered_archive_over_http_is_refused(
+    built_own: tuple[Project, Path], tmp_path: Path
+) -> None:
+    project, own_channel = built_own
     before = (project.root / "envs" / "tiny").resolve()
     archive = next(own_channel.glob("noarch/python-dateutil-*.conda"))
     locked = file_sha256(archive)
@@ -195,9 +184,9 @@ def test_tampered_archive_over_http_is_refused(own: tuple[Project, Path], tmp_pa
     ids=["yaml-syntax", "url"],
 )
 def test_hand_edited_lockfile_gives_a_message(
-    own: tuple[Project, Path], edit, expected: str
+    built_own: tuple[Project, Path], edit, expected: str
 ) -> None:  # type: ignore[no-untyped-def]
-    project, _ = own
+    project, _ = built_own
     before = (project.root / "envs" / "tiny").resolve()
     lock = project.root / "locks" / "tiny.conda-lock.yml"
     broken = edit(lock.read_text())
@@ -209,8 +198,10 @@ def test_hand_edited_lockfile_gives_a_message(
     _previous_env_intact(project, before)
 
 
-def test_unreachable_mirror_at_build_names_it(own: tuple[Project, Path], tmp_path: Path) -> None:
-    project, own_channel = own
+def test_unreachable_mirror_at_build_names_it(
+    built_own: tuple[Project, Path], tmp_path: Path
+) -> None:
+    project, own_channel = built_own
     before = (project.root / "envs" / "tiny").resolve()
     shutil.rmtree(tmp_path / "pkgs")
     shutil.move(own_channel, tmp_path / "moved-away")
