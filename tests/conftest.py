@@ -45,7 +45,15 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_offline_channel(root, CACHE / "offline-cache", SMALL_REQUIREMENTS)
 
 
-SAMPLE = REPO.parent / "shared" / "data" / "conda-forge-sample"
+def _shared_data() -> Path:
+    """``shared/data`` beside the checkout, as on our machines; ``ENVBUILD_SHARED_DATA`` or the
+    workplace's ``/work/shared/data`` for a clone elsewhere (CI clones to a fresh path)."""
+    candidates = [os.environ.get("ENVBUILD_SHARED_DATA", ""), REPO.parent / "shared" / "data"]
+    candidates.append("/work/shared/data")
+    return next((Path(c) for c in candidates if c and Path(c).is_dir()), REPO.parent / "shared")
+
+
+SAMPLE = _shared_data() / "conda-forge-sample"
 
 
 @pytest.fixture(scope="session")
