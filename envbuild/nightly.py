@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envbuild import build as build_mod
 from envbuild import lock as lock_mod
@@ -28,13 +28,18 @@ from envbuild.errors import BuildError, EnvBuildError
 from envbuild.project import Project
 from envbuild.recipe import Recipe, current_subdir
 from envbuild.smoke import run_checks
+from envbuild.state import build_is_current
 from envbuild.verify import verify_prefix
+
+if TYPE_CHECKING:
+    from conda_lock.lockfile.v2prelim.models import Lockfile
 
 
 @dataclass(frozen=True, slots=True)
 class NightlyResult:
-    """One environment's nightly outcome. ``status``: promoted or failed; ``stage``: where it
-    failed. Sizes in bytes, times in seconds."""
+    """One environment's nightly outcome. ``status``: promoted, unchanged (the fresh solve gave
+    the packages already locked and built: nothing built, promoted, packed or imaged) or
+    failed; ``stage``: where it failed. Sizes in bytes, times in seconds."""
 
     recipe: str
     status: str
@@ -90,6 +95,27 @@ def switch_to(project: Project, name: str, prefix: Path) -> None:
     remove_tree(journal)
 
 
+def _packages(lockfile: Lockfile) -> set[tuple[str, ...]]:
+    return {
+        (p.platform, p.manager, p.name, p.version, p.build or "", p.url, p.hash.sha256 or "")
+        for p in lockfile.package
+    }
+
+
+def _unchanged(project: Project, name: str, current: Lockfile | None, candidate: Lockfile) -> bool:
+    """True if the fresh solve locks exactly the packages (url and sha256, every platform) of
+    the current lock, for the same recipe inputs, and the current build is of that lock: then
+    a new build would only churn (a new build id, a rollback target equal to the current one,
+    a new image)."""
+    if current is None or _packages(current) != _packages(candidate):
+        return False
+    fingerprints = [
+        (lf.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
+        for lf in (current, candidate)
+    ]
+    return fingerprints[0] == fingerprints[1] and build_is_current(project.root, name)
+
+
 def _dir_bytes(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
 
@@ -122,6 +148,10 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
         except EnvBuildError as e:
             return _fail(res, "lock", str(e), start)
         res["changes"] = [asdict(c) for c in lockdiff.diff(current, candidate)]
+        if _unchanged(project, name, current, candidate):
+            seconds = round(time.monotonic() - start, 2)
+            log.info("nightly %s: unchanged (checked in %.1f s)", name, seconds)
+            return NightlyResult(**res, status="unchanged", seconds=seconds)
         try:
             prefix, info = build_mod.install_build(recipe, project, candidate_path)
         except EnvBuildError as e:
@@ -187,8 +217,8 @@ def write_report(project: Project, results: list[NightlyResult]) -> tuple[Path, 
     rows = [
         "# Nightly rebuild",
         "",
-        "| recipe | status | lock changes | smoke | build s | env MB | tarball MB | image |",
-        "|---|---|---|---|---|---|---|---|",
+        "| recipe | status | lock changes | smoke | build s | env MB | tarball MB | image | s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         kinds = lockdiff.summary([lockdiff.Change(**c) for c in r.changes])
@@ -196,12 +226,13 @@ def write_report(project: Project, results: list[NightlyResult]) -> tuple[Path, 
         status = r.status if r.status != "failed" else f"FAILED at {r.stage}"
         rows.append(
             f"| {r.recipe} | {status} | {kinds} | {smoke} | {r.build_seconds:.1f} | "
-            f"{r.env_bytes / 1e6:.1f} | {r.tarball_bytes / 1e6:.1f} | {r.image or '-'} |"
+            f"{r.env_bytes / 1e6:.1f} | {r.tarball_bytes / 1e6:.1f} | {r.image or '-'} | "
+            f"{r.seconds:.1f} |"
         )
     for r in results:
         if r.status == "failed":
             rows += ["", f"## {r.recipe}: failed at {r.stage}", "", "```", r.error, "```"]
-        if r.changes:
+        if r.changes and r.status != "unchanged":
             rows += ["", lockdiff.to_markdown(r.recipe, [lockdiff.Change(**c) for c in r.changes])]
     md = project.path("reports") / "nightly.md"
     js = project.path("reports") / "nightly.json"

@@ -56,6 +56,7 @@ def test_nightly_promotes_passing_and_keeps_failing_environments(nightly_project
     first = p.doit("nightly")
     assert "| good | promoted |" in first.stdout and "| flaky | promoted |" in first.stdout
     good1, flaky1 = _current(p, "good"), _current(p, "flaky")
+    first_report = json.loads((p.root / "reports" / "nightly.json").read_text())
     # what nightly promoted is current for every stage: a plain run has nothing to do
     assert Project.executed(p.doit("docker")) == []
     lock_before = (p.root / "locks" / "flaky.conda-lock.yml").read_bytes()
@@ -68,9 +69,9 @@ def test_nightly_promotes_passing_and_keeps_failing_environments(nightly_project
     second = p.doit("nightly", check=False)
     assert second.returncode != 0
     assert "| flaky | FAILED at smoke |" in second.stdout
-    assert "| good | promoted |" in second.stdout
+    assert "| good | unchanged |" in second.stdout  # its fresh solve locked the same packages
     assert _current(p, "flaky") == flaky1 and _imports(p, "flaky", "greeting")
-    assert _current(p, "good") != good1
+    assert _current(p, "good") == good1
     assert (p.root / "locks" / "flaky.conda-lock.yml").read_bytes() == lock_before
     assert next((p.root / "dist").glob("flaky-*.tar.zst")).read_bytes() == tarball_before
     report = json.loads((p.root / "reports" / "nightly.json").read_text())
@@ -86,16 +87,39 @@ def test_nightly_promotes_passing_and_keeps_failing_environments(nightly_project
         "manager": "conda",
     } in flaky["changes"]
     good = next(r for r in report if r["recipe"] == "good")
+    assert good["status"] == "unchanged" and good["seconds"] > 0 and not good["build_id"]
+    good = next(r for r in first_report if r["recipe"] == "good")
     assert good["env_bytes"] > 10_000_000 and good["tarball_bytes"] > 1_000_000
     assert good["build_seconds"] > 0 and good["smoke"]
     md = (p.root / "reports" / "nightly.md").read_text()
     assert "## flaky: failed at smoke" in md
 
 
+def _variant(p: Project, i: int) -> None:
+    """Recipe ``good`` with other solve inputs (same packages): the nightly builds it."""
+    p.write_recipe("good", TINY_RECIPE.format(name="good").replace(
+        "  - python-dateutil\n", f"  - python-dateutil >=0.{i}\n"))  # fmt: skip
+
+
+def test_quiet_night_builds_nothing(nightly_project: Project) -> None:
+    p = nightly_project
+    p.doit("nightly", "env=good")
+    builds = sorted((p.root / "envs" / ".builds" / "good").iterdir())
+    tarball = next((p.root / "dist").glob("good-*.tar.zst"))
+    stamp = tarball.stat().st_mtime_ns
+    quiet = p.doit("nightly", "env=good")
+    assert "| good | unchanged |" in quiet.stdout
+    assert sorted((p.root / "envs" / ".builds" / "good").iterdir()) == builds
+    assert tarball.stat().st_mtime_ns == stamp
+    report = json.loads((p.root / "reports" / "nightly.json").read_text())
+    assert report[0]["status"] == "unchanged" and 0 < report[0]["seconds"] < 60
+
+
 def test_rollback_and_gc(nightly_project: Project) -> None:
     p = nightly_project
     ids = []
-    for _ in range(3):
+    for i in range(3):
+        _variant(p, i)
         p.doit("nightly_env:good")
         ids.append(_current(p, "good"))
         time.sleep(1)
@@ -139,7 +163,8 @@ def test_promotion_is_atomic_under_kill_9(nightly_project: Project) -> None:
     project = load_project(p.root)
     rng = random.Random(5)
     kills = 0
-    for _ in range(10):
+    for i in range(10):
+        _variant(p, i)  # every run has something to promote
         kills += kill_after(p.popen("nightly_env:good"), rng.uniform(0.5, 4.0))
         assert read_marker(p.root / "envs" / "good") is not None
         assert _imports(p, "good", "dateutil")
@@ -162,10 +187,7 @@ def test_schedule_definitions_validate(nightly_project: Project, tmp_path: Path)
     )
     proc = p.doit("schedule")
     workflow = p.root / ".github" / "workflows" / "envbuild-nightly.yml"
-    assert (
-        f"wrote {workflow.relative_to(p.root)}" in proc.stdout
-        or "envbuild-nightly.yml" in proc.stdout
-    )
+    assert f"wrote {workflow.relative_to(p.root)}" in proc.stdout
     text = workflow.read_text()
     assert "runner: macos-latest" in text and "runner: windows-latest" in text
     assert "python -m doit nightly env=${{ matrix.recipe }}" in text
