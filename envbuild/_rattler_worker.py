@@ -18,6 +18,7 @@ middleware adds them to requests and no URL ever carries them.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import shutil
@@ -55,6 +56,14 @@ def _client(req: dict[str, Any]) -> rattler.Client:
 
 
 _CLEANUP: list[str] = []
+
+
+def _cutoff(req: dict[str, Any]) -> datetime.datetime | None:
+    """The request's ``exclude_newer`` (``YYYY-MM-DDTHH:MM:SSZ``) as an aware datetime. The
+    solver judges a record by its upload (``indexed_timestamp``), else its build time; records
+    with neither are kept (``timestamp_policy="allow-missing"``): nothing says they are new."""
+    value = req.get("exclude_newer")
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _channels(urls: list[str]) -> list[rattler.Channel]:
@@ -98,6 +107,8 @@ async def solve(req: dict[str, Any]) -> list[dict[str, Any]]:
             channel_priority=rattler.ChannelPriority.Strict,
             constraints=req.get("constraints") or None,
             timeout=None,
+            exclude_newer=_cutoff(req),
+            timestamp_policy="allow-missing",
         )
     except Exception as e:
         e.names = await _names(req, gateway)  # type: ignore[attr-defined]
@@ -119,6 +130,8 @@ async def _try_solve(req: dict[str, Any], specs: list[str], gateway: rattler.Gat
             platforms=[req["platform"], "noarch"],
             virtual_packages=_virtual_packages(req.get("virtual_packages")),
             channel_priority=rattler.ChannelPriority.Strict,
+            exclude_newer=_cutoff(req),
+            timestamp_policy="allow-missing",
         )
     except Exception as e:
         return str(e)

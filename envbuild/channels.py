@@ -148,3 +148,27 @@ def auth_entries(routes: list[Route]) -> dict[str, dict[str, str]]:
         for r in routes
         if r.credential is not None
     }
+
+
+def utc_cutoff(value: object) -> str | None:
+    """An ``exclude-newer`` value (a date ``2026-01-31``, or a date and time with a zone, e.g.
+    ``2026-01-31T12:00:00Z``; YAML/TOML dates and datetimes too) as ``YYYY-MM-DDTHH:MM:SSZ``
+    in UTC, or None if it is not one. A bare date means its start, 00:00 UTC."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    elif isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        if isinstance(value, str) and "T" in value:
+            return None  # a time without a zone is ambiguous
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -72,7 +72,13 @@ def solve_inputs(recipe: Recipe, project: Project) -> dict[str, Any]:
             p: [list(v) for v in virtual_packages(p, recipe.virtual_packages)]
             for p in sorted(recipe.platforms)
         },
-    }
+    } | ({"exclude_newer": cutoff} if (cutoff := effective_cutoff(recipe, project)) else {})
+
+
+def effective_cutoff(recipe: Recipe, project: Project) -> str:
+    """The ``exclude-newer`` cutoff (UTC, ``YYYY-MM-DDTHH:MM:SSZ``) that applies to
+    ``recipe``: its own, else the project's, else an empty string (no cutoff)."""
+    return recipe.exclude_newer or project.exclude_newer
 
 
 def fingerprint(recipe: Recipe, project: Project) -> str:

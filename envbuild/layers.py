@@ -4,6 +4,7 @@ Rules (the child wins; later parents win over earlier ones):
 
 * channels: the child's own, then the parents' not already listed (strict priority order);
 * platforms, pack, docker: the child's if it sets them, else the first parent's;
+* exclude-newer: the child's, else the first parent's that sets one;
 * dependencies and pypi-dependencies: merged by package name. Within one recipe, several specs
   for one package all apply (``python >=3.10`` and ``python <3.13``, as in conda); a later
   layer's specs for a package replace an earlier layer's at their place. Each remembers the
@@ -85,6 +86,8 @@ def merge(
             imports=_union(*(p.smoke.imports for p in parents), own.smoke.imports),
             commands=_union(*(p.smoke.commands for p in parents), own.smoke.commands),
         ),
+        exclude_newer=own.exclude_newer
+        or next((p.exclude_newer for p in parents if p.exclude_newer), ""),
         pack=own.pack if "pack" in keys or not first else first.pack,
         docker=own.docker if "docker" in keys or not first else first.docker,
     )

@@ -22,7 +22,12 @@ from envbuild import lockdiff, pypi, rattler_client
 from envbuild.channels import Route, auth_entries
 from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
-from envbuild.fingerprint import FINGERPRINT_SCHEMA, fingerprint, virtual_packages
+from envbuild.fingerprint import (
+    FINGERPRINT_SCHEMA,
+    effective_cutoff,
+    fingerprint,
+    virtual_packages,
+)
 from envbuild.lockfile import (  # re-exported: the lock stage's public API
     FINGERPRINT_KEY,
     explicit_path,
@@ -40,10 +45,15 @@ if TYPE_CHECKING:
     from conda_lock.lockfile.v2prelim.models import Lockfile
 
 log = logging.getLogger("envbuild")
+CUTOFF_KEY = "envbuild_exclude_newer"
 
 
 def solve_request(
-    recipe: Recipe, project: Project, platform: str, constraints: tuple[str, ...] = ()
+    recipe: Recipe,
+    project: Project,
+    platform: str,
+    constraints: tuple[str, ...] = (),
+    cutoff: str = "",
 ) -> dict[str, Any]:
     """The worker request that solves ``recipe`` for ``platform``: channels by their
     transport URLs (mirrors applied), credentials as variable names for py-rattler's
@@ -61,6 +71,7 @@ def solve_request(
         "constraints": list(constraints),
         "cache_dir": str(project.path("repodata_cache")),
         "other_platforms": [p for p in KNOWN_SUBDIRS if p != platform],
+        "exclude_newer": cutoff,  # py-rattler's solver drops packages published after it
     }
 
 
@@ -84,7 +95,8 @@ def _failure(
     if f.type != "SolverError":
         return LockError(f"{where}: {f.type}: {f.message}")
     try:
-        findings = rattler_client.call("diagnose", solve_request(recipe, project, platform))
+        request = solve_request(recipe, project, platform, (), effective_cutoff(recipe, project))
+        findings = rattler_client.call("diagnose", request)
         lines = explain(recipe, platform, findings, f.names)
     except rattler_client.RattlerCallError:
         lines = []
@@ -104,7 +116,11 @@ def _pins(old: Lockfile | None, platform: str, update: tuple[str, ...]) -> tuple
 
 
 def solve(
-    recipe: Recipe, project: Project, update: tuple[str, ...] = (), old: Lockfile | None = None
+    recipe: Recipe,
+    project: Project,
+    update: tuple[str, ...] = (),
+    old: Lockfile | None = None,
+    cutoff: str = "",
 ) -> dict[str, list[dict[str, Any]]]:
     """Solve ``recipe`` for all its platforms concurrently (strict channel priority).
 
@@ -114,7 +130,7 @@ def solve(
     channel, LockError with plain-language explanations for an unsatisfiable recipe.
     """
     pinned = {p: _pins(old, p, update) if update else () for p in recipe.platforms}
-    requests = [solve_request(recipe, project, p, pinned[p]) for p in recipe.platforms]
+    requests = [solve_request(recipe, project, p, pinned[p], cutoff) for p in recipe.platforms]
     results = rattler_client.call("solve_many", {"requests": requests})
     out: dict[str, list[dict[str, Any]]] = {}
     for platform, result in zip(recipe.platforms, results, strict=True):
@@ -156,6 +172,7 @@ def to_lockfile(
     conda: dict[str, list[dict[str, Any]]],
     pip: dict[str, list[dict[str, Any]]],
     lock_path: Path,
+    cutoff: str = "",
 ) -> Lockfile:
     """conda-lock's Lockfile model from solved conda records and resolved PyPI records (pure).
 
@@ -201,7 +218,8 @@ def to_lockfile(
         channels=[r.canonical for r in routes],
         platforms=sorted(conda),
         sources=[os.path.relpath(recipe.path.resolve(), lock_path.parent.resolve())],
-        custom_metadata={FINGERPRINT_KEY: fp, "envbuild_schema": str(FINGERPRINT_SCHEMA)},
+        custom_metadata={FINGERPRINT_KEY: fp, "envbuild_schema": str(FINGERPRINT_SCHEMA)}
+        | ({CUTOFF_KEY: cutoff} if cutoff else {}),
     )
     return Lockfile(package=packages, metadata=meta)
 
@@ -217,17 +235,24 @@ class LockResult:
 
 
 def plan_lock(
-    recipe: Recipe, project: Project, update: tuple[str, ...] = (), old: Lockfile | None = None
+    recipe: Recipe,
+    project: Project,
+    update: tuple[str, ...] = (),
+    old: Lockfile | None = None,
+    cutoff: str | None = None,
 ) -> Lockfile:
     """Solve ``recipe`` (conda, then PyPI per platform) into a Lockfile model, written
-    nowhere. A fresh solve unless ``update`` names packages (then ``old`` pins the rest)."""
-    conda = solve(recipe, project, update, old)
+    nowhere. A fresh solve unless ``update`` names packages (then ``old`` pins the rest).
+    ``cutoff`` (UTC ``YYYY-MM-DDTHH:MM:SSZ``) overrides the recipe's or project's
+    ``exclude-newer``; the one used is recorded in the lock's metadata."""
+    cutoff = effective_cutoff(recipe, project) if cutoff is None else cutoff
+    conda = solve(recipe, project, update, old, cutoff)
     pip = {
         p: pypi.resolve(recipe, p, recs, _glibc(recipe, p))
         for p, recs in conda.items()
         if recipe.pypi_dependencies
     }
-    return to_lockfile(recipe, project, conda, pip, project.lockfile(recipe.name))
+    return to_lockfile(recipe, project, conda, pip, project.lockfile(recipe.name), cutoff)
 
 
 def publish_lock(

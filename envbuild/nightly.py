@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from envbuild import lock as lock_mod
 from envbuild import lockdiff, stages
 from envbuild._fs import atomic_link, atomic_write, remove_tree
 from envbuild.errors import BuildError, EnvBuildError
+from envbuild.fingerprint import effective_cutoff
 from envbuild.project import Project
 from envbuild.recipe import Recipe, current_subdir
 from envbuild.smoke import run_checks
@@ -53,6 +55,7 @@ class NightlyResult:
     tarball_bytes: int = 0
     image: str = ""
     seconds: float = 0.0
+    exclude_newer: str = ""  # the cutoff this night solved with (UTC)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -142,8 +145,14 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
         current_path = project.lockfile(name)
         current = lock_mod.read_lockfile(current_path) if current_path.exists() else None
         candidate_path = project.path("state") / "nightly" / f"{name}.conda-lock.yml"
+        # a night solves as of its start unless the recipe or project sets exclude-newer; the
+        # cutoff is recorded (lock metadata, report), so that night can be solved again
+        # (now, rounded up to a whole second: what was published before the night started)
+        res["exclude_newer"] = effective_cutoff(recipe, project) or time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(time.time()))
+        )
         try:
-            candidate = lock_mod.plan_lock(recipe, project)
+            candidate = lock_mod.plan_lock(recipe, project, cutoff=res["exclude_newer"])
             lock_mod.write_lockfile(candidate, candidate_path)
         except EnvBuildError as e:
             return _fail(res, "lock", str(e), start)
@@ -217,8 +226,9 @@ def write_report(project: Project, results: list[NightlyResult]) -> tuple[Path, 
     rows = [
         "# Nightly rebuild",
         "",
-        "| recipe | status | lock changes | smoke | build s | env MB | tarball MB | image | s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recipe | status | lock changes | smoke | build s | env MB | tarball MB | image | s "
+        "| solved as of |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         kinds = lockdiff.summary([lockdiff.Change(**c) for c in r.changes])
@@ -227,7 +237,7 @@ def write_report(project: Project, results: list[NightlyResult]) -> tuple[Path, 
         rows.append(
             f"| {r.recipe} | {status} | {kinds} | {smoke} | {r.build_seconds:.1f} | "
             f"{r.env_bytes / 1e6:.1f} | {r.tarball_bytes / 1e6:.1f} | {r.image or '-'} | "
-            f"{r.seconds:.1f} |"
+            f"{r.seconds:.1f} | {r.exclude_newer or '-'} |"
         )
     for r in results:
         if r.status == "failed":

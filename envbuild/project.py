@@ -16,6 +16,8 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     [lock]                        # all optional
     platforms = ["linux-64"]      # default for recipes without 'platforms'
     channel_alias = "https://conda.anaconda.org"
+    exclude-newer = 2026-01-31    # solve only packages published before (UTC); recipes may
+                                  # set their own
 
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
     requirements = ["numpy", "pandas", "scikit-learn"]
@@ -57,7 +59,7 @@ _PATH_KEYS = {
     "reports": "reports",
 }
 _TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock"}
-_LOCK_KEYS = ("platforms", "channel_alias")
+_LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn")
 
 
@@ -79,6 +81,7 @@ class Project:
     link_mode: str = "auto"  # "auto": reflink, else hard link, else copy; "copy": always copy
     platforms: tuple[str, ...] = DEFAULT_PLATFORMS  # for recipes that name none
     channel_alias: str = channels.DEFAULT_CHANNEL_ALIAS
+    exclude_newer: str = ""  # UTC cutoff for recipes that set none
 
     def path(self, key: str) -> Path:
         """The absolute directory for ``key`` (one of the [paths] keys)."""
@@ -190,11 +193,12 @@ def load_project(root: Path) -> Project:
             f"'link', one of {', '.join(map(repr, LINK_MODES))}"
         )
         raise ConfigError(msg)
-    platforms, alias = _lock_table(data.get("lock", {}), cfg_path)
+    platforms, alias, cutoff = _lock_table(data.get("lock", {}), cfg_path)
     return Project(
         root=root,
         platforms=platforms,
         channel_alias=alias,
+        exclude_newer=cutoff,
         mirrors=dict(mirrors),
         paths=paths,
         offline_requirements=tuple(reqs),
@@ -203,7 +207,7 @@ def load_project(root: Path) -> Project:
     )
 
 
-def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str]:
+def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str, str]:
     where = f"{cfg_path}: lock"
     if not isinstance(data, dict):
         msg = f"{where}: expected a table with {', '.join(_LOCK_KEYS)}"
@@ -227,4 +231,13 @@ def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str]:
     if not isinstance(alias, str) or "://" not in alias:
         msg = f'{where}.channel_alias: expected a URL such as "https://conda.anaconda.org"'
         raise ConfigError(msg)
-    return tuple(dict.fromkeys(platforms)), alias.rstrip("/")
+    cutoff = ""
+    if "exclude-newer" in data:
+        cutoff = channels.utc_cutoff(data["exclude-newer"]) or ""
+        if not cutoff:
+            msg = (
+                f"{where}.exclude-newer: {data['exclude-newer']!r} is not a date or a date and "
+                "time with a zone; write e.g. 2026-01-31 or 2026-01-31T12:00:00Z (UTC)"
+            )
+            raise ConfigError(msg)
+    return tuple(dict.fromkeys(platforms)), alias.rstrip("/"), cutoff

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuild.channels import KNOWN_SUBDIRS
+from envbuild.channels import KNOWN_SUBDIRS, utc_cutoff
 from envbuild.errors import RecipeError
 from envbuild.project import did_you_mean
 
@@ -77,6 +77,7 @@ class Recipe:
     pypi_dependencies: tuple[str, ...] = ()
     virtual_packages: tuple[tuple[str, str], ...] = ()
     extends: tuple[str, ...] = ()
+    exclude_newer: str = ""  # UTC cutoff YYYY-MM-DDTHH:MM:SSZ: solve only older packages
     origins: tuple[tuple[str, str], ...] = ()  # package name -> recipe file that set its spec
     sources: tuple[Path, ...] = ()  # this file and every file it extends, recursively
 
@@ -184,7 +185,7 @@ def check_match_spec(spec: str) -> str | None:
 
 _TOP = (
     "name", "extends", "channels", "platforms", "dependencies", "pypi-dependencies",
-    "virtual_packages", "smoke", "pack", "docker",
+    "virtual_packages", "smoke", "pack", "docker", "exclude-newer",
 )  # fmt: skip
 VIRTUAL_PACKAGE_NAMES = ("__cuda", "__glibc", "__osx", "__linux", "__win", "__unix", "__archspec")
 
@@ -278,6 +279,17 @@ def _docker(c: _Checker, raw: Any) -> DockerOptions:
     )
 
 
+def _cutoff(c: _Checker, raw: Any) -> str:
+    cutoff = utc_cutoff(raw)
+    if cutoff is None:
+        raise c.fail(
+            "exclude-newer",
+            f"{_show(raw)} is not a date or a date and time with a zone; write e.g. "
+            "2026-01-31 or 2026-01-31T12:00:00Z (UTC)",
+        )
+    return cutoff
+
+
 def _extends(c: _Checker, raw: Any) -> tuple[str, ...]:
     names = (raw,) if isinstance(raw, str) else c.str_list(raw, "extends")
     for i, n in enumerate(names):
@@ -351,6 +363,7 @@ def parse_recipe(
         pypi_dependencies=_pypi_deps(c, doc.get("pypi-dependencies", [])),
         virtual_packages=_virtual_packages(c, doc.get("virtual_packages", {})),
         extends=_extends(c, doc.get("extends", [])),
+        exclude_newer=_cutoff(c, doc["exclude-newer"]) if "exclude-newer" in doc else "",
     )
     return merge(own, parents, set(doc), default_platforms=default_platforms)
 

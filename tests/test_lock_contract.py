@@ -220,3 +220,52 @@ def test_full_disk_at_the_build_lock_is_a_message(project: Project) -> None:
     assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
     assert "No space left on device" in proc.stdout and "free disk space" in proc.stdout
     assert not (project.root / "envs" / "tiny").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-31", "2026-01-31T00:00:00Z"),
+        ("'2026-01-31'", "2026-01-31T00:00:00Z"),
+        ("2026-01-31T12:00:00+02:00", "2026-01-31T10:00:00Z"),
+        ("'2026-01-31T12:00:00Z'", "2026-01-31T12:00:00Z"),
+    ],
+)
+def test_exclude_newer_is_a_utc_cutoff(tmp_path: Path, value: str, expected: str) -> None:
+    from envbuild.recipe import load_recipe
+
+    (tmp_path / "r.yml").write_text(f"dependencies: [python]\nexclude-newer: {value}\n")
+    assert load_recipe(tmp_path / "r.yml").exclude_newer == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", "'2026-01-31T12:00:00'", "42"])
+def test_bad_exclude_newer_says_how_to_write_it(tmp_path: Path, value: str) -> None:
+    from envbuild.errors import RecipeError
+    from envbuild.recipe import load_recipe
+
+    (tmp_path / "r.yml").write_text(f"dependencies: [python]\nexclude-newer: {value}\n")
+    with pytest.raises(RecipeError, match=r"r\.yml: exclude-newer: .* write e\.g\. 2026-01-31"):
+        load_recipe(tmp_path / "r.yml")
+
+
+def test_exclude_newer_limits_the_solve_and_is_recorded(project: Project) -> None:
+    """python-dateutil in the test channel was published now; python carries no timestamp."""
+    from envbuild import lock
+    from envbuild.project import load_project
+    from envbuild.recipe import load_recipe
+
+    p = load_project(project.root)
+    project.write_recipe(
+        "old", "dependencies: [python, python-dateutil]\nexclude-newer: 2000-01-01\n"
+    )
+    with pytest.raises(LockError, match="python-dateutil"):
+        lock.lock_recipe(load_recipe(p.recipe_file("old")), p)
+    project.write_recipe(
+        "new", "dependencies: [python, python-dateutil]\nexclude-newer: 2100-01-01\n"
+    )
+    new = load_recipe(p.recipe_file("new"))
+    result = lock.lock_recipe(new, p)
+    meta = yaml.safe_load(result.path.read_text())["metadata"]["custom_metadata"]
+    assert meta["envbuild_exclude_newer"] == "2100-01-01T00:00:00Z"
+    project.write_recipe("new", "dependencies: [python, python-dateutil]\n")
+    assert lock.fingerprint(load_recipe(p.recipe_file("new")), p) != lock.fingerprint(new, p)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from envbuild import bytecode, gc, nightly, schedule
 from envbuild.build import complete_builds, lock_copy, read_marker
@@ -104,6 +106,11 @@ def _variant(p: Project, i: int) -> None:
 def test_quiet_night_builds_nothing(nightly_project: Project) -> None:
     p = nightly_project
     p.doit("nightly", "env=good")
+    night = json.loads((p.root / "reports" / "nightly.json").read_text())[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", night["exclude_newer"])
+    lock = yaml.safe_load((p.root / "locks" / "good.conda-lock.yml").read_text())
+    assert lock["metadata"]["custom_metadata"]["envbuild_exclude_newer"] == night["exclude_newer"]
+    assert f"| {night['exclude_newer']} |" in (p.root / "reports" / "nightly.md").read_text()
     builds = sorted((p.root / "envs" / ".builds" / "good").iterdir())
     tarball = next((p.root / "dist").glob("good-*.tar.zst"))
     stamp = tarball.stat().st_mtime_ns
