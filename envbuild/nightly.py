@@ -39,9 +39,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class NightlyResult:
-    """One environment's nightly outcome. ``status``: promoted, unchanged (the fresh solve gave
-    the packages already locked and built: nothing built, promoted, packed or imaged) or
-    failed; ``stage``: where it failed. Sizes in bytes, times in seconds."""
+    """One environment's nightly outcome. ``status``: promoted, proposed (``[nightly] mode =
+    "propose"``: the candidate passed and its lock and diff are in reports/, nothing switched),
+    unchanged (the fresh solve gave the packages already locked and built: nothing built,
+    promoted, packed or imaged) or failed; ``stage``: where it failed. Sizes in bytes, times
+    in seconds."""
 
     recipe: str
     status: str
@@ -182,6 +184,8 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
             return _fail(
                 res, "verify", "\n".join(f"{f.kind} {f.package} {f.path}" for f in findings), start
             )
+        if project.nightly_mode == "propose":
+            return _propose(project, name, prefix, current, candidate, res, start)
         switch_to(project, name, prefix)
         lock_mod.write_explicit(candidate, project, name)
         lockdiff.write_reports(project.path("reports"), name, lockdiff.diff(current, candidate))
@@ -196,6 +200,29 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
     image = stages.read_json(project.path("state") / f"{name}.image.json") or {}
     res["image"] = image.get("tag", "") if image.get("build_id") == info.build_id else ""
     return NightlyResult(**res, status="promoted", seconds=round(time.monotonic() - start, 2))
+
+
+def proposed_lockfile(project: Project, name: str) -> Path:
+    return project.path("reports") / f"{name}.proposed.conda-lock.yml"
+
+
+def _propose(
+    project: Project,
+    name: str,
+    prefix: Path,
+    current: Lockfile | None,
+    candidate: Lockfile,
+    res: dict[str, Any],
+    start: float,
+) -> NightlyResult:
+    """The candidate passed: write its lock and the diff to reports/ (what a pull request
+    carries) and drop its build; the current environment, lock, tarball and image stay."""
+    lock_mod.write_lockfile(candidate, proposed_lockfile(project, name))
+    lockdiff.write_reports(project.path("reports"), name, lockdiff.diff(current, candidate))
+    res["env_bytes"] = _dir_bytes(prefix)
+    build_mod.remove_build(prefix)
+    log.info("nightly %s: proposed %s", name, proposed_lockfile(project, name))
+    return NightlyResult(**res, status="proposed", seconds=round(time.monotonic() - start, 2))
 
 
 def rollback(project: Project, name: str) -> str:

@@ -19,6 +19,10 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     exclude-newer = 2026-01-31    # solve only packages published before (UTC); recipes may
                                   # set their own
 
+    [nightly]
+    mode = "promote"              # or "propose": test the candidate, write its lock and diff
+                                  # (a pull-request body) to reports/, promote nothing
+
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
     requirements = ["numpy", "pandas", "scikit-learn"]
 
@@ -58,7 +62,8 @@ _PATH_KEYS = {
     "offline_cache": "build/offline-cache",
     "reports": "reports",
 }
-_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock"}
+_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly"}
+NIGHTLY_MODES = ("promote", "propose")
 _LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn")
 
@@ -82,6 +87,7 @@ class Project:
     platforms: tuple[str, ...] = DEFAULT_PLATFORMS  # for recipes that name none
     channel_alias: str = channels.DEFAULT_CHANNEL_ALIAS
     exclude_newer: str = ""  # UTC cutoff for recipes that set none
+    nightly_mode: str = "promote"  # "propose": stop before promotion, write lock + diff
 
     def path(self, key: str) -> Path:
         """The absolute directory for ``key`` (one of the [paths] keys)."""
@@ -194,11 +200,20 @@ def load_project(root: Path) -> Project:
         )
         raise ConfigError(msg)
     platforms, alias, cutoff = _lock_table(data.get("lock", {}), cfg_path)
+    nightly = data.get("nightly", {})
+    if (
+        not isinstance(nightly, dict)
+        or set(nightly) - {"mode"}
+        or nightly.get("mode", "promote") not in NIGHTLY_MODES
+    ):
+        msg = f'{cfg_path}: nightly: expected a table with mode = "promote" or "propose"'
+        raise ConfigError(msg)
     return Project(
         root=root,
         platforms=platforms,
         channel_alias=alias,
         exclude_newer=cutoff,
+        nightly_mode=nightly.get("mode", "promote"),
         mirrors=dict(mirrors),
         paths=paths,
         offline_requirements=tuple(reqs),

@@ -290,7 +290,7 @@ def nightly_report(root: str, env: str = "") -> None:
         )
     md, _ = write_report(project, results)
     print(md.read_text())
-    failed = [r.recipe for r in results if r.status not in ("promoted", "unchanged")]
+    failed = [r.recipe for r in results if r.status not in ("promoted", "proposed", "unchanged")]
     if failed:
         msg = (
             f"nightly failed for {', '.join(failed)} (kept their current builds); see "

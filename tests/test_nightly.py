@@ -238,3 +238,24 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
         timeout=120,
     )
     assert lint.returncode != 0 and "invalid CRON format" in lint.stdout
+
+
+def test_propose_mode_tests_the_candidate_and_switches_nothing(nightly_project: Project) -> None:
+    p = nightly_project
+    p.doit("nightly", "env=good")
+    before = _current(p, "good")
+    lock = p.root / "locks" / "good.conda-lock.yml"
+    locked = lock.read_bytes()
+    toml = p.root / "envbuild.toml"
+    toml.write_text(toml.read_text() + '[nightly]\nmode = "propose"\n')
+    p.write_recipe("good", TINY_RECIPE.format(name="good").replace(
+        "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"))  # fmt: skip
+    proc = p.doit("nightly", "env=good")
+    assert "| good | proposed |" in proc.stdout
+    assert _current(p, "good") == before and lock.read_bytes() == locked
+    proposed = yaml.safe_load((p.root / "reports" / "good.proposed.conda-lock.yml").read_text())
+    assert "threadpoolctl" in {pkg["name"] for pkg in proposed["package"]}
+    diff = json.loads((p.root / "reports" / "good.lock-diff.json").read_text())
+    assert any(c["name"] == "threadpoolctl" and c["kind"] == "added" for c in diff["changes"])
+    builds = [d for d in (p.root / "envs" / ".builds" / "good").iterdir() if d.is_dir()]
+    assert [d.name for d in builds] == [before]  # the tested candidate was not kept
