@@ -68,3 +68,23 @@ def _io_message(path: Path, what: str, e: OSError) -> str:
         f"{path}: cannot take the lock for the {what}: {e.strerror or e}; "
         "free disk space (or make the directory writable) and run the command again"
     )
+
+
+@contextlib.contextmanager
+def try_hold(path: Path) -> Iterator[bool]:
+    """Take the exclusive ``flock`` on ``path`` if nobody holds it: yields True while held,
+    False (at once, without waiting) if another process holds it or it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

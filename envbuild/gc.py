@@ -13,6 +13,7 @@ from envbuild import build as build_mod
 from envbuild import bytecode
 from envbuild import image as image_mod
 from envbuild._fs import remove_tree
+from envbuild._mutex import try_hold
 from envbuild.errors import LockError
 from envbuild.lock import read_lockfile
 from envbuild.project import Project
@@ -71,6 +72,8 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
         if tb.name.split(".", 1)[0] not in kept_ids.get(tb.parent.name, set()):
             garbage.append(Garbage("tarball", str(tb), _size(tb)))
     if use_engine and image_mod.engine_available():
+        for image_id, size in image_mod.dangling():
+            garbage.append(Garbage("image", image_id, size))
         for img in image_mod.images():
             name = img.tag.split("/", 1)[-1].split(":", 1)[0]
             if img.build_id and img.build_id not in kept_ids.get(name, set()):
@@ -88,18 +91,39 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
 
 
 def collect(project: Project, items: list[Garbage]) -> int:
-    """Remove ``items`` (from :func:`plan`); returns the bytes freed."""
+    """Remove ``items`` (from :func:`plan`); returns the bytes freed.
+
+    Builds are removed under their environment's build mutex and only if a fresh plan made
+    under it still finds them stale (a build running while gc planned has finished since, and
+    may be current now). A package-cache entry is removed only under py-rattler's lock of that
+    entry, skipped while a running install holds it."""
     freed = 0
+    by_env: dict[str, list[Garbage]] = {}
+    for g in items:
+        if g.kind == "build":
+            by_env.setdefault(Path(g.what).parent.name, []).append(g)
+    for name, planned in by_env.items():
+        with build_mod.build_mutex(project, name):
+            still = {str(d) for d in build_mod.stale_builds(project, name, project.keep_builds)}
+            for g in planned:
+                if g.what in still:
+                    build_mod.remove_build(Path(g.what))
+                    freed += g.size
     for g in items:
         if g.kind == "image":
             image_mod.remove(g.what)
-        elif g.kind == "build":
-            with build_mod.build_mutex(project, Path(g.what).parent.name):
-                build_mod.remove_build(Path(g.what))
-        else:
+        elif g.kind == "package":
+            entry = Path(g.what)
+            with try_hold(entry.with_name(entry.name + ".lock")) as held:
+                if not held:
+                    continue
+                remove_tree(entry)
+        elif g.kind != "build":
             remove_tree(Path(g.what))
             lock = ".{}.lock" if g.kind == "bytecode" else "{}.lock"
             remove_tree(Path(g.what).with_name(lock.format(Path(g.what).name)))
+        else:
+            continue
         freed += g.size
     return freed
 

@@ -20,6 +20,7 @@ from envbuild.recipe import Smoke
 
 LABEL_RECIPE = "org.envbuild.recipe"
 LABEL_LOCK = "org.envbuild.lock-sha256"
+LABEL_STAGE = "org.envbuild.stage"
 LABEL_BUILD = "org.envbuild.build-id"
 
 
@@ -80,7 +81,20 @@ def build(context: Path, name: str, lock_sha256: str, build_id: str) -> Image:
     except _proc.ProcessError as e:
         msg = f"building the image for '{name}' from {context} failed:\n{e}"
         raise DockerError(msg) from None
+    finally:  # the unpack stage's image is a full copy of the environment: never keep it
+        prune_stages()
     return inspect(tag)
+
+
+def prune_stages() -> None:
+    """Remove the dangling images of the Dockerfile's unpack stage (label
+    ``org.envbuild.stage=unpack``) that the classic builder leaves behind."""
+    _proc.run(
+        ["docker", "image", "prune", "--force", "--filter", f"label={LABEL_STAGE}=unpack"],
+        env=_env(),
+        timeout=300,
+        check=False,
+    )
 
 
 def inspect(tag: str) -> Image:
@@ -123,6 +137,26 @@ def images(name: str | None = None) -> list[Image]:
     )
     tags = sorted({t for t in r.stdout.split() if not t.endswith(":<none>")})
     return [inspect(t) for t in tags]
+
+
+def dangling() -> list[tuple[str, int]]:
+    """(image id, bytes) of envbuild's untagged images: earlier builds of a tag that was moved
+    on, and unpack stages a killed build left."""
+    out: list[tuple[str, int]] = []
+    for label in (LABEL_RECIPE, LABEL_STAGE):
+        r = _proc.run(
+            ["docker", "images", "-q", "--no-trunc", "--filter", "dangling=true",
+             "--filter", f"label={label}"],
+            env=_env(), timeout=60,
+        )  # fmt: skip
+        for image_id in dict.fromkeys(r.stdout.split()):
+            if image_id not in {i for i, _ in out}:
+                size = _proc.run(
+                    ["docker", "image", "inspect", "--format", "{{.Size}}", image_id],
+                    env=_env(), timeout=60,
+                ).stdout.strip()  # fmt: skip
+                out.append((image_id, int(size or 0)))
+    return out
 
 
 def remove(tag: str) -> None:

@@ -98,6 +98,12 @@ def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
         "code object from '/opt/env/lib/python3.11/site-packages/dateutil/parser/__pycache__"
         in verbose
     )
+    # the unpack stage leaves no dangling 500 MB image behind
+    stages = subprocess.run(
+        ["docker", "images", "-q", "--filter", "label=org.envbuild.stage=unpack"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert stages == []
     # rebuilt only when the tarball or the template changes
     assert Project.executed(project.doit("docker")) == []
     template = project.root / "templates" / "Dockerfile.j2"

@@ -259,3 +259,22 @@ def test_propose_mode_tests_the_candidate_and_switches_nothing(nightly_project: 
     assert any(c["name"] == "threadpoolctl" and c["kind"] == "added" for c in diff["changes"])
     builds = [d for d in (p.root / "envs" / ".builds" / "good").iterdir() if d.is_dir()]
     assert [d.name for d in builds] == [before]  # the tested candidate was not kept
+
+
+def test_gc_never_removes_a_build_that_finished_while_it_planned(project: Project) -> None:
+    toml = project.root / "envbuild.toml"
+    toml.write_text(toml.read_text() + 'bytecode_cache = "build/own-pyc"\n')  # a slow build
+    project.doit("lock")
+    builds = project.root / "envs" / ".builds" / "tiny"
+    running = project.popen("build")
+    deadline = time.monotonic() + 120
+    while not (builds.is_dir() and any(d.is_dir() for d in builds.iterdir())):
+        assert time.monotonic() < deadline and running.poll() is None
+        time.sleep(0.01)
+    p = load_project(project.root)
+    items = gc.plan(p, use_engine=False)
+    in_progress = [g for g in items if g.kind == "build"]
+    assert in_progress and read_marker(Path(in_progress[0].what)) is None  # planned while running
+    gc.collect(p, items)  # waits for the build's mutex, then re-plans under it
+    assert running.wait(timeout=300) == 0
+    assert Path(in_progress[0].what).is_dir() and _imports(project, "tiny", "dateutil")
