@@ -40,6 +40,9 @@ from envbuild.state import (
     verify_report,
     write_lock_stamp,
 )
+from envbuild.state import (
+    project_at as state_project,
+)
 
 log = logging.getLogger("envbuild")
 
@@ -319,6 +322,15 @@ def gc(root: str, dry_run: bool = False) -> None:
         return
     freed = gc_mod.collect(project, items)
     print(f"freed {freed / 1e6:.1f} MB")
+
+
+def status(root: str, env: str = "", as_json: bool = False) -> None:
+    """Print every selected environment's status (table, or JSON with ``as_json``)."""
+    from envbuild import status as status_mod
+
+    project = state_project(Path(root))
+    rows = [status_mod.env_status(project, name) for name in _names(project, env)]
+    print(status_mod.to_json(rows) if as_json else status_mod.table(rows))
 
 
 def schedule(root: str, env: str = "") -> None:

@@ -191,6 +191,11 @@ def gc_action(root: str, dry_run: bool) -> TaskFailed | None:
     return _guard("gc", root, dry_run)  # type: ignore[arg-type]
 
 
+def status_action(root: str, env: str, json: bool) -> TaskFailed | None:
+    """doit action for ``doit status [--json]``."""
+    return _guard("status", root, env, json)  # type: ignore[arg-type]
+
+
 def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
     """``nightly`` (with per-recipe ``nightly_env:<name>``), ``rollback:<name>``, ``gc`` and
     ``schedule``: tasks that always run when asked for."""
@@ -246,6 +251,22 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
             }
         ],
         "actions": [(gc_action, [r])],
+    }
+    yield {
+        "basename": "status",
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": "one line per environment: lock, build, smoke, tarball, image, verify, nightly",
+        "params": [
+            {
+                "name": "json",
+                "long": "json",
+                "type": bool,
+                "default": False,
+                "help": "print JSON instead of a table",
+            }
+        ],
+        "actions": [(status_action, [r, env or ""])],
     }
     yield {
         "basename": "schedule",

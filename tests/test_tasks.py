@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tarfile
 
 from envbuild.recipe import current_subdir
+from envbuild.state import read_marker
 
 from .conftest import TINY_RECIPE, Project
 
@@ -143,3 +145,25 @@ def test_noop_imports_no_conda_lock_pydantic_or_rattler(project: Project) -> Non
     assert "doit" in imported and "envbuild.state" in imported  # the probe itself works
     heavy = {m for m in imported if m.split(".")[0] in ("conda_lock", "pydantic", "rattler")}
     assert heavy == set()
+
+
+def test_status_reports_every_stage_without_heavy_imports(project: Project) -> None:
+    project.doit("pack")
+    project.doit("verify")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "doit", "status", "--json"],
+        cwd=project.root, env=project.env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+    assert "envbuild.status" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("conda_lock", "pydantic", "rattler")}
+    rows = json.loads(proc.stdout[proc.stdout.index("[") :])
+    (row,) = rows
+    build_id = read_marker(project.root / "envs" / "tiny").build_id  # type: ignore[union-attr]
+    assert row["recipe"] == "tiny" and row["lock"] == "fresh"
+    assert row["lock_platforms"] == ["linux-64"] and row["build_id"] == build_id
+    assert row["smoke"] == "passed" and row["verify"] == "clean"
+    assert row["tarball_build"] == build_id and row["build_bytes"] > 10_000_000
+    table = project.doit("status").stdout
+    assert "tiny" in table and "(current)" in table and "fresh" in table

@@ -1,0 +1,162 @@
+"""``doit status``: one line per environment, from the records the stages leave.
+
+Reads only small files (stamps, markers, reports) and stats: it never solves, never imports
+py-rattler or conda-lock and asks the Docker engine nothing, so it is fast enough for a shell
+prompt. Ages in seconds, sizes in bytes (JSON) or MB (table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuild.project import Project
+from envbuild.state import (
+    lock_is_fresh,
+    read_json,
+    read_marker,
+    smoke_state,
+    verify_report,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvStatus:
+    """Where one environment stands. Empty strings and zeros mean "none"."""
+
+    recipe: str
+    lock: str  # "fresh", "stale" or "missing"
+    lock_age: float
+    lock_platforms: tuple[str, ...]
+    build_id: str
+    build_age: float
+    build_bytes: int
+    smoke: str  # "passed", "not run"
+    tarball_bytes: int
+    tarball_build: str
+    image: str
+    image_build: str
+    verify: str  # "clean", "drifted", "not run" (for the current build)
+    nightly: str  # last nightly outcome: promoted/proposed/unchanged/failed at <stage>/""
+
+
+def _platforms(lockfile: Path) -> tuple[str, ...]:
+    """The ``metadata.platforms`` list of a lockfile, read from its text (no YAML parse)."""
+    out: list[str] = []
+    inside = False
+    for line in lockfile.read_text().splitlines():
+        if line.startswith("  platforms:"):
+            inside = True
+        elif inside and line.startswith("  - "):
+            out.append(line[4:].strip())
+        elif inside:
+            break
+    return tuple(out)
+
+
+def _tree_bytes(prefix: Path) -> int:
+    """Bytes of the files under ``prefix``, each inode once (hard links shared with the
+    package cache count here too)."""
+    total, seen, stack = 0, set(), [str(prefix)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    if st.st_ino not in seen:
+                        seen.add(st.st_ino)
+                        total += st.st_size
+    return total
+
+
+def env_status(project: Project, name: str, now: float | None = None) -> EnvStatus:
+    """The :class:`EnvStatus` of environment ``name`` (reads only)."""
+    now = time.time() if now is None else now
+    lockfile = project.lockfile(name)
+    has_lock = lockfile.exists()
+    fresh = has_lock and lock_is_fresh(project.root, name)
+    info = read_marker(project.env_prefix(name))
+    build_id = info.build_id if info else ""
+    smoke = read_json(smoke_state(project, name)) or {}
+    verify = read_json(verify_report(project, name)) or {}
+    image = read_json(project.path("state") / f"{name}.image.json") or {}
+    nightly = read_json(project.path("state") / "nightly" / f"{name}.result.json") or {}
+    tarball = next(iter(sorted(project.path("dist").glob(f"{name}-*.tar.*"))), None)
+    tarball_build = ""
+    history = project.path("dist") / "history" / name
+    if tarball is not None and history.is_dir():
+        for kept in history.iterdir():
+            if os.path.samefile(kept, tarball):
+                tarball_build = kept.name.split(".", 1)[0]
+    nightly_status = nightly.get("status", "")
+    if nightly_status == "failed":
+        nightly_status = f"failed at {nightly.get('stage', '?')}"
+    return EnvStatus(
+        recipe=name,
+        lock="fresh" if fresh else ("stale" if has_lock else "missing"),
+        lock_age=round(now - lockfile.stat().st_mtime, 1) if has_lock else 0.0,
+        lock_platforms=_platforms(lockfile) if has_lock else (),
+        build_id=build_id,
+        build_age=round(now - project.env_prefix(name).resolve().stat().st_mtime, 1)
+        if info
+        else 0.0,
+        build_bytes=_tree_bytes(project.env_prefix(name).resolve()) if info else 0,
+        smoke="passed"
+        if info and smoke.get("build_id") == build_id and smoke.get("status") == "passed"
+        else "not run",
+        tarball_bytes=tarball.stat().st_size if tarball else 0,
+        tarball_build=tarball_build,
+        image=str(image.get("tag", "")),
+        image_build=str(image.get("build_id", "")),
+        verify=str(verify.get("status"))
+        if info and verify.get("build_id") == build_id
+        else "not run",
+        nightly=nightly_status,
+    )
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _for(build: str, current: str) -> str:
+    return "" if not build else (" (current)" if build == current else f" (build {build})")
+
+
+def table(rows: list[EnvStatus]) -> str:
+    """One line per environment: recipe, lock, build, smoke, tarball, image, verify, nightly."""
+    header = ("recipe", "lock", "build", "smoke", "tarball", "image", "verify", "nightly")
+    lines = [header]
+    for r in rows:
+        lock = (
+            f"{r.lock} {_age(r.lock_age)} [{','.join(r.lock_platforms)}]"
+            if r.lock != "missing"
+            else "missing"
+        )
+        build = (
+            f"{r.build_id} {_age(r.build_age)} {r.build_bytes / 1e6:.0f}MB" if r.build_id else "-"
+        )
+        tarball = (
+            f"{r.tarball_bytes / 1e6:.0f}MB{_for(r.tarball_build, r.build_id)}"
+            if r.tarball_bytes
+            else "-"
+        )
+        image = f"{r.image}{_for(r.image_build, r.build_id)}" if r.image else "-"
+        lines.append((r.recipe, lock, build, r.smoke, tarball, image, r.verify, r.nightly or "-"))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in lines)  # fmt: skip
+
+
+def to_json(rows: list[EnvStatus]) -> str:
+    data: list[dict[str, Any]] = [asdict(r) for r in rows]
+    return json.dumps(data, indent=2)
