@@ -226,8 +226,9 @@ def _propose(
 
 
 def rollback(project: Project, name: str) -> str:
-    """Make the newest build older than the current one current again, with its lockfile and
-    (if kept) its tarball. Returns its build id. Raises BuildError if there is none."""
+    """Make the newest build older than the current one current again, with its lockfile, its
+    explicit files and (if kept) its tarball. Returns its build id. Raises BuildError if there
+    is none."""
     with build_mod.build_mutex(project, name):
         finish_interrupted_promotion(project, name)
         current = build_mod.read_marker(project.env_prefix(name))
@@ -241,6 +242,7 @@ def rollback(project: Project, name: str) -> str:
             raise BuildError(msg)
         target = older[-1]
         switch_to(project, name, target)
+        lock_mod.write_explicit(lock_mod.read_lockfile(project.lockfile(name)), project, name)
         kept = stages.history_tarball(project, name, target.name)
         if kept.exists():
             atomic_link(kept, stages.tarball(project, name))

@@ -98,9 +98,11 @@ def test_nightly_promotes_passing_and_keeps_failing_environments(nightly_project
 
 
 def _variant(p: Project, i: int) -> None:
-    """Recipe ``good`` with other solve inputs (same packages): the nightly builds it."""
+    """Recipe ``good`` with other solve inputs (variant 1 also adds threadpoolctl): the
+    nightly builds it."""
+    extra = "  - threadpoolctl\n" if i == 1 else ""
     p.write_recipe("good", TINY_RECIPE.format(name="good").replace(
-        "  - python-dateutil\n", f"  - python-dateutil >=0.{i}\n"))  # fmt: skip
+        "  - python-dateutil\n", f"  - python-dateutil >=0.{i}\n{extra}"))  # fmt: skip
 
 
 def test_quiet_night_builds_nothing(nightly_project: Project) -> None:
@@ -135,8 +137,11 @@ def test_rollback_and_gc(nightly_project: Project) -> None:
     tarball = next((p.root / "dist").glob("good-*.tar.zst"))
     history = {f.name.split(".")[0]: f for f in (p.root / "dist" / "history" / "good").iterdir()}
     assert set(history) == set(ids)  # gc has not run yet
+    explicit = p.root / "locks" / "good-linux-64.explicit.txt"
+    assert "threadpoolctl" not in explicit.read_text()  # variant 2 is current
     proc = p.doit("rollback", "env=good")
     assert f"good: now at build {ids[1]}" in proc.stdout
+    assert "/threadpoolctl-" in explicit.read_text()  # the explicit files follow the rollback
     assert _current(p, "good") == ids[1] and _imports(p, "good", "dateutil")
     assert (p.root / "locks" / "good.conda-lock.yml").read_bytes() == lock_copy(
         p.root / "envs" / "good"
