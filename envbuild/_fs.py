@@ -29,6 +29,26 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def tree_bytes(path: Path) -> int:
+    """Bytes of the file ``path``, or of every file under the directory ``path``, each inode
+    counted once (files hard-linked together or with the package cache take space once).
+    Symlinks count their own size; directories nothing."""
+    if not path.is_dir() or path.is_symlink():
+        return path.lstat().st_size if path.exists() or path.is_symlink() else 0
+    total, seen, stack = 0, set(), [str(path)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                    continue
+                st = e.stat(follow_symlinks=False)
+                if st.st_ino not in seen:
+                    seen.add(st.st_ino)
+                    total += st.st_size
+    return total
+
+
 def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     """Write ``data`` (bytes, or str as UTF-8) to ``path`` atomically, creating parents.
 

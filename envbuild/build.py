@@ -32,7 +32,7 @@ from envbuild.fingerprint import fingerprint
 from envbuild.lockfile import LockedPackages, install_records, read_packages
 from envbuild.project import Project
 from envbuild.recipe import Recipe, _display, current_subdir
-from envbuild.secrets import require
+from envbuild.secrets import require_credentials
 from envbuild.state import BuildInfo, marker_path, read_marker
 
 log = logging.getLogger("envbuild")
@@ -241,9 +241,7 @@ def _install(
     records: list[dict[str, Any]], prefix: Path, project: Project, platform: str, recipe: Recipe
 ) -> None:
     routes = [project.route(c) for c in recipe.channels]
-    for r in routes:
-        if r.credential is not None:
-            require(r.credential.variables(), f"channel '{r.name}'")
+    require_credentials(routes)
     request: dict[str, Any] = {
         "records": [_fetch_record(r, routes) for r in records],
         "prefix": str(prefix),

@@ -19,8 +19,8 @@ from envbuild._fs import atomic_write, clean_temporaries, staged_file
 from envbuild.errors import DockerError
 from envbuild.pack import open_tar_stream
 from envbuild.recipe import Recipe, _display
+from envbuild.state import TEMPLATE  # named there: the up-to-date check hashes it
 
-TEMPLATE = "Dockerfile.j2"
 CONTEXT_ARCHIVE = "env.tar"
 
 

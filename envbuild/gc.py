@@ -12,7 +12,7 @@ from pathlib import Path
 from envbuild import build as build_mod
 from envbuild import bytecode
 from envbuild import image as image_mod
-from envbuild._fs import remove_tree
+from envbuild._fs import remove_tree, tree_bytes
 from envbuild._mutex import try_hold
 from envbuild.errors import LockError
 from envbuild.lock import read_lockfile
@@ -29,12 +29,6 @@ class Garbage:
     kind: str
     what: str
     size: int
-
-
-def _size(path: Path) -> int:
-    if path.is_file() or path.is_symlink():
-        return path.lstat().st_size
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
 
 
 def _referenced_packages(lockfiles: list[Path]) -> set[str]:
@@ -66,11 +60,11 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
         for d in keep:
             bytecode_keys |= bytecode.keys_in_use(d)
         lockfiles += [build_mod.lock_copy(d) for d in keep if build_mod.lock_copy(d).exists()]
-        garbage += [Garbage("build", str(d), _size(d)) for d in removable]
+        garbage += [Garbage("build", str(d), tree_bytes(d)) for d in removable]
     history = project.path("dist") / "history"
     for tb in sorted(history.glob("*/*")) if history.is_dir() else []:
         if tb.name.split(".", 1)[0] not in kept_ids.get(tb.parent.name, set()):
-            garbage.append(Garbage("tarball", str(tb), _size(tb)))
+            garbage.append(Garbage("tarball", str(tb), tree_bytes(tb)))
     if use_engine and image_mod.engine_available():
         for image_id, size in image_mod.dangling():
             garbage.append(Garbage("image", image_id, size))
@@ -82,11 +76,11 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
     cache = project.path("package_cache")
     for entry in sorted(cache.iterdir()) if cache.is_dir() else []:
         if entry.is_dir() and entry.name not in referenced:
-            garbage.append(Garbage("package", str(entry), _size(entry)))
+            garbage.append(Garbage("package", str(entry), tree_bytes(entry)))
     pycs = project.path("bytecode_cache")
     for entry in sorted(pycs.iterdir()) if pycs.is_dir() else []:
         if entry.is_dir() and entry.name not in bytecode_keys:
-            garbage.append(Garbage("bytecode", str(entry), _size(entry)))
+            garbage.append(Garbage("bytecode", str(entry), tree_bytes(entry)))
     return garbage
 
 

@@ -39,7 +39,7 @@ from envbuild.lockfile import (  # re-exported: the lock stage's public API
 )
 from envbuild.project import Project
 from envbuild.recipe import KNOWN_SUBDIRS, Recipe, _display
-from envbuild.secrets import require
+from envbuild.secrets import require_credentials
 
 if TYPE_CHECKING:
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -59,9 +59,7 @@ def solve_request(
     transport URLs (mirrors applied), credentials as variable names for py-rattler's
     authentication middleware. Raises ChannelError if a credential variable is not set."""
     routes = [project.route(c) for c in recipe.channels]
-    for r in routes:
-        if r.credential is not None:
-            require(r.credential.variables(), f"channel '{r.name}'")
+    require_credentials(routes)
     return {
         "channels": [r.transport for r in routes],
         "auth": auth_entries(routes),

@@ -91,13 +91,20 @@ class LockedPackages:
 _REQUIRED = {"name": str, "version": str, "manager": str, "platform": str, "url": str}
 
 
+def _load_yaml(path: Path) -> Any:
+    """The YAML document in ``path``, read with PyYAML's C loader where it has one."""
+    import yaml
+
+    return yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def read_packages(path: Path) -> LockedPackages:
     """Read lockfile ``path`` (conda-lock v1) with PyYAML's C loader, checking the keys the
     installer uses. Raises LockError (missing, invalid YAML, wrong shape) with a fix."""
     import yaml
 
     try:
-        doc = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        doc = _load_yaml(path)
     except FileNotFoundError:
         msg = f"{_display(path)}: no lockfile; run `doit lock` first"
         raise LockError(msg) from None
@@ -134,8 +141,7 @@ def locked_fingerprint(path: Path) -> str | None:
     import yaml
 
     try:
-        doc = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        value = doc["metadata"]["custom_metadata"][FINGERPRINT_KEY]
+        value = _load_yaml(path)["metadata"]["custom_metadata"][FINGERPRINT_KEY]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
     return value if isinstance(value, str) else None

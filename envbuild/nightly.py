@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from envbuild import build as build_mod
 from envbuild import lock as lock_mod
 from envbuild import lockdiff, stages
-from envbuild._fs import atomic_link, atomic_write, remove_tree
+from envbuild._fs import atomic_link, atomic_write, remove_tree, tree_bytes
 from envbuild.errors import BuildError, EnvBuildError
 from envbuild.fingerprint import effective_cutoff
 from envbuild.project import Project
@@ -121,10 +121,6 @@ def _unchanged(project: Project, name: str, current: Lockfile | None, candidate:
     return fingerprints[0] == fingerprints[1] and build_is_current(project.root, name)
 
 
-def _dir_bytes(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
-
-
 def _fail(result: dict[str, Any], stage: str, error: str, start: float) -> NightlyResult:
     log.error("nightly %s: %s failed: %s", result["recipe"], stage, error.splitlines()[0])
     return NightlyResult(
@@ -189,7 +185,7 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
         switch_to(project, name, prefix)
         lock_mod.write_explicit(candidate, project, name)
         lockdiff.write_reports(project.path("reports"), name, lockdiff.diff(current, candidate))
-    res["env_bytes"] = _dir_bytes(prefix)
+    res["env_bytes"] = tree_bytes(prefix)
     stages.record_smoke_state(project, name, info.build_id, checks)
     for stage, step in (("pack", stages.pack), ("docker", stages.docker)):
         try:
@@ -219,7 +215,7 @@ def _propose(
     carries) and drop its build; the current environment, lock, tarball and image stay."""
     lock_mod.write_lockfile(candidate, proposed_lockfile(project, name))
     lockdiff.write_reports(project.path("reports"), name, lockdiff.diff(current, candidate))
-    res["env_bytes"] = _dir_bytes(prefix)
+    res["env_bytes"] = tree_bytes(prefix)
     build_mod.remove_build(prefix)
     log.info("nightly %s: proposed %s", name, proposed_lockfile(project, name))
     return NightlyResult(**res, status="proposed", seconds=round(time.monotonic() - start, 2))

@@ -12,8 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from envbuild.errors import ChannelError
+
+if TYPE_CHECKING:
+    from envbuild.channels import Route
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@")
@@ -29,6 +34,14 @@ def require(variables: tuple[str, ...], where: str) -> None:
                 "environment; export it (credentials are never stored in files)"
             )
             raise ChannelError(msg)
+
+
+def require_credentials(routes: Iterable[Route]) -> None:
+    """Raise ChannelError if a variable that one of ``routes`` names for its credentials is
+    not set (checked before any request, so the message names the channel, not a 401)."""
+    for r in routes:
+        if r.credential is not None:
+            require(r.credential.variables(), f"channel '{r.name}'")
 
 
 def scrub(text: str) -> str:

@@ -28,20 +28,20 @@ from envbuild.errors import (
     SmokeError,
     VerifyError,
 )
+from envbuild.lockfile import read_packages
 from envbuild.project import Project, load_project
 from envbuild.recipe import Recipe, _display, current_subdir, find_recipe, load_recipe
 from envbuild.smoke import CheckResult, smoke_env
 from envbuild.smoke import write_report as write_smoke_report
 from envbuild.state import (
     build_state,
+    lock_is_fresh,
+    project_at,
     read_json,
     smoke_state,
     template_sha,
     verify_report,
     write_lock_stamp,
-)
-from envbuild.state import (
-    project_at as state_project,
 )
 
 log = logging.getLogger("envbuild")
@@ -91,8 +91,8 @@ def lock(root: str, name: str, update: str = "") -> None:
 
 def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
     """name -> why its lock is stale, for each stale recipe among ``names``. No solve, no
-    network: compares recorded and current fingerprints (and says when the platforms are what
-    changed)."""
+    network, no conda-lock: the up-to-date check of the lock task, then the lockfile read
+    plainly to say whether the platforms are what changed."""
     out = {}
     for name in names:
         try:
@@ -105,14 +105,13 @@ def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
             out[name] = "no lockfile"
             continue
         try:
-            lockfile = lock_mod.read_lockfile(path)
+            lockfile = read_packages(path)
         except EnvBuildError as e:
             out[name] = str(e)
             continue
-        recorded = (lockfile.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
-        if recorded == lock_mod.fingerprint(recipe, project):
+        if lock_is_fresh(project.root, name):
             continue
-        locked = sorted(lockfile.metadata.platforms)
+        locked = sorted(lockfile.platforms)
         if locked != sorted(recipe.platforms):
             out[name] = (
                 f"{_display(path)} is locked for {', '.join(locked)} but the recipe now lists "
@@ -328,7 +327,7 @@ def status(root: str, env: str = "", as_json: bool = False) -> None:
     """Print every selected environment's status (table, or JSON with ``as_json``)."""
     from envbuild import status as status_mod
 
-    project = state_project(Path(root))
+    project = project_at(Path(root))
     rows = [status_mod.env_status(project, name) for name in _names(project, env)]
     print(status_mod.to_json(rows) if as_json else status_mod.table(rows))
 

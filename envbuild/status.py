@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from envbuild._fs import tree_bytes
+from envbuild.errors import LockError
+from envbuild.lockfile import read_packages
 from envbuild.project import Project
 from envbuild.state import (
     lock_is_fresh,
@@ -45,34 +48,10 @@ class EnvStatus:
 
 
 def _platforms(lockfile: Path) -> tuple[str, ...]:
-    """The ``metadata.platforms`` list of a lockfile, read from its text (no YAML parse)."""
-    out: list[str] = []
-    inside = False
-    for line in lockfile.read_text().splitlines():
-        if line.startswith("  platforms:"):
-            inside = True
-        elif inside and line.startswith("  - "):
-            out.append(line[4:].strip())
-        elif inside:
-            break
-    return tuple(out)
-
-
-def _tree_bytes(prefix: Path) -> int:
-    """Bytes of the files under ``prefix``, each inode once (hard links shared with the
-    package cache count here too)."""
-    total, seen, stack = 0, set(), [str(prefix)]
-    while stack:
-        with os.scandir(stack.pop()) as it:
-            for e in it:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                elif e.is_file(follow_symlinks=False):
-                    st = e.stat(follow_symlinks=False)
-                    if st.st_ino not in seen:
-                        seen.add(st.st_ino)
-                        total += st.st_size
-    return total
+    try:
+        return read_packages(lockfile).platforms
+    except LockError:
+        return ()
 
 
 def env_status(project: Project, name: str, now: float | None = None) -> EnvStatus:
@@ -106,7 +85,7 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         build_age=round(now - project.env_prefix(name).resolve().stat().st_mtime, 1)
         if info
         else 0.0,
-        build_bytes=_tree_bytes(project.env_prefix(name).resolve()) if info else 0,
+        build_bytes=tree_bytes(project.env_prefix(name).resolve()) if info else 0,
         smoke="passed"
         if info and smoke.get("build_id") == build_id and smoke.get("status") == "passed"
         else "not run",

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from envbuild import image
+from envbuild._fs import tree_bytes
 
 from .conftest import Project
 
@@ -79,13 +80,7 @@ def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
     libs = _run(tag, "sh", "-c", "ldd /opt/env/lib/python3.11/lib-dynload/_ssl*.so")
     assert "libssl.so.3 => /opt/env/lib/" in libs and "libcrypto.so.3 => /opt/env/lib/" in libs
     # one layer of environment: conda-unpack's rewrites are not a second copy (issue 9)
-    env = (project.root / "envs" / "tiny").resolve()
-    seen, env_bytes = set(), 0
-    for f in env.rglob("*"):
-        st = f.lstat()
-        if f.is_file() and not f.is_symlink() and st.st_ino not in seen:
-            seen.add(st.st_ino)
-            env_bytes += st.st_size
+    env_bytes = tree_bytes((project.root / "envs" / "tiny").resolve())
     base = int(_inspect_size("debian:bookworm-slim"))
     assert img.size <= base + 1.05 * env_bytes, (img.size, base, env_bytes)
     # imports read the bytecode compiled at build time; nothing is compiled in the container
