@@ -65,7 +65,8 @@ def verify_archives(records: list[dict[str, Any]]) -> dict[str, int]:
     ``sha256`` = what the lock names) in parallel threads.
 
     Output: fn -> size in bytes of each verified local archive. Raises ArchiveMismatch naming
-    every archive whose sha256 differs (or that is missing)."""
+    every archive whose sha256 differs or that cannot be read (a missing one is left to
+    py-rattler's fetch, whose error names it)."""
     # a missing archive is left to py-rattler, whose fetch error names it
     local = [(r, p) for r in records if (p := local_path(r["url"])) is not None and p.exists()]
 
@@ -114,8 +115,10 @@ def _fill_sha256_in_prefix(meta: Path, prefix: Path) -> None:
             e["sha256_in_prefix"] = e["sha256"]
         else:
             todo.append(e)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        sums = list(pool.map(lambda e: _installed_sha256(prefix / e["_path"]), todo))
+    sums: list[str | None] = []
+    if todo:  # most records have none: no pool for them
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            sums = list(pool.map(lambda e: _installed_sha256(prefix / e["_path"]), todo))
     for e, digest in zip(todo, sums, strict=True):
         if digest is not None:
             e["sha256_in_prefix"] = digest
