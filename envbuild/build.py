@@ -18,22 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from envbuild import bytecode, pypi, rattler_client
-from envbuild._fs import (
+from envbuild.channels import Route, auth_entries
+from envbuild.errors import BuildError
+from envbuild.fingerprint import fingerprint
+from envbuild.fs import (
     atomic_write,
     file_sha256,
     reflink_supported,
     remove_tree,
     replace_symlink,
 )
-from envbuild._mutex import hold
-from envbuild.channels import Route, auth_entries
-from envbuild.errors import BuildError
-from envbuild.fingerprint import fingerprint
 from envbuild.lockfile import LockedPackages, install_records, read_packages
+from envbuild.mutex import hold
 from envbuild.project import Project
-from envbuild.recipe import Recipe, _display, current_subdir
+from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.secrets import require_credentials
 from envbuild.state import BuildInfo, marker_path, read_marker
+from envbuild.validate import display
 
 log = logging.getLogger("envbuild")
 
@@ -87,7 +88,7 @@ def clean_stale_builds(project: Project, name: str, keep: int = 2) -> list[Path]
     Returns the removed build directories."""
     removed = stale_builds(project, name, keep)
     for d in removed:
-        log.info("removing build %s", _display(d))
+        log.info("removing build %s", display(d))
         remove_build(d)
     root = builds_root(project, name)
     for side in root.iterdir() if root.is_dir() else []:
@@ -126,15 +127,15 @@ def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> Locke
     platform = current_subdir()
     if lockfile.fingerprint != fingerprint(recipe, project):
         msg = (
-            f"{_display(lock_path)} is stale: {_display(recipe.path)} changed since it was "
+            f"{display(lock_path)} is stale: {display(recipe.path)} changed since it was "
             "locked; run `doit lock` first"
         )
         raise BuildError(msg)
     if platform not in lockfile.platforms:
         msg = (
-            f"{_display(lock_path)} has no packages for this machine's platform {platform} "
+            f"{display(lock_path)} has no packages for this machine's platform {platform} "
             f"(locked: {', '.join(lockfile.platforms)}); add {platform} to "
-            f"'platforms' in {_display(recipe.path)} (or to [lock] platforms in envbuild.toml) "
+            f"'platforms' in {display(recipe.path)} (or to [lock] platforms in envbuild.toml) "
             "and run `doit lock`"
         )
         raise BuildError(msg)
@@ -142,7 +143,7 @@ def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> Locke
     for p in lockfile.packages:
         if p["manager"] == "conda" and not any(p["url"].startswith(c + "/") for c in canonical):
             msg = (
-                f"{_display(lock_path)}: package {p['name']} ({p['platform']}) has url "
+                f"{display(lock_path)}: package {p['name']} ({p['platform']}) has url "
                 f"{p['url']}, which "
                 f"is not under the recipe's channels ({', '.join(canonical)}); the lockfile was "
                 "edited by hand or made for other channels: run `doit lock` to regenerate it"
@@ -293,8 +294,8 @@ def _install(
             unreachable = re.search(r"No such file|not found|404|connection|error sending", message)
             hint = "".join(f"\n  {h}" for h in hints if unreachable)
             msg = (
-                f"{_display(recipe.path)}: installing the locked packages into "
-                f"{_display(prefix)} failed{tried}:\n  {e.failure.type}: {message}{hint}"
+                f"{display(recipe.path)}: installing the locked packages into "
+                f"{display(prefix)} failed{tried}:\n  {e.failure.type}: {message}{hint}"
             )
             raise BuildError(msg) from None
 
@@ -315,7 +316,7 @@ def _fetch_record(record: dict[str, Any], routes: list[Route]) -> dict[str, Any]
 
 def _mismatch_message(recipe: Recipe, details: tuple[dict[str, str], ...]) -> str:
     lines = [
-        f"{_display(recipe.path)}: refusing to install packages that are not the ones the "
+        f"{display(recipe.path)}: refusing to install packages that are not the ones the "
         "lockfile names (nothing was installed or promoted; the current environment stays):"
     ]
     for d in details:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild import _proc
-from envbuild._fs import atomic_write, file_sha256, remove_tree, staged_dir
-from envbuild._mutex import hold
+from envbuild import proc
+from envbuild.fs import atomic_write, file_sha256, remove_tree, staged_dir
+from envbuild.mutex import hold
 
 MANIFEST = "manifest.json"
 _SKIP_TYPES = ("directory", "softlink", "pyc_file")
@@ -158,7 +158,7 @@ def _compile(prefix: Path, packages: list[PackageBytecode]) -> None:
         str(prefix / "bin" / "python"), "-I", "-m", "compileall", "-q", "-j", "0",
         "--invalidation-mode", "checked-hash", "-i", "-",
     ]  # fmt: skip
-    _proc.run(argv, check=False, input_text=listing, timeout=3600)
+    proc.run(argv, check=False, input_text=listing, timeout=3600)
 
 
 def _record(package: PackageBytecode, prefix: Path, manifest: dict[str, str]) -> None:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import jinja2
 
-from envbuild._fs import atomic_write, clean_temporaries, staged_file
 from envbuild.errors import DockerError
+from envbuild.fs import atomic_write, clean_temporaries, staged_file
 from envbuild.pack import open_tar_stream
-from envbuild.recipe import Recipe, _display
+from envbuild.recipe_model import Recipe
 from envbuild.state import TEMPLATE  # named there: the up-to-date check hashes it
+from envbuild.validate import display
 
 CONTEXT_ARCHIVE = "env.tar"
 
@@ -68,12 +69,12 @@ def render(template_dir: Path, ctx: DockerContext) -> str:
     try:
         return env.get_template(TEMPLATE).render(**asdict(ctx))
     except jinja2.TemplateNotFound:
-        msg = f"{_display(template_dir / TEMPLATE)}: template not found; restore it from envbuild"
+        msg = f"{display(template_dir / TEMPLATE)}: template not found; restore it from envbuild"
         raise DockerError(msg) from None
     except jinja2.TemplateError as e:
         lineno = getattr(e, "lineno", None)
         at = f":{lineno}" if lineno else ""
-        msg = f"{_display(template_dir / TEMPLATE)}{at}: {type(e).__name__}: {e}"
+        msg = f"{display(template_dir / TEMPLATE)}{at}: {type(e).__name__}: {e}"
         raise DockerError(msg) from None
 
 

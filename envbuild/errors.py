@@ -40,7 +40,7 @@ class DockerError(EnvBuildError):
 
 
 class ProcessError(EnvBuildError):
-    """A subprocess exited non-zero (see envbuild._proc)."""
+    """A subprocess exited non-zero (see envbuild.proc)."""
 
 
 class VerifyError(EnvBuildError):

@@ -12,10 +12,10 @@ from pathlib import Path
 from envbuild import build as build_mod
 from envbuild import bytecode
 from envbuild import image as image_mod
-from envbuild._fs import remove_tree, tree_bytes
-from envbuild._mutex import try_hold
 from envbuild.errors import LockError
+from envbuild.fs import remove_tree, tree_bytes
 from envbuild.lock import read_lockfile
+from envbuild.mutex import try_hold
 from envbuild.project import Project
 
 _ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")

@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from envbuild import _proc
+from envbuild import proc
 from envbuild.errors import DockerError
-from envbuild.recipe import Smoke
+from envbuild.recipe_model import Smoke
 
 LABEL_RECIPE = "org.envbuild.recipe"
 LABEL_LOCK = "org.envbuild.lock-sha256"
@@ -41,13 +41,13 @@ def _env() -> dict[str, str]:
 def engine_available(timeout: float = 10) -> bool:
     """True if a Docker engine answers ``docker version`` within ``timeout`` seconds."""
     try:
-        r = _proc.run(
+        r = proc.run(
             ["docker", "version", "--format", "{{.Server.Version}}"],
             check=False,
             timeout=timeout,
             env=_env(),
         )
-    except _proc.ProcessError:
+    except proc.ProcessError:
         return False
     return r.returncode == 0 and bool(r.stdout.strip())
 
@@ -77,8 +77,8 @@ def build(context: Path, name: str, lock_sha256: str, build_id: str) -> Image:
         str(context),
     ]
     try:
-        _proc.run(argv, env=_env(), timeout=3600)
-    except _proc.ProcessError as e:
+        proc.run(argv, env=_env(), timeout=3600)
+    except proc.ProcessError as e:
         msg = f"building the image for '{name}' from {context} failed:\n{e}"
         raise DockerError(msg) from None
     finally:  # the unpack stage's image is a full copy of the environment: never keep it
@@ -89,7 +89,7 @@ def build(context: Path, name: str, lock_sha256: str, build_id: str) -> Image:
 def prune_stages() -> None:
     """Remove the dangling images of the Dockerfile's unpack stage (label
     ``org.envbuild.stage=unpack``) that the classic builder leaves behind."""
-    _proc.run(
+    proc.run(
         ["docker", "image", "prune", "--force", "--filter", f"label={LABEL_STAGE}=unpack"],
         env=_env(),
         timeout=300,
@@ -100,8 +100,8 @@ def prune_stages() -> None:
 def inspect(tag: str) -> Image:
     """The image ``tag`` (DockerError if absent)."""
     try:
-        r = _proc.run(["docker", "image", "inspect", tag], env=_env(), timeout=60)
-    except _proc.ProcessError as e:
+        r = proc.run(["docker", "image", "inspect", tag], env=_env(), timeout=60)
+    except proc.ProcessError as e:
         msg = f"no image {tag}: {e}"
         raise DockerError(msg) from None
     data = json.loads(r.stdout)[0]
@@ -114,23 +114,23 @@ def smoke(tag: str, checks: Smoke) -> None:
 
     Raises DockerError naming the failed check, exit code and stderr."""
     run = ["docker", "run", "--rm", "--network", "none", tag]
-    uid = _proc.run([*run, "id", "-u"], env=_env(), timeout=120).stdout.strip()
+    uid = proc.run([*run, "id", "-u"], env=_env(), timeout=120).stdout.strip()
     if uid == "0":
         msg = f"image {tag} runs as root; the Dockerfile must switch to a non-root USER"
         raise DockerError(msg)
     todo = [("import " + m, ["python", "-I", "-B", "-c", f"import {m}"]) for m in checks.imports]
     todo += [(f"`{c}`", ["sh", "-c", c]) for c in checks.commands]
     for what, argv in todo:
-        r = _proc.run([*run, *argv], env=_env(), timeout=600, check=False)
+        r = proc.run([*run, *argv], env=_env(), timeout=600, check=False)
         if r.returncode != 0:
-            msg = _proc.format_failure(r, f"smoke check {what} failed inside image {tag}")
+            msg = proc.format_failure(r, f"smoke check {what} failed inside image {tag}")
             raise DockerError(msg)
 
 
 def images(name: str | None = None) -> list[Image]:
     """envbuild's images (by label), optionally of one recipe."""
     flt = f"label={LABEL_RECIPE}" + (f"={name}" if name else "")
-    r = _proc.run(
+    r = proc.run(
         ["docker", "images", "--filter", flt, "--format", "{{.Repository}}:{{.Tag}}"],
         env=_env(),
         timeout=60,
@@ -144,14 +144,14 @@ def dangling() -> list[tuple[str, int]]:
     on, and unpack stages a killed build left."""
     out: list[tuple[str, int]] = []
     for label in (LABEL_RECIPE, LABEL_STAGE):
-        r = _proc.run(
+        r = proc.run(
             ["docker", "images", "-q", "--no-trunc", "--filter", "dangling=true",
              "--filter", f"label={label}"],
             env=_env(), timeout=60,
         )  # fmt: skip
         for image_id in dict.fromkeys(r.stdout.split()):
             if image_id not in {i for i, _ in out}:
-                size = _proc.run(
+                size = proc.run(
                     ["docker", "image", "inspect", "--format", "{{.Size}}", image_id],
                     env=_env(), timeout=60,
                 ).stdout.strip()  # fmt: skip
@@ -161,4 +161,4 @@ def dangling() -> list[tuple[str, int]]:
 
 def remove(tag: str) -> None:
     """``docker rmi`` the image tag."""
-    _proc.run(["docker", "rmi", tag], env=_env(), timeout=300)
+    proc.run(["docker", "rmi", tag], env=_env(), timeout=300)

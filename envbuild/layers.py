@@ -23,17 +23,9 @@ from pathlib import Path
 
 from envbuild.errors import RecipeError
 from envbuild.project import did_you_mean
-from envbuild.recipe import (
-    NAME_RE,
-    PackOptions,
-    Recipe,
-    Smoke,
-    _display,
-    parse_recipe,
-    pypi_name,
-    spec_name,
-)
 from envbuild.recipe_io import read_document
+from envbuild.recipe_model import NAME_RE, Recipe, Smoke, parse_document, pypi_name, spec_name
+from envbuild.validate import display
 
 DEFAULT_CHANNELS = ("conda-forge",)
 
@@ -56,7 +48,7 @@ def _by_name(
         for spec in specs_of(layer):
             mine.setdefault(name_of(spec), []).append(spec)
         for n, specs in mine.items():
-            where = _display(own.path) if layer is own else origin.get(n, _display(layer.path))
+            where = display(own.path) if layer is own else origin.get(n, display(layer.path))
             out[n] = (tuple(dict.fromkeys(specs)), where)
     return out
 
@@ -102,7 +94,7 @@ def load_layered(
     name no platforms get ``default_platforms``."""
     if path.resolve() in stack:
         chain = " -> ".join(p.stem for p in (*stack, path.resolve()))
-        msg = f"{_display(path)}: extends: cycle of recipes: {chain}; remove one 'extends'"
+        msg = f"{display(path)}: extends: cycle of recipes: {chain}; remove one 'extends'"
         raise RecipeError(msg)
     data = read_document(path)
     parents: list[Recipe] = []
@@ -112,16 +104,17 @@ def load_layered(
         known = sorted(p.stem for p in path.parent.glob("*.yml"))
         for i, name in enumerate(names):
             if not isinstance(name, str) or not NAME_RE.match(name):
-                continue  # parse_recipe reports the bad value
+                continue  # parse_document reports the bad value
             parent = path.parent / f"{name}.yml"
             if not parent.exists():
                 msg = (
-                    f"{_display(path)}: extends[{i}]: no recipe '{name}' "
-                    f"({_display(parent)}){did_you_mean(name, known)}"
+                    f"{display(path)}: extends[{i}]: no recipe '{name}' "
+                    f"({display(parent)}){did_you_mean(name, known)}"
                 )
                 raise RecipeError(msg)
             parents.append(load_layered(parent, (*stack, path.resolve()), default_platforms))
-    return parse_recipe(data, path, tuple(parents), default_platforms)
+    own, keys = parse_document(data, path, has_parents=bool(parents))
+    return merge(own, tuple(parents), keys, default_platforms)
 
 
-__all__ = ["DEFAULT_CHANNELS", "PackOptions", "load_layered", "merge"]
+__all__ = ["DEFAULT_CHANNELS", "load_layered", "merge"]

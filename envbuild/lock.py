@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild import lockdiff, pypi, rattler_client
-from envbuild.channels import Route, auth_entries
+from envbuild.channels import KNOWN_SUBDIRS, Route, auth_entries
 from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
 from envbuild.fingerprint import (
@@ -38,8 +38,9 @@ from envbuild.lockfile import (  # re-exported: the lock stage's public API
     write_lockfile,
 )
 from envbuild.project import Project
-from envbuild.recipe import KNOWN_SUBDIRS, Recipe, _display
+from envbuild.recipe_model import Recipe
 from envbuild.secrets import require_credentials
+from envbuild.validate import display
 
 if TYPE_CHECKING:
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -76,7 +77,7 @@ def solve_request(
 def _failure(
     recipe: Recipe, project: Project, platform: str, f: rattler_client.WorkerFailure
 ) -> Exception:
-    where = f"{_display(recipe.path)}: cannot lock for {platform}"
+    where = f"{display(recipe.path)}: cannot lock for {platform}"
     if f.type in ("GatewayError", "FetchRepoDataError", "IoError", "InvalidChannelError"):
         routes = [project.route(c) for c in recipe.channels]
         culprits = [r for r in routes if r.transport in f.message] or routes
@@ -292,7 +293,7 @@ def lock_recipe(recipe: Recipe, project: Project, update: tuple[str, ...] = ()) 
     path = project.lockfile(recipe.name)
     old = read_lockfile(path) if path.exists() else None
     if update and old is None:
-        msg = f"{_display(path)}: nothing locked yet, so nothing to update; run `doit lock`"
+        msg = f"{display(path)}: nothing locked yet, so nothing to update; run `doit lock`"
         raise LockError(msg)
     return publish_lock(recipe, project, plan_lock(recipe, project, update, old), old)
 

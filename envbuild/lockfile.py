@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envbuild._fs import atomic_write, clean_temporaries, staged_file
 from envbuild.errors import LockError
+from envbuild.fs import atomic_write, clean_temporaries, staged_file
 from envbuild.project import Project
-from envbuild.recipe import _display
+from envbuild.validate import display
 
 if TYPE_CHECKING:  # conda-lock (and pydantic) cost ~0.5 s to import: only when writing
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -65,7 +65,7 @@ def read_lockfile(path: Path) -> Lockfile:
     try:
         return parse_conda_lock_file(path)
     except FileNotFoundError:
-        msg = f"{_display(path)}: no lockfile; run `doit lock` first"
+        msg = f"{display(path)}: no lockfile; run `doit lock` first"
         raise LockError(msg) from None
     except Exception as e:
         raise LockError(_invalid(path, f"{type(e).__name__}: {e}")) from None
@@ -73,8 +73,8 @@ def read_lockfile(path: Path) -> Lockfile:
 
 def _invalid(path: Path, problem: str) -> str:
     return (
-        f"{_display(path)}: not a valid conda-lock file ({problem.strip()[:600]}); restore it "
-        f"from version control (`git checkout -- {_display(path)}`) or delete it and run "
+        f"{display(path)}: not a valid conda-lock file ({problem.strip()[:600]}); restore it "
+        f"from version control (`git checkout -- {display(path)}`) or delete it and run "
         "`doit lock` to solve again"
     )
 
@@ -106,7 +106,7 @@ def read_packages(path: Path) -> LockedPackages:
     try:
         doc = _load_yaml(path)
     except FileNotFoundError:
-        msg = f"{_display(path)}: no lockfile; run `doit lock` first"
+        msg = f"{display(path)}: no lockfile; run `doit lock` first"
         raise LockError(msg) from None
     except (OSError, yaml.YAMLError) as e:
         raise LockError(_invalid(path, f"{type(e).__name__}: {e}")) from None

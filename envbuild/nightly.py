@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 from envbuild import build as build_mod
 from envbuild import lock as lock_mod
 from envbuild import lockdiff, stages
-from envbuild._fs import atomic_link, atomic_write, remove_tree, tree_bytes
 from envbuild.errors import BuildError, EnvBuildError
 from envbuild.fingerprint import effective_cutoff
+from envbuild.fs import atomic_link, atomic_write, remove_tree, tree_bytes
 from envbuild.project import Project
-from envbuild.recipe import Recipe, current_subdir
+from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.smoke import run_checks
 from envbuild.state import build_is_current
 from envbuild.verify import verify_prefix

@@ -21,11 +21,12 @@ from typing import IO, Any
 
 import zstandard
 
-from envbuild import _proc
-from envbuild._fs import clean_temporaries, staged_file
+from envbuild import proc
 from envbuild.errors import PackError
-from envbuild.recipe import PackOptions, Smoke, _display
+from envbuild.fs import clean_temporaries, staged_file
+from envbuild.recipe_model import PackOptions, Smoke
 from envbuild.smoke import activated_env, failure_message, run_checks
+from envbuild.validate import display
 
 log = logging.getLogger("envbuild")
 
@@ -81,7 +82,7 @@ def _conda_pack(prefix: Path, output: Path, fmt: str, level: int) -> None:
                 packer.add(f)
             packer.finish()
     except conda_pack.CondaPackException as e:
-        msg = f"conda-pack failed for {_display(prefix)}: {e}"
+        msg = f"conda-pack failed for {display(prefix)}: {e}"
         raise PackError(msg) from None
 
 
@@ -117,13 +118,13 @@ def prove(
         extract(tarball, dest, zstd)
         unpack = [str(dest / "bin" / "python"), str(dest / "bin" / "conda-unpack")]
         try:
-            _proc.run(unpack, env=activated_env(dest), timeout=600)
-        except _proc.ProcessError as e:
-            msg = f"{_display(tarball)}: conda-unpack failed in the unpacked copy:\n{e}"
+            proc.run(unpack, env=activated_env(dest), timeout=600)
+        except proc.ProcessError as e:
+            msg = f"{display(tarball)}: conda-unpack failed in the unpacked copy:\n{e}"
             raise PackError(msg) from None
         results = run_checks(Smoke(imports=smoke.imports), dest)
         if not all(r.ok for r in results):
-            msg = f"{_display(tarball)}: the unpacked copy fails its imports\n" + failure_message(
+            msg = f"{display(tarball)}: the unpacked copy fails its imports\n" + failure_message(
                 name, dest, results
             )
             raise PackError(msg)
@@ -141,5 +142,5 @@ def pack_env(name: str, prefix: Path, dest: Path, options: PackOptions, smoke: S
         _conda_pack(real, tmp, options.format, options.level)
         os.chmod(tmp, 0o644)
         prove(tmp, smoke, name, zstd=options.format == "tar.zst", final=dest)
-    log.info("packed %s: %s (%.1f MB)", name, _display(dest), dest.stat().st_size / 1e6)
+    log.info("packed %s: %s (%.1f MB)", name, display(dest), dest.stat().st_size / 1e6)
     return dest

@@ -23,9 +23,10 @@ from packaging import tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from envbuild import _proc
+from envbuild import proc
 from envbuild.errors import BuildError, LockError
-from envbuild.recipe import Recipe, _display, pypi_name
+from envbuild.recipe_model import Recipe, pypi_name
+from envbuild.validate import display
 from envbuild.verify import conda_owned_files, dist_infos, dist_name, record_paths
 
 UV = [sys.executable, "-m", "uv"]
@@ -135,7 +136,7 @@ def resolve(
     """
     python = next((r["version"] for r in conda if r["name"] == "python"), None)
     if python is None:
-        msg = f"{_display(recipe.path)}: pypi-dependencies need 'python' in dependencies"
+        msg = f"{display(recipe.path)}: pypi-dependencies need 'python' in dependencies"
         raise LockError(msg)
     provided = check_no_conda_duplicates(recipe, (r["name"] for r in conda))
     with tempfile.TemporaryDirectory(prefix="envbuild-uv-") as tmp:
@@ -164,10 +165,10 @@ def resolve(
         ]
         for name in sorted(provided):
             argv += ["--no-emit-package", name]
-        result = _proc.run(argv, check=False, timeout=600)
+        result = proc.run(argv, check=False, timeout=600)
         if result.returncode != 0:
             msg = (
-                f"{_display(recipe.path)}: cannot lock pypi-dependencies for {platform} "
+                f"{display(recipe.path)}: cannot lock pypi-dependencies for {platform} "
                 f"(python {python}):\n"
                 + "\n".join("    " + ln for ln in result.stderr.strip().splitlines())
             )
@@ -179,7 +180,7 @@ def resolve(
         wheel = best_wheel(pkg.get("wheels", []), accepted)
         if wheel is None:
             msg = (
-                f"{_display(recipe.path)}: pypi-dependencies: no wheel of "
+                f"{display(recipe.path)}: pypi-dependencies: no wheel of "
                 f"{pkg['name']} {pkg['version']} for {platform}"
             )
             raise LockError(msg)
@@ -230,7 +231,7 @@ def install(prefix: Path, records: list[dict[str, Any]], recipe: Recipe) -> None
         reqs.write_text(
             "".join(f"{r['name']} @ {r['url']} --hash=sha256:{r['sha256']}\n" for r in records)
         )
-        result = _proc.run(
+        result = proc.run(
             [
                 *UV,
                 "pip",
@@ -248,8 +249,8 @@ def install(prefix: Path, records: list[dict[str, Any]], recipe: Recipe) -> None
         )
     if result.returncode != 0:
         msg = (
-            f"{_display(recipe.path)}: installing pypi-dependencies failed:\n"
-            + _proc.format_failure(result)
+            f"{display(recipe.path)}: installing pypi-dependencies failed:\n"
+            + proc.format_failure(result)
         )
         raise BuildError(msg)
     conda_top = {_top_level(f): pkg for f, pkg in owned.items() if _top_level(f)}
@@ -258,14 +259,14 @@ def install(prefix: Path, records: list[dict[str, Any]], recipe: Recipe) -> None
         shared = sorted({t for f in files if (t := _top_level(f)) and t in conda_top} - {""})
         if shared and not clash:
             msg = (
-                f"{_display(recipe.path)}: PyPI package '{dist}' provides the import name "
+                f"{display(recipe.path)}: PyPI package '{dist}' provides the import name "
                 f"'{shared[0]}', which conda package '{conda_top[shared[0]]}' already "
                 "provides; remove one of them from the recipe"
             )
             raise BuildError(msg)
         if clash:
             msg = (
-                f"{_display(recipe.path)}: PyPI package '{dist}' overwrites "
+                f"{display(recipe.path)}: PyPI package '{dist}' overwrites "
                 f"{len(clash)} file(s) of conda package '{owned[clash[0]]}', e.g. "
                 f"{clash[0]}; remove one of them from the recipe"
             )

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from envbuild import _proc
+from envbuild import proc
 from envbuild.errors import EnvBuildError
 
 
@@ -45,10 +45,10 @@ def call(op: str, request: dict[str, Any], *, timeout: float | None = 3600) -> A
         res = Path(tmp) / "result.json"
         req.write_text(json.dumps(request))
         argv = [sys.executable, "-m", "envbuild._rattler_worker", op, str(req), str(res)]
-        result = _proc.run(argv, timeout=timeout, check=False)
+        result = proc.run(argv, timeout=timeout, check=False)
         if not res.exists():
-            msg = _proc.format_failure(result, f"py-rattler worker ({op}) died before finishing")
-            raise _proc.ProcessError(msg)
+            msg = proc.format_failure(result, f"py-rattler worker ({op}) died before finishing")
+            raise proc.ProcessError(msg)
         payload = json.loads(res.read_text())
     if "error" in payload:
         err = payload["error"]

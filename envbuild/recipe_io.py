@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from envbuild.recipe import _Checker, _show
+from envbuild.validate import Checker, show
 
 MAX_RECIPE_BYTES = 1 << 20
 
@@ -30,7 +30,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 ) from None
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_show(key)}", key_node.start_mark
+                    None, None, f"duplicate key {show(key)}", key_node.start_mark
                 )
         return super().construct_mapping(node, deep=deep)
 
@@ -38,7 +38,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_document(path: Path) -> Any:
     """The YAML document in ``path`` (safe loading, unique keys). Raises RecipeError for a
     missing, unreadable, oversized (>1 MiB), non-UTF-8, invalid or too deeply nested file."""
-    c = _Checker(path)
+    c = Checker(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -57,8 +57,8 @@ def read_document(path: Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise c.fail("", f"invalid YAML{at}: {_show(problem)}") from None
+        raise c.fail("", f"invalid YAML{at}: {show(problem)}") from None
     except RecursionError:
         raise c.fail("", "nested too deeply") from None
     except (ValueError, TypeError, OverflowError) as e:  # e.g. a timestamp like 2024-13-45
-        raise c.fail("", f"invalid YAML value: {_show(str(e))}") from None
+        raise c.fail("", f"invalid YAML value: {show(str(e))}") from None

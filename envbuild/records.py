@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import rattler
 
-from envbuild._fs import file_sha256
+from envbuild.fs import file_sha256
 
 # Fields taken from the package's own index.json (the lock's reduced copy lacks them).
 _INDEX_FIELDS = (

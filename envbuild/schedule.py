@@ -16,10 +16,10 @@ from typing import Any
 
 import jinja2
 
-from envbuild._fs import atomic_write
 from envbuild.errors import ConfigError
+from envbuild.fs import atomic_write
 from envbuild.project import Project
-from envbuild.recipe import Recipe
+from envbuild.recipe_model import Recipe
 
 DEFAULT_CRON = "17 3 * * *"
 RUNNERS = {  # GitHub-hosted runners per conda platform (native, no emulation)

@@ -15,10 +15,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from envbuild import _proc
-from envbuild._fs import atomic_write
+from envbuild import proc
 from envbuild.errors import SmokeError
-from envbuild.recipe import Smoke, _display
+from envbuild.fs import atomic_write
+from envbuild.recipe_model import Smoke
+from envbuild.validate import display
 
 log = logging.getLogger("envbuild")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -78,8 +79,8 @@ def plan(smoke: Smoke, prefix: Path) -> list[tuple[str, str, list[str]]]:
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str, str]:
     try:
-        r = _proc.run(argv, cwd=cwd, env=env, timeout=timeout, check=False)
-    except _proc.ProcessError as e:
+        r = proc.run(argv, cwd=cwd, env=env, timeout=timeout, check=False)
+    except proc.ProcessError as e:
         return 124, "", str(e)
     return r.returncode, r.stdout, r.stderr
 
@@ -130,12 +131,12 @@ def run_checks(smoke: Smoke, prefix: Path, *, timeout: float = 600) -> list[Chec
 
 def failure_message(name: str, prefix: Path, results: list[CheckResult]) -> str:
     """A message listing each failed check with its exit code and stderr (indented)."""
-    lines = [f"smoke checks failed for environment '{name}' ({_display(prefix)}):"]
+    lines = [f"smoke checks failed for environment '{name}' ({display(prefix)}):"]
     for r in results:
         if r.ok:
             continue
         what = f"import {r.target}" if r.kind == "import" else f"command `{r.target}`"
-        lines.append(f"  {what}: {_proc.describe_exit(r.returncode)}")
+        lines.append(f"  {what}: {proc.describe_exit(r.returncode)}")
         lines.extend("      " + ln for ln in (r.stderr.strip() or "(no stderr)").splitlines()[-15:])
     return "\n".join(lines)
 

@@ -17,8 +17,6 @@ from envbuild import image as image_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
-from envbuild._fs import atomic_link, atomic_write, remove_tree
-from envbuild._mutex import hold
 from envbuild.errors import (
     BuildError,
     EnvBuildError,
@@ -28,9 +26,12 @@ from envbuild.errors import (
     SmokeError,
     VerifyError,
 )
+from envbuild.fs import atomic_link, atomic_write, remove_tree
 from envbuild.lockfile import read_packages
+from envbuild.mutex import hold
 from envbuild.project import Project, load_project
-from envbuild.recipe import Recipe, _display, current_subdir, find_recipe, load_recipe
+from envbuild.recipe import find_recipe, load_recipe
+from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.smoke import CheckResult, smoke_env
 from envbuild.smoke import write_report as write_smoke_report
 from envbuild.state import (
@@ -43,6 +44,7 @@ from envbuild.state import (
     verify_report,
     write_lock_stamp,
 )
+from envbuild.validate import display
 
 log = logging.getLogger("envbuild")
 
@@ -73,7 +75,7 @@ def tarball(project: Project, name: str) -> Path:
 
 
 def offline_channel(root: str) -> None:
-    from envbuild.offline_channel import build_offline_channel
+    from envbuild.offline.channel import build_offline_channel
 
     project = load_project(Path(root))
     build_offline_channel(
@@ -114,7 +116,7 @@ def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
         locked = sorted(lockfile.platforms)
         if locked != sorted(recipe.platforms):
             out[name] = (
-                f"{_display(path)} is locked for {', '.join(locked)} but the recipe now lists "
+                f"{display(path)} is locked for {', '.join(locked)} but the recipe now lists "
                 f"{', '.join(sorted(recipe.platforms))}; run `doit lock env={name}`"
             )
         else:
@@ -138,7 +140,7 @@ def _current_build(project: Project, name: str) -> build_mod.BuildInfo:
     info = build_mod.read_marker(project.env_prefix(name))
     if info is None:
         msg = (
-            f"environment '{name}' is not built ({_display(project.env_prefix(name))}); "
+            f"environment '{name}' is not built ({display(project.env_prefix(name))}); "
             f"run `doit build env={name}`"
         )
         raise BuildError(msg)
@@ -179,9 +181,9 @@ def verify(root: str, name: str) -> None:
     if findings:
         kinds = sorted({f.kind for f in findings})
         msg = (
-            f"environment '{name}' does not match {_display(project.lockfile(name))}: "
+            f"environment '{name}' does not match {display(project.lockfile(name))}: "
             f"{len(findings)} finding(s) ({', '.join(kinds)}); details in "
-            f"{_display(report)}; `doit build env={name}` recreates it from the lock"
+            f"{display(report)}; `doit build env={name}` recreates it from the lock"
         )
         raise VerifyError(msg)
 
@@ -223,7 +225,7 @@ def docker(root: str, name: str) -> None:
     info = _current_build(project, name)
     tb = tarball(project, name)
     if not tb.exists():
-        msg = f"{_display(tb)} does not exist; run `doit pack env={name}`"
+        msg = f"{display(tb)} does not exist; run `doit pack env={name}`"
         raise EnvBuildError(msg)
     ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id)
     text = docker_mod.render(project.path("templates"), ctx)
@@ -233,7 +235,7 @@ def docker(root: str, name: str) -> None:
             project.path("state") / f"{name}.docker.json",
             json.dumps({"build_id": info.build_id, "template_sha256": template_sha(project)}),
         )
-        log.info("rendered %s", _display(path))
+        log.info("rendered %s", display(path))
         if not image_mod.engine_available():
             log.info("no Docker engine reachable: image for '%s' not built", name)
             return
@@ -295,8 +297,7 @@ def nightly_report(root: str, env: str = "") -> None:
     failed = [r.recipe for r in results if r.status not in ("promoted", "proposed", "unchanged")]
     if failed:
         msg = (
-            f"nightly failed for {', '.join(failed)} (kept their current builds); see "
-            f"{_display(md)}"
+            f"nightly failed for {', '.join(failed)} (kept their current builds); see {display(md)}"
         )
         raise EnvBuildError(msg)
 
@@ -339,4 +340,4 @@ def schedule(root: str, env: str = "") -> None:
     names = _names(project, env)
     recipes = [_load(root, n)[1] for n in names]
     for path in schedule_mod.write(project, recipes):
-        print(f"wrote {_display(path)}")
+        print(f"wrote {display(path)}")

@@ -1,6 +1,6 @@
 """Stage state: the small records each stage leaves, and the up-to-date decisions doit asks for.
 
-Deliberately light: the standard library, :mod:`envbuild.project` and :mod:`envbuild._fs`
+Deliberately light: the standard library, :mod:`envbuild.project` and :mod:`envbuild.fs`
 only, so loading the task graph and deciding "nothing to do" never imports conda-lock,
 pydantic or py-rattler, never parses a lockfile through a model and never solves. Records:
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild._fs import atomic_write, file_sha256
+from envbuild.fs import atomic_write, file_sha256
 from envbuild.project import CONFIG_FILE, Project, load_project
 
 TEMPLATE = "Dockerfile.j2"

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild._fs import tree_bytes
 from envbuild.errors import LockError
+from envbuild.fs import tree_bytes
 from envbuild.lockfile import read_packages
 from envbuild.project import Project
 from envbuild.state import (

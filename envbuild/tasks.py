@@ -68,7 +68,7 @@ def selected(project: Project, env: str | None) -> list[str]:
 
 def task_offline_channel(project: Project) -> TaskDict:
     """The offline channel, rebuilt when its inputs (python, requirements) change."""
-    from envbuild.offline_channel import inputs
+    from envbuild.offline.channel import inputs
 
     channel = project.path("offline_channel")
     return {

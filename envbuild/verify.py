@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from envbuild._fs import atomic_write, file_sha256
+from envbuild.fs import atomic_write, file_sha256
 
 if TYPE_CHECKING:  # conda-lock's models cost ~0.5 s to import
     from conda_lock.lockfile.v2prelim.models import Lockfile

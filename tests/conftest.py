@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.offline_channel import build_offline_channel
+from envbuild.offline.channel import build_offline_channel
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("ENVBUILD_TEST_CACHE", Path.home() / ".cache" / "envbuild-tests"))

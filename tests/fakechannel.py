@@ -17,7 +17,7 @@ from envbuild import rattler_client
 PLATFORMS = ("linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64")
 
 
-def _write_package(
+def write_package(
     channel: Path,
     subdir: str,
     index: dict[str, object],
@@ -81,7 +81,7 @@ def make_package(
     if noarch:
         index["noarch"] = noarch
     payload = {f"share/fake/{name}-{version}.txt": f"{name} {version} placeholder\n".encode()}
-    return _write_package(channel, subdir, index, payload)
+    return write_package(channel, subdir, index, payload)
 
 
 def index(channel: Path) -> Path:
@@ -128,6 +128,6 @@ def make_module_package(channel: Path, name: str, version: str, source: str) -> 
         "timestamp": 1700000000000,
     }
     link = {"link.json": {"noarch": {"type": "python"}, "package_metadata_version": 1}}
-    return _write_package(
+    return write_package(
         channel, "noarch", index, {f"site-packages/{name}.py": source.encode()}, link
     )

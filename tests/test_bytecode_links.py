@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from envbuild import bytecode, verify
-from envbuild._fs import reflink_supported
+from envbuild.fs import reflink_supported
 from envbuild.lock import read_lockfile
 from envbuild.pack import open_tar_stream
 from envbuild.project import load_project

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuild._fs import file_sha256
 from envbuild.build import read_marker
+from envbuild.fs import file_sha256
 from envbuild.pack import open_tar_stream
 
 from .conftest import TINY_RECIPE, Project, imports_ok, kill_after

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from envbuild import image
-from envbuild._fs import tree_bytes
+from envbuild.fs import tree_bytes
 
 from .conftest import Project
 

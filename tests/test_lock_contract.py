@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from envbuild import rattler_client
-from envbuild._fs import file_sha256
 from envbuild.errors import LockError
+from envbuild.fs import file_sha256
 
 from .conftest import REPO, Project, imports_ok
-from .fakechannel import _write_package
+from .fakechannel import write_package
 from .httpchannel import Faults, serve
 
 
@@ -125,7 +125,7 @@ def test_another_archive_of_the_same_file_name_is_not_served_from_cache(
     old = next(own_channel.glob("noarch/python-dateutil-*.conda"))
     name, version, build = old.name.removesuffix(".conda").rsplit("-", 2)
     old.unlink()
-    new = _write_package(
+    new = write_package(
         own_channel,
         "noarch",
         {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envbuild import pack
-from envbuild.offline_channel import build_offline_channel
+from envbuild.offline.channel import build_offline_channel
 from envbuild.project import DEFAULT_OFFLINE_REQUIREMENTS
 from envbuild.recipe import current_subdir
 

@@ -20,12 +20,12 @@ import os
 import re
 import shutil
 import sys
-import sysconfig
 from pathlib import Path
 
-from envbuild import _proc
-from envbuild._fs import file_sha256, remove_tree
+from envbuild import proc
 from envbuild.errors import EnvBuildError
+from envbuild.fs import file_sha256, remove_tree
+from envbuild.recipe_model import current_subdir
 
 # Interpreter-owned entry points in bin/; everything else there belongs to installed packages.
 _OWN_BIN = re.compile(r"^(python|pydoc|idle|2to3)[0-9.]*(-config)?$")
@@ -105,13 +105,13 @@ def _set_runpaths(root: Path, files: list[str]) -> None:
         path = root / rel
         if not _is_elf(path):
             continue
-        current = _proc.run([patchelf, "--print-rpath", path], check=False).stdout.strip()
+        current = proc.run([patchelf, "--print-rpath", path], check=False).stdout.strip()
         if not current:
             continue  # no RUNPATH: loads nothing from the prefix
         to_lib = os.path.relpath(root / "lib", path.parent)
         runpath = "$ORIGIN" if to_lib == "." else f"$ORIGIN/{to_lib}"
         os.chmod(path, path.stat().st_mode | 0o200)
-        _proc.run([patchelf, "--set-rpath", runpath, path])
+        proc.run([patchelf, "--set-rpath", runpath, path])
 
 
 # glibc's own libraries: every Linux system (and every base image) has them, matched to its
@@ -132,7 +132,7 @@ def _bundle_host_libs(root: Path, files: list[str]) -> list[str]:
         path = root / rel
         if not _is_elf(path):
             continue
-        out = _proc.run(["ldd", path], check=False).stdout
+        out = proc.run(["ldd", path], check=False).stdout
         for line in out.splitlines():
             name, sep, rest = line.strip().partition(" => ")
             target = rest.split(" (")[0].strip()
@@ -143,7 +143,7 @@ def _bundle_host_libs(root: Path, files: list[str]) -> list[str]:
                 continue
             shutil.copyfile(Path(target).resolve(), dest)
             os.chmod(dest, 0o755)
-            _proc.run([patchelf, "--set-rpath", "$ORIGIN", dest])
+            proc.run([patchelf, "--set-rpath", "$ORIGIN", dest])
             added.append(f"lib/{name}")
     return added
 
@@ -222,21 +222,6 @@ def _create_conda(root: Path, files: list[str], out: Path) -> Path:
     return out
 
 
-def subdir() -> str:
-    """The conda subdir of this machine, e.g. ``linux-64`` (conda platform naming)."""
-    plat = sysconfig.get_platform()  # e.g. linux-x86_64
-    machine = plat.split("-", 1)[1] if "-" in plat else plat
-    osname = (
-        "linux"
-        if sys.platform.startswith("linux")
-        else {"darwin": "osx", "win32": "win"}[sys.platform]
-    )
-    arch = {"x86_64": "64", "amd64": "64", "aarch64": "aarch64", "arm64": "arm64"}.get(
-        machine, machine
-    )
-    return f"{osname}-{arch}"
-
-
 def build_python_package(
     channel_dir: Path, work_dir: Path, source: PythonSource | None = None
 ) -> Path:
@@ -256,7 +241,7 @@ def build_python_package(
     has_prefix = _has_prefix(root, files, str(src.prefix))
     digest = hashlib.sha256("\n".join(files).encode() + str(src.prefix).encode()).hexdigest()[:8]
     build = f"h{digest}_0_cpython"
-    sub = subdir()
+    sub = current_subdir()
     index = {
         "name": "python",
         "version": src.version,
@@ -294,11 +279,13 @@ def build_python_abi_package(
         "build_number": 8,
         "depends": [],
         "constrains": [f"python {src.short}.* *_cpython"],
-        "subdir": subdir(),
+        "subdir": current_subdir(),
         "license": "BSD-3-Clause",
         "timestamp": 0,
     }
     _write_info(root, index, [], [])
-    out = _create_conda(root, [], channel_dir / subdir() / f"python_abi-{src.short}-{build}.conda")
+    out = _create_conda(
+        root, [], channel_dir / current_subdir() / f"python_abi-{src.short}-{build}.conda"
+    )
     remove_tree(root)
     return out

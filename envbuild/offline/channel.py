@@ -1,6 +1,6 @@
 """Build a local ``file://`` conda channel from real artifacts, for machines without one.
 
-Contents: the running CPython repackaged (:mod:`envbuild.offline_python`), the ``python_abi``
+Contents: the running CPython repackaged (:mod:`envbuild.offline.python`), the ``python_abi``
 metapackage, and the requested PyPI packages with their whole dependency closure, downloaded as
 wheels for this interpreter and platform (``pip download --only-binary=:all:``) and converted
 with whl2conda (``--allow-impure`` for binary wheels), named with conda-forge's PyPI->conda
@@ -16,10 +16,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from envbuild import _proc, rattler_client
-from envbuild._fs import remove_tree, staged_dir
+from envbuild import proc, rattler_client
 from envbuild.errors import EnvBuildError
-from envbuild.offline_python import PythonSource, build_python_abi_package, build_python_package
+from envbuild.fs import remove_tree, staged_dir
+from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
 
 log = logging.getLogger("envbuild")
 SCHEMA = 2  # 2: python bundles its non-glibc libraries
@@ -48,7 +48,7 @@ def download_wheels(requirements: tuple[str, ...], dest: Path) -> list[Path]:
     report = dest / "report.json"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     # resolve the closure for this interpreter without installing anything...
-    _proc.run(
+    proc.run(
         [
             *pip,
             "install",
@@ -65,7 +65,7 @@ def download_wheels(requirements: tuple[str, ...], dest: Path) -> list[Path]:
     chosen = json.loads(report.read_text())["install"]
     pins = [f"{item['metadata']['name']}=={item['metadata']['version']}" for item in chosen]
     # ...then fetch exactly those wheels (pip skips files already in dest)
-    _proc.run(
+    proc.run(
         [*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "--dest", dest, *pins],
         timeout=1800,
     )
@@ -94,9 +94,9 @@ def convert_wheel(wheel: Path, cache: Path, renames: dict[str, str]) -> Path:
     for attempt in range(1, 4):
         try:
             with staged_dir(out_dir) as tmp:
-                _proc.run([*argv, tmp], timeout=600)
+                proc.run([*argv, tmp], timeout=600)
             break
-        except _proc.ProcessError as e:
+        except proc.ProcessError as e:
             if "timed out" not in str(e) or attempt == 3:
                 raise
             log.warning("whl2conda hung converting %s; trying again", wheel.name)
