@@ -33,16 +33,10 @@ from envbuild.mutex import hold
 from envbuild.project import Project
 from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.secrets import require_credentials
-from envbuild.state import BuildInfo, marker_path, read_marker
+from envbuild.state import BUILDS_DIR, BuildInfo, builds_root, marker_path, read_marker
 from envbuild.validate import display
 
 log = logging.getLogger("envbuild")
-
-BUILDS_DIR = ".builds"
-
-
-def builds_root(project: Project, name: str) -> Path:
-    return project.path("envs") / BUILDS_DIR / name
 
 
 def new_build_id(lock_sha: str, now: float | None = None) -> str:
@@ -113,10 +107,14 @@ def build_env(recipe: Recipe, project: Project) -> Path:
     fails; in every failure case the previous environment is untouched.
     """
     with build_mutex(project, recipe.name):
-        lock_path = project.lockfile(recipe.name)
-        prefix, info = install_build(recipe, project, lock_path)
-        promote(project, recipe.name, info.build_id)
-        return prefix
+        return build_locked(recipe, project)
+
+
+def build_locked(recipe: Recipe, project: Project) -> Path:
+    """:func:`build_env` for a caller that already holds the build mutex."""
+    prefix, info = install_build(recipe, project, project.lockfile(recipe.name))
+    promote(project, recipe.name, info.build_id)
+    return prefix
 
 
 def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> LockedPackages:

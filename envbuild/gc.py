@@ -17,6 +17,7 @@ from envbuild.fs import remove_tree, tree_bytes
 from envbuild.lock import read_lockfile
 from envbuild.mutex import try_hold
 from envbuild.project import Project
+from envbuild.state import BUILDS_DIR
 
 _ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
 
@@ -49,7 +50,7 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
     kept_ids: dict[str, set[str]] = {}
     bytecode_keys: set[str] = set()
     lockfiles = sorted(project.path("locks").glob("*.conda-lock.yml"))
-    builds_dir = project.path("envs") / build_mod.BUILDS_DIR
+    builds_dir = project.path("envs") / BUILDS_DIR
     names = (
         sorted(d.name for d in builds_dir.iterdir() if d.is_dir()) if builds_dir.is_dir() else []
     )

@@ -56,9 +56,17 @@ def tag_for(name: str, lock_sha256: str) -> str:
     return f"envbuild/{name}:{lock_sha256[:12]}"
 
 
-def build(context: Path, name: str, lock_sha256: str, build_id: str) -> Image:
-    """``docker build`` the context; returns the image. Raises DockerError with the output."""
+def current_tag(name: str) -> str:
+    """``envbuild/<name>:current``: the tag that follows the current build."""
+    return f"envbuild/{name}:current"
+
+
+def build(context: Path, name: str, lock_sha256: str, build_id: str, current: bool = True) -> Image:
+    """``docker build`` the context, tagged :func:`tag_for` and, if ``current``, also
+    :func:`current_tag` (a candidate is tagged current only when it is promoted). Returns the
+    image. Raises DockerError with the output."""
     tag = tag_for(name, lock_sha256)
+    also = ["-t", current_tag(name)] if current else []
     argv = [
         "docker",
         "build",
@@ -66,8 +74,7 @@ def build(context: Path, name: str, lock_sha256: str, build_id: str) -> Image:
         "none",
         "-t",
         tag,
-        "-t",
-        f"envbuild/{name}:current",
+        *also,
         "--label",
         f"{LABEL_RECIPE}={name}",
         "--label",
@@ -162,3 +169,19 @@ def dangling() -> list[tuple[str, int]]:
 def remove(tag: str) -> None:
     """``docker rmi`` the image tag."""
     proc.run(["docker", "rmi", tag], env=_env(), timeout=300)
+
+
+def retag(source: str, target: str) -> None:
+    """Point tag ``target`` at the image ``source`` (``docker tag``, one engine call).
+    Raises DockerError if ``source`` does not exist."""
+    try:
+        proc.run(["docker", "tag", source, target], env=_env(), timeout=60)
+    except proc.ProcessError as e:
+        msg = f"cannot tag {source} as {target}: {e}"
+        raise DockerError(msg) from None
+
+
+def untag(tag: str) -> None:
+    """Remove tag ``tag`` if it exists (the image stays while another tag names it). Forced:
+    a container that ``docker run --rm`` has not yet removed must not keep the tag alive."""
+    proc.run(["docker", "rmi", "--force", "--no-prune", tag], env=_env(), timeout=300, check=False)

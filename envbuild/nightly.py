@@ -1,14 +1,14 @@
-"""The nightly rebuild: recreate every environment from a fresh solve, promote only what
-passes, and roll back on demand.
+"""The nightly rebuild: recreate every environment from a fresh solve and promote only a
+candidate that passed everything.
 
-Per recipe: (1) a fresh solve gives a candidate lock (the current lock never constrains it) and
-its diff; (2) a brand-new environment is built from it in its own build directory; (3) smoke
-checks and verification against the candidate lock; (4) only if all pass, promotion: the
-environment's stable path switches in one atomic step, then the lockfile follows, then pack and
-image. A journal (``build/state/<name>.promotion.json``) makes the switch-then-lockfile pair
-complete after a kill -9: the next nightly or rollback finishes a promotion whose switch
-happened. On any failure before promotion the current environment, lock, tarball and image
-stay as they were.
+Per recipe, under the environment's build mutex: (1) a fresh solve gives a candidate lock (the
+current lock never constrains it) and its diff; the same packages as the current lock and build
+mean "unchanged": nothing is built; (2) a brand-new environment is built from it in its own
+build directory; (3) smoke checks and verification against the candidate lock; (4) it is packed
+(with the tarball's proof) into its kept tarball and imaged (with the in-container smoke
+checks) under its lock's tag only; (5) only then :mod:`envbuild.promotion` switches environment,
+lockfile, explicit files, tarball and image tag together, journaled. A failure at any step
+discards the candidate and leaves all five as they were.
 """
 
 from __future__ import annotations
@@ -16,21 +16,25 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild import build as build_mod
+from envbuild import image as image_mod
 from envbuild import lock as lock_mod
-from envbuild import lockdiff, stages
-from envbuild.errors import BuildError, EnvBuildError
+from envbuild import lockdiff, promotion
+from envbuild import pack as pack_mod
+from envbuild.errors import EnvBuildError
 from envbuild.fingerprint import effective_cutoff
-from envbuild.fs import atomic_link, atomic_write, remove_tree, tree_bytes
+from envbuild.fs import atomic_write, tree_bytes
 from envbuild.project import Project
 from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.smoke import run_checks
-from envbuild.state import build_is_current
+from envbuild.smoke import write_report as write_smoke_report
+from envbuild.state import BuildInfo, build_is_current, build_record, engine_available
 from envbuild.verify import verify_prefix
 
 if TYPE_CHECKING:
@@ -66,40 +70,6 @@ class NightlyResult:
 log = logging.getLogger("envbuild")
 
 
-def journal_path(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.promotion.json"
-
-
-def finish_interrupted_promotion(project: Project, name: str) -> None:
-    """If a promotion switched the environment but was killed before its lockfile followed,
-    finish it; if it was killed before the switch, forget it."""
-    journal = journal_path(project, name)
-    try:
-        entry = json.loads(journal.read_text())
-    except (OSError, ValueError):
-        return
-    info = build_mod.read_marker(project.env_prefix(name))
-    if info is not None and info.build_id == entry.get("build_id"):
-        copy = build_mod.lock_copy(project.env_prefix(name))
-        atomic_write(project.lockfile(name), copy.read_bytes())
-        stages.record_build_state(project, name)
-        log.info("finished the interrupted promotion of %s build %s", name, info.build_id)
-    remove_tree(journal)
-
-
-def switch_to(project: Project, name: str, prefix: Path) -> None:
-    """Make ``prefix`` (a complete build) current, then its lockfile: journal, atomic symlink
-    switch, lockfile + explicit files, state files, journal removed."""
-    info = build_mod.read_marker(prefix)
-    assert info is not None
-    journal = journal_path(project, name)
-    atomic_write(journal, json.dumps({"build_id": info.build_id}))
-    build_mod.promote(project, name, info.build_id)
-    atomic_write(project.lockfile(name), build_mod.lock_copy(prefix).read_bytes())
-    stages.record_build_state(project, name)
-    remove_tree(journal)
-
-
 def _packages(lockfile: Lockfile) -> set[tuple[str, ...]]:
     return {
         (p.platform, p.manager, p.name, p.version, p.build or "", p.url, p.hash.sha256 or "")
@@ -132,6 +102,71 @@ def _fail(result: dict[str, Any], stage: str, error: str, start: float) -> Night
     )
 
 
+def _smoke_and_verify(
+    recipe: Recipe,
+    project: Project,
+    prefix: Path,
+    info: BuildInfo,
+    candidate: Lockfile,
+    res: dict[str, Any],
+) -> tuple[str, str]:
+    """(stage, error) of the first failing host check of the candidate, or ("", "")."""
+    checks = run_checks(recipe.smoke, prefix)
+    res["smoke"] = [asdict(c) for c in checks]
+    bad = [
+        f"{c.kind} {c.target}: exit {c.returncode}: {c.stderr.strip()[-300:]}"
+        for c in checks
+        if not c.ok
+    ]
+    if bad:
+        return "smoke", "\n".join(bad)
+    write_smoke_report(build_record(project, recipe.name, info.build_id, "smoke"),
+                       recipe.name, info.build_id, checks)  # fmt: skip
+    findings = verify_prefix(prefix, candidate, current_subdir(), info.prefix)
+    if findings:
+        return "verify", "\n".join(f"{f.kind} {f.package} {f.path}" for f in findings)
+    return "", ""
+
+
+def _publishables(
+    recipe: Recipe, project: Project, prefix: Path, info: BuildInfo
+) -> tuple[str, str, promotion.Switch | None]:
+    """Pack the candidate into its kept tarball (with the proof) and, when an engine is
+    reachable, build its image under its lock's tag and smoke-test it inside. Returns
+    (stage, error, None) on failure, else ("", "", the switch that publishes them)."""
+    name, root = recipe.name, project.root
+    fmt = recipe.pack.format
+    kept = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
+    try:
+        pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke)
+    except EnvBuildError as e:
+        return "pack", str(e), None
+    image = ""
+    try:
+        context = promotion.stage_context(project, recipe, info.build_id, info.lock_sha256, kept)
+        if engine_available():
+            img = image_mod.build(context, name, info.lock_sha256, info.build_id, current=False)
+            image_mod.smoke(img.tag, recipe.smoke)
+            record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id}
+            atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+            image = img.tag
+    except EnvBuildError as e:
+        return "docker", str(e), None
+    dist = pack_mod.tarball_path(project.path("dist"), name, info.platform, fmt)
+    return (
+        "",
+        "",
+        promotion.Switch(
+            name=name,
+            build_id=info.build_id,
+            dist_tarball=os.path.relpath(dist, root),
+            tarball=os.path.relpath(kept, root),
+            context=os.path.relpath(context, root),
+            image=image,
+        ),
+    )
+
+
 def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
     """Run the nightly steps for one recipe (see the module docstring). Never raises an
     EnvBuildError: failures are in the result."""
@@ -139,7 +174,7 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
     name = recipe.name
     res: dict[str, Any] = {"recipe": name}
     with build_mod.build_mutex(project, name):
-        finish_interrupted_promotion(project, name)
+        promotion.recover(project, name)
         current_path = project.lockfile(name)
         current = lock_mod.read_lockfile(current_path) if current_path.exists() else None
         candidate_path = project.path("state") / "nightly" / f"{name}.conda-lock.yml"
@@ -163,38 +198,23 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
             prefix, info = build_mod.install_build(recipe, project, candidate_path)
         except EnvBuildError as e:
             return _fail(res, "build", str(e), start)
+        promotion.note_candidate(project, name, info.build_id)
         res.update(build_id=info.build_id, build_seconds=info.seconds)
-        checks = run_checks(recipe.smoke, prefix)
-        res["smoke"] = [asdict(c) for c in checks]
-        if not all(c.ok for c in checks):
-            bad = [
-                f"{c.kind} {c.target}: exit {c.returncode}: {c.stderr.strip()[-300:]}"
-                for c in checks
-                if not c.ok
-            ]
-            build_mod.remove_build(prefix)
-            return _fail(res, "smoke", "\n".join(bad), start)
-        findings = verify_prefix(prefix, candidate, current_subdir(), info.prefix)
-        if findings:
-            build_mod.remove_build(prefix)
-            return _fail(
-                res, "verify", "\n".join(f"{f.kind} {f.package} {f.path}" for f in findings), start
-            )
+        stage, error = _smoke_and_verify(recipe, project, prefix, info, candidate, res)
+        if stage:
+            promotion.discard_candidate(project, name)
+            return _fail(res, stage, error, start)
+        res["env_bytes"] = tree_bytes(prefix)
         if project.nightly_mode == "propose":
-            return _propose(project, name, prefix, current, candidate, res, start)
-        switch_to(project, name, prefix)
-        lock_mod.write_explicit(candidate, project, name)
+            return _propose(project, name, current, candidate, res, start)
+        stage, error, switch = _publishables(recipe, project, prefix, info)
+        if switch is None:
+            promotion.discard_candidate(project, name)
+            return _fail(res, stage, error, start)
+        promotion.apply(project, switch)
         lockdiff.write_reports(project.path("reports"), name, lockdiff.diff(current, candidate))
-    res["env_bytes"] = tree_bytes(prefix)
-    stages.record_smoke_state(project, name, info.build_id, checks)
-    for stage, step in (("pack", stages.pack), ("docker", stages.docker)):
-        try:
-            step(str(project.root), name)
-        except EnvBuildError as e:
-            return _fail(res, stage, str(e), start)
-    res["tarball_bytes"] = stages.tarball(project, name).stat().st_size
-    image = stages.read_json(project.path("state") / f"{name}.image.json") or {}
-    res["image"] = image.get("tag", "") if image.get("build_id") == info.build_id else ""
+    res["tarball_bytes"] = (project.root / switch.tarball).stat().st_size
+    res["image"] = switch.image
     return NightlyResult(**res, status="promoted", seconds=round(time.monotonic() - start, 2))
 
 
@@ -205,45 +225,18 @@ def proposed_lockfile(project: Project, name: str) -> Path:
 def _propose(
     project: Project,
     name: str,
-    prefix: Path,
     current: Lockfile | None,
     candidate: Lockfile,
     res: dict[str, Any],
     start: float,
 ) -> NightlyResult:
     """The candidate passed: write its lock and the diff to reports/ (what a pull request
-    carries) and drop its build; the current environment, lock, tarball and image stay."""
+    carries) and discard its build; the current environment, lock, tarball and image stay."""
     lock_mod.write_lockfile(candidate, proposed_lockfile(project, name))
     lockdiff.write_reports(project.path("reports"), name, lockdiff.diff(current, candidate))
-    res["env_bytes"] = tree_bytes(prefix)
-    build_mod.remove_build(prefix)
+    promotion.discard_candidate(project, name)
     log.info("nightly %s: proposed %s", name, proposed_lockfile(project, name))
     return NightlyResult(**res, status="proposed", seconds=round(time.monotonic() - start, 2))
-
-
-def rollback(project: Project, name: str) -> str:
-    """Make the newest build older than the current one current again, with its lockfile, its
-    explicit files and (if kept) its tarball. Returns its build id. Raises BuildError if there
-    is none."""
-    with build_mod.build_mutex(project, name):
-        finish_interrupted_promotion(project, name)
-        current = build_mod.read_marker(project.env_prefix(name))
-        older = [
-            d
-            for d in build_mod.complete_builds(project, name)
-            if current is None or d.name < current.build_id
-        ]
-        if not older:
-            msg = f"environment '{name}' has no earlier build to roll back to"
-            raise BuildError(msg)
-        target = older[-1]
-        switch_to(project, name, target)
-        lock_mod.write_explicit(lock_mod.read_lockfile(project.lockfile(name)), project, name)
-        kept = stages.history_tarball(project, name, target.name)
-        if kept.exists():
-            atomic_link(kept, stages.tarball(project, name))
-        log.info("rolled %s back to build %s", name, target.name)
-        return target.name
 
 
 def write_report(project: Project, results: list[NightlyResult]) -> tuple[Path, Path]:

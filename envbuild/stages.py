@@ -16,6 +16,7 @@ from envbuild import docker as docker_mod
 from envbuild import image as image_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
+from envbuild import promotion
 from envbuild import verify as verify_mod
 from envbuild.errors import (
     BuildError,
@@ -32,10 +33,13 @@ from envbuild.mutex import hold
 from envbuild.project import Project, load_project
 from envbuild.recipe import find_recipe, load_recipe
 from envbuild.recipe_model import Recipe, current_subdir
-from envbuild.smoke import CheckResult, smoke_env
-from envbuild.smoke import write_report as write_smoke_report
+from envbuild.smoke import smoke_env
 from envbuild.state import (
+    build_is_current,
+    build_record,
     build_state,
+    docker_state,
+    image_state,
     lock_is_fresh,
     project_at,
     read_json,
@@ -148,21 +152,19 @@ def _current_build(project: Project, name: str) -> build_mod.BuildInfo:
 
 
 def build(root: str, name: str) -> None:
+    """Build envs/<name> from its lock, first finishing a promotion or rollback that was
+    interrupted (which may leave nothing to build)."""
     project, recipe = _load(root, name)
-    build_mod.build_env(recipe, project)
+    with build_mod.build_mutex(project, name):
+        promotion.recover(project, name)
+        if not build_is_current(project.root, name):
+            build_mod.build_locked(recipe, project)
     record_build_state(project, name)
 
 
 def record_build_state(project: Project, name: str) -> None:
     """Write build/state/<name>.build.json for the current build (the smoke task's input)."""
     atomic_write(build_state(project, name), _current_build(project, name).to_json())
-
-
-def record_smoke_state(
-    project: Project, name: str, build_id: str, checks: list[CheckResult]
-) -> None:
-    """Record that ``build_id`` passed ``checks`` (the pack task's input)."""
-    write_smoke_report(smoke_state(project, name), name, build_id, checks)
 
 
 def verify(root: str, name: str) -> None:
@@ -198,6 +200,8 @@ def smoke(root: str, name: str) -> None:
     except SmokeError:
         remove_tree(report)
         raise
+    # kept with the build: a rollback to it makes this record current again
+    atomic_link(report, build_record(project, name, info.build_id, "smoke"))
 
 
 def pack(root: str, name: str) -> None:
@@ -232,7 +236,7 @@ def docker(root: str, name: str) -> None:
     with _exclusive(project, name, "docker"):
         path = docker_mod.write_context(tb, project.path("docker") / name, text)
         atomic_write(
-            project.path("state") / f"{name}.docker.json",
+            docker_state(project, name),
             json.dumps({"build_id": info.build_id, "template_sha256": template_sha(project)}),
         )
         log.info("rendered %s", display(path))
@@ -241,13 +245,9 @@ def docker(root: str, name: str) -> None:
             return
         img = image_mod.build(path.parent, name, info.lock_sha256, info.build_id)
         image_mod.smoke(img.tag, recipe.smoke)
-        atomic_write(
-            project.path("state") / f"{name}.image.json",
-            json.dumps(
-                {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id},
-                indent=2,
-            ),
-        )
+        record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id}
+        atomic_write(image_state(project, name), json.dumps(record, indent=2))
+        atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
         log.info("built image %s (%.1f MB); smoke checks passed inside it", img.tag, img.size / 1e6)
 
 
@@ -303,10 +303,8 @@ def nightly_report(root: str, env: str = "") -> None:
 
 
 def rollback(root: str, name: str) -> None:
-    from envbuild.nightly import rollback as do_rollback
-
-    project, _ = _load(root, name)
-    build_id = do_rollback(project, name)
+    project, recipe = _load(root, name)
+    build_id = promotion.rollback(project, recipe, tarball(project, name))
     print(f"{name}: now at build {build_id}")
 
 

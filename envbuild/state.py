@@ -11,7 +11,11 @@ pydantic or py-rattler, never parses a lockfile through a model and never solves
   added, say), the full fingerprint is compared (doit's ``config_changed`` idea, with a cheap
   first look);
 * ``build/state/<name>.{build,smoke,docker,image}.json`` and ``reports/<name>.verify.json``,
-  each naming the build id it is about.
+  each naming the build id it is about;
+* per build, beside its marker: ``<build id>.smoke.json`` and ``<build id>.image.json``, the
+  records a promotion or rollback makes current together with the build;
+* ``build/state/<name>.promotion.json``: the journal of a promotion or rollback in progress
+  (see :mod:`envbuild.promotion`); while it exists, the build is not up to date.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from envbuild.fs import atomic_write, file_sha256
 from envbuild.project import CONFIG_FILE, Project, load_project
 
 TEMPLATE = "Dockerfile.j2"
+BUILDS_DIR = ".builds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,34 @@ def project_at(root: Path) -> Project:
 @functools.lru_cache(maxsize=8)
 def _cached_project(root: str, _key: tuple[int, int]) -> Project:
     return load_project(Path(root))
+
+
+def builds_root(project: Project, name: str) -> Path:
+    """``envs/.builds/<name>``: the build directories of ``name``, with their markers."""
+    return project.path("envs") / BUILDS_DIR / name
+
+
+def build_record(project: Project, name: str, build_id: str, kind: str) -> Path:
+    """``envs/.builds/<name>/<build id>.<kind>.json`` (``kind``: smoke, image): a stage's
+    record of one build, kept (and removed) with that build."""
+    return builds_root(project, name) / f"{build_id}.{kind}.json"
+
+
+def promotion_journal(project: Project, name: str) -> Path:
+    return project.path("state") / f"{name}.promotion.json"
+
+
+def candidate_dir(project: Project, name: str) -> Path:
+    """``build/state/candidate/<name>``: a nightly candidate's record and staged context."""
+    return project.path("state") / "candidate" / name
+
+
+def docker_state(project: Project, name: str) -> Path:
+    return project.path("state") / f"{name}.docker.json"
+
+
+def image_state(project: Project, name: str) -> Path:
+    return project.path("state") / f"{name}.image.json"
 
 
 def build_state(project: Project, name: str) -> Path:
@@ -166,6 +199,8 @@ def build_is_current(root: Path, name: str) -> bool:
     """True if envs/<name> is a complete build of the current lockfile, its state file names
     that build, and no verification found it drifted (a drifted environment is recreated)."""
     project = project_at(root)
+    if promotion_journal(project, name).exists() or candidate_dir(project, name).exists():
+        return False  # an interrupted switch or candidate: the build task settles it first
     info = read_marker(project.env_prefix(name))
     lock_path = project.lockfile(name)
     if info is None or not lock_path.exists() or info.lock_sha256 != file_sha256(lock_path):
@@ -230,11 +265,11 @@ def docker_is_current(root: Path, name: str) -> bool:
     and, when an engine is reachable, its image was built from it."""
     project = project_at(root)
     current = current_build_id(project, name)
-    rendered = read_json(project.path("state") / f"{name}.docker.json") or {}
+    rendered = read_json(docker_state(project, name)) or {}
     expected = {"build_id": current, "template_sha256": template_sha(project)}
     if current is None or not (project.path("docker") / name / "Dockerfile").exists():
         return False
     if rendered != expected:
         return False
-    image = read_json(project.path("state") / f"{name}.image.json") or {}
+    image = read_json(image_state(project, name)) or {}
     return image.get("build_id") == current or not engine_available()

@@ -136,11 +136,14 @@ class Project:
             start_new_session=True,
         )
 
-    def doit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def doit(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``doit ARGS`` (``env``: extra environment variables)."""
         proc = subprocess.run(
             [sys.executable, "-m", "doit", *args],
             cwd=self.root,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=900,
@@ -198,3 +201,21 @@ def built_own(make_project, channel: Path, tmp_path: Path) -> tuple[Project, Pat
     )
     project.doit("build")
     return project, own_channel
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """A Docker engine with the base image, else skip (fail where CI requires one)."""
+    from envbuild import image
+
+    ok = (
+        image.engine_available()
+        and subprocess.run(
+            ["docker", "image", "inspect", "debian:bookworm-slim"], capture_output=True
+        ).returncode
+        == 0
+    )
+    if not ok:
+        if os.environ.get("ENVBUILD_REQUIRE_DOCKER"):
+            pytest.fail("no Docker engine with debian:bookworm-slim (run scripts/services.sh)")
+        pytest.skip("no Docker engine here; scripts/services.sh starts one (CI requires it)")

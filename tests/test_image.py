@@ -7,7 +7,6 @@ so there a missing engine fails instead of skipping.
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
@@ -16,21 +15,6 @@ from envbuild import image
 from envbuild.fs import tree_bytes
 
 from .conftest import Project
-
-
-@pytest.fixture(scope="module")
-def engine() -> None:
-    ok = (
-        image.engine_available()
-        and subprocess.run(
-            ["docker", "image", "inspect", "debian:bookworm-slim"], capture_output=True
-        ).returncode
-        == 0
-    )
-    if not ok:
-        if os.environ.get("ENVBUILD_REQUIRE_DOCKER"):
-            pytest.fail("no Docker engine with debian:bookworm-slim (run scripts/services.sh)")
-        pytest.skip("no Docker engine here; scripts/services.sh starts one (CI requires it)")
 
 
 def _run(tag: str, *argv: str) -> str:

@@ -1,0 +1,250 @@
+"""Switching an environment's five published artifacts together: the environment
+(``envs/<name>``), the lockfile, the explicit files, the tarball (``dist/``) and the image tag
+(``envbuild/<name>:current``), with the Docker context and the stage records that describe
+them.
+
+A nightly candidate (or a rollback target) is made complete first: built, smoke-tested,
+verified, packed with its proof, imaged with its in-container smoke. Only then is a journal
+(``build/state/<name>.promotion.json``) written, naming everything the switch needs; each
+step after it is idempotent, so a switch killed at any point is rolled forward by the next
+command that takes the environment's build mutex (``doit build``, ``doit nightly``,
+``doit rollback``): :func:`recover`. Before the journal exists nothing current has changed,
+and a leftover candidate (its build, kept tarball, staged context and image tag) is
+discarded by :func:`recover` instead.
+
+Callers hold the environment's build mutex (:func:`envbuild.build.build_mutex`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from envbuild import build as build_mod
+from envbuild import docker as docker_mod
+from envbuild import image as image_mod
+from envbuild import lock as lock_mod
+from envbuild.errors import BuildError, EnvBuildError
+from envbuild.fs import atomic_link, atomic_write, remove_tree
+from envbuild.project import Project
+from envbuild.recipe_model import Recipe
+from envbuild.state import (
+    build_record,
+    build_state,
+    candidate_dir,
+    docker_state,
+    engine_available,
+    image_state,
+    promotion_journal,
+    read_json,
+    read_marker,
+    smoke_state,
+    template_sha,
+)
+
+log = logging.getLogger("envbuild")
+
+# The steps of a switch, in order. ENVBUILD_KILL_AT=<step> makes the process kill itself
+# (SIGKILL) right after that step: how the tests cut a switch at every point for real.
+STEPS = ("journal", "environment", "lockfile", "explicit", "tarball", "context", "image", "state")
+KILL_ENV = "ENVBUILD_KILL_AT"
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """What one switch makes current for environment ``name``: build ``build_id``; ``tarball``,
+    the kept tarball (``dist/history/<name>/<id>.<fmt>``) to publish at ``dist_tarball``
+    (both relative to the project root; an empty ``tarball`` removes the published one);
+    ``context``, a staged Docker context directory (relative; empty: none); ``image``, the
+    image tag to point ``envbuild/<name>:current`` at (empty: remove that tag)."""
+
+    name: str
+    build_id: str
+    dist_tarball: str
+    tarball: str = ""
+    context: str = ""
+    image: str = ""
+
+
+def note_candidate(project: Project, name: str, build_id: str) -> None:
+    """Record that build ``build_id`` is a candidate (not current until a switch), so that
+    :func:`recover` discards it if the run dies before its switch."""
+    atomic_write(
+        candidate_dir(project, name) / "candidate.json", json.dumps({"build_id": build_id})
+    )
+
+
+def discard_candidate(project: Project, name: str) -> None:
+    """Remove the recorded candidate, unless it became current: its build directory, its
+    kept tarball, its image tag (if the image is the candidate's) and the staging directory."""
+    staging = candidate_dir(project, name)
+    build_id = (read_json(staging / "candidate.json") or {}).get("build_id", "")
+    current = read_marker(project.env_prefix(name))
+    if build_id and (current is None or current.build_id != build_id):
+        prefix = build_mod.builds_root(project, name) / build_id
+        info = read_marker(prefix)
+        if info is not None and engine_available():
+            tag = image_mod.tag_for(name, info.lock_sha256)
+            try:
+                if image_mod.inspect(tag).build_id == build_id:
+                    image_mod.untag(tag)
+            except EnvBuildError:
+                pass  # no image was built
+        build_mod.remove_build(prefix)
+        for kept in (project.path("dist") / "history" / name).glob(f"{build_id}.tar.*"):
+            remove_tree(kept)
+        log.info("discarded the unfinished candidate %s of %s", build_id, name)
+    remove_tree(staging)
+
+
+def _kill_point(step: str) -> None:
+    if os.environ.get(KILL_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _copy_record(source: Path, dest: Path) -> None:
+    data = read_json(source)
+    if data is None:
+        remove_tree(dest)  # that build never passed this stage: the stage is not current
+    else:
+        atomic_write(dest, json.dumps(data, indent=2))
+
+
+def apply(project: Project, sw: Switch) -> None:
+    """Journal ``sw``, make each artifact current (every step idempotent), then drop the
+    journal and the staging directory. Raises EnvBuildError if the build is incomplete."""
+    name, root = sw.name, project.root
+    prefix = build_mod.builds_root(project, name) / sw.build_id
+    info = read_marker(prefix)
+    if info is None:
+        msg = f"build {sw.build_id} of '{name}' is incomplete or gone; nothing was switched"
+        raise EnvBuildError(msg)
+    atomic_write(promotion_journal(project, name), json.dumps(asdict(sw), indent=2))
+    _kill_point("journal")
+    build_mod.promote(project, name, sw.build_id)
+    _kill_point("environment")
+    atomic_write(project.lockfile(name), build_mod.lock_copy(prefix).read_bytes())
+    _kill_point("lockfile")
+    lock_mod.write_explicit(lock_mod.read_lockfile(project.lockfile(name)), project, name)
+    _kill_point("explicit")
+    dist = root / sw.dist_tarball
+    if sw.tarball and (root / sw.tarball).exists():
+        atomic_link(root / sw.tarball, dist)
+    else:
+        remove_tree(dist)  # that build was never packed: no older tarball may claim it
+    _kill_point("tarball")
+    _switch_context(project, sw)
+    _kill_point("context")
+    if engine_available():
+        if sw.image:
+            image_mod.retag(sw.image, image_mod.current_tag(name))
+        else:
+            image_mod.untag(image_mod.current_tag(name))
+    _kill_point("image")
+    atomic_write(build_state(project, name), info.to_json())
+    _copy_record(build_record(project, name, sw.build_id, "smoke"), smoke_state(project, name))
+    _copy_record(build_record(project, name, sw.build_id, "image"), image_state(project, name))
+    _kill_point("state")
+    remove_tree(promotion_journal(project, name))
+    remove_tree(candidate_dir(project, name))
+    log.info("%s: build %s is current, with its lockfile, tarball and image", name, sw.build_id)
+
+
+def _switch_context(project: Project, sw: Switch) -> None:
+    out = project.path("docker") / sw.name
+    staged = project.root / sw.context if sw.context else None
+    if staged is not None and (staged / "Dockerfile").exists():
+        for f in (docker_mod.CONTEXT_ARCHIVE, "Dockerfile"):
+            atomic_link(staged / f, out / f)
+        record = {"build_id": sw.build_id, "template_sha256": template_sha(project)}
+        atomic_write(docker_state(project, sw.name), json.dumps(record))
+    elif (read_json(docker_state(project, sw.name)) or {}).get("build_id") != sw.build_id:
+        remove_tree(docker_state(project, sw.name))  # `doit docker` renders it again
+
+
+def recover(project: Project, name: str) -> None:
+    """Finish a switch whose journal exists (roll forward), else discard a candidate left by
+    a run that died before its switch. Caller holds the build mutex."""
+    data = read_json(promotion_journal(project, name))
+    if data is not None:
+        try:
+            sw = Switch(**data)
+        except TypeError:
+            sw = None
+        if sw is not None and read_marker(build_mod.builds_root(project, name) / sw.build_id):
+            log.info("finishing the interrupted switch of %s to build %s", name, sw.build_id)
+            apply(project, sw)
+            return
+        remove_tree(promotion_journal(project, name))  # unreadable, or its build is gone
+    if candidate_dir(project, name).exists():
+        discard_candidate(project, name)
+
+
+def stage_context(
+    project: Project, recipe: Recipe, build_id: str, lock_sha256: str, tarball: Path
+) -> Path:
+    """Render the Docker context of build ``build_id`` (its Dockerfile, ``tarball``
+    decompressed) into the staging directory; returns the directory."""
+    ctx = docker_mod.context_for(recipe, lock_sha256, build_id)
+    text = docker_mod.render(project.path("templates"), ctx)
+    out = candidate_dir(project, recipe.name) / "docker"
+    docker_mod.write_context(tarball, out, text)
+    return out
+
+
+def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball: Path) -> Switch:
+    """The switch back to the complete build ``target``: its kept tarball and image if they
+    still exist (gc keeps them with the build), a context rendered from that tarball."""
+    info = read_marker(target)
+    assert info is not None
+    name, root = recipe.name, project.root
+    kept = next(
+        iter((project.path("dist") / "history" / name).glob(f"{info.build_id}.tar.*")), None
+    )
+    context = ""
+    if kept is not None:
+        context = os.path.relpath(
+            stage_context(project, recipe, info.build_id, info.lock_sha256, kept), root
+        )
+    image = ""
+    if engine_available():
+        tag = image_mod.tag_for(name, info.lock_sha256)
+        try:
+            if image_mod.inspect(tag).build_id == info.build_id:
+                image = tag
+        except EnvBuildError:
+            pass  # its image is gone (or was never built)
+    return Switch(
+        name=name,
+        build_id=info.build_id,
+        dist_tarball=os.path.relpath(dist_tarball, root),
+        tarball=os.path.relpath(kept, root) if kept else "",
+        context=context,
+        image=image,
+    )
+
+
+def rollback(project: Project, recipe: Recipe, dist_tarball: Path) -> str:
+    """Switch environment ``recipe.name`` back to the newest complete build older than the
+    current one, with its lockfile, explicit files, tarball (published at ``dist_tarball``)
+    and image. Returns its build id. Raises BuildError if there is none."""
+    name = recipe.name
+    with build_mod.build_mutex(project, name):
+        recover(project, name)
+        current = read_marker(project.env_prefix(name))
+        older = [
+            d
+            for d in build_mod.complete_builds(project, name)
+            if current is None or d.name < current.build_id
+        ]
+        if not older:
+            msg = f"environment '{name}' has no earlier build to roll back to"
+            raise BuildError(msg)
+        sw = rollback_switch(project, recipe, older[-1], dist_tarball)
+        apply(project, sw)
+        log.info("rolled %s back to build %s", name, sw.build_id)
+        return sw.build_id
