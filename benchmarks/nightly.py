@@ -1,41 +1,65 @@
-"""Print the nightly wall time for all recipes with a warm package cache, and the image build
-time and size for ml (when a Docker engine is reachable).
+"""Quiet and changed nights for all recipes, beside a fresh `doit lock` of all recipes measured
+in the same run (issue 12's target: a quiet night <= 1.5 x that fresh lock), and the image and
+dangling-image counts before and after three quiet nights.
 
-Runs in a temporary copy of the project (see _project.py). Usage: python benchmarks/nightly.py
+Runs in a temporary copy of the project (see _project.py), with a Docker engine when one is
+reachable. Usage: python benchmarks/nightly.py
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 from _project import doit, temp_project
 
 
+def _images() -> tuple[int, int]:
+    """(envbuild images, dangling envbuild images) on the engine, or (-1, -1) without one."""
+
+    def count(*filters: str) -> int:
+        args = [a for f in filters for a in ("--filter", f)]
+        r = subprocess.run(["docker", "images", "-q", *args], capture_output=True, text=True)
+        return len(set(r.stdout.split())) if r.returncode == 0 else -1
+
+    return count("label=org.envbuild.recipe"), count("label=org.envbuild.recipe", "dangling=true")
+
+
+def _statuses(root: Path) -> str:
+    report = json.loads((root / "reports" / "nightly.json").read_text())
+    return ", ".join(f"{r['recipe']} {r['status']}" for r in report)
+
+
 def main() -> None:
     with temp_project() as root:
-        first = doit(root, "nightly")  # warms the package cache
-        warm = doit(root, "nightly")
-        report = json.loads((root / "reports" / "nightly.json").read_text())
-        print(f"nightly, {len(report)} recipes, first run: {first:6.1f} s")
-        print(f"nightly, {len(report)} recipes, warm cache: {warm:6.1f} s")
-        for r in report:
-            print(
-                f"  {r['recipe']:10s} {r['status']:9s} total {r['seconds']:5.1f} s, build "
-                f"{r['build_seconds']:4.1f} s, env {r['env_bytes'] / 1e6:6.1f} MB, tarball "
-                f"{r['tarball_bytes'] / 1e6:5.1f} MB, image {r['image'] or '-'}"
-            )
-        image = root / "build" / "state" / "ml.image.json"
-        if image.exists():
-            template = root / "templates" / "Dockerfile.j2"
-            template.write_text(template.read_text() + "# benchmark: force a rebuild\n")
-            seconds = doit(root, "docker", "env=ml")
-            data = json.loads(image.read_text())
-            print(
-                f"image build + in-container smoke for ml: {seconds:5.1f} s; "
-                f"{data['tag']} {data['size'] / 1e6:.1f} MB"
-            )
-        else:
-            print("no Docker engine reachable: image not built")
+        doit(root, "lock")  # warm repodata and the package cache
+        shutil.rmtree(root / "locks")
+        for stamp in (root / "build" / "state").glob("*.lock.json"):
+            stamp.unlink()
+        fresh = doit(root, "lock")
+        changed = doit(root, "nightly")  # nothing built yet: every recipe changes
+        changed_status = _statuses(root)
+        before = _images()
+        quiet = [doit(root, "nightly") for _ in range(3)]
+        after = _images()
+        quiet_status = _statuses(root)
+        builds = {d.name: len([b for b in d.iterdir() if b.is_dir()])
+                  for d in (root / "envs" / ".builds").iterdir()}  # fmt: skip
+    print(f"fresh `doit lock`, all recipes (peer):    {fresh:6.2f} s")
+    print(f"changed night, all recipes:              {changed:6.2f} s  ({changed_status})")
+    for i, q in enumerate(quiet, 1):
+        ratio = q / fresh
+        print(f"quiet night {i}:                           {q:6.2f} s  = {ratio:4.2f} x fresh lock"
+              " (target <= 1.5)")  # fmt: skip
+    print(f"  last quiet night: {quiet_status}")
+    print(f"builds kept per environment after 4 nights: {builds}")
+    if before[0] < 0:
+        print("no Docker engine reachable: image counts not measured")
+    else:
+        print(f"envbuild images before the quiet nights: {before[0]} ({before[1]} dangling)")
+        print(f"envbuild images after 3 quiet nights:    {after[0]} ({after[1]} dangling)")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ rollback build. :func:`plan` is side-effect free; :func:`collect` removes what i
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from envbuild import build as build_mod
 from envbuild import bytecode
 from envbuild import image as image_mod
-from envbuild.errors import LockError
+from envbuild.errors import EnvBuildError, LockError
 from envbuild.fs import remove_tree, tree_bytes
 from envbuild.lock import read_lockfile
 from envbuild.mutex import try_hold
@@ -20,6 +21,9 @@ from envbuild.project import Project
 from envbuild.state import BUILDS_DIR
 
 _ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
+
+
+log = logging.getLogger("envbuild")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,8 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
             garbage.append(Garbage("image", image_id, size))
         for img in image_mod.images():
             name = img.tag.split("/", 1)[-1].split(":", 1)[0]
-            if img.build_id and img.build_id not in kept_ids.get(name, set()):
+            # only this project's environments: the engine is shared with other projects
+            if name in kept_ids and img.build_id and img.build_id not in kept_ids[name]:
                 garbage.append(Garbage("image", img.tag, img.size))
     referenced = _referenced_packages(lockfiles)
     cache = project.path("package_cache")
@@ -106,7 +111,11 @@ def collect(project: Project, items: list[Garbage]) -> int:
                     freed += g.size
     for g in items:
         if g.kind == "image":
-            image_mod.remove(g.what)
+            try:
+                image_mod.remove(g.what)
+            except EnvBuildError as e:  # e.g. still used by a container: left, and said
+                log.warning("gc: image %s not removed: %s", g.what, str(e).splitlines()[-1])
+                continue
         elif g.kind == "package":
             entry = Path(g.what)
             with try_hold(entry.with_name(entry.name + ".lock")) as held:

@@ -127,9 +127,14 @@ def smoke(tag: str, checks: Smoke) -> None:
         raise DockerError(msg)
     todo = [("import " + m, ["python", "-I", "-B", "-c", f"import {m}"]) for m in checks.imports]
     todo += [(f"`{c}`", ["sh", "-c", c]) for c in checks.commands]
-    for what, argv in todo:
-        r = proc.run([*run, *argv], env=_env(), timeout=600, check=False)
+    for n, (what, argv) in enumerate(todo):
+        # named, and removed by name after a failure: the engine here (20.10) sometimes
+        # keeps a --rm container that exited non-zero, and it would pin the image
+        name = f"envbuild-smoke-{os.getpid()}-{n}"
+        r = proc.run([*run[:3], "--name", name, *run[3:], *argv], env=_env(), timeout=600,
+                     check=False)  # fmt: skip
         if r.returncode != 0:
+            proc.run(["docker", "rm", "--force", name], env=_env(), timeout=120, check=False)
             msg = proc.format_failure(r, f"smoke check {what} failed inside image {tag}")
             raise DockerError(msg)
 

@@ -70,6 +70,27 @@ class NightlyResult:
 log = logging.getLogger("envbuild")
 
 
+def night_cutoff(recipe: Recipe, project: Project) -> str:
+    """The cutoff a nightly solve uses: the recipe's or project's ``exclude-newer``, else now
+    rounded up to a whole second (UTC ``YYYY-MM-DDTHH:MM:SSZ``: what was published before the
+    night started). Recorded in the lock, so that night can be solved again."""
+    return effective_cutoff(recipe, project) or time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(time.time()))
+    )
+
+
+def same_packages(current: Lockfile | None, candidate: Lockfile) -> bool:
+    """True if both lock exactly the same packages (url and sha256, every platform) for the
+    same recipe inputs (fingerprint)."""
+    if current is None or _packages(current) != _packages(candidate):
+        return False
+    fingerprints = [
+        (lf.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
+        for lf in (current, candidate)
+    ]
+    return fingerprints[0] == fingerprints[1]
+
+
 def _packages(lockfile: Lockfile) -> set[tuple[str, ...]]:
     return {
         (p.platform, p.manager, p.name, p.version, p.build or "", p.url, p.hash.sha256 or "")
@@ -82,13 +103,7 @@ def _unchanged(project: Project, name: str, current: Lockfile | None, candidate:
     the current lock, for the same recipe inputs, and the current build is of that lock: then
     a new build would only churn (a new build id, a rollback target equal to the current one,
     a new image)."""
-    if current is None or _packages(current) != _packages(candidate):
-        return False
-    fingerprints = [
-        (lf.metadata.custom_metadata or {}).get(lock_mod.FINGERPRINT_KEY)
-        for lf in (current, candidate)
-    ]
-    return fingerprints[0] == fingerprints[1] and build_is_current(project.root, name)
+    return same_packages(current, candidate) and build_is_current(project.root, name)
 
 
 def _fail(result: dict[str, Any], stage: str, error: str, start: float) -> NightlyResult:
@@ -178,12 +193,7 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
         current_path = project.lockfile(name)
         current = lock_mod.read_lockfile(current_path) if current_path.exists() else None
         candidate_path = project.path("state") / "nightly" / f"{name}.conda-lock.yml"
-        # a night solves as of its start unless the recipe or project sets exclude-newer; the
-        # cutoff is recorded (lock metadata, report), so that night can be solved again
-        # (now, rounded up to a whole second: what was published before the night started)
-        res["exclude_newer"] = effective_cutoff(recipe, project) or time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(time.time()))
-        )
+        res["exclude_newer"] = night_cutoff(recipe, project)
         try:
             candidate = lock_mod.plan_lock(recipe, project, cutoff=res["exclude_newer"])
             lock_mod.write_lockfile(candidate, candidate_path)

@@ -1,5 +1,11 @@
-"""Scheduler definitions for machines we don't run: a GitHub Actions workflow (matrix of
-recipe x platform on native runners), a systemd service + timer pair and a crontab line.
+"""Scheduler definitions for machines we don't run: a GitHub Actions workflow, a systemd
+service + timer pair and a crontab line.
+
+The workflow locks every recipe for all its platforms in one job (``doit relock``), builds,
+smoke-tests and packs each recipe on native runners for the platforms envbuild builds on
+(:data:`envbuild.ci.BUILDABLE`; ``win-64`` is locked but its build is unsupported until
+tested), and merges the per-platform results into one lockfile per recipe and one pull request
+(``doit ci_merge``, :mod:`envbuild.ci`).
 
 Rendered from ``templates/schedule/*.j2`` with ``<< >>``/``<% %>`` delimiters, so that GitHub's
 own ``${{ }}`` expressions pass through untouched. Workflow syntax:
@@ -16,6 +22,7 @@ from typing import Any
 
 import jinja2
 
+from envbuild.ci import BUILDABLE
 from envbuild.errors import ConfigError
 from envbuild.fs import atomic_write
 from envbuild.project import Project
@@ -39,12 +46,23 @@ _DAILY = re.compile(r"^(\d{1,2}) (\d{1,2}) \* \* \*$")
 
 
 def jobs(recipes: list[Recipe]) -> list[dict[str, str]]:
-    """The workflow matrix: one job per recipe and platform that has a hosted runner."""
+    """The build matrix: one job per recipe and platform that envbuild builds on and that has
+    a hosted runner."""
     return [
         {"recipe": r.name, "platform": p, "runner": RUNNERS[p]}
         for r in recipes
         for p in r.platforms
-        if p in RUNNERS
+        if p in RUNNERS and p in BUILDABLE
+    ]
+
+
+def unsupported(recipes: list[Recipe]) -> list[dict[str, str]]:
+    """(recipe, platform) pairs that are locked but not built (no native build support)."""
+    return [
+        {"recipe": r.name, "platform": p}
+        for r in recipes
+        for p in r.platforms
+        if p not in BUILDABLE or p not in RUNNERS
     ]
 
 
@@ -77,6 +95,7 @@ def render(
         "cron": cron,
         "on_calendar": on_calendar(cron),
         "jobs": jobs(recipes),
+        "unsupported": unsupported(recipes),
         "root": str(project.root),
         "python": python or sys.executable,
         "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}",
@@ -87,7 +106,13 @@ def render(
         python_value = (
             context["python_version"] if template.startswith("github") else context["python"]
         )
-        text = env.get_template(template).render(**{**context, "python": python_value})
+        try:
+            text = env.get_template(template).render(**{**context, "python": python_value})
+        except jinja2.TemplateError as e:
+            where = project.path("templates") / "schedule" / template
+            line = getattr(e, "lineno", None)
+            msg = f"{where}{f':{line}' if line else ''}: {type(e).__name__}: {e}"
+            raise ConfigError(msg) from None
         out[project.root / target] = text
     return out
 

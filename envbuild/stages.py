@@ -15,8 +15,8 @@ from envbuild import build as build_mod
 from envbuild import docker as docker_mod
 from envbuild import image as image_mod
 from envbuild import lock as lock_mod
+from envbuild import lockdiff, promotion
 from envbuild import pack as pack_mod
-from envbuild import promotion
 from envbuild import verify as verify_mod
 from envbuild.errors import (
     BuildError,
@@ -93,6 +93,38 @@ def lock(root: str, name: str, update: str = "") -> None:
     with _exclusive(project, name, "lock"):
         lock_mod.lock_recipe(recipe, project, names)
         write_lock_stamp(project, name, recipe.sources, lock_mod.fingerprint(recipe, project))
+
+
+def relock(root: str, name: str) -> None:
+    """A nightly's lock step alone: solve ``name`` afresh for every platform it names (the
+    current lock never constrains it; cutoff as the nightly's) and publish the lockfile,
+    explicit files and diff reports only if the packages changed. Prints one line."""
+    from envbuild.nightly import night_cutoff, same_packages
+
+    project, recipe = _load(root, name)
+    with _exclusive(project, name, "lock"):
+        path = project.lockfile(name)
+        old = lock_mod.read_lockfile(path) if path.exists() else None
+        new = lock_mod.plan_lock(recipe, project, cutoff=night_cutoff(recipe, project))
+        if same_packages(old, new):
+            print(f"{name}: unchanged")
+            return
+        result = lock_mod.publish_lock(recipe, project, new, old)
+        write_lock_stamp(project, name, recipe.sources, lock_mod.fingerprint(recipe, project))
+    print(f"{name}: relocked ({lockdiff.summary(list(result.changes))})")
+
+
+def ci_merge(root: str, artifacts: str, env: str = "") -> None:
+    """The scheduled workflow's merge step (see :mod:`envbuild.ci`): print the outcome per
+    recipe; the pull-request body goes to reports/nightly-pr.md."""
+    from envbuild import ci
+
+    project = load_project(Path(root))
+    recipes = [_load(root, n)[1] for n in _names(project, env)]
+    merged = ci.merge(project, recipes, Path(root) / artifacts)
+    for name, what in merged.outcome.items():
+        print(f"{name}: {what}")
+    print(f"wrote {display(merged.body)}")
 
 
 def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:

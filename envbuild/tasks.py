@@ -191,6 +191,11 @@ def gc_action(root: str, dry_run: bool) -> TaskFailed | None:
     return _guard("gc", root, dry_run)  # type: ignore[arg-type]
 
 
+def ci_merge_action(root: str, env: str, dir: str) -> TaskFailed | None:
+    """doit action for ``doit ci_merge --dir ARTIFACTS``."""
+    return _guard("ci_merge", root, dir, env)
+
+
 def status_action(root: str, env: str, json: bool) -> TaskFailed | None:
     """doit action for ``doit status [--json]``."""
     return _guard("status", root, env, json)  # type: ignore[arg-type]
@@ -222,6 +227,35 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
         "doc": "fresh solve, new build, smoke + verify, promote if all pass; report",
         "task_dep": [f"nightly_env:{n}" for n in names],
         "actions": [action("nightly_report", r, env or "")],
+    }
+    yield {
+        "basename": "relock",
+        "name": None,
+        "doc": "fresh solve of each recipe for all its platforms; write the lock if it changed",
+    }
+    for name in names:
+        yield {
+            "basename": "relock",
+            "name": name,
+            "uptodate": [False],
+            "verbosity": 2,
+            "actions": [action("relock", r, name)],
+        }
+    yield {
+        "basename": "ci_merge",
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": "scheduled workflow: accept each new lock only if every platform built from it",
+        "params": [
+            {
+                "name": "dir",
+                "long": "dir",
+                "type": str,
+                "default": "artifacts",
+                "help": "the directory the workflow downloaded its artifacts into",
+            }
+        ],
+        "actions": [(ci_merge_action, [r, env or ""])],
     }
     yield {
         "basename": "rollback",

