@@ -195,7 +195,7 @@ def resolve(
     return out
 
 
-def _top_level(path: str) -> str:
+def top_level(path: str) -> str:
     """The import name a site-packages path provides ('' for metadata and other paths)."""
     parts = path.split("/")
     if "site-packages" not in parts:
@@ -253,10 +253,10 @@ def install(prefix: Path, records: list[dict[str, Any]], recipe: Recipe) -> None
             + proc.format_failure(result)
         )
         raise BuildError(msg)
-    conda_top = {_top_level(f): pkg for f, pkg in owned.items() if _top_level(f)}
+    conda_top = {top_level(f): pkg for f, pkg in owned.items() if top_level(f)}
     for dist, files in _installed_records(prefix, {r["name"] for r in records}).items():
         clash = sorted(f for f in files if f in owned)
-        shared = sorted({t for f in files if (t := _top_level(f)) and t in conda_top} - {""})
+        shared = sorted({t for f in files if (t := top_level(f)) and t in conda_top} - {""})
         if shared and not clash:
             msg = (
                 f"{display(recipe.path)}: PyPI package '{dist}' provides the import name "

@@ -144,6 +144,6 @@ def test_pypi_wheel_overwriting_conda_file_fails_build(
     ],
 )
 def test_import_names_of_installed_paths(path: str, name: str) -> None:
-    from envbuild.pypi import _top_level
+    from envbuild.pypi import top_level
 
-    assert _top_level(path) == name
+    assert top_level(path) == name
