@@ -34,6 +34,10 @@ def task_verify():
     yield from stage_tasks(ROOT, "verify", ENV)
 
 
+def task_export():
+    yield from stage_tasks(ROOT, "export", ENV)
+
+
 def task_check():
     return check_task(ROOT, ENV)
 

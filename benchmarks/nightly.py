@@ -46,7 +46,7 @@ def main() -> None:
         after = _images()
         quiet_status = _statuses(root)
         builds = {d.name: len([b for b in d.iterdir() if b.is_dir()])
-                  for d in (root / "envs" / ".builds").iterdir()}  # fmt: skip
+                  for d in (root / "envs" / ".builds").iterdir() if d.is_dir()}  # fmt: skip
     print(f"fresh `doit lock`, all recipes (peer):    {fresh:6.2f} s")
     print(f"changed night, all recipes:              {changed:6.2f} s  ({changed_status})")
     for i, q in enumerate(quiet, 1):

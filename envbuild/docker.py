@@ -39,6 +39,7 @@ class DockerContext:
     lock_sha256: str
     build_id: str
     imports: tuple[str, ...]
+    variables: tuple[tuple[str, str], ...] = ()  # (name, value quoted for a Dockerfile ENV)
 
 
 def context_for(recipe: Recipe, lock_sha256: str, build_id: str) -> DockerContext:
@@ -54,7 +55,13 @@ def context_for(recipe: Recipe, lock_sha256: str, build_id: str) -> DockerContex
         lock_sha256,
         build_id,
         recipe.smoke.imports,
+        tuple((k, _quoted(v)) for k, v in recipe.variables),
     )
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a double-quoted Dockerfile string (``ENV NAME="value"``)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
 def render(template_dir: Path, ctx: DockerContext) -> str:

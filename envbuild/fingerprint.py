@@ -62,17 +62,24 @@ def solve_inputs(recipe: Recipe, project: Project) -> dict[str, Any]:
     import rattler
     from packaging.requirements import Requirement
 
-    return {
-        "schema": FINGERPRINT_SCHEMA,
-        "channels": [project.route(c).canonical for c in recipe.channels],
-        "platforms": sorted(recipe.platforms),
-        "dependencies": sorted(str(rattler.MatchSpec(s)) for s in recipe.dependencies),
-        "pypi": sorted(str(Requirement(r)) for r in recipe.pypi_dependencies),
-        "virtual_packages": {
-            p: [list(v) for v in virtual_packages(p, recipe.virtual_packages)]
-            for p in sorted(recipe.platforms)
-        },
-    } | ({"exclude_newer": cutoff} if (cutoff := effective_cutoff(recipe, project)) else {})
+    return (
+        {
+            "schema": FINGERPRINT_SCHEMA,
+            "channels": [project.route(c).canonical for c in recipe.channels],
+            "platforms": sorted(recipe.platforms),
+            "dependencies": sorted(str(rattler.MatchSpec(s)) for s in recipe.dependencies),
+            "pypi": sorted(str(Requirement(r)) for r in recipe.pypi_dependencies),
+            "virtual_packages": {
+                p: [list(v) for v in virtual_packages(p, recipe.virtual_packages)]
+                for p in sorted(recipe.platforms)
+            },
+        }
+        | ({"exclude_newer": cutoff} if (cutoff := effective_cutoff(recipe, project)) else {})
+        | (
+            # not a solve input, but the build, tarball and image carry them: a change rebuilds
+            {"variables": dict(sorted(recipe.variables))} if recipe.variables else {}
+        )
+    )
 
 
 def effective_cutoff(recipe: Recipe, project: Project) -> str:

@@ -2,14 +2,15 @@
 
 Rules (the child wins; later parents win over earlier ones):
 
-* channels: the child's own, then the parents' not already listed (strict priority order);
+* channels: the child's own, then the parents' not already listed (strict priority order),
+  then any channel a spec names (``bioconda::samtools``) that is not listed;
 * platforms, pack, docker: the child's if it sets them, else the first parent's;
 * exclude-newer: the child's, else the first parent's that sets one;
 * dependencies and pypi-dependencies: merged by package name. Within one recipe, several specs
   for one package all apply (``python >=3.10`` and ``python <3.13``, as in conda); a later
   layer's specs for a package replace an earlier layer's at their place. Each remembers the
   recipe file that set it, for error messages;
-* virtual_packages: merged by name; smoke imports and commands: ordered union.
+* virtual_packages and variables: merged by name; smoke imports and commands: ordered union.
 
 Parents are looked up as ``<name>.yml`` beside the child. A missing parent or a cycle is a
 RecipeError naming the chain.
@@ -63,11 +64,15 @@ def merge(
     pypi = _by_name(layers, own, lambda r: r.pypi_dependencies, pypi_name)
     first = parents[0] if parents else None
     platforms = own.platforms or (first.platforms if first else default_platforms)
+    dependencies = tuple(s for specs, _ in deps.values() for s in specs)
+    listed = _union(own.channels, *(p.channels for p in parents)) or DEFAULT_CHANNELS
+    # a channel named in a spec (conda-forge::pandas) is searched too, after the listed ones
+    named = tuple(s.rpartition("::")[0] for s in dependencies if "::" in s)
     return replace(
         own,
-        channels=_union(own.channels, *(p.channels for p in parents)) or DEFAULT_CHANNELS,
+        channels=_union(listed, named),
         platforms=platforms,
-        dependencies=tuple(s for specs, _ in deps.values() for s in specs),
+        dependencies=dependencies,
         pypi_dependencies=tuple(s for specs, _ in pypi.values() for s in specs),
         origins=tuple((n, o) for n, (_, o) in {**deps, **pypi}.items()),
         sources=tuple(dict.fromkeys((own.path, *(f for p in parents for f in p.sources)))),
@@ -78,6 +83,7 @@ def merge(
             imports=_union(*(p.smoke.imports for p in parents), own.smoke.imports),
             commands=_union(*(p.smoke.commands for p in parents), own.smoke.commands),
         ),
+        variables=tuple({k: v for p in (*parents, own) for k, v in p.variables}.items()),
         exclude_newer=own.exclude_newer
         or next((p.exclude_newer for p in parents if p.exclude_newer), ""),
         pack=own.pack if "pack" in keys or not first else first.pack,

@@ -64,7 +64,7 @@ def solve_request(
     return {
         "channels": [r.transport for r in routes],
         "auth": auth_entries(routes),
-        "specs": list(recipe.dependencies),
+        "specs": [_fetched_from(project, s) for s in recipe.dependencies],
         "platform": platform,
         "virtual_packages": [list(v) for v in virtual_packages(platform, recipe.virtual_packages)],
         "constraints": list(constraints),
@@ -72,6 +72,13 @@ def solve_request(
         "other_platforms": [p for p in KNOWN_SUBDIRS if p != platform],
         "exclude_newer": cutoff,  # py-rattler's solver drops packages published after it
     }
+
+
+def _fetched_from(project: Project, spec: str) -> str:
+    """``spec`` with a channel (``conda-forge::pandas``) names the channel's transport URL
+    (its mirror), which is where the solver's records come from."""
+    channel, sep, rest = spec.rpartition("::")
+    return f"{project.route(channel).transport}::{rest}" if sep else spec
 
 
 def _failure(

@@ -126,7 +126,7 @@ def _smoke_and_verify(
     res: dict[str, Any],
 ) -> tuple[str, str]:
     """(stage, error) of the first failing host check of the candidate, or ("", "")."""
-    checks = run_checks(recipe.smoke, prefix)
+    checks = run_checks(recipe.smoke, prefix, variables=recipe.variables)
     res["smoke"] = [asdict(c) for c in checks]
     bad = [
         f"{c.kind} {c.target}: exit {c.returncode}: {c.stderr.strip()[-300:]}"
@@ -153,7 +153,7 @@ def _publishables(
     fmt = recipe.pack.format
     kept = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
     try:
-        pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke)
+        pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables)
     except EnvBuildError as e:
         return "pack", str(e), None
     image = ""

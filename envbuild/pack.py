@@ -51,7 +51,38 @@ def _bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
     return out
 
 
-def _conda_pack(prefix: Path, output: Path, fmt: str, level: int) -> None:
+def _activation_files(variables: tuple[tuple[str, str], ...], scratch: Path) -> list[Any]:
+    """conda-pack ``File``s that set ``variables`` when the unpacked environment is activated:
+    ``etc/conda/{de,}activate.d/envbuild-variables.sh`` (sourced by conda-pack's
+    ``bin/activate`` and by ``conda activate``) and ``conda-meta/state`` (conda's record of
+    ``conda env config vars``)."""
+    import shlex
+
+    from conda_pack.core import File
+
+    if not variables:
+        return []
+    texts = {
+        "etc/conda/activate.d/envbuild-variables.sh": "".join(
+            f"export {k}={shlex.quote(v)}\n" for k, v in variables
+        ),
+        "etc/conda/deactivate.d/envbuild-variables.sh": "".join(
+            f"unset {k}\n" for k, _ in variables
+        ),
+        "conda-meta/state": json.dumps({"env_vars": dict(variables)}, indent=2) + "\n",
+    }
+    out = []
+    for rel, text in texts.items():
+        path = scratch / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        out.append(File(str(path), rel, is_conda=False))
+    return out
+
+
+def _conda_pack(
+    prefix: Path, output: Path, fmt: str, level: int, variables: tuple[tuple[str, str], ...] = ()
+) -> None:
     """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), streamed straight into
     the compressor (no plain tar on disk). conda-pack's own Packer decides the files and adds
     conda-unpack; the build's bytecode is added to them. tar.zst is written by our
@@ -66,6 +97,8 @@ def _conda_pack(prefix: Path, output: Path, fmt: str, level: int) -> None:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
         files = [*env.files, *_bytecode_files(prefix, {f.target for f in env.files})]
         with contextlib.ExitStack() as stack:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            files += _activation_files(variables, scratch)
             raw = stack.enter_context(output.open("wb"))
             if fmt == "tar.zst":
                 cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
@@ -106,7 +139,12 @@ def extract(tarball: Path, dest: Path, zstd: bool | None = None) -> None:
 
 
 def prove(
-    tarball: Path, smoke: Smoke, name: str, zstd: bool | None = None, final: Path | None = None
+    tarball: Path,
+    smoke: Smoke,
+    name: str,
+    zstd: bool | None = None,
+    final: Path | None = None,
+    variables: tuple[tuple[str, str], ...] = (),
 ) -> None:
     """Unpack ``tarball`` elsewhere, run conda-unpack, then the smoke imports there.
 
@@ -118,11 +156,11 @@ def prove(
         extract(tarball, dest, zstd)
         unpack = [str(dest / "bin" / "python"), str(dest / "bin" / "conda-unpack")]
         try:
-            proc.run(unpack, env=activated_env(dest), timeout=600)
+            proc.run(unpack, env=activated_env(dest, variables), timeout=600)
         except proc.ProcessError as e:
             msg = f"{display(tarball)}: conda-unpack failed in the unpacked copy:\n{e}"
             raise PackError(msg) from None
-        results = run_checks(Smoke(imports=smoke.imports), dest)
+        results = run_checks(Smoke(imports=smoke.imports), dest, variables=variables)
         if not all(r.ok for r in results):
             msg = f"{display(tarball)}: the unpacked copy fails its imports\n" + failure_message(
                 name, dest, results
@@ -130,7 +168,14 @@ def prove(
             raise PackError(msg)
 
 
-def pack_env(name: str, prefix: Path, dest: Path, options: PackOptions, smoke: Smoke) -> Path:
+def pack_env(
+    name: str,
+    prefix: Path,
+    dest: Path,
+    options: PackOptions,
+    smoke: Smoke,
+    variables: tuple[tuple[str, str], ...] = (),
+) -> Path:
     """Pack ``prefix`` into ``dest`` (.tar.zst or .tar.gz) and prove it; returns ``dest``.
 
     The previous tarball at ``dest`` is replaced only after the new one proved out; on any
@@ -139,8 +184,8 @@ def pack_env(name: str, prefix: Path, dest: Path, options: PackOptions, smoke: S
     real = prefix.resolve()
     clean_temporaries(dest)  # of a run that was killed
     with staged_file(dest) as tmp:
-        _conda_pack(real, tmp, options.format, options.level)
+        _conda_pack(real, tmp, options.format, options.level, variables)
         os.chmod(tmp, 0o644)
-        prove(tmp, smoke, name, zstd=options.format == "tar.zst", final=dest)
+        prove(tmp, smoke, name, zstd=options.format == "tar.zst", final=dest, variables=variables)
     log.info("packed %s: %s (%.1f MB)", name, display(dest), dest.stat().st_size / 1e6)
     return dest

@@ -20,11 +20,13 @@ py-rattler.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envbuild import environment_yml
 from envbuild.channels import KNOWN_SUBDIRS, utc_cutoff
 from envbuild.project import did_you_mean
 from envbuild.validate import Checker, display, show
@@ -32,6 +34,8 @@ from envbuild.validate import Checker, display, show
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 PACK_FORMATS = ("tar.zst", "tar.gz")
+
+log = logging.getLogger("envbuild")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,7 @@ class Recipe:
     virtual_packages: tuple[tuple[str, str], ...] = ()
     extends: tuple[str, ...] = ()
     exclude_newer: str = ""  # UTC cutoff YYYY-MM-DDTHH:MM:SSZ: solve only older packages
+    variables: tuple[tuple[str, str], ...] = ()  # set on activation (environment.yml)
     origins: tuple[tuple[str, str], ...] = ()  # package name -> recipe file that set its spec
     sources: tuple[Path, ...] = ()  # this file and every file it extends, recursively
 
@@ -113,6 +118,7 @@ def check_match_spec(spec: str) -> str | None:
 _TOP = (
     "name", "extends", "channels", "platforms", "dependencies", "pypi-dependencies",
     "virtual_packages", "smoke", "pack", "docker", "exclude-newer",
+    "variables", "prefix",  # environment.yml's own keys (prefix is ignored)
 )  # fmt: skip
 VIRTUAL_PACKAGE_NAMES = ("__cuda", "__glibc", "__osx", "__linux", "__win", "__unix", "__archspec")
 
@@ -135,22 +141,24 @@ def pypi_name(requirement: str) -> str:
 
 
 def _pypi_deps(c: Checker, raw: Any) -> tuple[str, ...]:
-    from packaging.requirements import InvalidRequirement, Requirement
-
     reqs = c.str_list(raw, "pypi-dependencies")
     for i, req in enumerate(reqs):
-        try:
-            parsed = Requirement(req)
-        except (InvalidRequirement, ValueError) as e:
-            raise c.fail(
-                f"pypi-dependencies[{i}]", f"{show(req)} is not a valid PEP 508 requirement: {e}"
-            ) from None
-        if parsed.url:
-            raise c.fail(
-                f"pypi-dependencies[{i}]",
-                f"{show(req)}: direct URLs are not supported; name a version on the index",
-            )
+        _pypi_requirement(c, req, f"pypi-dependencies[{i}]")
     return reqs
+
+
+def _pypi_requirement(c: Checker, req: str, key: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        parsed = Requirement(req)
+    except (InvalidRequirement, ValueError) as e:
+        raise c.fail(key, f"{show(req)} is not a valid PEP 508 requirement: {e}") from None
+    if parsed.url:
+        raise c.fail(
+            key, f"{show(req)}: direct URLs are not supported; name a version on the index"
+        )
+    return req
 
 
 def _virtual_packages(c: Checker, raw: Any) -> tuple[tuple[str, str], ...]:
@@ -248,8 +256,16 @@ def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Re
             "'_', '.', '-'; no path separators)",
         )
     if name != stem:
-        raise c.fail("name", f"{show(name)} must match the file name ({stem}.yml)")
+        raise c.fail(
+            "name",
+            f"{show(name)} must match the file name ({stem}.yml); for an environment.yml, "
+            f"save it as {name}.yml in the recipes directory",
+        )
+    if "prefix" in doc:
+        log.info("%s: prefix: ignored (envbuild decides where environments go)", c.where)
     channels = c.str_list(doc["channels"], "channels") if "channels" in doc else None
+    if channels is not None:
+        channels = environment_yml.channels(channels)
     if channels is not None and not channels:
         raise c.fail("channels", "at least one channel is needed, e.g. [conda-forge]")
     platforms = c.str_list(doc["platforms"], "platforms") if "platforms" in doc else None
@@ -261,7 +277,7 @@ def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Re
             )
     if "dependencies" not in doc and not has_parents:
         raise c.fail("dependencies", "missing; list the packages, e.g. ['python 3.11.*']")
-    deps = c.str_list(doc.get("dependencies", []), "dependencies")
+    deps, pip = environment_yml.split_dependencies(c, doc.get("dependencies", []))
     if not deps and not has_parents:
         raise c.fail("dependencies", "is empty; list at least one package")
     for i, spec in enumerate(deps):
@@ -277,9 +293,13 @@ def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Re
         smoke=_smoke(c, doc.get("smoke", {})),
         pack=_pack(c, doc.get("pack", {})),
         docker=_docker(c, doc.get("docker", {})),
-        pypi_dependencies=_pypi_deps(c, doc.get("pypi-dependencies", [])),
+        pypi_dependencies=(
+            *_pypi_deps(c, doc.get("pypi-dependencies", [])),
+            *(_pypi_requirement(c, req, key) for key, req in pip),
+        ),
         virtual_packages=_virtual_packages(c, doc.get("virtual_packages", {})),
         extends=_extends(c, doc.get("extends", [])),
         exclude_newer=_cutoff(c, doc["exclude-newer"]) if "exclude-newer" in doc else "",
+        variables=environment_yml.variables(c, doc.get("variables", {})),
     )
     return own, set(doc)

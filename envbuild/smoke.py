@@ -42,8 +42,9 @@ class CheckResult:
         return self.returncode == 0
 
 
-def activated_env(prefix: Path) -> dict[str, str]:
-    """The environment variables of a shell with ``prefix`` activated and nothing else."""
+def activated_env(prefix: Path, variables: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """The environment variables of a shell with ``prefix`` activated and nothing else, plus
+    the recipe's ``variables`` (environment.yml's ``variables:``)."""
     env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
     env.update(
         PATH=f"{prefix}/bin:{SYSTEM_PATH}",
@@ -52,6 +53,7 @@ def activated_env(prefix: Path) -> dict[str, str]:
         PYTHONNOUSERSITE="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
+    env.update(variables)
     return env
 
 
@@ -102,7 +104,13 @@ def _imports_at_once(
     return done
 
 
-def run_checks(smoke: Smoke, prefix: Path, *, timeout: float = 600) -> list[CheckResult]:
+def run_checks(
+    smoke: Smoke,
+    prefix: Path,
+    *,
+    variables: tuple[tuple[str, str], ...] = (),
+    timeout: float = 600,
+) -> list[CheckResult]:
     """Run every check of ``smoke`` in ``prefix`` (each in a fresh empty working directory).
 
     Imports run together in one isolated interpreter; only if one fails are the remaining
@@ -110,7 +118,7 @@ def run_checks(smoke: Smoke, prefix: Path, *, timeout: float = 600) -> list[Chec
     Output: one CheckResult per check, in plan order (an import that passed in the shared
     interpreter has its own import time and exit code 0). Never raises for a failing check.
     """
-    env = activated_env(prefix)
+    env = activated_env(prefix, variables)
     results = []
     with tempfile.TemporaryDirectory(prefix="envbuild-smoke-") as tmp:
         cwd = Path(tmp)
@@ -142,14 +150,19 @@ def failure_message(name: str, prefix: Path, results: list[CheckResult]) -> str:
 
 
 def smoke_env(
-    name: str, smoke: Smoke, prefix: Path, report: Path | None = None, build_id: str = ""
+    name: str,
+    smoke: Smoke,
+    prefix: Path,
+    report: Path | None = None,
+    build_id: str = "",
+    variables: tuple[tuple[str, str], ...] = (),
 ) -> list[CheckResult]:
     """Run the smoke checks; on success write ``report`` (JSON) atomically.
 
     Raises SmokeError naming each failed module/command, its exit code and stderr; the report
     is then not written (so later stages see the checks as not passed).
     """
-    results = run_checks(smoke, prefix)
+    results = run_checks(smoke, prefix, variables=variables)
     for r in results:
         last = r.stdout.strip().splitlines()[-1:] if r.stdout.strip() else []
         log.info(

@@ -127,6 +127,35 @@ def ci_merge(root: str, artifacts: str, env: str = "") -> None:
     print(f"wrote {display(merged.body)}")
 
 
+def export(root: str, name: str) -> None:
+    """``doit export env=NAME``: ``dist/<name>.environment.yml`` (the recipe's top-level specs,
+    for ``conda env create -f``) and ``dist/<name>-<platform>.explicit.txt`` (the lock's
+    explicit files, for ``conda create --file``). Raises LockError if it is not locked."""
+    from envbuild import environment_yml
+    from envbuild.lockfile import explicit_path
+
+    project, recipe = _load(root, name)
+    locked = read_packages(project.lockfile(name))
+    out = project.path("dist") / f"{name}.environment.yml"
+    text = environment_yml.render(
+        name,
+        recipe.channels,
+        recipe.dependencies,
+        recipe.pypi_dependencies,
+        recipe.variables,
+    )
+    atomic_write(out, text)
+    print(f"wrote {display(out)}")
+    for platform in locked.platforms:
+        src = explicit_path(project, name, platform)
+        if not src.exists():
+            msg = f"{display(src)} is missing; run `doit lock env={name}` to write it"
+            raise LockError(msg)
+        dest = project.path("dist") / src.name
+        atomic_write(dest, src.read_bytes())
+        print(f"wrote {display(dest)}")
+
+
 def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
     """name -> why its lock is stale, for each stale recipe among ``names``. No solve, no
     network, no conda-lock: the up-to-date check of the lock task, then the lockfile read
@@ -228,7 +257,9 @@ def smoke(root: str, name: str) -> None:
     report = smoke_state(project, name)
     remove_tree(report)  # a failed run must not leave an older pass behind
     try:
-        smoke_env(name, recipe.smoke, project.env_prefix(name), report, info.build_id)
+        smoke_env(
+            name, recipe.smoke, project.env_prefix(name), report, info.build_id, recipe.variables
+        )
     except SmokeError:
         remove_tree(report)
         raise
@@ -248,7 +279,12 @@ def pack(root: str, name: str) -> None:
         raise PackError(msg)
     with _exclusive(project, name, "pack"):
         tb = pack_mod.pack_env(
-            name, project.env_prefix(name), tarball(project, name), recipe.pack, recipe.smoke
+            name,
+            project.env_prefix(name),
+            tarball(project, name),
+            recipe.pack,
+            recipe.smoke,
+            recipe.variables,
         )
         # the same file under a second name: rollback restores it, gc removes it
         atomic_link(tb, history_tarball(project, name, info.build_id))

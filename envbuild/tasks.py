@@ -168,6 +168,14 @@ STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
         _after("pack", "docker", state.docker_is_current, _dockerfile),
     ),
     "verify": ("compare each environment with its lockfile; fails on any drift", _verify),
+    "export": (
+        "write dist/<name>.environment.yml and the explicit files, for people using conda",
+        lambda project, name: {
+            "actions": [action("export", str(project.root), name)],
+            "task_dep": [f"lock:{name}"],
+            "uptodate": [False],
+        },
+    ),
 }
 
 

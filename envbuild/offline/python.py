@@ -28,7 +28,7 @@ from envbuild.fs import file_sha256, remove_tree
 from envbuild.recipe_model import current_subdir
 
 # Interpreter-owned entry points in bin/; everything else there belongs to installed packages.
-_OWN_BIN = re.compile(r"^(python|pydoc|idle|2to3)[0-9.]*(-config)?$")
+_OWN_BIN = re.compile(r"^(python|pydoc|idle|2to3)(-?[0-9.]+)?(-config)?$")  # 2to3 -> 2to3-3.11
 _SKIP_DIRS = {"site-packages", "test", "tests", "__pycache__", "idle_test", "tkinter", "idlelib"}
 _SKIP_FILES = re.compile(r"^_tkinter\..*\.so$")  # needs Tcl/Tk and X11, which we do not ship
 ELF_MAGIC = b"\x7fELF"
@@ -70,6 +70,10 @@ def _copy_tree(src: Path, dst: Path) -> list[str]:
             else:
                 shutil.copy2(full, out)
             files.append(rel.as_posix())
+    for name in list(files):  # a link to something not shipped would dangle in every env
+        if os.path.islink(dst / name) and not (dst / name).exists():
+            os.unlink(dst / name)
+            files.remove(name)
     # the interpreter looks for site-packages; ship it empty
     sp = dst / "lib" / f"python{_short_from(files)}" / "site-packages" / "README.txt"
     sp.parent.mkdir(parents=True, exist_ok=True)
