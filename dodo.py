@@ -6,11 +6,18 @@ from pathlib import Path
 from doit import get_var
 
 from envbuild.log import setup_logging
-from envbuild.tasks import check_task, maintenance_tasks, offline_channel_task, stage_tasks
+from envbuild.tasks import (
+    check_task,
+    maintenance_tasks,
+    offline_channel_task,
+    prefix_tasks,
+    stage_tasks,
+)
 
 ROOT = Path(__file__).resolve().parent
 ENV = get_var("env", None)
 UPDATE = get_var("update", None)
+PREFIX = get_var("prefix", None)  # doctor / adopt: a conda environment anywhere
 
 DOIT_CONFIG = {
     "default_tasks": ["docker"],
@@ -61,3 +68,8 @@ def task_docker():
 def task_maintenance():
     """nightly, nightly_env:<name>, rollback:<name>, gc, schedule."""
     yield from maintenance_tasks(ROOT, ENV)
+
+
+def task_prefix():
+    """doctor prefix=PATH, adopt prefix=PATH name=NAME [force=1]."""
+    yield from prefix_tasks(ROOT, PREFIX, get_var("name", None), get_var("force", None))

@@ -15,8 +15,8 @@ from envbuild import build as build_mod
 from envbuild import docker as docker_mod
 from envbuild import image as image_mod
 from envbuild import lock as lock_mod
-from envbuild import lockdiff, promotion
 from envbuild import pack as pack_mod
+from envbuild import promotion
 from envbuild import verify as verify_mod
 from envbuild.errors import (
     BuildError,
@@ -41,7 +41,6 @@ from envbuild.state import (
     docker_state,
     image_state,
     lock_is_fresh,
-    project_at,
     read_json,
     smoke_state,
     template_sha,
@@ -53,17 +52,17 @@ from envbuild.validate import display
 log = logging.getLogger("envbuild")
 
 
-def _exclusive(project: Project, name: str, stage: str) -> contextlib.AbstractContextManager[None]:
+def exclusive(project: Project, name: str, stage: str) -> contextlib.AbstractContextManager[None]:
     """One ``stage`` of environment ``name`` at a time across processes."""
     return hold(project.path("state") / f".{name}.{stage}.lock", f"{stage} of '{name}'")
 
 
-def _names(project: Project, env: str) -> list[str]:
+def selected_names(project: Project, env: str) -> list[str]:
     """The environments named in ``env`` (comma-separated), or every recipe."""
     return [e for e in env.split(",") if e] or project.recipe_names()
 
 
-def _load(root: str | Path, name: str) -> tuple[Project, Recipe]:
+def load(root: str | Path, name: str) -> tuple[Project, Recipe]:
     project = load_project(Path(root))
     path = find_recipe(project.path("recipes"), name, project.recipe_names())
     return project, load_recipe(path, project.platforms)
@@ -88,72 +87,11 @@ def offline_channel(root: str) -> None:
 
 
 def lock(root: str, name: str, update: str = "") -> None:
-    project, recipe = _load(root, name)
+    project, recipe = load(root, name)
     names = tuple(u.strip() for u in update.split(",") if u.strip())
-    with _exclusive(project, name, "lock"):
+    with exclusive(project, name, "lock"):
         lock_mod.lock_recipe(recipe, project, names)
         write_lock_stamp(project, name, recipe.sources, lock_mod.fingerprint(recipe, project))
-
-
-def relock(root: str, name: str) -> None:
-    """A nightly's lock step alone: solve ``name`` afresh for every platform it names (the
-    current lock never constrains it; cutoff as the nightly's) and publish the lockfile,
-    explicit files and diff reports only if the packages changed. Prints one line."""
-    from envbuild.nightly import night_cutoff, same_packages
-
-    project, recipe = _load(root, name)
-    with _exclusive(project, name, "lock"):
-        path = project.lockfile(name)
-        old = lock_mod.read_lockfile(path) if path.exists() else None
-        new = lock_mod.plan_lock(recipe, project, cutoff=night_cutoff(recipe, project))
-        if same_packages(old, new):
-            print(f"{name}: unchanged")
-            return
-        result = lock_mod.publish_lock(recipe, project, new, old)
-        write_lock_stamp(project, name, recipe.sources, lock_mod.fingerprint(recipe, project))
-    print(f"{name}: relocked ({lockdiff.summary(list(result.changes))})")
-
-
-def ci_merge(root: str, artifacts: str, env: str = "") -> None:
-    """The scheduled workflow's merge step (see :mod:`envbuild.ci`): print the outcome per
-    recipe; the pull-request body goes to reports/nightly-pr.md."""
-    from envbuild import ci
-
-    project = load_project(Path(root))
-    recipes = [_load(root, n)[1] for n in _names(project, env)]
-    merged = ci.merge(project, recipes, Path(root) / artifacts)
-    for name, what in merged.outcome.items():
-        print(f"{name}: {what}")
-    print(f"wrote {display(merged.body)}")
-
-
-def export(root: str, name: str) -> None:
-    """``doit export env=NAME``: ``dist/<name>.environment.yml`` (the recipe's top-level specs,
-    for ``conda env create -f``) and ``dist/<name>-<platform>.explicit.txt`` (the lock's
-    explicit files, for ``conda create --file``). Raises LockError if it is not locked."""
-    from envbuild import environment_yml
-    from envbuild.lockfile import explicit_path
-
-    project, recipe = _load(root, name)
-    locked = read_packages(project.lockfile(name))
-    out = project.path("dist") / f"{name}.environment.yml"
-    text = environment_yml.render(
-        name,
-        recipe.channels,
-        recipe.dependencies,
-        recipe.pypi_dependencies,
-        recipe.variables,
-    )
-    atomic_write(out, text)
-    print(f"wrote {display(out)}")
-    for platform in locked.platforms:
-        src = explicit_path(project, name, platform)
-        if not src.exists():
-            msg = f"{display(src)} is missing; run `doit lock env={name}` to write it"
-            raise LockError(msg)
-        dest = project.path("dist") / src.name
-        atomic_write(dest, src.read_bytes())
-        print(f"wrote {display(dest)}")
 
 
 def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
@@ -163,7 +101,7 @@ def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
     out = {}
     for name in names:
         try:
-            project, recipe = _load(root, name)
+            project, recipe = load(root, name)
         except EnvBuildError as e:
             out[name] = f"recipe error: {e}"
             continue
@@ -192,7 +130,7 @@ def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
 def check(root: str, env: str = "") -> None:
     """Print each recipe's lock state; LockError (non-zero exit) if any is stale."""
     project = load_project(Path(root))
-    names = _names(project, env)
+    names = selected_names(project, env)
     stale = stale_reasons(Path(root), names)
     for name in names:
         print(f"{name}: {'STALE: ' + stale[name] if name in stale else 'up to date'}")
@@ -215,7 +153,7 @@ def _current_build(project: Project, name: str) -> build_mod.BuildInfo:
 def build(root: str, name: str) -> None:
     """Build envs/<name> from its lock, first finishing a promotion or rollback that was
     interrupted (which may leave nothing to build)."""
-    project, recipe = _load(root, name)
+    project, recipe = load(root, name)
     with build_mod.build_mutex(project, name):
         promotion.recover(project, name)
         if not build_is_current(project.root, name):
@@ -231,7 +169,7 @@ def record_build_state(project: Project, name: str) -> None:
 def verify(root: str, name: str) -> None:
     """Compare envs/<name> with its lock; print a table, write reports/<name>.verify.json.
     Raises VerifyError if anything differs."""
-    project, _recipe = _load(root, name)  # validates the recipe exists
+    project, _recipe = load(root, name)  # validates the recipe exists
     lockfile = lock_mod.read_lockfile(project.lockfile(name))
     prefix = project.env_prefix(name)
     info = build_mod.read_marker(prefix)
@@ -252,7 +190,7 @@ def verify(root: str, name: str) -> None:
 
 
 def smoke(root: str, name: str) -> None:
-    project, recipe = _load(root, name)
+    project, recipe = load(root, name)
     info = _current_build(project, name)
     report = smoke_state(project, name)
     remove_tree(report)  # a failed run must not leave an older pass behind
@@ -268,7 +206,7 @@ def smoke(root: str, name: str) -> None:
 
 
 def pack(root: str, name: str) -> None:
-    project, recipe = _load(root, name)
+    project, recipe = load(root, name)
     info = _current_build(project, name)
     passed = read_json(smoke_state(project, name))
     if not passed or passed.get("build_id") != info.build_id or passed.get("status") != "passed":
@@ -277,7 +215,7 @@ def pack(root: str, name: str) -> None:
             f"run `doit smoke env={name}`"
         )
         raise PackError(msg)
-    with _exclusive(project, name, "pack"):
+    with exclusive(project, name, "pack"):
         tb = pack_mod.pack_env(
             name,
             project.env_prefix(name),
@@ -293,7 +231,7 @@ def pack(root: str, name: str) -> None:
 def docker(root: str, name: str) -> None:
     """Render docker/<name>/ and, when a Docker engine is reachable, build the image and run
     the smoke checks inside it; without an engine, say so and succeed."""
-    project, recipe = _load(root, name)
+    project, recipe = load(root, name)
     info = _current_build(project, name)
     tb = tarball(project, name)
     if not tb.exists():
@@ -301,7 +239,7 @@ def docker(root: str, name: str) -> None:
         raise EnvBuildError(msg)
     ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id)
     text = docker_mod.render(project.path("templates"), ctx)
-    with _exclusive(project, name, "docker"):
+    with exclusive(project, name, "docker"):
         path = docker_mod.write_context(tb, project.path("docker") / name, text)
         atomic_write(
             docker_state(project, name),
@@ -324,86 +262,3 @@ def history_tarball(project: Project, name: str, build_id: str) -> Path:
     current = tarball(project, name)
     fmt = current.name.split(".", 1)[1]
     return project.path("dist") / "history" / name / f"{build_id}.{fmt}"
-
-
-def nightly_env(root: str, name: str) -> None:
-    """One recipe's nightly rebuild; the outcome (never an exception for an expected failure)
-    goes to build/state/nightly/<name>.result.json for :func:`nightly_report`."""
-    from envbuild.nightly import NightlyResult, nightly_recipe
-
-    project = load_project(Path(root))
-    try:
-        _, recipe = _load(root, name)
-        result = nightly_recipe(recipe, project)
-    except EnvBuildError as e:
-        result = NightlyResult(recipe=name, status="failed", stage="recipe", error=str(e))
-    atomic_write(project.path("state") / "nightly" / f"{name}.result.json", result.to_json())
-
-
-def nightly_report(root: str, env: str = "") -> None:
-    """Write reports/nightly.md and .json from the selected recipes' results; raise (non-zero
-    exit) if any environment failed."""
-    from envbuild.nightly import NightlyResult, write_report
-
-    project = load_project(Path(root))
-    names = _names(project, env)
-    results = []
-    for name in names:
-        data = read_json(project.path("state") / "nightly" / f"{name}.result.json")
-        results.append(
-            NightlyResult(**data)
-            if data
-            else NightlyResult(
-                recipe=name,
-                status="failed",
-                stage="nightly",
-                error="no result (the run did not finish)",
-            )
-        )
-    md, _ = write_report(project, results)
-    print(md.read_text())
-    failed = [r.recipe for r in results if r.status not in ("promoted", "proposed", "unchanged")]
-    if failed:
-        msg = (
-            f"nightly failed for {', '.join(failed)} (kept their current builds); see {display(md)}"
-        )
-        raise EnvBuildError(msg)
-
-
-def rollback(root: str, name: str) -> None:
-    project, recipe = _load(root, name)
-    build_id = promotion.rollback(project, recipe, tarball(project, name))
-    print(f"{name}: now at build {build_id}")
-
-
-def gc(root: str, dry_run: bool = False) -> None:
-    """Remove (or with ``dry_run`` only list) what :func:`envbuild.gc.plan` finds."""
-    from envbuild import gc as gc_mod
-
-    project = load_project(Path(root))
-    items = gc_mod.plan(project)
-    print(gc_mod.table(items))
-    if dry_run:
-        print("dry run: nothing removed")
-        return
-    freed = gc_mod.collect(project, items)
-    print(f"freed {freed / 1e6:.1f} MB")
-
-
-def status(root: str, env: str = "", as_json: bool = False) -> None:
-    """Print every selected environment's status (table, or JSON with ``as_json``)."""
-    from envbuild import status as status_mod
-
-    project = project_at(Path(root))
-    rows = [status_mod.env_status(project, name) for name in _names(project, env)]
-    print(status_mod.to_json(rows) if as_json else status_mod.table(rows))
-
-
-def schedule(root: str, env: str = "") -> None:
-    from envbuild import schedule as schedule_mod
-
-    project = load_project(Path(root))
-    names = _names(project, env)
-    recipes = [_load(root, n)[1] for n in names]
-    for path in schedule_mod.write(project, recipes):
-        print(f"wrote {display(path)}")

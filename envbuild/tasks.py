@@ -31,19 +31,20 @@ TaskDict = dict[str, Any]
 
 
 def _guard(stage: str, *args: str) -> TaskFailed | None:
-    # imported when an action runs, not when doit loads the graph: stages pulls in
-    # conda-lock, pydantic and the stage modules
-    from envbuild import stages
+    # imported when an action runs, not when doit loads the graph: stages and commands pull
+    # in conda-lock, pydantic and the stage modules
+    from envbuild import commands, stages
 
     try:
-        getattr(stages, stage)(*args)
+        getattr(stages if hasattr(stages, stage) else commands, stage)(*args)
     except EnvBuildError as e:
         return TaskFailed(scrub(str(e)), report=True)
     return None
 
 
 def action(stage: str, *args: str) -> tuple[Callable[..., object], list[str]]:
-    """A doit python-action calling ``envbuild.stages.<stage>(*args)`` with the error
+    """A doit python-action calling ``envbuild.stages.<stage>(*args)`` (or
+    ``envbuild.commands.<stage>``) with the error
     boundary applied (module-level and picklable, for ``doit -n``)."""
     return (_guard, [stage, *args])
 
@@ -204,6 +205,11 @@ def ci_merge_action(root: str, env: str, dir: str) -> TaskFailed | None:
     return _guard("ci_merge", root, dir, env)
 
 
+def doctor_action(root: str, prefix: str, json: bool) -> TaskFailed | None:
+    """doit action for ``doit doctor prefix=PATH [--json]``."""
+    return _guard("doctor", root, prefix, json)  # type: ignore[arg-type]
+
+
 def status_action(root: str, env: str, json: bool) -> TaskFailed | None:
     """doit action for ``doit status [--json]``."""
     return _guard("status", root, env, json)  # type: ignore[arg-type]
@@ -319,6 +325,32 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
     }
 
 
+def prefix_tasks(
+    root: Path, prefix: str | None, name: str | None, force: str | None
+) -> Iterator[TaskDict]:
+    """``doctor`` (any conda prefix) and ``adopt`` (a prefix -> a recipe, rebuilt)."""
+    r = str(root)
+    yield {
+        "basename": "doctor",
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": "examine any conda environment: doit doctor prefix=PATH [--json]",
+        "params": [
+            {"name": "json", "long": "json", "type": bool, "default": False,
+             "help": "print JSON instead of a table"},
+        ],
+        "actions": [(doctor_action, [r, prefix or ""])],
+    }  # fmt: skip
+    yield {
+        "basename": "adopt",
+        "uptodate": [False],
+        "verbosity": 2,
+        "doc": "turn a conda environment into recipes/NAME.yml, rebuild it, report: "
+        "doit adopt prefix=PATH name=NAME [force=1]",
+        "actions": [action("adopt", r, prefix or "", name or "", force or "")],
+    }
+
+
 def check_task(root: Path, env: str | None) -> TaskDict:
     """``doit check``: list recipes whose lock is stale; fail if any. Never solves."""
     return {
@@ -341,6 +373,7 @@ __all__ = [
     "check_task",
     "maintenance_tasks",
     "offline_channel_task",
+    "prefix_tasks",
     "selected",
     "stage_tasks",
 ]

@@ -68,7 +68,10 @@ BAD = [
         r"virtual_packages\.__cdua: unknown key \(did you mean '__cuda'\?\)",
     ),
     ("dependencies: numpy\n", r"dependencies: expected a list of strings, got the string 'numpy'"),
-    ("dependencies: [python, 3]\n", r"dependencies\[1\]: expected a match spec or a \{pip: \[\.\.\.\]\} mapping, got 3"),
+    (
+        "dependencies: [python, 3]\n",
+        r"dependencies\[1\]: expected a match spec or a \{pip: \[\.\.\.\]\} mapping, got 3",
+    ),
     ("dependencies: []\n", r"dependencies: is empty"),
     ("channels: [conda-forge]\n", r"dependencies: missing"),
     (

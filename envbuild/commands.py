@@ -1,0 +1,266 @@
+"""Executors of the commands that are not stages of the chain (they always run when asked):
+``relock``, ``ci_merge``, ``export``, ``doctor``, ``adopt``, ``nightly_env``,
+``nightly_report``, ``rollback``, ``gc``, ``status``, ``schedule``. Same contract as
+:mod:`envbuild.stages`: ``(project root, arguments as strings)`` -> side effect, EnvBuildError
+for anything the user must fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from envbuild import lock as lock_mod
+from envbuild import lockdiff, promotion
+from envbuild.errors import EnvBuildError, LockError
+from envbuild.fs import atomic_write
+from envbuild.lockfile import read_packages
+from envbuild.project import load_project
+from envbuild.stages import exclusive, load, selected_names, tarball
+from envbuild.state import project_at, read_json, write_lock_stamp
+from envbuild.validate import display
+
+
+def relock(root: str, name: str) -> None:
+    """A nightly's lock step alone: solve ``name`` afresh for every platform it names (the
+    current lock never constrains it; cutoff as the nightly's) and publish the lockfile,
+    explicit files and diff reports only if the packages changed. Prints one line."""
+    from envbuild.nightly import night_cutoff, same_packages
+
+    project, recipe = load(root, name)
+    with exclusive(project, name, "lock"):
+        path = project.lockfile(name)
+        old = lock_mod.read_lockfile(path) if path.exists() else None
+        new = lock_mod.plan_lock(recipe, project, cutoff=night_cutoff(recipe, project))
+        if same_packages(old, new):
+            print(f"{name}: unchanged")
+            return
+        result = lock_mod.publish_lock(recipe, project, new, old)
+        write_lock_stamp(project, name, recipe.sources, lock_mod.fingerprint(recipe, project))
+    print(f"{name}: relocked ({lockdiff.summary(list(result.changes))})")
+
+
+def ci_merge(root: str, artifacts: str, env: str = "") -> None:
+    """The scheduled workflow's merge step (see :mod:`envbuild.ci`): print the outcome per
+    recipe; the pull-request body goes to reports/nightly-pr.md."""
+    from envbuild import ci
+
+    project = load_project(Path(root))
+    recipes = [load(root, n)[1] for n in selected_names(project, env)]
+    merged = ci.merge(project, recipes, Path(root) / artifacts)
+    for name, what in merged.outcome.items():
+        print(f"{name}: {what}")
+    print(f"wrote {display(merged.body)}")
+
+
+def export(root: str, name: str) -> None:
+    """``doit export env=NAME``: ``dist/<name>.environment.yml`` (the recipe's top-level specs,
+    for ``conda env create -f``) and ``dist/<name>-<platform>.explicit.txt`` (the lock's
+    explicit files, for ``conda create --file``). Raises LockError if it is not locked."""
+    from envbuild import environment_yml
+    from envbuild.lockfile import explicit_path
+
+    project, recipe = load(root, name)
+    locked = read_packages(project.lockfile(name))
+    out = project.path("dist") / f"{name}.environment.yml"
+    text = environment_yml.render(
+        name,
+        recipe.channels,
+        recipe.dependencies,
+        recipe.pypi_dependencies,
+        recipe.variables,
+    )
+    atomic_write(out, text)
+    print(f"wrote {display(out)}")
+    for platform in locked.platforms:
+        src = explicit_path(project, name, platform)
+        if not src.exists():
+            msg = f"{display(src)} is missing; run `doit lock env={name}` to write it"
+            raise LockError(msg)
+        dest = project.path("dist") / src.name
+        atomic_write(dest, src.read_bytes())
+        print(f"wrote {display(dest)}")
+
+
+def doctor(root: str, prefix: str, as_json: bool = False) -> None:
+    """``doit doctor prefix=PATH [--json]``: examine any conda prefix; print a table (or
+    JSON), write ``reports/doctor/<prefix name>.json``; EnvBuildError (non-zero exit) if
+    there are findings."""
+    from envbuild import doctor as doctor_mod
+    from envbuild.findings import problems
+
+    if not prefix:
+        msg = "doit doctor needs the environment to examine: doit doctor prefix=PATH"
+        raise EnvBuildError(msg)
+    path = Path(prefix).expanduser().absolute()
+    findings = doctor_mod.examine(path)
+    project = load_project(Path(root))
+    report = project.path("reports") / "doctor" / f"{path.name or 'root'}.json"
+    atomic_write(report, doctor_mod.to_json(path, findings))
+    print(doctor_mod.to_json(path, findings) if as_json else doctor_mod.table(path, findings))
+    bad = problems(findings)
+    if bad:
+        msg = f"{path}: {len(bad)} problem(s); details in {display(report)}"
+        raise EnvBuildError(msg)
+
+
+def nightly_env(root: str, name: str) -> None:
+    """One recipe's nightly rebuild; the outcome (never an exception for an expected failure)
+    goes to build/state/nightly/<name>.result.json for :func:`nightly_report`."""
+    from envbuild.nightly import NightlyResult, nightly_recipe
+
+    project = load_project(Path(root))
+    try:
+        _, recipe = load(root, name)
+        result = nightly_recipe(recipe, project)
+    except EnvBuildError as e:
+        result = NightlyResult(recipe=name, status="failed", stage="recipe", error=str(e))
+    atomic_write(project.path("state") / "nightly" / f"{name}.result.json", result.to_json())
+
+
+def nightly_report(root: str, env: str = "") -> None:
+    """Write reports/nightly.md and .json from the selected recipes' results; raise (non-zero
+    exit) if any environment failed."""
+    from envbuild.nightly import NightlyResult, write_report
+
+    project = load_project(Path(root))
+    names = selected_names(project, env)
+    results = []
+    for name in names:
+        data = read_json(project.path("state") / "nightly" / f"{name}.result.json")
+        results.append(
+            NightlyResult(**data)
+            if data
+            else NightlyResult(
+                recipe=name,
+                status="failed",
+                stage="nightly",
+                error="no result (the run did not finish)",
+            )
+        )
+    md, _ = write_report(project, results)
+    print(md.read_text())
+    failed = [r.recipe for r in results if r.status not in ("promoted", "proposed", "unchanged")]
+    if failed:
+        msg = (
+            f"nightly failed for {', '.join(failed)} (kept their current builds); see {display(md)}"
+        )
+        raise EnvBuildError(msg)
+
+
+def rollback(root: str, name: str) -> None:
+    project, recipe = load(root, name)
+    build_id = promotion.rollback(project, recipe, tarball(project, name))
+    print(f"{name}: now at build {build_id}")
+
+
+def gc(root: str, dry_run: bool = False) -> None:
+    """Remove (or with ``dry_run`` only list) what :func:`envbuild.gc.plan` finds."""
+    from envbuild import gc as gc_mod
+
+    project = load_project(Path(root))
+    items = gc_mod.plan(project)
+    print(gc_mod.table(items))
+    if dry_run:
+        print("dry run: nothing removed")
+        return
+    freed = gc_mod.collect(project, items)
+    print(f"freed {freed / 1e6:.1f} MB")
+
+
+def status(root: str, env: str = "", as_json: bool = False) -> None:
+    """Print every selected environment's status (table, or JSON with ``as_json``)."""
+    from envbuild import status as status_mod
+
+    project = project_at(Path(root))
+    rows = [status_mod.env_status(project, name) for name in selected_names(project, env)]
+    print(status_mod.to_json(rows) if as_json else status_mod.table(rows))
+
+
+def schedule(root: str, env: str = "") -> None:
+    from envbuild import schedule as schedule_mod
+
+    project = load_project(Path(root))
+    names = selected_names(project, env)
+    recipes = [load(root, n)[1] for n in names]
+    for path in schedule_mod.write(project, recipes):
+        print(f"wrote {display(path)}")
+
+
+def _adopt_report(
+    project_reports: Path, name: str, data: dict[str, object], changes: list[dict[str, str]]
+) -> Path:
+    """Write reports/<name>.adopt.json and .md; returns the .md path."""
+    import json
+
+    findings = data["findings"]
+    assert isinstance(findings, list)
+    md = [f"# Adopting {data['prefix']} as `{name}`", "",
+          f"Specs taken from its {data['source']}; recipe: `{data['recipe']}`.", "",
+          f"## What was wrong with it ({len(findings)} finding(s))", ""]  # fmt: skip
+    if findings:
+        md += ["| kind | package | path | detail |", "|---|---|---|---|"]
+        md += [f"| {f['kind']} | {f['package']} | {f['path']} | {f['detail']} |" for f in findings]
+    else:
+        md.append("Nothing: the doctor found no problems.")
+    if changes:
+        md += ["", "## Rebuilt environment vs the old one", "",
+               "| package | change | old | new |", "|---|---|---|---|"]  # fmt: skip
+        md += [f"| {c['name']} | {c['change']} | {c['old']} | {c['new']} |" for c in changes]
+    atomic_write(project_reports / f"{name}.adopt.json", json.dumps({**data, "changes": changes},
+                                                                    indent=2))  # fmt: skip
+    atomic_write(project_reports / f"{name}.adopt.md", "\n".join(md) + "\n")
+    return project_reports / f"{name}.adopt.md"
+
+
+def adopt(root: str, prefix: str, name: str, force: str = "") -> None:
+    """``doit adopt prefix=PATH name=NAME [force=1]``: examine the old environment, write
+    recipes/NAME.yml from what was asked for, then lock, build and smoke-test it as
+    ``doit lock/build/smoke env=NAME`` would, and report the old environment's findings and
+    how the rebuilt one differs (reports/NAME.adopt.md/.json). Never writes to the old
+    prefix; never overwrites a recipe unless ``force``. Raises EnvBuildError."""
+    from dataclasses import asdict
+
+    from envbuild import adopt as adopt_mod
+    from envbuild import doctor as doctor_mod
+    from envbuild import stages
+    from envbuild.recipe_model import NAME_RE, current_subdir
+
+    if not prefix or not name:
+        msg = "doit adopt needs the environment and a name: doit adopt prefix=PATH name=NAME"
+        raise EnvBuildError(msg)
+    if not NAME_RE.match(name):
+        msg = f"name={name!r} is not a valid environment name (letters, digits, '_', '.', '-')"
+        raise EnvBuildError(msg)
+    project = load_project(Path(root))
+    path = Path(prefix).expanduser().absolute()
+    installed = doctor_mod.read_records(path)
+    recipe_path = project.path("recipes") / f"{name}.yml"
+    if recipe_path.exists() and force not in ("1", "true", "yes"):
+        msg = f"{display(recipe_path)} exists; choose another name, or add force=1 to replace it"
+        raise EnvBuildError(msg)
+    findings = doctor_mod.examine(path)
+    adoption = adopt_mod.plan(path, installed)
+    atomic_write(recipe_path, adopt_mod.recipe_text(name, adoption, current_subdir(), path))
+    print(f"wrote {display(recipe_path)} ({len(adoption.dependencies)} specs from its "
+          f"{adoption.source}, {len(adoption.pypi_dependencies)} PyPI); "
+          f"{len(findings)} finding(s) in the old environment")  # fmt: skip
+    data: dict[str, object] = {
+        "prefix": str(path),
+        "recipe": display(recipe_path),
+        "source": adoption.source,
+        "adoption": asdict(adoption),
+        "findings": [asdict(f) for f in findings],
+    }
+    report = _adopt_report(project.path("reports"), name, data, [])
+    for step in (stages.lock, stages.build, stages.smoke):
+        step(root, name)
+    rebuilt = project.env_prefix(name)
+    new = doctor_mod.read_records(rebuilt)
+    changes = adopt_mod.compare(
+        installed,
+        new,
+        adopt_mod.pip_installed(path, installed),
+        adopt_mod.pip_installed(rebuilt, new),
+    )
+    report = _adopt_report(project.path("reports"), name, data, changes)
+    print(f"rebuilt {name} ({display(project.env_prefix(name))}); report: {display(report)}")

@@ -1,0 +1,320 @@
+"""A health check for any conda prefix (built by envbuild, conda, mamba, micromamba, pixi, or
+unpacked from conda-pack), with no lockfile: what its conda-meta records promise against what
+is on disk, what pip did beside conda, whether the installed set satisfies its own
+``depends``/``constrains``, where its packages came from, and whether the interpreter works.
+
+Record format: conda's ``conda-meta/<name>-<version>-<build>.json`` (``paths_data`` with
+``sha256``/``sha256_in_prefix``/``prefix_placeholder``,
+https://docs.conda.io/projects/conda/en/latest/dev-guide/deep-dives/install.html), parsed with
+py-rattler's ``PrefixRecord``; dependencies matched with py-rattler's ``MatchSpec``. Reads
+only; runs the prefix's interpreter and ``ldd``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuild import site_packages
+from envbuild.findings import ADVICE, DoctorError, Finding, finding
+from envbuild.prefix_files import check_file
+from envbuild.prefix_python import interpreter_findings
+from envbuild.recipe_model import current_subdir
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """A conda-meta record: the raw JSON, py-rattler's PrefixRecord, and the file."""
+
+    data: dict[str, Any]
+    record: Any  # rattler.PrefixRecord
+    file: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def label(self) -> str:
+        return f"{self.data['name']} {self.data.get('version', '?')} {self.data.get('build', '')}"
+
+    def paths(self) -> list[dict[str, Any]]:
+        """``paths_data.paths``, or the plain ``files`` list when a tool wrote no paths_data."""
+        entries = (self.data.get("paths_data") or {}).get("paths")
+        if entries:
+            return list(entries)
+        return [{"_path": f} for f in self.data.get("files", [])]
+
+
+def read_records(prefix: Path) -> list[Installed]:
+    """Every conda-meta record of ``prefix``. Raises DoctorError naming the path or file if it
+    is not a conda prefix, a record is unreadable or malformed, or the packages are for
+    another platform than this machine's."""
+    import rattler
+
+    meta = prefix / "conda-meta"
+    if not meta.is_dir():
+        msg = f"{prefix}: not a conda prefix (no conda-meta/); give the root of the environment"
+        raise DoctorError(msg)
+    out = []
+    for f in sorted(meta.glob("*.json")):
+        try:
+            data = json.loads(f.read_text())
+            if not isinstance(data, dict) or "name" not in data:
+                raise ValueError("not a package record (no 'name')")
+            record = rattler.PrefixRecord.from_path(f)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # OSError, JSON errors, py-rattler's parse errors
+            msg = f"{f}: unreadable or malformed conda-meta record ({type(e).__name__}: {e})"
+            raise DoctorError(msg) from None
+        out.append(Installed(data, record, f))
+    here = current_subdir()
+    foreign = sorted({str(i.data.get("subdir")) for i in out} - {here, "noarch", "None"})
+    if foreign:
+        msg = f"{prefix}: its packages are for {', '.join(foreign)}; this machine is {here}"
+        raise DoctorError(msg)
+    return out
+
+
+def _files(prefix: Path, installed: list[Installed]) -> list[Finding]:
+    out: list[Finding] = []
+    real = str(prefix.resolve())
+    moved: list[str] = []
+    for i in installed:
+        entries = i.paths()
+        missing = [e["_path"] for e in entries if not os.path.lexists(prefix / e["_path"])]
+        if entries and len(missing) == len(entries):
+            out.append(
+                finding(
+                    "half-installed",
+                    i.label,
+                    "",
+                    f"record {i.file.name} lists {len(entries)} files; none exist",
+                )
+            )
+            continue
+        out += [
+            finding("missing-file", i.label, m, "listed in conda-meta, not on disk")
+            for m in missing
+        ]
+        for e in entries:
+            if e["_path"] in missing:
+                continue
+            state = check_file(prefix / e["_path"], e, real)
+            if state == "modified":
+                out.append(
+                    finding("modified-file", i.label, e["_path"], "sha256 differs from the record")
+                )
+            elif state == "moved":
+                moved.append(e["_path"])
+    if moved:
+        out.append(
+            finding(
+                "moved-prefix",
+                "",
+                moved[0],
+                f"{len(moved)} file(s) still name another prefix, not {real}",
+            )
+        )
+    return out
+
+
+PIP_INSTALLERS = ("pip", "uv", "poetry", "pdm")  # INSTALLER values of PyPI installers
+
+
+def _pip(prefix: Path, installed: list[Installed]) -> list[Finding]:
+    out: list[Finding] = []
+    owner = {e["_path"]: i for i in installed for e in i.paths()}
+    dists = site_packages.distributions(prefix)
+    conda_names = {site_packages.canonical(i.name) for i in installed}
+    by_name: dict[str, list[site_packages.Distribution]] = {}
+    for d in dists:
+        by_name.setdefault(d.name, []).append(d)
+        if d.editable:
+            out.append(finding("editable", d.name, d.metadata_dir, f"{d.name} {d.version}"))
+        conda_owned = any(f.startswith(d.metadata_dir + "/") for f in owner)
+        if conda_owned and d.installer.lower() not in PIP_INSTALLERS:
+            continue
+        if not conda_owned:  # pip re-installed over conda's own metadata: pip-overwrote says it
+            out.append(
+                finding(
+                    "pip-installed",
+                    d.name,
+                    d.metadata_dir,
+                    f"{d.name} {d.version} (INSTALLER: {d.installer or 'none'})",
+                )
+            )
+        overwritten: dict[str, list[str]] = {}
+        for f in d.files:
+            if f in owner:
+                overwritten.setdefault(owner[f].label, []).append(f)
+        for pkg, files in overwritten.items():
+            out.append(
+                finding(
+                    "pip-overwrote",
+                    pkg,
+                    files[0],
+                    f"{d.name} {d.version} replaced {len(files)} file(s) of {pkg}",
+                )
+            )
+        if d.name in conda_names and not conda_owned:
+            out.append(
+                finding(
+                    "pip-shadows",
+                    d.name,
+                    d.metadata_dir,
+                    f"pip's {d.name} {d.version} beside conda's package",
+                )
+            )
+    for name, group in by_name.items():
+        if len(group) > 1:
+            out.append(
+                finding(
+                    "duplicate-dist",
+                    name,
+                    group[0].metadata_dir,
+                    ", ".join(g.metadata_dir for g in group),
+                )
+            )
+    real = prefix.resolve()
+    for pth, added in site_packages.pth_paths(prefix):
+        if not Path(added).is_relative_to(real):
+            out.append(finding("path-outside", "", pth, f"adds {added}"))
+    return out
+
+
+def _dependencies(installed: list[Installed]) -> list[Finding]:
+    import rattler
+
+    by_name = {i.name: i for i in installed}
+    out = []
+    for i in installed:
+        for kind, specs in (
+            ("depends", i.data.get("depends", [])),
+            ("constrains", i.data.get("constrains", [])),
+        ):
+            for spec in specs:
+                try:
+                    ms = rattler.MatchSpec(spec, strict=False)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException:
+                    continue  # a spec py-rattler cannot read: not ours to judge
+                name = ms.name.normalized if ms.name else ""
+                if not name or name.startswith("__"):
+                    continue  # virtual packages describe the machine, not the prefix
+                other = by_name.get(name)
+                if kind == "depends" and (other is None or not ms.matches(other.record)):
+                    found = other.label if other else "not installed"
+                    out.append(
+                        finding(
+                            "unsatisfied-depends",
+                            i.label,
+                            "",
+                            f"needs `{spec}`; installed: {found}",
+                        )
+                    )
+                elif kind == "constrains" and other is not None and not ms.matches(other.record):
+                    out.append(
+                        finding(
+                            "violated-constrains",
+                            i.label,
+                            "",
+                            f"constrains `{spec}`; installed: {other.label}",
+                        )
+                    )
+    return out
+
+
+def channel_name(channel: str) -> str:
+    """``https://conda.anaconda.org/conda-forge/`` (or ``.../linux-64``) -> ``conda-forge``;
+    other URLs stay URLs (without a trailing subdir)."""
+    c = channel.rstrip("/")
+    for sub in ("/noarch", f"/{current_subdir()}"):
+        c = c.removesuffix(sub)
+    return c.removeprefix("https://conda.anaconda.org/")
+
+
+def first_channel(prefix: Path, installed: list[Installed]) -> str:
+    """The environment's first channel: the first ``-c``/``--channel`` in conda-meta/history's
+    commands, else the channel most of its packages came from."""
+    history = prefix / "conda-meta" / "history"
+    if history.is_file():
+        for line in history.read_text(errors="replace").splitlines():
+            if line.startswith("# cmd:"):
+                words = line.split()
+                for a, b in itertools.pairwise(words):
+                    if a in ("-c", "--channel"):
+                        return channel_name(b)
+    counts = Counter(channel_name(str(i.data.get("channel", ""))) for i in installed)
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+def _channels(prefix: Path, installed: list[Installed]) -> list[Finding]:
+    names = {i.label: channel_name(str(i.data.get("channel", ""))) for i in installed}
+    used = Counter(names.values())
+    if len(used) <= 1:
+        return []
+    first = first_channel(prefix, installed)
+    out = [
+        finding("mixed-channels", "", "", ", ".join(f"{c} ({n})" for c, n in used.most_common()))
+    ]
+    out += [
+        finding("other-channel", label, "", f"from {c}; first channel is {first}")
+        for label, c in names.items()
+        if c != first
+    ]
+    return out
+
+
+def examine(prefix: Path) -> list[Finding]:
+    """Every finding for the conda prefix at ``prefix``, in the order: files, pip,
+    dependencies, channels, interpreter. Raises DoctorError (see :func:`read_records`)."""
+    installed = read_records(prefix)
+    pip = _pip(prefix, installed)
+    reported = {f.detail.removeprefix("adds ") for f in pip if f.kind == "path-outside"}
+    return [
+        *_files(prefix, installed),
+        *pip,
+        *_dependencies(installed),
+        *_channels(prefix, installed),
+        *interpreter_findings(
+            prefix, reported, frozenset(e["_path"] for i in installed for e in i.paths())
+        ),
+    ]
+
+
+def table(prefix: Path, findings: list[Finding]) -> str:
+    """The findings as a text table, then the advice per kind."""
+    if not findings:
+        return f"{prefix}: no findings"
+    notes = sum(f.severity == "note" for f in findings)
+    rows = [f"{prefix}: {len(findings) - notes} problem(s), {notes} note(s)", ""]
+    rows += [
+        f"{f.kind:20s} {f.package[:34]:34s} {f.path[:50]:50s} {f.detail}"
+        + (" (note)" if f.severity == "note" else "")
+        for f in findings
+    ]
+    rows += ["", "what to do:"]
+    rows += [f"  {k}: {ADVICE[k]}" for k in dict.fromkeys(f.kind for f in findings)]
+    return "\n".join(rows)
+
+
+def to_json(prefix: Path, findings: list[Finding]) -> str:
+    return json.dumps(
+        {
+            "prefix": str(prefix),
+            "findings": [asdict(f) for f in findings],
+            "counts": dict(Counter(f.kind for f in findings)),
+        },
+        indent=2,
+    )
+
+
+__all__ = ["ADVICE", "DoctorError", "Finding", "examine", "table", "to_json"]
