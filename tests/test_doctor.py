@@ -154,6 +154,7 @@ def test_a_clean_build_and_a_relocated_tarball_have_no_findings(
     p = make_project()
     p.doit("pack")
     assert p.doit("doctor", f"prefix={p.root / 'envs' / 'tiny'}").returncode == 0
+    assert (p.root / "envs" / "tiny" / "bin" / "2to3").resolve().is_file()  # the link resolves
     tarball = next((p.root / "dist").glob("tiny-*.tar.*"))
     from envbuild.pack import extract
 
