@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -296,11 +297,10 @@ def table(prefix: Path, findings: list[Finding]) -> str:
         return f"{prefix}: no findings"
     notes = sum(f.severity == "note" for f in findings)
     rows = [f"{prefix}: {len(findings) - notes} problem(s), {notes} note(s)", ""]
-    rows += [
-        f"{f.kind:20s} {f.package[:34]:34s} {f.path[:50]:50s} {f.detail}"
-        + (" (note)" if f.severity == "note" else "")
-        for f in findings
-    ]
+    for f in findings:
+        path = re.sub(r"^lib/python[0-9.]+/site-packages/", "site-packages/", f.path)
+        note = " (note)" if f.severity == "note" else ""
+        rows.append(f"{f.kind:19s} {f.package[:30]:30s} {path[:58]:58s} {f.detail}{note}")
     rows += ["", "what to do:"]
     rows += [f"  {k}: {ADVICE[k]}" for k in dict.fromkeys(f.kind for f in findings)]
     return "\n".join(rows)
