@@ -166,9 +166,10 @@ def _switch_context(project: Project, sw: Switch) -> None:
         remove_tree(docker_state(project, sw.name))  # `doit docker` renders it again
 
 
-def recover(project: Project, name: str) -> None:
+def recover(project: Project, name: str) -> bool:
     """Finish a switch whose journal exists (roll forward), else discard a candidate left by
-    a run that died before its switch. Caller holds the build mutex."""
+    a run that died before its switch. Caller holds the build mutex. Returns True if it did
+    either (the caller then asks again whether anything is left to do)."""
     data = read_json(promotion_journal(project, name))
     if data is not None:
         try:
@@ -178,10 +179,12 @@ def recover(project: Project, name: str) -> None:
         if sw is not None and read_marker(build_mod.builds_root(project, name) / sw.build_id):
             log.info("finishing the interrupted switch of %s to build %s", name, sw.build_id)
             apply(project, sw)
-            return
+            return True
         remove_tree(promotion_journal(project, name))  # unreadable, or its build is gone
     if candidate_dir(project, name).exists():
         discard_candidate(project, name)
+        return True
+    return False
 
 
 def stage_context(

@@ -155,8 +155,9 @@ def build(root: str, name: str) -> None:
     interrupted (which may leave nothing to build)."""
     project, recipe = load(root, name)
     with build_mod.build_mutex(project, name):
-        promotion.recover(project, name)
-        if not build_is_current(project.root, name):
+        # a finished switch (or a discarded candidate) may leave nothing to build; otherwise
+        # build: doit decided it must (`--always-execute` included)
+        if not (promotion.recover(project, name) and build_is_current(project.root, name)):
             build_mod.build_locked(recipe, project)
     record_build_state(project, name)
 
