@@ -30,13 +30,13 @@ def doit(cwd: Path, *args: str, check: bool = True) -> float:
 
 @contextlib.contextmanager
 def temp_project() -> Iterator[Path]:
-    """Recipes, templates and dodo.py copied to a temporary directory, mirrored to the
+    """Recipes and dodo.py copied to a temporary directory, mirrored to the
     offline channel (built first if missing), sharing the checkout's package cache."""
     doit(REPO, "offline_channel")
     channel = REPO / "build" / "offline-channel"
     with tempfile.TemporaryDirectory(prefix="envbuild-bench-") as tmp:
         root = Path(tmp)
-        for d in ("recipes", "templates"):
+        for d in ("recipes",):
             shutil.copytree(REPO / d, root / d)
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
         (root / "envbuild.toml").write_text(

@@ -1,5 +1,5 @@
-"""Docker stage: render ``templates/Dockerfile.j2`` and its build context into
-``docker/<name>/``.
+"""Docker stage: render ``Dockerfile.j2`` (the project's ``templates/`` or envbuild's) and
+its build context into ``docker/<name>/``.
 
 The context holds ``Dockerfile`` and ``env.tar``, the packed environment as a plain tar (Docker's
 ``ADD`` unpacks identity/gzip/bzip2/xz tars but not zstd:
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from envbuild import templates
 from envbuild.errors import DockerError
 from envbuild.fs import atomic_write, clean_temporaries, staged_file
 from envbuild.pack import open_tar_stream
@@ -65,23 +66,22 @@ def _quoted(value: str) -> str:
 
 
 def render(template_dir: Path, ctx: DockerContext) -> str:
-    """Render ``<template_dir>/Dockerfile.j2`` with ``ctx``. Raises DockerError if the template
-    is missing, invalid or uses an undefined variable."""
+    """Render ``Dockerfile.j2`` with ``ctx``: the project's ``<template_dir>/Dockerfile.j2`` if
+    it has one, else envbuild's (:mod:`envbuild.templates`). Raises DockerError if the
+    template is invalid or uses an undefined variable."""
+    used = templates.find(template_dir, TEMPLATE)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_dir),
+        loader=jinja2.FileSystemLoader(templates.search_path(template_dir)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
     try:
         return env.get_template(TEMPLATE).render(**asdict(ctx))
-    except jinja2.TemplateNotFound:
-        msg = f"{display(template_dir / TEMPLATE)}: template not found; restore it from envbuild"
-        raise DockerError(msg) from None
     except jinja2.TemplateError as e:
         lineno = getattr(e, "lineno", None)
         at = f":{lineno}" if lineno else ""
-        msg = f"{display(template_dir / TEMPLATE)}{at}: {type(e).__name__}: {e}"
+        msg = f"{display(used)}{at}: {type(e).__name__}: {e}"
         raise DockerError(msg) from None
 
 

@@ -7,7 +7,8 @@ smoke-tests and packs each recipe on native runners for the platforms envbuild b
 tested), and merges the per-platform results into one lockfile per recipe and one pull request
 (``doit ci_merge``, :mod:`envbuild.ci`).
 
-Rendered from ``templates/schedule/*.j2`` with ``<< >>``/``<% %>`` delimiters, so that GitHub's
+Rendered from ``schedule/*.j2`` (the project's ``templates/`` first, then envbuild's) with
+``<< >>``/``<% %>`` delimiters, so that GitHub's
 own ``${{ }}`` expressions pass through untouched. Workflow syntax:
 https://docs.github.com/en/actions/writing-workflows/workflow-syntax-for-github-actions;
 timers: systemd.timer(5); cron: crontab(5).
@@ -22,6 +23,7 @@ from typing import Any
 
 import jinja2
 
+from envbuild import templates
 from envbuild.ci import BUILDABLE
 from envbuild.errors import ConfigError
 from envbuild.fs import atomic_write
@@ -80,7 +82,9 @@ def render(
 ) -> dict[Path, str]:
     """Output path -> rendered text, for every scheduler definition (pure)."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(project.path("templates") / "schedule"),
+        loader=jinja2.FileSystemLoader(
+            templates.search_path(project.path("templates"), "schedule")
+        ),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -109,7 +113,7 @@ def render(
         try:
             text = env.get_template(template).render(**{**context, "python": python_value})
         except jinja2.TemplateError as e:
-            where = project.path("templates") / "schedule" / template
+            where = templates.find(project.path("templates"), f"schedule/{template}")
             line = getattr(e, "lineno", None)
             msg = f"{where}{f':{line}' if line else ''}: {type(e).__name__}: {e}"
             raise ConfigError(msg) from None

@@ -248,8 +248,10 @@ def pack_is_current(root: Path, name: str) -> bool:
 
 
 def template_sha(project: Project) -> str:
-    template = project.path("templates") / TEMPLATE
-    return file_sha256(template) if template.exists() else ""
+    """sha256 of the Dockerfile template in effect (the project's, else envbuild's)."""
+    from envbuild.templates import find
+
+    return file_sha256(find(project.path("templates"), TEMPLATE))
 
 
 @functools.lru_cache(maxsize=1)

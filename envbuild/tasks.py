@@ -100,6 +100,7 @@ def _stage(
     for name in names:
         task = make(project, name)
         task.setdefault("verbosity", 2)
+        task.setdefault("doc", f"{basename} of environment '{name}'")
         yield {"basename": basename, "name": name, **task}
 
 
@@ -149,7 +150,11 @@ def _verify(project: Project, name: str) -> TaskDict:
 
 
 STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
-    "lock": ("solve each recipe and write locks/<name>.conda-lock.yml", _lock),
+    "lock": (
+        "solve each recipe and write locks/<name>.conda-lock.yml; update=PKG[,PKG] updates "
+        "only those packages, every other one stays pinned",
+        _lock,
+    ),
     "build": (
         "install the locked packages into envs/<name> (staged, then switched)",
         _after("lock", "build", state.build_is_current, state.build_state),
@@ -216,19 +221,20 @@ def status_action(root: str, env: str, json: bool) -> TaskFailed | None:
 
 
 def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
-    """``nightly`` (with per-recipe ``nightly_env:<name>``), ``rollback:<name>``, ``gc`` and
-    ``schedule``: tasks that always run when asked for."""
+    """``nightly`` (with per-recipe ``_nightly_env:<name>``, internal), ``relock``,
+    ``ci_merge``, ``rollback:<name>``, ``gc``, ``status`` and ``schedule``: tasks that always
+    run when asked for."""
     project = state.project_at(root)
     names = selected(project, env)
     r = str(root)
     yield {
-        "basename": "nightly_env",
+        "basename": "_nightly_env",  # internal (a leading "_" hides it from `doit list`)
         "name": None,
         "doc": "recreate one environment from a fresh solve (part of `doit nightly`)",
     }
     for name in names:
         yield {
-            "basename": "nightly_env",
+            "basename": "_nightly_env",
             "name": name,
             "uptodate": [False],
             "verbosity": 2,
@@ -239,7 +245,7 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
         "uptodate": [False],
         "verbosity": 2,
         "doc": "fresh solve, new build, smoke + verify, promote if all pass; report",
-        "task_dep": [f"nightly_env:{n}" for n in names],
+        "task_dep": [f"_nightly_env:{n}" for n in names],
         "actions": [action("nightly_report", r, env or "")],
     }
     yield {

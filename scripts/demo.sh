@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
-PY=${PYTHON:-python3}
-"$PY" -m doit offline_channel
-"$PY" -m doit docker env=ml
+ENVBUILD=.venv/bin/envbuild  # the installed command (scripts/setup.sh); `doit ...` works too
+"$ENVBUILD" offline_channel
+"$ENVBUILD" docker ml
 echo
 echo "demo done: $(ls -1 locks/ml.conda-lock.yml dist/ml-*.tar.* docker/ml/Dockerfile | tr '\n' ' ')"

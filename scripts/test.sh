@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
-PY=${PYTHON:-python3}
+PY=.venv/bin/python  # made by scripts/setup.sh
 "$PY" -m ruff check envbuild tests dodo.py benchmarks
 "$PY" -m mypy
 "$PY" -m pytest "$@"

@@ -166,7 +166,6 @@ def make_project(tmp_path: Path, channel: Path, package_cache: Path) -> Callable
     def make(mirror: str | None = None, recipes: dict[str, str | None] | None = None) -> Project:
         root = tmp_path / "proj"
         (root / "recipes").mkdir(parents=True)
-        shutil.copytree(REPO / "templates", root / "templates")
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
         (root / "envbuild.toml").write_text(
             textwrap.dedent(f"""\

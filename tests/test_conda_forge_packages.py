@@ -5,7 +5,6 @@ pack and relocation."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import tarfile
@@ -43,7 +42,6 @@ def cf(tmp_path_factory: pytest.TempPathFactory, cf_channel: Path) -> Project:
     (root / "recipes").mkdir(parents=True)
     (root / "recipes" / "cf.yml").write_text(RECIPE)
     (root / "dodo.py").write_text((Path(__file__).parent.parent / "dodo.py").read_text())
-    os.symlink(Path(__file__).parent.parent / "templates", root / "templates")
     (root / "envbuild.toml").write_text(
         f'[mirrors]\nconda-forge = "{cf_channel}"\n'
         f'[paths]\npackage_cache = "{root.parent / "pkgs"}"\n'

@@ -54,7 +54,6 @@ def rotted(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> tuple[Pro
     """A project whose environment ``rot`` was built for real, then rotted in place."""
     root = tmp_path_factory.mktemp("doctor") / "proj"
     (root / "recipes").mkdir(parents=True)
-    shutil.copytree(Path(__file__).parent.parent / "templates", root / "templates")
     shutil.copy(Path(__file__).parent.parent / "dodo.py", root / "dodo.py")
     (root / "envbuild.toml").write_text(  # other-channel: where the swapped pip came from
         f'[mirrors]\nconda-forge = "{channel}"\nother-channel = "{channel}"\n'

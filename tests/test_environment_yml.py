@@ -15,8 +15,9 @@ from envbuild import docker
 from envbuild.errors import RecipeError
 from envbuild.pack import open_tar_stream
 from envbuild.recipe import load_recipe
+from envbuild.templates import PACKAGE_TEMPLATES
 
-from .conftest import REPO, Project
+from .conftest import Project
 
 ENV_YML = """\
 name: {name}
@@ -178,7 +179,7 @@ def test_variables_reach_smoke_tarball_activation_and_image(
     state = yaml.safe_load((dest / "conda-meta" / "state").read_text())
     assert state == {"env_vars": {"ENVBUILD_GREETING": 'it\'s "quoted" $HOME'}}
     recipe = load_recipe(p.root / "recipes" / "vars.yml")
-    text = docker.render(REPO / "templates", docker.context_for(recipe, "0" * 64, "B1"))
+    text = docker.render(PACKAGE_TEMPLATES, docker.context_for(recipe, "0" * 64, "B1"))
     assert 'ENV ENVBUILD_GREETING="it\'s \\"quoted\\" \\$HOME"' in text
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from envbuild import image
 from envbuild.fs import tree_bytes
+from envbuild.templates import PACKAGE_TEMPLATES
 
 from .conftest import Project
 
@@ -85,8 +86,9 @@ def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
     assert stages == []
     # rebuilt only when the tarball or the template changes
     assert Project.executed(project.doit("docker")) == []
-    template = project.root / "templates" / "Dockerfile.j2"
-    template.write_text(template.read_text() + "# a local tweak\n")
+    template = project.root / "templates" / "Dockerfile.j2"  # the project's own, file by file
+    template.parent.mkdir()
+    template.write_text((PACKAGE_TEMPLATES / "Dockerfile.j2").read_text() + "# a local tweak\n")
     assert Project.executed(project.doit("docker")) == ["docker:tiny"]
 
 

@@ -27,7 +27,6 @@ def clone(root: Path, channel: Path, cache: Path) -> Project:
     (root / "recipes").mkdir(parents=True)
     shutil.copytree(channel, root / "mirror" / "conda-forge")
     shutil.copy(REPO / "dodo.py", root / "dodo.py")
-    shutil.copytree(REPO / "templates", root / "templates")
     (root / "envbuild.toml").write_text(
         textwrap.dedent(f"""\
         [mirrors]

@@ -146,7 +146,7 @@ def test_rollback_and_gc(nightly_project: Project) -> None:
     ids = []
     for i in range(3):
         _variant(p, i)
-        p.doit("nightly_env:good")
+        p.doit("_nightly_env:good")
         ids.append(_current(p, "good"))
         time.sleep(1)
     project = load_project(p.root)

@@ -170,10 +170,10 @@ def test_kill_9_at_every_step_of_a_switch_then_the_next_command_finishes_it(
         time.sleep(1)
         _publish(channel, f"1.{i + 1}", f"MESSAGE = 'hello 1.{i + 1}'\n")
         if isinstance(point, str):
-            killed = p.doit("nightly_env:greet", check=False, env={"ENVBUILD_KILL_AT": point})
+            killed = p.doit("_nightly_env:greet", check=False, env={"ENVBUILD_KILL_AT": point})
             assert killed.returncode == -9, killed.stdout + killed.stderr
         else:
-            kill_after(p.popen("nightly_env:greet"), point)
+            kill_after(p.popen("_nightly_env:greet"), point)
         journal = (p.root / "build" / "state" / f"{NAME}.promotion.json").exists()
         assert journal == isinstance(point, str)
         nxt = ("build", "env=greet") if i % 2 == 0 else ("nightly", "env=greet")
