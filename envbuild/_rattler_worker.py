@@ -278,7 +278,7 @@ async def install(req: dict[str, Any]) -> int:
         package_cache=PackageCache.from_layers([layer]),
         config=config,
         platform=rattler.Subdir(req["platform"]) if req.get("platform") else None,
-        show_progress=False,
+        show_progress=bool(req.get("show_progress")),  # py-rattler's bars, on a terminal
         execute_link_scripts=False,
         client=_client(req),
     )

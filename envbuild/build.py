@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envbuild import bytecode, pypi, rattler_client
+from envbuild import bytecode, progress, pypi, rattler_client
 from envbuild.channels import Route, auth_entries
 from envbuild.errors import BuildError
 from envbuild.fingerprint import fingerprint
@@ -255,7 +255,8 @@ def _install(
     attempts, backoff = retry_policy()
     for attempt in range(1, attempts + 1):
         try:
-            rattler_client.call("install", request)
+            live = progress.interactive()
+            rattler_client.call("install", {**request, "show_progress": live}, progress=live)
             return
         except rattler_client.RattlerCallError as e:
             message = e.failure.message

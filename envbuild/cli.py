@@ -5,6 +5,7 @@
     envbuild <task> [NAME...] [opts]  e.g. envbuild lock, envbuild build ml, envbuild status
     envbuild list | info | forget | clean | help ...   doit's own commands
     envbuild --help                   this text and the tasks, with their docs
+    envbuild -q ...                   no progress output (errors still show)
 
 Recipe names after a task become ``env=NAME,NAME``; ``key=value`` and ``--options`` pass
 through to doit unchanged. The project is the nearest directory, upwards from here, that holds
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from envbuild.errors import EnvBuildError
 from envbuild.fs import atomic_write
+from envbuild.progress import QUIET_ENV
 from envbuild.project import CONFIG_FILE
 
 DOIT_COMMANDS = ("list", "info", "forget", "clean", "help", "ignore", "dumpdb", "strace", "run")
@@ -125,6 +127,9 @@ def doit_arguments(args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``envbuild`` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if "-q" in args or "--quiet" in args:  # silence progress (errors still show)
+        os.environ[QUIET_ENV] = "1"
+        args = [a for a in args if a not in ("-q", "--quiet")]
     try:
         if args[:1] == ["init"]:
             if any(a not in ("--ci",) for a in args[1:]):

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import zstandard
 
-from envbuild import proc
+from envbuild import proc, progress
 from envbuild.errors import PackError
 from envbuild.fs import clean_temporaries, staged_file
 from envbuild.recipe_model import PackOptions, Smoke
@@ -111,8 +111,11 @@ def _conda_pack(
                     )
                 )
             packer = Packer(str(prefix), arc, None, None)
-            for f in files:
-                packer.add(f)
+            total = sum(os.lstat(f.source).st_size for f in files)
+            with progress.bytes_bar("packing", total) as bar:
+                for f in files:
+                    packer.add(f)
+                    bar.update(os.lstat(f.source).st_size)
             packer.finish()
     except conda_pack.CondaPackException as e:
         msg = f"conda-pack failed for {display(prefix)}: {e}"

@@ -67,11 +67,14 @@ def run(
     timeout: float | None = None,
     check: bool = True,
     input_text: str | None = None,
+    stream_stderr: bool = False,
 ) -> Result:
     """Run ``argv`` to completion and capture its output.
 
     Inputs: ``argv`` (no shell), ``cwd``, a complete ``env`` (None = inherit), ``timeout`` in
-    seconds. Output: a :class:`Result` with stdout/stderr decoded as UTF-8 (errors replaced).
+    seconds; ``stream_stderr`` lets the command draw on this process's stderr (progress bars)
+    instead of capturing it. Output: a :class:`Result` with stdout/stderr decoded as UTF-8
+    (errors replaced; stderr empty when streamed).
     Raises :class:`ProcessError` when the command is missing, times out, or (with ``check``)
     exits non-zero; the message shows argv, exit code/signal and the captured output.
     """
@@ -82,7 +85,8 @@ def run(
             args,
             cwd=cwd,
             env=None if env is None else dict(env),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=None if stream_stderr else subprocess.PIPE,
             timeout=timeout,
             check=False,
             input=None if input_text is None else input_text.encode(),
@@ -102,7 +106,7 @@ def run(
         args,
         proc.returncode,
         proc.stdout.decode(errors="replace"),
-        proc.stderr.decode(errors="replace"),
+        (proc.stderr or b"").decode(errors="replace"),
     )
     if result.stdout.strip() or result.stderr.strip():
         log.debug("stdout:\n%s\nstderr:\n%s", result.stdout, result.stderr)

@@ -33,19 +33,22 @@ class RattlerCallError(EnvBuildError):
         self.failure = failure
 
 
-def call(op: str, request: dict[str, Any], *, timeout: float | None = 3600) -> Any:
+def call(
+    op: str, request: dict[str, Any], *, timeout: float | None = 3600, progress: bool = False
+) -> Any:
     """Run worker operation ``op`` (``solve``, ``install``, ``index``) on a JSON ``request``.
 
     Output: the operation's JSON value. Raises RattlerCallError when py-rattler raised (with
     its type, message and, for solves, the channel's package names), ProcessError when the
-    worker died before writing its result.
+    worker died before writing its result. ``progress``: the worker draws py-rattler's
+    progress bars on this process's stderr (a terminal).
     """
     with tempfile.TemporaryDirectory(prefix="envbuild-rattler-") as tmp:
         req = Path(tmp) / "request.json"
         res = Path(tmp) / "result.json"
         req.write_text(json.dumps(request))
         argv = [sys.executable, "-m", "envbuild._rattler_worker", op, str(req), str(res)]
-        result = proc.run(argv, timeout=timeout, check=False)
+        result = proc.run(argv, timeout=timeout, check=False, stream_stderr=progress)
         if not res.exists():
             msg = proc.format_failure(result, f"py-rattler worker ({op}) died before finishing")
             raise proc.ProcessError(msg)

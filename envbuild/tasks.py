@@ -14,6 +14,7 @@ EnvBuildError becomes a failed task showing its message, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from envbuild import state
+from envbuild import progress, state
 from envbuild.errors import EnvBuildError
 from envbuild.project import Project
 from envbuild.secrets import scrub
@@ -30,13 +31,19 @@ from envbuild.secrets import scrub
 TaskDict = dict[str, Any]
 
 
+# per-environment steps shown with their duration (see :mod:`envbuild.progress`)
+_SHOWN = frozenset({"lock", "relock", "build", "smoke", "pack", "docker", "export", "nightly_env"})
+
+
 def _guard(stage: str, *args: str) -> TaskFailed | None:
     # imported when an action runs, not when doit loads the graph: stages and commands pull
     # in conda-lock, pydantic and the stage modules
     from envbuild import commands, stages
 
+    what = f"{stage.removesuffix('_env')} {args[1]}" if stage in _SHOWN else ""
     try:
-        getattr(stages if hasattr(stages, stage) else commands, stage)(*args)
+        with progress.step(what) if what else contextlib.nullcontext():
+            getattr(stages if hasattr(stages, stage) else commands, stage)(*args)
     except EnvBuildError as e:
         return TaskFailed(scrub(str(e)), report=True)
     return None
