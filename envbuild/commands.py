@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from envbuild import kernels, lockdiff, promotion
 from envbuild import lock as lock_mod
-from envbuild import lockdiff, promotion
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.fs import atomic_write
 from envbuild.lockfile import read_packages
-from envbuild.project import load_project
+from envbuild.project import Project, load_project
 from envbuild.stages import exclusive, load, selected_names, tarball
 from envbuild.state import project_at, read_json, write_lock_stamp
 from envbuild.validate import display
@@ -112,6 +112,8 @@ def nightly_env(root: str, name: str) -> None:
     try:
         _, recipe = load(root, name)
         result = nightly_recipe(recipe, project)
+        if result.status == "promoted":
+            kernels.register(project, recipe)  # stable path: a no-op rewrite if it existed
     except EnvBuildError as e:
         result = NightlyResult(recipe=name, status="failed", stage="recipe", error=str(e))
     atomic_write(project.path("state") / "nightly" / f"{name}.result.json", result.to_json())
@@ -165,6 +167,20 @@ def gc(root: str, dry_run: bool = False) -> None:
         return
     freed = gc_mod.collect(project, items)
     print(f"freed {freed / 1e6:.1f} MB")
+    for directory in kernels.prune(project, _kernel_recipes(root, project)):
+        print(f"removed Jupyter kernel {directory.name} (its recipe no longer asks for it)")
+
+
+def _kernel_recipes(root: str, project: Project) -> set[str]:
+    """Recipes that exist, load and ask for a Jupyter kernel."""
+    wanted = set()
+    for name in project.recipe_names():
+        try:
+            if load(root, name)[1].jupyter.kernel:
+                wanted.add(name)
+        except EnvBuildError:
+            wanted.add(name)  # a recipe with an error keeps its kernel until it is fixed
+    return wanted
 
 
 def status(root: str, env: str = "", as_json: bool = False) -> None:

@@ -4,7 +4,7 @@ Rules (the child wins; later parents win over earlier ones):
 
 * channels: the child's own, then the parents' not already listed (strict priority order),
   then any channel a spec names (``bioconda::samtools``) that is not listed;
-* platforms, pack, docker: the child's if it sets them, else the first parent's;
+* platforms, pack, docker, jupyter: the child's if it sets them, else the first parent's;
 * exclude-newer: the child's, else the first parent's that sets one;
 * dependencies and pypi-dependencies: merged by package name. Within one recipe, several specs
   for one package all apply (``python >=3.10`` and ``python <3.13``, as in conda); a later
@@ -88,7 +88,22 @@ def merge(
         or next((p.exclude_newer for p in parents if p.exclude_newer), ""),
         pack=own.pack if "pack" in keys or not first else first.pack,
         docker=own.docker if "docker" in keys or not first else first.docker,
+        jupyter=own.jupyter if "jupyter" in keys or not first else first.jupyter,
     )
+
+
+def _check_kernel(recipe: Recipe) -> Recipe:
+    """A recipe asking for a Jupyter kernel must install ipykernel (conda or PyPI)."""
+    if recipe.jupyter.kernel:
+        names = {spec_name(s) for s in recipe.dependencies}
+        names |= {pypi_name(r) for r in recipe.pypi_dependencies}
+        if "ipykernel" not in names:
+            msg = (
+                f"{display(recipe.path)}: jupyter.kernel: a kernel needs ipykernel in the "
+                "environment; add 'ipykernel' to dependencies"
+            )
+            raise RecipeError(msg)
+    return recipe
 
 
 def load_layered(
@@ -120,7 +135,7 @@ def load_layered(
                 raise RecipeError(msg)
             parents.append(load_layered(parent, (*stack, path.resolve()), default_platforms))
     own, keys = parse_document(data, path, has_parents=bool(parents))
-    return merge(own, tuple(parents), keys, default_platforms)
+    return _check_kernel(merge(own, tuple(parents), keys, default_platforms))
 
 
 __all__ = ["DEFAULT_CHANNELS", "load_layered", "merge"]

@@ -24,7 +24,7 @@ Configuration is the optional ``envbuild.toml`` at the project root::
                                   # (a pull-request body) to reports/, promote nothing
 
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
-    requirements = ["numpy", "pandas", "scikit-learn", "pip"]
+    requirements = ["numpy", "pandas", "scikit-learn", "pip", "ipykernel"]
 
 A mirror is transport only (see :mod:`envbuild.channels`): packages and repodata are fetched
 from it, lockfiles record the canonical channel. There is no silent fallback to the original
@@ -65,7 +65,7 @@ _PATH_KEYS = {
 _TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly"}
 NIGHTLY_MODES = ("promote", "propose")
 _LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
-DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "pip")
+DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "pip", "ipykernel")
 
 
 def did_you_mean(word: str, choices: object) -> str:

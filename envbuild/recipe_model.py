@@ -55,6 +55,15 @@ class PackOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class JupyterOptions:
+    """``jupyter: {kernel: true, display_name: ...}``: register a Jupyter kernel for the
+    environment (see :mod:`envbuild.kernels`)."""
+
+    kernel: bool = False
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class DockerOptions:
     """Dockerfile settings: base image, non-root user name/uid, install prefix in the image."""
 
@@ -81,6 +90,7 @@ class Recipe:
     extends: tuple[str, ...] = ()
     exclude_newer: str = ""  # UTC cutoff YYYY-MM-DDTHH:MM:SSZ: solve only older packages
     variables: tuple[tuple[str, str], ...] = ()  # set on activation (environment.yml)
+    jupyter: JupyterOptions = field(default_factory=JupyterOptions)
     origins: tuple[tuple[str, str], ...] = ()  # package name -> recipe file that set its spec
     sources: tuple[Path, ...] = ()  # this file and every file it extends, recursively
 
@@ -119,6 +129,7 @@ _TOP = (
     "name", "extends", "channels", "platforms", "dependencies", "pypi-dependencies",
     "virtual_packages", "smoke", "pack", "docker", "exclude-newer",
     "variables", "prefix",  # environment.yml's own keys (prefix is ignored)
+    "jupyter",
 )  # fmt: skip
 VIRTUAL_PACKAGE_NAMES = ("__cuda", "__glibc", "__osx", "__linux", "__win", "__unix", "__archspec")
 
@@ -195,6 +206,15 @@ def _pack(c: Checker, raw: Any) -> PackOptions:
             f" use one of {', '.join(PACK_FORMATS)}",
         )
     return PackOptions(format=fmt, level=c.integer(data.get("level", 3), "pack.level", 1, 19))
+
+
+def _jupyter(c: Checker, raw: Any) -> JupyterOptions:
+    data = c.mapping(raw, "jupyter", ("kernel", "display_name"))
+    kernel = data.get("kernel", False)
+    if not isinstance(kernel, bool):
+        raise c.fail("jupyter.kernel", f"expected true or false, got {show(kernel)}")
+    name = c.string(data["display_name"], "jupyter.display_name") if "display_name" in data else ""
+    return JupyterOptions(kernel=kernel, display_name=name)
 
 
 def _docker(c: Checker, raw: Any) -> DockerOptions:
@@ -293,6 +313,7 @@ def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Re
         smoke=_smoke(c, doc.get("smoke", {})),
         pack=_pack(c, doc.get("pack", {})),
         docker=_docker(c, doc.get("docker", {})),
+        jupyter=_jupyter(c, doc.get("jupyter", {})),
         pypi_dependencies=(
             *_pypi_deps(c, doc.get("pypi-dependencies", [])),
             *(_pypi_requirement(c, req, key) for key, req in pip),

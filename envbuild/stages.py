@@ -14,9 +14,9 @@ from pathlib import Path
 from envbuild import build as build_mod
 from envbuild import docker as docker_mod
 from envbuild import image as image_mod
+from envbuild import kernels, promotion
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
-from envbuild import promotion
 from envbuild import verify as verify_mod
 from envbuild.errors import (
     BuildError,
@@ -204,6 +204,9 @@ def smoke(root: str, name: str) -> None:
         raise
     # kept with the build: a rollback to it makes this record current again
     atomic_link(report, build_record(project, name, info.build_id, "smoke"))
+    kernel = kernels.register(project, recipe)
+    if kernel is not None:
+        log.info("Jupyter kernel %s%s: %s", kernels.PREFIX, name, kernel)
 
 
 def pack(root: str, name: str) -> None:

@@ -23,7 +23,7 @@ from envbuild.offline.channel import build_offline_channel
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("ENVBUILD_TEST_CACHE", Path.home() / ".cache" / "envbuild-tests"))
-SMALL_REQUIREMENTS = ("python-dateutil", "threadpoolctl", "pip")
+SMALL_REQUIREMENTS = ("python-dateutil", "threadpoolctl", "pip", "ipykernel")
 
 TINY_RECIPE = """\
 name: {name}
@@ -40,7 +40,8 @@ smoke:
 
 @pytest.fixture(scope="session")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real local channel: python, python_abi, python-dateutil, six, threadpoolctl, pip."""
+    """A real local channel: python, python_abi, python-dateutil, threadpoolctl, pip, ipykernel
+    and their dependencies."""
     root = tmp_path_factory.mktemp("channel") / "channel"
     return build_offline_channel(root, CACHE / "offline-cache", SMALL_REQUIREMENTS)
 

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from envbuild import proc, rattler_client
@@ -103,16 +104,47 @@ def convert_wheel(wheel: Path, cache: Path, renames: dict[str, str]) -> Path:
     return sorted(out_dir.glob("*.conda"))[0]
 
 
-def _subdir_of(package: Path) -> str:
+def _index_of(package: Path) -> dict[str, object]:
     from conda_package_streaming import package_streaming
 
     for tar, member in package_streaming.stream_conda_info(str(package)):
         if member.name == "info/index.json":
             f = tar.extractfile(member)
             assert f is not None
-            return str(json.load(f)["subdir"])
+            return dict(json.load(f))
     msg = f"{package}: no info/index.json"
     raise EnvBuildError(msg)
+
+
+def _subdir_of(package: Path) -> str:
+    return str(_index_of(package)["subdir"])
+
+
+def _dependency_names_fixed(pkg: Path, known: set[str], out_dir: Path) -> Path:
+    """Copy ``pkg`` to ``out_dir``; if its ``depends`` spell one of the ``known`` package
+    names of this channel with underscores (whl2conda keeps the requirement as the wheel's
+    metadata wrote it: ``ipython_pygments_lexers``, ``stack_data``), rewrite them to the
+    channel's dashed names (``ipython-pygments-lexers``) in a repacked archive."""
+    from conda_package_handling import api as cph
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cph.extract(str(pkg), tmp, components=["info"])
+        index_json = Path(tmp) / "info" / "index.json"
+        index = json.loads(index_json.read_text())
+        fixed = []
+        for dep in index.get("depends", []):
+            name, sep, rest = dep.partition(" ")
+            dashed = name.replace("_", "-")
+            fixed.append(dashed + sep + rest if dashed in known and name not in known else dep)
+        if fixed == index.get("depends", []):
+            shutil.copy2(pkg, out_dir / pkg.name)
+            return out_dir / pkg.name
+        cph.extract(str(pkg), tmp)
+        index["depends"] = fixed
+        index_json.write_text(json.dumps(index, indent=2))
+        files = [str(f.relative_to(tmp)) for f in Path(tmp).rglob("*") if not f.is_dir()]
+        cph.create(tmp, files, pkg.name, out_folder=str(out_dir))
+    return out_dir / pkg.name
 
 
 def build_offline_channel(
@@ -132,11 +164,12 @@ def build_offline_channel(
         (tmp / "noarch").mkdir()  # every channel has noarch, even an empty one
         build_python_package(tmp, cache_dir / "work")
         build_python_abi_package(tmp, cache_dir / "work")
-        for wheel in wheels:
-            pkg = convert_wheel(wheel, cache_dir / "converted", renames)
+        packages = [convert_wheel(w, cache_dir / "converted", renames) for w in wheels]
+        known = {str(_index_of(pkg)["name"]) for pkg in packages}
+        for wheel, pkg in zip(wheels, packages, strict=True):
             subdir = tmp / _subdir_of(pkg)
             subdir.mkdir(exist_ok=True)
-            shutil.copy2(pkg, subdir / pkg.name)
+            _dependency_names_fixed(pkg, known, subdir)
             log.info("offline channel: %s -> %s/%s", wheel.name, subdir.name, pkg.name)
         rattler_client.call("index", {"channel_dir": str(tmp)})
         (tmp / "envbuild-channel.json").write_text(json.dumps(inputs(requirements), indent=2))
