@@ -77,6 +77,14 @@ def on_calendar(cron: str) -> str:
     return f"*-*-* {int(m.group(2)):02d}:{int(m.group(1)):02d}:00"
 
 
+def _install_target(project: Project) -> str:
+    """What the workflow pip-installs: this checkout if it is envbuild itself, else the
+    ``envbuild`` package."""
+    pyproject = project.root / "pyproject.toml"
+    own = pyproject.is_file() and 'name = "envbuild"' in pyproject.read_text()
+    return "." if own else "envbuild"
+
+
 def render(
     project: Project, recipes: list[Recipe], cron: str = DEFAULT_CRON, python: str | None = None
 ) -> dict[Path, str]:
@@ -99,6 +107,7 @@ def render(
         "cron": cron,
         "on_calendar": on_calendar(cron),
         "jobs": jobs(recipes),
+        "install": _install_target(project),
         "unsupported": unsupported(recipes),
         "root": str(project.root),
         "python": python or sys.executable,

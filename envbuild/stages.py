@@ -266,3 +266,32 @@ def history_tarball(project: Project, name: str, build_id: str) -> Path:
     current = tarball(project, name)
     fmt = current.name.split(".", 1)[1]
     return project.path("dist") / "history" / name / f"{build_id}.{fmt}"
+
+
+def clean(root: str, stage: str, name: str) -> None:
+    """``doit clean <stage>:<name>``: remove what that stage made for environment ``name``
+    (never another environment's, never a lockfile: lockfiles are committed sources).
+
+    build: every build of ``name`` and ``envs/<name>`` (under its build mutex); smoke: its
+    record; pack: its tarballs, kept ones included; docker: ``docker/<name>/`` and its
+    records (images are ``doit gc``'s)."""
+    project = load_project(Path(root))
+    state_dir = project.path("state")
+    if stage == "build":
+        with build_mod.build_mutex(project, name):
+            remove_tree(project.env_prefix(name))
+            for d in build_mod.build_dirs(project, name):
+                build_mod.remove_build(d)
+            remove_tree(build_mod.builds_root(project, name))
+            remove_tree(state_dir / f"{name}.build.json")
+    elif stage == "smoke":
+        remove_tree(smoke_state(project, name))
+    elif stage == "pack":
+        for f in project.path("dist").glob(f"{name}-*.tar.*"):
+            remove_tree(f)
+        remove_tree(project.path("dist") / "history" / name)
+    elif stage == "docker":
+        remove_tree(project.path("docker") / name)
+        remove_tree(docker_state(project, name))
+        remove_tree(image_state(project, name))
+    log.info("cleaned %s of %s", stage, name)

@@ -56,15 +56,26 @@ def action(stage: str, *args: str) -> tuple[Callable[..., object], list[str]]:
     return (_guard, [stage, *args])
 
 
-def _uptodate(check: Callable[[Path, str], bool], root: str, name: str) -> Callable[..., bool]:
-    def uptodate(task: object = None, values: object = None) -> bool:
+class _UpToDate:
+    """doit's up-to-date callable for one stage of one environment; its repr is what
+    ``doit info`` shows when it says the task must run."""
+
+    def __init__(self, check: Callable[[Path, str], bool], root: str, name: str) -> None:
+        self.check, self.root, self.name = check, root, name
+
+    def __call__(self, task: object = None, values: object = None) -> bool:
         try:
-            return check(Path(root), name)
+            return self.check(Path(self.root), self.name)
         except EnvBuildError:
             return False  # let the action run and report the error
 
-    uptodate.__name__ = f"{check.__name__}({name})"
-    return uptodate
+    def __repr__(self) -> str:
+        what = " ".join((self.check.__doc__ or "").split("\n\n")[0].split())
+        return f"envbuild.state.{self.check.__name__}({self.name!r}) -- {what}"
+
+
+def _uptodate(check: Callable[[Path, str], bool], root: str, name: str) -> Callable[..., bool]:
+    return _UpToDate(check, root, name)
 
 
 def selected(project: Project, env: str | None) -> list[str]:
@@ -143,6 +154,7 @@ def _after(
             "task_dep": [f"{previous}:{name}"],
             "targets": [target(project, name)] if target else [],
             "uptodate": [_uptodate(is_current, root, name)],
+            "clean": [action("clean", root, run, name)],  # `doit clean <stage>:<name>`
         }
 
     return make

@@ -51,6 +51,7 @@ def test_init_ci_adds_the_scheduled_workflow(tmp_path: Path) -> None:
     written = init(tmp_path, ci=True)
     workflow = tmp_path / ".github" / "workflows" / "envbuild-nightly.yml"
     assert workflow in written and "doit relock" in workflow.read_text()
+    assert "run: python -m pip install envbuild" in workflow.read_text()  # not "install ."
     assert not (tmp_path / "deploy").exists()  # only what was asked for
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -167,3 +168,25 @@ def test_status_reports_every_stage_without_heavy_imports(project: Project) -> N
     assert row["tarball_build"] == build_id and row["build_bytes"] > 10_000_000
     table = project.doit("status").stdout
     assert "tiny" in table and "(current)" in table and "fresh" in table
+
+
+def test_doit_list_info_and_clean_as_doit_users_expect(make_project) -> None:  # type: ignore[no-untyped-def]
+    p = make_project(recipes={"tiny": None, "other": TINY_RECIPE.format(name="other")})
+    listed = p.doit("list").stdout
+    assert "nightly " in listed and "_nightly_env" not in listed  # internal tasks hidden
+    assert re.search(r"build:tiny +build of environment 'tiny'", p.doit("list", "--all").stdout)
+    assert "update=PKG" in p.doit("help", "lock").stdout
+    p.doit("pack")
+    assert "status     : up-to-date" in p.doit("info", "build:tiny").stdout
+    (p.root / "envs" / "tiny").unlink()
+    info = p.doit("info", "build:tiny", check=False)  # doit info exits 1 for a task to run
+    why = info.stdout
+    assert info.returncode == 1 and "status     : run" in why and "envbuild.state.build_is_current('tiny')" in why
+    p.doit("build")
+    p.doit("clean", "pack:tiny")
+    assert not list((p.root / "dist").glob("tiny-*")) and list((p.root / "dist").glob("other-*"))
+    p.doit("clean", "build:tiny")
+    assert not (p.root / "envs" / "tiny").exists()
+    assert read_marker(p.root / "envs" / "other") is not None  # never another environment's
+    assert (p.root / "locks" / "tiny.conda-lock.yml").exists()  # lockfiles are sources
+    assert Project.executed(p.doit("build")) == ["build:tiny"]
