@@ -23,7 +23,7 @@ from packaging import tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from envbuild import proc
+from envbuild import proc, progress
 from envbuild.errors import BuildError, LockError
 from envbuild.recipe_model import Recipe, pypi_name
 from envbuild.validate import display
@@ -246,6 +246,7 @@ def install(prefix: Path, records: list[dict[str, Any]], recipe: Recipe) -> None
             ],
             check=False,
             timeout=1800,
+            stream_stderr=progress.interactive(),  # uv draws its own progress on a terminal
         )
     if result.returncode != 0:
         msg = (

@@ -46,6 +46,7 @@ def test_progress_on_a_terminal_in_ci_and_quiet(project: Project) -> None:
     for step in ("lock tiny", "build tiny", "smoke tiny", "pack tiny"):
         assert f"… {step}" in drawn and f"✓ {step} (" in drawn, drawn[-2000:]
     assert "packing" in drawn and "B/s" in drawn  # tqdm byte bar while packing
+    assert "installing packages" in drawn  # py-rattler's own bars, drawn by the worker
     # no terminal: one line per step, with its duration, nothing redrawn
     (project.root / "recipes" / "tiny.yml").write_text(
         (project.root / "recipes" / "tiny.yml").read_text() + "# touched\n")  # fmt: skip
