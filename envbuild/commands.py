@@ -16,7 +16,7 @@ from envbuild.fs import atomic_write
 from envbuild.lockfile import read_packages
 from envbuild.project import Project, load_project
 from envbuild.stages import exclusive, load, selected_names, tarball
-from envbuild.state import project_at, read_json, write_lock_stamp
+from envbuild.state import nightly_result, project_at, read_json, write_lock_stamp
 from envbuild.validate import display
 
 
@@ -116,7 +116,7 @@ def nightly_env(root: str, name: str) -> None:
             kernels.register(project, recipe)  # stable path: a no-op rewrite if it existed
     except EnvBuildError as e:
         result = NightlyResult(recipe=name, status="failed", stage="recipe", error=str(e))
-    atomic_write(project.path("state") / "nightly" / f"{name}.result.json", result.to_json())
+    atomic_write(nightly_result(project, name), result.to_json())
 
 
 def nightly_report(root: str, env: str = "") -> None:
@@ -128,7 +128,7 @@ def nightly_report(root: str, env: str = "") -> None:
     names = selected_names(project, env)
     results = []
     for name in names:
-        data = read_json(project.path("state") / "nightly" / f"{name}.result.json")
+        data = read_json(nightly_result(project, name))
         results.append(
             NightlyResult(**data)
             if data

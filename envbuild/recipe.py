@@ -1,21 +1,7 @@
-"""Recipe model: ``recipes/<name>.yml`` parsed and validated into frozen dataclasses.
-
-Pure: reads YAML (``yaml.safe_load`` only) and never runs processes. Every error names the file,
-the key path and the bad value, with a did-you-mean for unknown keys. Example::
-
-    name: ml
-    channels: [conda-forge]          # strict priority, first wins
-    platforms: [linux-64]            # default: this machine's subdir
-    dependencies: ["python 3.11.*", "numpy >=1.26", scikit-learn]
-    smoke:
-      imports: [numpy, sklearn]
-      commands: ["python -c 'import numpy'"]
-    pack: {format: tar.zst}
-    docker: {base_image: "debian:bookworm-slim", user: envbuild}
-
-Match specs follow conda's MatchSpec syntax
-(https://docs.conda.io/projects/conda/en/latest/user-guide/concepts/pkg-specs.html), parsed by
-py-rattler.
+"""Loading recipes: ``recipes/<name>.yml`` with its ``extends`` parents merged in
+(:mod:`envbuild.layers`), each document validated by :mod:`envbuild.recipe_model` (the recipe
+format is documented there), and finding a recipe file by environment name. The model's names
+are re-exported here for callers that only load recipes.
 """
 
 from __future__ import annotations

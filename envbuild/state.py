@@ -105,8 +105,13 @@ def build_record(project: Project, name: str, build_id: str, kind: str) -> Path:
     return builds_root(project, name) / f"{build_id}.{kind}.json"
 
 
+def state_file(project: Project, name: str, kind: str) -> Path:
+    """``build/state/<name>.<kind>.json``: one stage's record of environment ``name``."""
+    return project.path("state") / f"{name}.{kind}.json"
+
+
 def promotion_journal(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.promotion.json"
+    return state_file(project, name, "promotion")
 
 
 def candidate_dir(project: Project, name: str) -> Path:
@@ -115,23 +120,28 @@ def candidate_dir(project: Project, name: str) -> Path:
 
 
 def docker_state(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.docker.json"
+    return state_file(project, name, "docker")
 
 
 def image_state(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.image.json"
+    return state_file(project, name, "image")
 
 
 def build_state(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.build.json"
+    return state_file(project, name, "build")
 
 
 def smoke_state(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.smoke.json"
+    return state_file(project, name, "smoke")
+
+
+def nightly_result(project: Project, name: str) -> Path:
+    """``build/state/nightly/<name>.result.json``: the last nightly's outcome for ``name``."""
+    return project.path("state") / "nightly" / f"{name}.result.json"
 
 
 def lock_stamp(project: Project, name: str) -> Path:
-    return project.path("state") / f"{name}.lock.json"
+    return state_file(project, name, "lock")
 
 
 def verify_report(project: Project, name: str) -> Path:

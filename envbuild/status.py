@@ -19,7 +19,9 @@ from envbuild.fs import tree_bytes
 from envbuild.lockfile import read_packages
 from envbuild.project import Project
 from envbuild.state import (
+    image_state,
     lock_is_fresh,
+    nightly_result,
     read_json,
     read_marker,
     smoke_state,
@@ -64,8 +66,8 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
     build_id = info.build_id if info else ""
     smoke = read_json(smoke_state(project, name)) or {}
     verify = read_json(verify_report(project, name)) or {}
-    image = read_json(project.path("state") / f"{name}.image.json") or {}
-    nightly = read_json(project.path("state") / "nightly" / f"{name}.result.json") or {}
+    image = read_json(image_state(project, name)) or {}
+    nightly = read_json(nightly_result(project, name)) or {}
     tarball = next(iter(sorted(project.path("dist").glob(f"{name}-*.tar.*"))), None)
     tarball_build = ""
     history = project.path("dist") / "history" / name

@@ -239,6 +239,22 @@ def status_action(root: str, env: str, json: bool) -> TaskFailed | None:
     return _guard("status", root, env, json)  # type: ignore[arg-type]
 
 
+def _always(
+    basename: str, doc: str, stage: str, root: str, names: list[str]
+) -> Iterator[TaskDict]:
+    """A group ``basename`` of per-environment subtasks that run ``stage`` whenever asked."""
+    yield {"basename": basename, "name": None, "doc": doc}
+    for name in names:
+        yield {
+            "basename": basename,
+            "name": name,
+            "uptodate": [False],
+            "verbosity": 2,
+            "doc": f"{basename.lstrip('_')} of environment '{name}'",
+            "actions": [action(stage, root, name)],
+        }
+
+
 def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
     """``nightly`` (with per-recipe ``_nightly_env:<name>``, internal), ``relock``,
     ``ci_merge``, ``rollback:<name>``, ``gc``, ``status`` and ``schedule``: tasks that always
@@ -246,19 +262,14 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
     project = state.project_at(root)
     names = selected(project, env)
     r = str(root)
-    yield {
-        "basename": "_nightly_env",  # internal (a leading "_" hides it from `doit list`)
-        "name": None,
-        "doc": "recreate one environment from a fresh solve (part of `doit nightly`)",
-    }
-    for name in names:
-        yield {
-            "basename": "_nightly_env",
-            "name": name,
-            "uptodate": [False],
-            "verbosity": 2,
-            "actions": [action("nightly_env", r, name)],
-        }
+    # internal: a leading "_" hides it from `doit list`
+    yield from _always(
+        "_nightly_env",
+        "recreate one environment from a fresh solve (part of `doit nightly`)",
+        "nightly_env",
+        r,
+        names,
+    )
     yield {
         "basename": "nightly",
         "uptodate": [False],
@@ -267,19 +278,13 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
         "task_dep": [f"_nightly_env:{n}" for n in names],
         "actions": [action("nightly_report", r, env or "")],
     }
-    yield {
-        "basename": "relock",
-        "name": None,
-        "doc": "fresh solve of each recipe for all its platforms; write the lock if it changed",
-    }
-    for name in names:
-        yield {
-            "basename": "relock",
-            "name": name,
-            "uptodate": [False],
-            "verbosity": 2,
-            "actions": [action("relock", r, name)],
-        }
+    yield from _always(
+        "relock",
+        "fresh solve of each recipe for all its platforms; write the lock if it changed",
+        "relock",
+        r,
+        names,
+    )
     yield {
         "basename": "ci_merge",
         "uptodate": [False],
@@ -296,19 +301,13 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
         ],
         "actions": [(ci_merge_action, [r, env or ""])],
     }
-    yield {
-        "basename": "rollback",
-        "name": None,
-        "doc": "switch each selected environment back to its previous build",
-    }
-    for name in names if env else []:  # only ever for environments named explicitly
-        yield {
-            "basename": "rollback",
-            "name": name,
-            "uptodate": [False],
-            "verbosity": 2,
-            "actions": [action("rollback", r, name)],
-        }
+    yield from _always(
+        "rollback",
+        "switch each selected environment back to its previous build",
+        "rollback",
+        r,
+        names if env else [],  # only ever for environments named explicitly
+    )
     yield {
         "basename": "gc",
         "uptodate": [False],
