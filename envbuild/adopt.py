@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild import site_packages
-from envbuild.doctor import Installed, channel_name, first_channel
+from envbuild.doctor import Installed, channel_name, first_channel, owners
 from envbuild.findings import DoctorError
 
 _SPECS_LINE = re.compile(r"^#\s*(update|install|create|remove|uninstall|neutered) specs:\s*(.*)$")
@@ -102,12 +102,11 @@ def plan(prefix: Path, installed: list[Installed]) -> Adoption:
     first = first_channel(prefix, installed)
     counts = Counter(channel_name(str(i.data.get("channel", ""))) for i in installed)
     channels = tuple(c for c in dict.fromkeys([first, *(c for c, _ in counts.most_common())]) if c)
-    owner = {e["_path"] for i in installed for e in i.paths()}
+    conda_dirs = site_packages.owned_dirs(owners(installed))
     pypi: dict[str, str] = {}  # name -> version; of duplicate dist-infos, the newest
     imports: dict[str, None] = {}
     for d in site_packages.distributions(prefix):
-        conda_owned = any(f.startswith(d.metadata_dir + "/") for f in owner)
-        by_pip = not conda_owned or d.installer.lower() in ("pip", "uv")
+        by_pip = site_packages.installed_by_pypi_tool(d, conda_dirs)
         if by_pip and d.name not in by_name and not d.editable:
             if d.name not in pypi or _newer(d.version, pypi[d.name]):
                 pypi[d.name] = d.version
@@ -154,11 +153,10 @@ def recipe_text(name: str, adoption: Adoption, platform: str, prefix: Path) -> s
 def pip_installed(prefix: Path, installed: list[Installed]) -> dict[str, dict[str, str]]:
     """``<name> (pypi)`` -> {version} for the distributions a PyPI installer put in ``prefix``
     (not conda's), in the shape :func:`compare` reads."""
-    owner = {e["_path"] for i in installed for e in i.paths()}
+    conda_dirs = site_packages.owned_dirs(owners(installed))
     out = {}
     for d in site_packages.distributions(prefix):
-        conda_owned = any(f.startswith(d.metadata_dir + "/") for f in owner)
-        if not conda_owned:
+        if d.metadata_dir not in conda_dirs:
             out[f"{d.name} (pypi)"] = {"version": d.version}
     return out
 

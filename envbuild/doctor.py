@@ -126,12 +126,15 @@ def _files(prefix: Path, installed: list[Installed]) -> list[Finding]:
     return out
 
 
-PIP_INSTALLERS = ("pip", "uv", "poetry", "pdm")  # INSTALLER values of PyPI installers
+def owners(installed: list[Installed]) -> dict[str, Installed]:
+    """Prefix-relative path -> the record that lists it."""
+    return {e["_path"]: i for i in installed for e in i.paths()}
 
 
 def _pip(prefix: Path, installed: list[Installed]) -> list[Finding]:
     out: list[Finding] = []
-    owner = {e["_path"]: i for i in installed for e in i.paths()}
+    owner = owners(installed)
+    conda_dirs = site_packages.owned_dirs(owner)
     dists = site_packages.distributions(prefix)
     conda_names = {site_packages.canonical(i.name) for i in installed}
     by_name: dict[str, list[site_packages.Distribution]] = {}
@@ -139,8 +142,8 @@ def _pip(prefix: Path, installed: list[Installed]) -> list[Finding]:
         by_name.setdefault(d.name, []).append(d)
         if d.editable:
             out.append(finding("editable", d.name, d.metadata_dir, f"{d.name} {d.version}"))
-        conda_owned = any(f.startswith(d.metadata_dir + "/") for f in owner)
-        if conda_owned and d.installer.lower() not in PIP_INSTALLERS:
+        conda_owned = d.metadata_dir in conda_dirs
+        if not site_packages.installed_by_pypi_tool(d, conda_dirs):
             continue
         if not conda_owned:  # pip re-installed over conda's own metadata: pip-overwrote says it
             out.append(
@@ -285,9 +288,7 @@ def examine(prefix: Path) -> list[Finding]:
         *pip,
         *_dependencies(installed),
         *_channels(prefix, installed),
-        *interpreter_findings(
-            prefix, reported, frozenset(e["_path"] for i in installed for e in i.paths())
-        ),
+        *interpreter_findings(prefix, reported, frozenset(owners(installed))),
     ]
 
 

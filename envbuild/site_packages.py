@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -30,6 +31,25 @@ class Distribution:
     installer: str
     files: tuple[str, ...]
     editable: bool
+
+
+PYPI_INSTALLERS = ("pip", "uv", "poetry", "pdm")  # INSTALLER values of PyPI installers
+
+
+def owned_dirs(paths: Iterable[str]) -> set[str]:
+    """Every directory holding (at any depth) one of ``paths`` (prefix-relative): the
+    metadata directories a package manager's records own."""
+    out: set[str] = set()
+    for p in paths:
+        parts = p.split("/")[:-1]
+        out.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return out
+
+
+def installed_by_pypi_tool(dist: Distribution, conda_dirs: set[str]) -> bool:
+    """True if a PyPI installer put ``dist`` there: its metadata is not in ``conda_dirs``
+    (:func:`owned_dirs` of the conda records), or a PyPI installer rewrote conda's."""
+    return dist.metadata_dir not in conda_dirs or dist.installer.lower() in PYPI_INSTALLERS
 
 
 def canonical(name: str) -> str:

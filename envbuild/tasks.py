@@ -239,9 +239,7 @@ def status_action(root: str, env: str, json: bool) -> TaskFailed | None:
     return _guard("status", root, env, json)  # type: ignore[arg-type]
 
 
-def _always(
-    basename: str, doc: str, stage: str, root: str, names: list[str]
-) -> Iterator[TaskDict]:
+def _always(basename: str, doc: str, stage: str, root: str, names: list[str]) -> Iterator[TaskDict]:
     """A group ``basename`` of per-environment subtasks that run ``stage`` whenever asked."""
     yield {"basename": basename, "name": None, "doc": doc}
     for name in names:
