@@ -151,7 +151,7 @@ def _publishables(
     (stage, error, None) on failure, else ("", "", the switch that publishes them)."""
     name, root = recipe.name, project.root
     fmt = recipe.pack.format
-    kept = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
+    kept = pack_mod.history_path(project.path("dist"), name, info.build_id, fmt)
     try:
         pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables)
     except EnvBuildError as e:

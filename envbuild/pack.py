@@ -36,6 +36,12 @@ def tarball_path(dist: Path, name: str, platform: str, fmt: str) -> Path:
     return dist / f"{name}-{platform}.{fmt}"
 
 
+def history_path(dist: Path, name: str, build_id: str, fmt: str) -> Path:
+    """``<dist>/history/<name>/<build id>.<fmt>``: the tarball kept for one build (rollback
+    publishes it again; gc removes it with the build)."""
+    return dist / "history" / name / f"{build_id}.{fmt}"
+
+
 def _bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
     """conda-pack ``File``s for the ``pyc_file`` entries of conda-meta that conda-pack does not
     pack itself (it takes a package's files from the package's own paths.json, and drops

@@ -265,7 +265,7 @@ def history_tarball(project: Project, name: str, build_id: str) -> Path:
     """Where the tarball of one build is kept for rollback: dist/history/<name>/<id>.<fmt>."""
     current = tarball(project, name)
     fmt = current.name.split(".", 1)[1]
-    return project.path("dist") / "history" / name / f"{build_id}.{fmt}"
+    return pack_mod.history_path(project.path("dist"), name, build_id, fmt)
 
 
 def clean(root: str, stage: str, name: str) -> None:

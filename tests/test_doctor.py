@@ -89,9 +89,9 @@ def rotted(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> tuple[Pro
     (editable / "INSTALLER").write_text("pip\n")
     (editable / "RECORD").write_text("mytool-0.1.dist-info/METADATA,,\n")
     (editable / "direct_url.json").write_text(
-        json.dumps({"url": "file:///home/dev/mytool", "dir_info": {"editable": True}})
-    )
-    (site / "__editable__.mytool-0.1.pth").write_text("/home/dev/mytool/src\n")
+        json.dumps({"url": (root.parent / "mytool").as_uri(), "dir_info": {"editable": True}})
+    )  # a source tree outside the prefix, as `pip install -e` leaves it
+    (site / "__editable__.mytool-0.1.pth").write_text(f"{root.parent / 'mytool' / 'src'}\n")
     stale = site / "cloudpickle-3.0.0.dist-info"
     shutil.copytree(site / "cloudpickle-3.1.2.dist-info", stale)
     meta = (stale / "METADATA").read_text().replace("Version: 3.1.2", "Version: 3.0.0")

@@ -181,7 +181,11 @@ def test_doit_list_info_and_clean_as_doit_users_expect(make_project) -> None:  #
     (p.root / "envs" / "tiny").unlink()
     info = p.doit("info", "build:tiny", check=False)  # doit info exits 1 for a task to run
     why = info.stdout
-    assert info.returncode == 1 and "status     : run" in why and "envbuild.state.build_is_current('tiny')" in why
+    assert (
+        info.returncode == 1
+        and "status     : run" in why
+        and "envbuild.state.build_is_current('tiny')" in why
+    )
     p.doit("build")
     p.doit("clean", "pack:tiny")
     assert not list((p.root / "dist").glob("tiny-*")) and list((p.root / "dist").glob("other-*"))
