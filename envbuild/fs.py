@@ -165,6 +165,51 @@ def clean_temporaries(final: Path) -> list[Path]:
     return removed
 
 
+RAM_DIR = Path("/dev/shm")  # tmpfs on Linux (glibc's shm_open directory)
+
+
+def ram_scratch(need: int) -> Path | None:
+    """A RAM-backed directory (``/dev/shm``) for a throwaway tree of about ``need`` bytes, or
+    None: only on Linux, when it is a writable directory not mounted ``noexec`` (programs will
+    run from it) with ``need`` bytes free. Never raises. Creating thousands of files there
+    costs a tenth of what it costs on a journaling disk."""
+    if not sys.platform.startswith("linux") or not os.access(RAM_DIR, os.W_OK | os.X_OK):
+        return None
+    try:
+        st = os.statvfs(RAM_DIR)
+    except OSError:
+        return None
+    if st.f_flag & getattr(os, "ST_NOEXEC", 8) or st.f_bavail * st.f_frsize < need:
+        return None
+    return RAM_DIR
+
+
+def clean_ram_scratch(prefix: str) -> list[Path]:
+    """Remove trees ``<RAM_DIR>/<prefix><pid>-*`` left by processes that no longer run (a
+    killed run's scratch copy would otherwise hold RAM until reboot). Returns what was
+    removed; never raises."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for p in RAM_DIR.glob(f"{prefix}*"):
+            pid = p.name.removeprefix(prefix).split("-", 1)[0]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                remove_tree(p)
+                removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def reflink_supported(src_dir: Path, dst_dir: Path) -> bool:
     """Whether files in ``src_dir`` can be reflinked (cloned copy-on-write) into ``dst_dir``:
     tried once with a probe file (Linux ``FICLONE`` ioctl, as ``cp --reflink`` does). macOS

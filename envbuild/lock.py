@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envbuild import lockdiff, pypi, rattler_client
+from envbuild import conda_lock_api, lockdiff, pypi, rattler_client
 from envbuild.channels import KNOWN_SUBDIRS, Route, auth_entries
 from envbuild.diagnose import explain
 from envbuild.errors import ChannelError, LockError
@@ -34,6 +34,7 @@ from envbuild.lockfile import (  # re-exported: the lock stage's public API
     install_records,
     locked_fingerprint,
     read_lockfile,
+    render_explicit,
     write_explicit,
     write_lockfile,
 )
@@ -186,6 +187,7 @@ def to_lockfile(
     dependency specs; pip packages url and sha256. The recipe
     fingerprint is in ``metadata.custom_metadata``, and per platform in ``content_hash``.
     """
+    conda_lock_api.prepare()
     from conda_lock.lockfile.v1.models import HashModel, LockMeta
     from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 
@@ -252,6 +254,7 @@ def plan_lock(
     ``cutoff`` (UTC ``YYYY-MM-DDTHH:MM:SSZ``) overrides the recipe's or project's
     ``exclude-newer``; the one used is recorded in the lock's metadata."""
     cutoff = effective_cutoff(recipe, project) if cutoff is None else cutoff
+    conda_lock_api.preload()  # on a thread: overlaps the solve in the worker process
     conda = solve(recipe, project, update, old, cutoff)
     pip = {
         p: pypi.resolve(recipe, p, recs, _glibc(recipe, p))
@@ -316,6 +319,7 @@ __all__ = [
     "plan_lock",
     "publish_lock",
     "read_lockfile",
+    "render_explicit",
     "solve",
     "to_lockfile",
     "write_explicit",

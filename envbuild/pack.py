@@ -3,8 +3,9 @@ and prove the tarball before it replaces the previous one.
 
 conda-pack (https://conda.github.io/conda-pack/) writes the archive in its deterministic file
 order; it has no zstd writer, so for ``tar.zst`` it writes a plain tar that ``zstandard``
-compresses. Proof: extract into a fresh directory, run ``conda-unpack`` with the unpacked
-interpreter (its shebang is ``#!/usr/bin/env python``), and run the smoke imports there.
+compresses. Proof: ``tar -x`` unpacks the tarball into a fresh directory (RAM-backed when
+there is room), ``conda-unpack`` runs with the unpacked interpreter (its shebang is
+``#!/usr/bin/env python``), and the smoke imports pass there.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import zstandard
 
 from envbuild import proc, progress
 from envbuild.errors import PackError
-from envbuild.fs import clean_temporaries, staged_file
+from envbuild.fs import clean_ram_scratch, clean_temporaries, ram_scratch, staged_file
 from envbuild.recipe_model import PackOptions, Smoke
 from envbuild.smoke import activated_env, failure_message, run_checks
 from envbuild.validate import display
@@ -86,13 +87,33 @@ def _activation_files(variables: tuple[tuple[str, str], ...], scratch: Path) -> 
     return out
 
 
+def _compressor(raw: IO[bytes], fmt: str, level: int, mtime: float | None) -> Any:
+    """A writer compressing into ``raw``: multi-threaded zstd (with long-distance matching,
+    window 2^27 = 128 MiB, which ``zstd -d`` and every zstd library decode by default) or
+    conda-pack's parallel gzip writer."""
+    if fmt == "tar.zst":
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=-1, enable_ldm=True, window_log=27, write_checksum=True
+        )
+        return zstandard.ZstdCompressor(compression_params=params).stream_writer(raw, closefd=False)
+    from conda_pack.formats import ParallelGzipFileWriter
+
+    threads = os.cpu_count() or 1
+    writer = ParallelGzipFileWriter(raw, compresslevel=level, n_threads=threads, mtime=mtime)
+    return contextlib.closing(writer)
+
+
 def _conda_pack(
-    prefix: Path, output: Path, fmt: str, level: int, variables: tuple[tuple[str, str], ...] = ()
-) -> None:
-    """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), streamed straight into
-    the compressor (no plain tar on disk). conda-pack's own Packer decides the files and adds
-    conda-unpack; the build's bytecode is added to them. tar.zst is written by our
-    multi-threaded zstd writer (conda-pack 0.9's ignores the level and uses one thread)."""
+    prefix: Path,
+    output: Path,
+    fmt: str,
+    level: int,
+    variables: tuple[tuple[str, str], ...] = (),
+) -> int:
+    """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), the tar streamed
+    straight into the compressor (no plain tar on disk). conda-pack's own Packer decides the
+    files and adds conda-unpack; the build's bytecode is added to them. Returns the bytes of
+    the files packed (about the unpacked size)."""
     import conda_pack
     from conda_pack.core import Packer
     from conda_pack.formats import archive
@@ -106,16 +127,8 @@ def _conda_pack(
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             files += _activation_files(variables, scratch)
             raw = stack.enter_context(output.open("wb"))
-            if fmt == "tar.zst":
-                cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
-                sink = stack.enter_context(cctx.stream_writer(raw, closefd=False))
-                arc = stack.enter_context(archive(sink, str(output), "", "tar", mtime=mtime))
-            else:
-                arc = stack.enter_context(
-                    archive(
-                        raw, str(output), "", fmt, compress_level=level, n_threads=-1, mtime=mtime
-                    )
-                )
+            sink = stack.enter_context(_compressor(raw, fmt, level, mtime))
+            arc = stack.enter_context(archive(sink, str(output), "", "tar", mtime=mtime))
             packer = Packer(str(prefix), arc, None, None)
             total = sum(os.lstat(f.source).st_size for f in files)
             with progress.bytes_bar("packing", total) as bar:
@@ -125,6 +138,29 @@ def _conda_pack(
             packer.finish()
     except conda_pack.CondaPackException as e:
         msg = f"conda-pack failed for {display(prefix)}: {e}"
+        raise PackError(msg) from None
+    return total
+
+
+PROVE_PREFIX = "envbuild-prove-"  # + pid: a killed run's copy is found and removed
+
+# GNU tar and bsdtar: as an unprivileged user would (no owners, umask applied), into cwd
+_UNTAR = ("tar", "-x", "-f", "-", "--no-same-owner", "--no-same-permissions")
+
+
+def _untar(tarball: Path, dest: Path, zstd: bool) -> None:
+    """Unpack ``tarball`` into the new directory ``dest`` with ``tar`` (C: ~10x faster than
+    tarfile on 20,000 files), fed by our decompressor. Raises PackError with tar's output."""
+    dest.mkdir(parents=True)
+    try:
+        with open_tar_stream(tarball, zstd) as raw, proc.feeding(_UNTAR, cwd=dest) as tar:
+            import gzip
+
+            stream: Any = raw if zstd else gzip.GzipFile(fileobj=raw, mode="rb")
+            while chunk := stream.read(1 << 20):
+                tar.write(chunk)
+    except (proc.ProcessError, OSError, zstandard.ZstdError, EOFError) as e:
+        msg = f"{display(tarball)}: cannot be unpacked: {e}"
         raise PackError(msg) from None
 
 
@@ -154,27 +190,43 @@ def prove(
     zstd: bool | None = None,
     final: Path | None = None,
     variables: tuple[tuple[str, str], ...] = (),
+    size: int = 0,
 ) -> None:
     """Unpack ``tarball`` elsewhere, run conda-unpack, then the smoke imports there.
 
-    Raises PackError with the failing step's output.
+    ``size`` (bytes, about the unpacked size) lets the copy go to a RAM-backed directory
+    (:func:`envbuild.fs.ram_scratch`): unpacking 20,000 files there takes a tenth of the time
+    it takes on a journaling disk; otherwise it goes beside ``final``. Raises PackError with
+    the failing step's output.
     """
     final = final or tarball  # scratch space is named after it, for clean_temporaries
-    with tempfile.TemporaryDirectory(prefix=f".{final.name}.prove-", dir=final.parent) as tmp:
+    zstd = zstd if zstd is not None else tarball.name.endswith(".zst")
+    ram = ram_scratch(2 * size) if size else None
+    parent, prefix = (ram, f"{PROVE_PREFIX}{os.getpid()}-") if ram else (final.parent, "")
+    prefix = prefix or f".{final.name}.prove-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=parent) as tmp:
         dest = Path(tmp) / "env"
-        extract(tarball, dest, zstd)
-        unpack = [str(dest / "bin" / "python"), str(dest / "bin" / "conda-unpack")]
-        try:
-            proc.run(unpack, env=activated_env(dest, variables), timeout=600)
-        except proc.ProcessError as e:
-            msg = f"{display(tarball)}: conda-unpack failed in the unpacked copy:\n{e}"
-            raise PackError(msg) from None
-        results = run_checks(Smoke(imports=smoke.imports), dest, variables=variables)
-        if not all(r.ok for r in results):
-            msg = f"{display(tarball)}: the unpacked copy fails its imports\n" + failure_message(
-                name, dest, results
-            )
-            raise PackError(msg)
+        _untar(tarball, dest, zstd)
+        _prove_unpacked(dest, tarball, smoke, name, variables)
+
+
+def _prove_unpacked(
+    dest: Path, tarball: Path, smoke: Smoke, name: str, variables: tuple[tuple[str, str], ...]
+) -> None:
+    """conda-unpack the unpacked copy ``dest`` of ``tarball`` with its own interpreter (its
+    shebang is ``#!/usr/bin/env python``), then run the smoke imports there."""
+    unpack = [str(dest / "bin" / "python"), str(dest / "bin" / "conda-unpack")]
+    try:
+        proc.run(unpack, env=activated_env(dest, variables), timeout=600)
+    except proc.ProcessError as e:
+        msg = f"{display(tarball)}: conda-unpack failed in the unpacked copy:\n{e}"
+        raise PackError(msg) from None
+    results = run_checks(Smoke(imports=smoke.imports), dest, variables=variables)
+    if not all(r.ok for r in results):
+        msg = f"{display(tarball)}: the unpacked copy fails its imports\n" + failure_message(
+            name, dest, results
+        )
+        raise PackError(msg)
 
 
 def pack_env(
@@ -192,9 +244,11 @@ def pack_env(
     """
     real = prefix.resolve()
     clean_temporaries(dest)  # of a run that was killed
+    clean_ram_scratch(PROVE_PREFIX)
+    zstd = options.format == "tar.zst"
     with staged_file(dest) as tmp:
-        _conda_pack(real, tmp, options.format, options.level, variables)
+        size = _conda_pack(real, tmp, options.format, options.level, variables)
         os.chmod(tmp, 0o644)
-        prove(tmp, smoke, name, zstd=options.format == "tar.zst", final=dest, variables=variables)
+        prove(tmp, smoke, name, zstd=zstd, final=dest, variables=variables, size=size)
     log.info("packed %s: %s (%.1f MB)", name, display(dest), dest.stat().st_size / 1e6)
     return dest

@@ -7,13 +7,15 @@ everywhere: the argv, the exit code (or the signal), and stdout/stderr indented 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from envbuild.errors import ProcessError
 
@@ -113,3 +115,60 @@ def run(
     if check and result.returncode != 0:
         raise ProcessError(format_failure(result))
     return result
+
+
+@contextlib.contextmanager
+def feeding(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> Iterator[IO[bytes]]:
+    """Start ``argv`` and yield a pipe to its stdin, for streaming bytes into it while they
+    are produced (``tar -x`` unpacking an archive as it is written).
+
+    On leaving the block: stdin is closed and the command waited for (``timeout`` seconds);
+    its stdout/stderr go to temporary files, so a chatty command never blocks the writer.
+    Raises :class:`ProcessError` (argv, exit status, output) if it is missing, exits non-zero,
+    times out, or stops reading early. If the block raises, the command is killed and the
+    block's exception propagates.
+    """
+    args = tuple(os.fspath(a) for a in argv)
+    log.debug("run (stdin streamed): %s", " ".join(args))
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            child = subprocess.Popen(
+                args, cwd=cwd, stdin=subprocess.PIPE, stdout=out, stderr=err, bufsize=1 << 20
+            )
+        except FileNotFoundError as e:
+            msg = f"command not found: {args[0]} (is it installed and on PATH?)"
+            raise ProcessError(msg) from e
+        assert child.stdin is not None
+        broken = False
+        try:
+            try:
+                yield child.stdin
+            except BrokenPipeError:
+                broken = True  # it stopped reading: its exit status and stderr say why
+            with contextlib.suppress(BrokenPipeError):
+                child.stdin.close()
+            returncode = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            msg = f"command timed out after {timeout:g} s: {' '.join(args)}"
+            raise ProcessError(msg) from None
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        result = Result(
+            args,
+            returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
+    if returncode != 0 or broken:
+        raise ProcessError(format_failure(result, "command failed while reading its input"))

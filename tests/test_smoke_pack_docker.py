@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import docker, pack
-from envbuild.errors import DockerError, PackError, SmokeError
+from envbuild import docker, fs, pack, proc
+from envbuild.errors import DockerError, PackError, ProcessError, SmokeError
 from envbuild.recipe import DockerOptions, PackOptions, Recipe, Smoke, current_subdir
 from envbuild.smoke import run_checks, smoke_env
 from envbuild.templates import PACKAGE_TEMPLATES
@@ -110,6 +110,51 @@ def test_pack_gz_and_failed_proof_keeps_old_tarball(built: Path, tmp_path: Path)
         )
     assert dest.read_bytes() == before
     assert sorted(p.name for p in dest.parent.iterdir()) == ["tiny.tar.gz"]  # no temporaries
+
+
+@pytest.mark.skipif(fs.ram_scratch(1) is None, reason="needs a writable, exec /dev/shm (Linux)")
+def test_proof_copy_in_ram_is_removed_and_a_killed_runs_copy_too(
+    built: Path, tmp_path: Path
+) -> None:
+    """The proof unpacks into /dev/shm; nothing is left there, and a copy left by a run that
+    was killed (its pid gone) is removed by the next pack, not one of a running process."""
+    stale = fs.RAM_DIR / f"{pack.PROVE_PREFIX}{2**22 + 12345}-x"  # above pid_max's default
+    live = fs.RAM_DIR / f"{pack.PROVE_PREFIX}{os.getpid()}-y"
+    try:
+        for d in (stale, live):
+            (d / "env").mkdir(parents=True)
+        before = set(fs.RAM_DIR.iterdir())
+        dest = tmp_path / "dist" / "tiny.tar.zst"
+        pack.pack_env("tiny", built, dest, PackOptions(), Smoke(imports=("dateutil",)))
+        assert set(fs.RAM_DIR.iterdir()) == before - {stale}
+        assert live.exists()
+    finally:
+        for d in (stale, live):
+            fs.remove_tree(d)
+
+
+def test_proof_of_a_truncated_tarball_fails(built: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dist" / "tiny.tar.zst"
+    pack.pack_env("tiny", built, dest, PackOptions(), Smoke(imports=("dateutil",)))
+    cut = tmp_path / "cut.tar.zst"
+    cut.write_bytes(dest.read_bytes()[: dest.stat().st_size // 2])
+    with pytest.raises(PackError, match=r"cut\.tar\.zst: cannot be unpacked"):
+        pack.prove(cut, Smoke(imports=("dateutil",)), "tiny", size=10**6)
+
+
+def test_streaming_into_a_command_reports_its_failure(tmp_path: Path) -> None:
+    """proc.feeding: a command that fails, or stops reading, is a ProcessError with its
+    exit status and stderr, not a BrokenPipeError."""
+    with pytest.raises(ProcessError, match=r"exit code 3[\s\S]*went wrong"):
+        with proc.feeding(["sh", "-c", "echo went wrong >&2; exit 3"]) as stdin:
+            for _ in range(64):
+                stdin.write(b"x" * 65536)
+    with pytest.raises(ProcessError, match="command not found: no-such-tool-xyz"):
+        with proc.feeding(["no-such-tool-xyz"]):
+            pass
+    with proc.feeding(["sh", "-c", f"cat > {tmp_path / 'out'}"]) as stdin:
+        stdin.write(b"all of it")
+    assert (tmp_path / "out").read_bytes() == b"all of it"
 
 
 def _recipe(**docker_opts: object) -> Recipe:
