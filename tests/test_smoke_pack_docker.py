@@ -145,13 +145,18 @@ def test_proof_of_a_truncated_tarball_fails(built: Path, tmp_path: Path) -> None
 def test_streaming_into_a_command_reports_its_failure(tmp_path: Path) -> None:
     """proc.feeding: a command that fails, or stops reading, is a ProcessError with its
     exit status and stderr, not a BrokenPipeError."""
-    with pytest.raises(ProcessError, match=r"exit code 3[\s\S]*went wrong"):
-        with proc.feeding(["sh", "-c", "echo went wrong >&2; exit 3"]) as stdin:
-            for _ in range(64):
-                stdin.write(b"x" * 65536)
-    with pytest.raises(ProcessError, match="command not found: no-such-tool-xyz"):
-        with proc.feeding(["no-such-tool-xyz"]):
-            pass
+    failing = ["sh", "-c", "echo went wrong >&2; exit 3"]
+    with (
+        pytest.raises(ProcessError, match=r"exit code 3[\s\S]*went wrong"),
+        proc.feeding(failing) as stdin,
+    ):
+        for _ in range(64):
+            stdin.write(b"x" * 65536)
+    with (
+        pytest.raises(ProcessError, match="command not found: no-such-tool-xyz"),
+        proc.feeding(["no-such-tool-xyz"]),
+    ):
+        pass
     with proc.feeding(["sh", "-c", f"cat > {tmp_path / 'out'}"]) as stdin:
         stdin.write(b"all of it")
     assert (tmp_path / "out").read_bytes() == b"all of it"
