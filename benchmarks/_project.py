@@ -29,9 +29,10 @@ def doit(cwd: Path, *args: str, check: bool = True) -> float:
 
 
 @contextlib.contextmanager
-def temp_project() -> Iterator[Path]:
+def temp_project(config: str = "") -> Iterator[Path]:
     """Recipes and dodo.py copied to a temporary directory, mirrored to the
-    offline channel (built first if missing), sharing the checkout's package cache."""
+    offline channel (built first if missing), sharing the checkout's package cache;
+    ``config`` (TOML tables) is appended to its envbuild.toml."""
     doit(REPO, "offline_channel")
     channel = REPO / "build" / "offline-channel"
     with tempfile.TemporaryDirectory(prefix="envbuild-bench-") as tmp:
@@ -41,6 +42,6 @@ def temp_project() -> Iterator[Path]:
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
         (root / "envbuild.toml").write_text(
             f'[mirrors]\nconda-forge = "{channel}"\n[paths]\n'
-            f'package_cache = "{REPO / "build" / "pkgs"}"\n'
+            f'package_cache = "{REPO / "build" / "pkgs"}"\n' + config
         )
         yield root

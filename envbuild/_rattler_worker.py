@@ -31,6 +31,7 @@ from typing import Any
 import rattler
 from rattler.index import index_fs
 
+from envbuild import cache_stamps
 from envbuild import records as records_mod
 
 
@@ -260,9 +261,9 @@ async def install(req: dict[str, Any]) -> int:
     sizes = records_mod.verify_archives(locked)
     records = [_repodata_record(j) for j in locked]
     # "auto": py-rattler reflinks where the filesystem can, else hard-links, as conda and pixi
-    # do; "copy" never shares a file with the cache. Either way full validation re-hashes
-    # each cache entry against its paths.json before use, so an entry altered through a hard
-    # link (an environment file edited in place) is re-extracted, never linked again.
+    # do; "copy" never shares a file with the cache. Either way an entry altered through a
+    # hard link (an environment file edited in place) fails its stamp, so full validation
+    # re-hashes the cache against paths.json and re-extracts it: it is never linked again.
     # A reflink is only tried where the parent found the filesystem supports it (a failed
     # attempt per file costs more than the whole link on ext4).
     links = "true" if req.get("link_mode", "auto") == "auto" else "false"
@@ -270,7 +271,15 @@ async def install(req: dict[str, Any]) -> int:
     config, _ = rattler.Config.from_toml_with_unused_keys(
         f"allow-hard-links = {links}\nallow-ref-links = {reflinks}\n"
     )
-    layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(ValidationMode.full())
+    # Full validation re-hashes every cache entry; it is skipped only when every entry this
+    # install would reuse still matches the stamp taken when it was last validated
+    # (:mod:`envbuild.cache_stamps`). Either way every entry is stamped afterwards.
+    cache_dir = Path(req["cache_dir"])
+    entries = [cache_stamps.entry_dir(cache_dir, j["fn"]) for j in locked]
+    stamped = {e for e in entries if e.is_dir() and cache_stamps.intact(e)}
+    trusted = all(e in stamped for e in entries if e.is_dir())
+    mode = ValidationMode.fast() if trusted else ValidationMode.full()
+    layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(mode)
     prefix = Path(req["prefix"])
     await rattler.install(
         records,
@@ -282,6 +291,9 @@ async def install(req: dict[str, Any]) -> int:
         execute_link_scripts=False,
         client=_client(req),
     )
+    for entry in entries:
+        if not (trusted and entry in stamped):  # validated in full, or extracted just now
+            cache_stamps.stamp(entry)
     records_mod.finalize_records(prefix, locked, sizes, req.get("specs", []))
     records_mod.write_history(prefix, locked, req.get("specs", []))
     return len(records)

@@ -21,6 +21,7 @@ import compiles from source, every time, as every user of a read-only prefix (th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -109,12 +110,19 @@ def keys_in_use(prefix: Path) -> set[str]:
 
 
 def _link_or_copy(src: str | Path, dest: str | Path, link: bool) -> None:
+    """Hard-link (``link``) or copy ``src`` to ``dest``. An existing ``dest`` is replaced,
+    never written through: it may be a hard link into a cache."""
     if link:
         try:
             os.link(src, dest)
             return
+        except FileExistsError:
+            os.unlink(dest)
+            return _link_or_copy(src, dest, link)
         except OSError:
-            pass
+            pass  # another filesystem, or links not allowed: copy
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(dest)
     shutil.copy2(src, dest)
 
 
@@ -137,14 +145,14 @@ def _stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _cached(entry: Path) -> dict[str, str] | None:
-    """The pyc path -> sha256 map of a complete cache entry whose files are intact: each
-    file still has the size and mtime it had when it was hashed (a write through any hard link
-    changes them; rattler's own fast cache validation trusts the same)."""
+def _cached(entry: Path) -> dict[str, tuple[str, int]] | None:
+    """The pyc path -> (sha256, size) map of a complete cache entry whose files are intact:
+    each file still has the size and mtime it had when it was hashed (a write through any hard
+    link changes them; :mod:`envbuild.cache_stamps` trusts the same for the package cache)."""
     try:
         manifest: dict[str, list[Any]] = json.loads((entry / MANIFEST).read_text())
         if all(_stamp(entry / rel) == stamp for rel, (_, *stamp) in manifest.items()):
-            return {rel: digest for rel, (digest, *_) in manifest.items()}
+            return {rel: (digest, size) for rel, (digest, size, _) in manifest.items()}
     except (OSError, ValueError, TypeError):
         pass
     return None
@@ -161,16 +169,16 @@ def _compile(prefix: Path, packages: list[PackageBytecode]) -> None:
     proc.run(argv, check=False, input_text=listing, timeout=3600)
 
 
-def _record(package: PackageBytecode, prefix: Path, manifest: dict[str, str]) -> None:
-    """Add the package's bytecode to its conda-meta record as ``pyc_file`` entries."""
+def _record(package: PackageBytecode, manifest: dict[str, tuple[str, int]]) -> None:
+    """Add the package's bytecode (path -> (sha256, size)) to its conda-meta record as
+    ``pyc_file`` entries."""
     data: dict[str, Any] = json.loads(package.record.read_text())
     paths = data.setdefault("paths_data", {"paths": [], "paths_version": 1})["paths"]
     files = data.setdefault("files", [])
     for rel in package.pycs:
         if rel not in manifest:
             continue
-        digest = manifest[rel]
-        size = (prefix / rel).stat().st_size
+        digest, size = manifest[rel]
         entry = {"_path": rel, "path_type": "pyc_file", "sha256": digest}
         paths.append(entry | {"sha256_in_prefix": digest, "size_in_bytes": size})
         files.append(rel)
@@ -193,7 +201,7 @@ def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, i
             todo.append(package)
             continue
         _link_tree(cache / package.key, prefix, list(manifest), link)
-        _record(package, prefix, manifest)
+        _record(package, manifest)
         reused += 1
     if todo:
         _compile(prefix, todo)
@@ -206,9 +214,10 @@ def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, i
             remove_tree(entry)  # a damaged entry, or one a killed run left
             with staged_dir(entry) as tmp:
                 _link_tree(prefix, tmp, list(produced), link)
-                kept = {rel: [digest, *_stamp(tmp / rel)] for rel, digest in produced.items()}
+                stamps = {rel: _stamp(tmp / rel) for rel in produced}
+                kept = {rel: [digest, *stamps[rel]] for rel, digest in produced.items()}
                 atomic_write(tmp / MANIFEST, json.dumps(kept, indent=1, sort_keys=True))
-        _record(package, prefix, produced)
+        _record(package, {rel: (digest, stamps[rel][0]) for rel, digest in produced.items()})
     return reused, len(todo)
 
 

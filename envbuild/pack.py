@@ -103,7 +103,7 @@ def _compressor(raw: IO[bytes], fmt: str, level: int, mtime: float | None) -> An
     return contextlib.closing(writer)
 
 
-def _conda_pack(
+def write_tarball(
     prefix: Path,
     output: Path,
     fmt: str,
@@ -112,8 +112,10 @@ def _conda_pack(
 ) -> int:
     """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), the tar streamed
     straight into the compressor (no plain tar on disk). conda-pack's own Packer decides the
-    files and adds conda-unpack; the build's bytecode is added to them. Returns the bytes of
-    the files packed (about the unpacked size)."""
+    files and adds conda-unpack; the build's bytecode is added to them. ``level`` is the
+    zstd (1-19) or gzip (1-9) level. Returns the bytes of the files packed (about the unpacked
+    size). Raises PackError if conda-pack refuses the prefix; ``output`` is then partial (the
+    caller writes it through :func:`envbuild.fs.staged_file`)."""
     import conda_pack
     from conda_pack.core import Packer
     from conda_pack.formats import archive
@@ -247,7 +249,7 @@ def pack_env(
     clean_ram_scratch(PROVE_PREFIX)
     zstd = options.format == "tar.zst"
     with staged_file(dest) as tmp:
-        size = _conda_pack(real, tmp, options.format, options.level, variables)
+        size = write_tarball(real, tmp, options.format, options.level, variables)
         os.chmod(tmp, 0o644)
         prove(tmp, smoke, name, zstd=zstd, final=dest, variables=variables, size=size)
     log.info("packed %s: %s (%.1f MB)", name, display(dest), dest.stat().st_size / 1e6)

@@ -111,7 +111,8 @@ def _fill_sha256_in_prefix(meta: Path, prefix: Path) -> None:
         if "sha256_in_prefix" in e:
             continue
         if e.get("path_type") == "hardlink" and "prefix_placeholder" not in e and e.get("sha256"):
-            # linked or copied from a cache file full validation checked against this hash
+            # linked or copied from a cache file validated against this hash (in full, or
+            # unchanged since by its stamp: envbuild.cache_stamps)
             e["sha256_in_prefix"] = e["sha256"]
         else:
             todo.append(e)

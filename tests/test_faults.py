@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
 from envbuild.build import read_marker
-from envbuild.fs import file_sha256
-from envbuild.pack import open_tar_stream
+from envbuild.fs import clean_ram_scratch, file_sha256
+from envbuild.pack import PROVE_PREFIX, open_tar_stream
 
 from .conftest import TINY_RECIPE, Project, imports_ok, kill_after
 from .httpchannel import Faults, serve
@@ -164,10 +165,15 @@ def test_kill_9_at_random_moments_during_build_and_pack(project: Project) -> Non
     rng = random.Random(20261121)
     project.doit("pack")
     tarball = next((project.root / "dist").glob("tiny-*.tar.zst"))
+    # how long a whole chain (lock, build, smoke, pack) takes here, so the kills land in runs
+    project.write_recipe("tiny", TWO)
+    start = time.monotonic()
+    project.doit("pack")
+    chain = time.monotonic() - start
     kills = broken = 0
     for i in range(24):
-        project.write_recipe("tiny", TWO if i % 2 == 0 else TINY_RECIPE.format(name="tiny"))
-        kills += kill_after(project.popen("pack"), rng.uniform(0.3, 5.0))
+        project.write_recipe("tiny", TINY_RECIPE.format(name="tiny") if i % 2 == 0 else TWO)
+        kills += kill_after(project.popen("pack"), rng.uniform(0.05, 0.95) * chain)
         current = (project.root / "envs" / "tiny").resolve()
         if read_marker(current) is None or not imports_ok(current) or not _tarball_ok(tarball):
             broken += 1
@@ -178,5 +184,7 @@ def test_kill_9_at_random_moments_during_build_and_pack(project: Project) -> Non
     assert leftovers == []
     builds = project.root / "envs" / ".builds" / "tiny"
     assert all(read_marker(d) is not None for d in builds.iterdir() if d.is_dir())
+    # the proof's copies of killed runs (in /dev/shm) went with that next run
+    assert clean_ram_scratch(PROVE_PREFIX) == []
     assert not list(builds.glob("*.partial"))
     print(f"kill -9 points exercised: {kills}, broken environments or tarballs: {broken}")

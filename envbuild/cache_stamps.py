@@ -1,0 +1,74 @@
+"""Stamps of package cache entries: what lets a warm build skip re-hashing the cache.
+
+py-rattler's full cache validation re-hashes every file of every entry against its
+``info/paths.json`` before linking it (~0.2 s for a 320 MB environment), because an entry is
+shared through hard links: a file edited in place in any environment edits the cache too.
+Its fast validation only checks that the files exist.
+
+A stamp is the sha256 of every listed file's (path, size, mtime in ns), taken right after an
+entry was validated in full or freshly extracted, and kept in the entry as
+``info/envbuild-stamp.json`` (py-rattler reads only the files paths.json lists; a
+re-extracted entry loses its stamp with the old directory). Any write to a file, through any
+hard link, moves its mtime, so an entry whose stamp still matches holds what was validated;
+only then does the installer use fast validation (see ``_rattler_worker.install``). A
+mismatch, a missing stamp or an unreadable entry means full validation, which re-extracts
+the damaged entry. The same trust as the bytecode cache's manifest (:mod:`envbuild.bytecode`):
+a deliberate ``touch -r`` after an edit is not detected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from envbuild.fs import atomic_write
+
+STAMP = Path("info") / "envbuild-stamp.json"
+_ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
+
+
+def entry_dir(cache_dir: Path, filename: str) -> Path:
+    """py-rattler's cache entry for archive ``filename``: ``<cache>/<name>-<version>-<build>``."""
+    for suffix in _ARCHIVE_SUFFIXES:
+        if filename.endswith(suffix):
+            return cache_dir / filename.removesuffix(suffix)
+    return cache_dir / filename
+
+
+def _digest(entry: Path) -> str | None:
+    """sha256 of (path, size, mtime_ns) of every file ``info/paths.json`` lists, or None if
+    paths.json or any listed file cannot be read."""
+    try:
+        paths = json.loads((entry / "info" / "paths.json").read_bytes())["paths"]
+        sha = hashlib.sha256()
+        base = f"{entry}/"
+        for p in paths:
+            st = os.lstat(base + p["_path"])
+            sha.update(f"{p['_path']}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sha.hexdigest()
+
+
+def intact(entry: Path) -> bool:
+    """True if ``entry`` has a stamp and its files still have the sizes and mtimes stamped."""
+    try:
+        stamped = json.loads((entry / STAMP).read_bytes())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return stamped is not None and stamped == _digest(entry)
+
+
+def stamp(entry: Path) -> None:
+    """Stamp ``entry`` as it is now. Call only right after it was validated in full or
+    extracted. An entry that cannot be read is left without a stamp (never raises)."""
+    digest = _digest(entry)
+    if digest is not None:
+        with contextlib.suppress(OSError):
+            atomic_write(entry / STAMP, json.dumps({"files": digest}))
+
+
+__all__ = ["STAMP", "entry_dir", "intact", "stamp"]
