@@ -10,6 +10,8 @@ directory doit runs in: doit changes into the ``dodo.py``'s directory before loa
 tasks are generated. Everything is delegated to :mod:`envbuild.tasks`.
 """
 
+import atexit
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,10 @@ DOIT_CONFIG = {
     "verbosity": 2,
 }
 setup_logging()
+# At exit, before the interpreter's final garbage collections: they would traverse every object
+# conda-lock's pydantic models and py-rattler left (~60 ms after a lock; measured in
+# benchmarks/speed.py); frozen objects are skipped, and freed with their modules as usual.
+atexit.register(gc.freeze)
 
 
 def _env() -> Any:
