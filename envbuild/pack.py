@@ -11,6 +11,7 @@ there is room), ``conda-unpack`` runs with the unpacked interpreter (its shebang
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -150,19 +151,17 @@ PROVE_PREFIX = "envbuild-prove-"  # + pid: a killed run's copy is found and remo
 _UNTAR = ("tar", "-x", "-f", "-", "--no-same-owner", "--no-same-permissions")
 
 
-def _untar(tarball: Path, dest: Path, zstd: bool) -> None:
+def _untar(tarball: Path, dest: Path, zstd: bool, shown: Path) -> None:
     """Unpack ``tarball`` into the new directory ``dest`` with ``tar`` (C: ~10x faster than
-    tarfile on 20,000 files), fed by our decompressor. Raises PackError with tar's output."""
+    tarfile on 20,000 files), fed by our decompressor. Raises PackError naming ``shown``."""
     dest.mkdir(parents=True)
     try:
         with open_tar_stream(tarball, zstd) as raw, proc.feeding(_UNTAR, cwd=dest) as tar:
-            import gzip
-
             stream: Any = raw if zstd else gzip.GzipFile(fileobj=raw, mode="rb")
             while chunk := stream.read(1 << 20):
                 tar.write(chunk)
     except (proc.ProcessError, OSError, zstandard.ZstdError, EOFError) as e:
-        msg = f"{display(tarball)}: cannot be unpacked: {e}"
+        msg = f"{display(shown)}: cannot be unpacked: {e}"
         raise PackError(msg) from None
 
 
@@ -201,22 +200,25 @@ def prove(
     it takes on a journaling disk; otherwise it goes beside ``final``. Raises PackError with
     the failing step's output.
     """
-    final = final or tarball  # scratch space is named after it, for clean_temporaries
+    final = final or tarball  # named in messages; scratch beside it is named after it
     zstd = zstd if zstd is not None else tarball.name.endswith(".zst")
-    ram = ram_scratch(2 * size) if size else None
-    parent, prefix = (ram, f"{PROVE_PREFIX}{os.getpid()}-") if ram else (final.parent, "")
-    prefix = prefix or f".{final.name}.prove-"
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=parent) as tmp:
+    ram = ram_scratch(2 * size) if size else None  # room for conda-unpack's rewrites too
+    if ram is not None:
+        parent, label = ram, f"{PROVE_PREFIX}{os.getpid()}-"
+    else:
+        parent, label = final.parent, f".{final.name}.prove-"  # found by clean_temporaries
+    with tempfile.TemporaryDirectory(prefix=label, dir=parent) as tmp:
         dest = Path(tmp) / "env"
-        _untar(tarball, dest, zstd)
-        _prove_unpacked(dest, tarball, smoke, name, variables)
+        _untar(tarball, dest, zstd, final)
+        _prove_unpacked(dest, final, smoke, name, variables)
 
 
 def _prove_unpacked(
     dest: Path, tarball: Path, smoke: Smoke, name: str, variables: tuple[tuple[str, str], ...]
 ) -> None:
     """conda-unpack the unpacked copy ``dest`` of ``tarball`` with its own interpreter (its
-    shebang is ``#!/usr/bin/env python``), then run the smoke imports there."""
+    shebang is ``#!/usr/bin/env python``), then run the smoke imports there. Raises
+    PackError naming ``tarball``."""
     unpack = [str(dest / "bin" / "python"), str(dest / "bin" / "conda-unpack")]
     try:
         proc.run(unpack, env=activated_env(dest, variables), timeout=600)

@@ -205,7 +205,8 @@ def _pack(c: Checker, raw: Any) -> PackOptions:
             f"{show(fmt)} is not supported{did_you_mean(fmt, PACK_FORMATS)};"
             f" use one of {', '.join(PACK_FORMATS)}",
         )
-    return PackOptions(format=fmt, level=c.integer(data.get("level", 3), "pack.level", 1, 19))
+    top = 19 if fmt == "tar.zst" else 9  # zstd's levels, gzip's
+    return PackOptions(format=fmt, level=c.integer(data.get("level", 3), "pack.level", 1, top))
 
 
 def _jupyter(c: Checker, raw: Any) -> JupyterOptions:

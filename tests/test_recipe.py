@@ -95,6 +95,10 @@ BAD = [
         r"pack\.format: 'tar.bz' is not supported \(did you mean 'tar.gz'\?\)",
     ),
     (
+        "dependencies: [python]\npack: {format: tar.gz, level: 12}\n",
+        r"pack\.level: expected an integer from 1 to 9, got 12",
+    ),
+    (
         "dependencies: [python]\ndocker: {user: root}\n",
         r"docker\.user: 'root' is not a valid non-root user name",
     ),
