@@ -14,6 +14,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -170,11 +172,15 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
     prefix = builds_root(project, recipe.name) / build_id
     prefix.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    cache, link = project.path("bytecode_cache"), project.link_mode == "auto"
     try:
-        _install(records, prefix, project, platform, recipe)
-        reused, compiled = bytecode.compile_prefix(
-            prefix, project.path("bytecode_cache"), link=project.link_mode == "auto"
-        )
+        # kept bytecode is linked on a thread while the worker process installs the packages
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            linking = pool.submit(bytecode.link_kept, prefix, cache, records, link)
+            attempts = _install(records, prefix, project, platform, recipe, linking.result)
+            # a retry emptied the prefix (after the linking finished): link again below
+            linked = linking.result() if attempts == 1 else {}
+        reused, compiled = bytecode.compile_prefix(prefix, cache, link=link, linked=linked)
         log.info("bytecode for %s: %d packages linked, %d compiled", recipe.name, reused, compiled)
         pypi.install(prefix, pip_records, recipe)
         info = BuildInfo(
@@ -237,8 +243,16 @@ def retry_policy() -> tuple[int, float]:
 
 
 def _install(
-    records: list[dict[str, Any]], prefix: Path, project: Project, platform: str, recipe: Recipe
-) -> None:
+    records: list[dict[str, Any]],
+    prefix: Path,
+    project: Project,
+    platform: str,
+    recipe: Recipe,
+    settle: Callable[[], object] = lambda: None,
+) -> int:
+    """Install ``records`` into ``prefix`` with the py-rattler worker, retrying broken
+    downloads from an empty prefix (``settle`` is called first: whatever else writes into
+    the prefix must have finished). Returns the number of attempts made. Raises BuildError."""
     routes = [project.route(c) for c in recipe.channels]
     require_credentials(routes)
     request: dict[str, Any] = {
@@ -257,7 +271,7 @@ def _install(
         try:
             live = progress.interactive()
             rattler_client.call("install", {**request, "show_progress": live}, progress=live)
-            return
+            return attempt
         except rattler_client.RattlerCallError as e:
             message = e.failure.message
             if e.failure.type == "ArchiveMismatch":
@@ -285,6 +299,7 @@ def _install(
                     delay,
                     message.splitlines()[0],
                 )
+                settle()
                 remove_tree(prefix)  # start the next attempt from an empty prefix
                 time.sleep(delay)
                 continue
@@ -297,6 +312,7 @@ def _install(
                 f"{display(prefix)} failed{tried}:\n  {e.failure.type}: {message}{hint}"
             )
             raise BuildError(msg) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _fetch_record(record: dict[str, Any], routes: list[Route]) -> dict[str, Any]:

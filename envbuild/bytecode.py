@@ -54,16 +54,23 @@ def _pyc_path(source: str, tag: str) -> str:
     return f"{head}/__pycache__/{stem}.{tag}.pyc" if head else f"__pycache__/{stem}.{tag}.pyc"
 
 
-def _records(prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], str, str] | None:
-    """(conda-meta records, interpreter identity, bytecode tag), or None without a python."""
-    metas = sorted((prefix / "conda-meta").glob("*.json"))
-    records = [(m, json.loads(m.read_text())) for m in metas]
-    python = next((r for _, r in records if r.get("name") == "python"), None)
+def _interpreter(records: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(interpreter identity, bytecode tag) of the ``python`` among ``records`` (conda-meta
+    records or lock install records: both carry name, version, build and sha256), or None."""
+    python = next((r for r in records if r.get("name") == "python"), None)
     if python is None:
         return None
     major, minor = python["version"].split(".")[:2]
     interpreter = f"{python['name']}-{python['version']}-{python['build']}:{python.get('sha256')}"
-    return records, interpreter, f"cpython-{major}{minor}"
+    return interpreter, f"cpython-{major}{minor}"
+
+
+def _records(prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], str, str] | None:
+    """(conda-meta records, interpreter identity, bytecode tag), or None without a python."""
+    metas = sorted((prefix / "conda-meta").glob("*.json"))
+    records = [(m, json.loads(m.read_text())) for m in metas]
+    found = _interpreter([r for _, r in records])
+    return None if found is None else (records, *found)
 
 
 def _key(record: dict[str, Any], interpreter: str, tag: str) -> str:
@@ -186,9 +193,39 @@ def _record(package: PackageBytecode, manifest: dict[str, tuple[str, int]]) -> N
     atomic_write(package.record, json.dumps(data, sort_keys=True, separators=(",", ":")))
 
 
-def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, int]:
+def link_kept(
+    prefix: Path, cache: Path, records: list[dict[str, Any]], link: bool = True
+) -> dict[str, dict[str, tuple[str, int]]]:
+    """Link (``link``) or copy into ``prefix`` the kept bytecode of ``records`` (the lock's
+    install records), before or while py-rattler installs the packages themselves: the
+    cache key needs only each record's sha256 and the interpreter's. Touches no conda-meta.
+
+    Output: cache key -> {pyc path: (sha256, size)} of what was linked, for
+    :func:`compile_prefix`. Packages without kept bytecode are left to it. Never raises for a
+    missing or damaged cache entry (it is compiled again later)."""
+    found = _interpreter(records)
+    if found is None:
+        return {}
+    interpreter, tag = found
+    linked = {}
+    for record in records:
+        key = _key(record, interpreter, tag)
+        manifest = _cached(cache / key)
+        if manifest is not None:
+            _link_tree(cache / key, prefix, list(manifest), link)
+            linked[key] = manifest
+    return linked
+
+
+def compile_prefix(
+    prefix: Path,
+    cache: Path,
+    link: bool = True,
+    linked: dict[str, dict[str, tuple[str, int]]] | None = None,
+) -> tuple[int, int]:
     """Give every package in ``prefix`` its bytecode: linked (``link``) or copied from
-    ``cache`` when kept there, else compiled and kept. Records the files in conda-meta.
+    ``cache`` when kept there (or already linked by :func:`link_kept`: ``linked``), else
+    compiled and kept. Records the files in conda-meta.
 
     Output: (packages served from the cache, packages compiled). Raises ProcessError only if
     the interpreter cannot be started."""
@@ -196,11 +233,13 @@ def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, i
     reused = 0
     todo = []
     for package in packages:
-        manifest = _cached(cache / package.key)
+        manifest = (linked or {}).get(package.key)
         if manifest is None:
-            todo.append(package)
-            continue
-        _link_tree(cache / package.key, prefix, list(manifest), link)
+            manifest = _cached(cache / package.key)
+            if manifest is None:
+                todo.append(package)
+                continue
+            _link_tree(cache / package.key, prefix, list(manifest), link)
         _record(package, manifest)
         reused += 1
     if todo:
@@ -221,4 +260,4 @@ def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, i
     return reused, len(todo)
 
 
-__all__ = ["PackageBytecode", "compile_prefix", "keys_in_use", "plan"]
+__all__ = ["PackageBytecode", "compile_prefix", "keys_in_use", "link_kept", "plan"]

@@ -1,4 +1,5 @@
-"""Faults caused for real: broken downloads, corrupted caches, concurrent builds, kill -9."""
+"""Faults caused for real: broken downloads, corrupted caches, concurrent builds, kill -9
+(and, injected, the one a local channel cannot cause: an install attempt that breaks)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import shutil
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from envbuild import build, bytecode, rattler_client, verify
 from envbuild.build import read_marker
 from envbuild.fs import clean_ram_scratch, file_sha256
+from envbuild.lockfile import read_lockfile
 from envbuild.pack import PROVE_PREFIX, open_tar_stream
+from envbuild.project import load_project
+from envbuild.recipe import load_recipe
+from envbuild.recipe_model import current_subdir
 
 from .conftest import TINY_RECIPE, Project, imports_ok, kill_after
 from .httpchannel import Faults, serve
@@ -52,6 +59,37 @@ def test_cut_off_downloads_are_retried(
     assert faults.truncate == 0
     assert sum(r.endswith(".conda") for r in faults.requests) > 3
     assert imports_ok(project.root / "envs" / "tiny")
+
+
+def test_install_retry_links_kept_bytecode_again(
+    project: Project, fast_retries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept bytecode is linked while the worker installs the packages; a retried install
+    starts again from an empty prefix (after that linking finished), so the bytecode is
+    linked again and every file the records list is there. The broken connection is
+    injected (the one fault here that a local channel cannot cause for real: py-rattler
+    retries cut-off downloads itself)."""
+    project.doit("build")  # compiles and keeps the bytecode
+    real = rattler_client.call
+    failed: list[str] = []
+
+    def first_install_breaks(op: str, req: dict[str, Any], **kw: Any) -> Any:
+        if op == "install" and not failed:
+            failed.append(op)
+            broken = "error sending request: connection reset by peer"
+            raise rattler_client.RattlerCallError(
+                rattler_client.WorkerFailure("FetchRepoDataError", broken, ())
+            )
+        return real(op, req, **kw)
+
+    monkeypatch.setattr(rattler_client, "call", first_install_breaks)
+    p = load_project(project.root)
+    recipe = load_recipe(p.recipe_file("tiny"))
+    prefix, _ = build.install_build(recipe, p, p.lockfile("tiny"))
+    assert failed == ["install"]
+    assert bytecode.keys_in_use(prefix)  # linked from the kept bytecode, recorded
+    lock = read_lockfile(p.lockfile("tiny"))
+    assert verify.verify_prefix(prefix, lock, current_subdir(), str(prefix)) == []
 
 
 def test_channel_that_keeps_failing_gives_a_clear_error(
