@@ -273,7 +273,8 @@ async def install(req: dict[str, Any]) -> int:
     )
     # Full validation re-hashes every cache entry; it is skipped only when every entry this
     # install would reuse still matches the stamp taken when it was last validated
-    # (:mod:`envbuild.cache_stamps`). Either way every entry is stamped afterwards.
+    # (:mod:`envbuild.cache_stamps`). Afterwards every entry validated in full or extracted
+    # by this install is stamped.
     cache_dir = Path(req["cache_dir"])
     entries = [cache_stamps.entry_dir(cache_dir, j["fn"]) for j in locked]
     stamped = {e for e in entries if e.is_dir() and cache_stamps.intact(e)}

@@ -125,7 +125,7 @@ def feeding(
     timeout: float | None = None,
 ) -> Iterator[IO[bytes]]:
     """Start ``argv`` and yield a pipe to its stdin, for streaming bytes into it while they
-    are produced (``tar -x`` unpacking an archive as it is written).
+    are produced (``tar -x`` unpacking an archive this process decompresses).
 
     On leaving the block: stdin is closed and the command waited for (``timeout`` seconds);
     its stdout/stderr go to temporary files, so a chatty command never blocks the writer.
