@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 
+from envbuild import tasks
 from envbuild.recipe import current_subdir
 from envbuild.state import read_marker
 
@@ -146,6 +147,17 @@ def test_noop_imports_no_conda_lock_pydantic_or_rattler(project: Project) -> Non
     assert "doit" in imported and "envbuild.state" in imported  # the probe itself works
     heavy = {m for m in imported if m.split(".")[0] in ("conda_lock", "pydantic", "rattler")}
     assert heavy == set()
+    # the offline channel's up-to-date inputs are computed only when that task is checked
+    assert not {m for m in imported if m.split(".")[0] == "whl2conda"}
+
+
+def test_offline_channel_check_compares_its_inputs() -> None:
+    check = tasks.OfflineInputsUnchanged(("pip",))
+    assert not check(None, {})  # never built
+    assert check.digest is not None and '"requirements": ["pip"]' in check.digest
+    assert check(None, {"_config_changed": check.digest})  # what doit saved at its success
+    other = tasks.OfflineInputsUnchanged(("pip", "numpy"))
+    assert not other(None, {"_config_changed": check.digest})  # requirements changed
 
 
 def test_status_reports_every_stage_without_heavy_imports(project: Project) -> None:
