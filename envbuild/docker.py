@@ -92,13 +92,7 @@ def write_context(tarball: Path, out_dir: Path, dockerfile: str) -> Path:
         clean_temporaries(artifact)  # of a run that was killed
     with staged_file(out_dir / CONTEXT_ARCHIVE) as tmp:
         with open_tar_stream(tarball) as src, tmp.open("wb") as dst:
-            if tarball.name.endswith(".gz"):
-                import gzip
-
-                with gzip.open(src) as gz:
-                    shutil.copyfileobj(gz, dst, 1 << 20)
-            else:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            shutil.copyfileobj(src, dst, 1 << 20)
         tmp.chmod(0o644)
     path = out_dir / "Dockerfile"
     atomic_write(path, dockerfile)
