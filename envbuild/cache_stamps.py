@@ -30,12 +30,18 @@ STAMP = Path("info") / "envbuild-stamp.json"
 _ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
 
 
-def entry_dir(cache_dir: Path, filename: str) -> Path:
-    """py-rattler's cache entry for archive ``filename``: ``<cache>/<name>-<version>-<build>``."""
+def entry_name(filename: str) -> str:
+    """The name of py-rattler's cache entry for archive ``filename``:
+    ``<name>-<version>-<build>`` (the file name without ``.conda`` / ``.tar.bz2``)."""
     for suffix in _ARCHIVE_SUFFIXES:
         if filename.endswith(suffix):
-            return cache_dir / filename.removesuffix(suffix)
-    return cache_dir / filename
+            return filename.removesuffix(suffix)
+    return filename
+
+
+def entry_dir(cache_dir: Path, filename: str) -> Path:
+    """py-rattler's cache entry for archive ``filename``: ``<cache>/<name>-<version>-<build>``."""
+    return cache_dir / entry_name(filename)
 
 
 def _digest(entry: Path) -> str | None:
@@ -71,4 +77,4 @@ def stamp(entry: Path) -> None:
             atomic_write(entry / STAMP, json.dumps({"files": digest}))
 
 
-__all__ = ["STAMP", "entry_dir", "intact", "stamp"]
+__all__ = ["STAMP", "entry_dir", "entry_name", "intact", "stamp"]

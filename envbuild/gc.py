@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envbuild import build as build_mod
-from envbuild import bytecode
+from envbuild import bytecode, cache_stamps
 from envbuild import image as image_mod
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.fs import remove_tree, tree_bytes
@@ -19,9 +19,6 @@ from envbuild.lock import read_lockfile
 from envbuild.mutex import try_hold
 from envbuild.project import Project
 from envbuild.state import BUILDS_DIR
-
-_ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
-
 
 log = logging.getLogger("envbuild")
 
@@ -41,10 +38,7 @@ def _referenced_packages(lockfiles: list[Path]) -> set[str]:
     for path in lockfiles:
         with contextlib.suppress(LockError):
             for p in read_lockfile(path).package:
-                fn = p.url.rsplit("/", 1)[-1]
-                for suffix in _ARCHIVE_SUFFIXES:
-                    fn = fn.removesuffix(suffix)
-                names.add(fn)
+                names.add(cache_stamps.entry_name(p.url.rsplit("/", 1)[-1]))
     return names
 
 
