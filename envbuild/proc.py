@@ -38,6 +38,10 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+def _not_found(args: tuple[str, ...]) -> str:
+    return f"command not found: {args[0]} (is it installed and on PATH?)"
+
+
 def describe_exit(returncode: int) -> str:
     """``'exit code 3'`` or, for a process killed by a signal, ``'signal SIGSEGV'``."""
     if returncode < 0:
@@ -94,8 +98,7 @@ def run(
             input=None if input_text is None else input_text.encode(),
         )
     except FileNotFoundError as e:
-        msg = f"command not found: {args[0]} (is it installed and on PATH?)"
-        raise ProcessError(msg) from e
+        raise ProcessError(_not_found(args)) from e
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode(errors="replace")
         err = (e.stderr or b"").decode(errors="replace")
@@ -141,8 +144,7 @@ def feeding(
                 args, cwd=cwd, stdin=subprocess.PIPE, stdout=out, stderr=err, bufsize=1 << 20
             )
         except FileNotFoundError as e:
-            msg = f"command not found: {args[0]} (is it installed and on PATH?)"
-            raise ProcessError(msg) from e
+            raise ProcessError(_not_found(args)) from e
         assert child.stdin is not None
         broken = False
         try:
