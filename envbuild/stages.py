@@ -276,14 +276,13 @@ def clean(root: str, stage: str, name: str) -> None:
     record; pack: its tarballs, kept ones included; docker: ``docker/<name>/`` and its
     records (images are ``doit gc``'s)."""
     project = load_project(Path(root))
-    state_dir = project.path("state")
     if stage == "build":
         with build_mod.build_mutex(project, name):
             remove_tree(project.env_prefix(name))
             for d in build_mod.build_dirs(project, name):
                 build_mod.remove_build(d)
             remove_tree(build_mod.builds_root(project, name))
-            remove_tree(state_dir / f"{name}.build.json")
+            remove_tree(build_state(project, name))
     elif stage == "smoke":
         remove_tree(smoke_state(project, name))
     elif stage == "pack":

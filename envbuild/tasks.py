@@ -73,10 +73,6 @@ class _UpToDate:
         return f"envbuild.state.{self.check.__name__}({self.name!r}) -- {what}"
 
 
-def _uptodate(check: Callable[[Path, str], bool], root: str, name: str) -> Callable[..., bool]:
-    return _UpToDate(check, root, name)
-
-
 def selected(project: Project, env: str | None) -> list[str]:
     """The environments to make tasks for: ``env`` (comma-separated) or every recipe."""
     if env:
@@ -142,7 +138,7 @@ def _stage(
 
 def _lock(project: Project, name: str, update: str = "") -> TaskDict:
     root = str(project.root)
-    fresh = _uptodate(state.lock_is_fresh, root, name)
+    fresh = _UpToDate(state.lock_is_fresh, root, name)
     return {
         "actions": [action("lock", root, name, update)],
         "targets": [project.lockfile(name)],
@@ -171,7 +167,7 @@ def _after(
             "actions": [action(run, root, name)],
             "task_dep": [f"{previous}:{name}"],
             "targets": [target(project, name)] if target else [],
-            "uptodate": [_uptodate(is_current, root, name)],
+            "uptodate": [_UpToDate(is_current, root, name)],
             "clean": [action("clean", root, run, name)],  # `doit clean <stage>:<name>`
         }
 
