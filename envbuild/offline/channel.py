@@ -116,10 +116,6 @@ def _index_of(package: Path) -> dict[str, object]:
     raise EnvBuildError(msg)
 
 
-def _subdir_of(package: Path) -> str:
-    return str(_index_of(package)["subdir"])
-
-
 def _dependency_names_fixed(pkg: Path, known: set[str], out_dir: Path) -> Path:
     """Copy ``pkg`` to ``out_dir``; if its ``depends`` spell one of the ``known`` package
     names of this channel with underscores (whl2conda keeps the requirement as the wheel's
@@ -165,9 +161,10 @@ def build_offline_channel(
         build_python_package(tmp, cache_dir / "work")
         build_python_abi_package(tmp, cache_dir / "work")
         packages = [convert_wheel(w, cache_dir / "converted", renames) for w in wheels]
-        known = {str(_index_of(pkg)["name"]) for pkg in packages}
-        for wheel, pkg in zip(wheels, packages, strict=True):
-            subdir = tmp / _subdir_of(pkg)
+        indexes = [_index_of(pkg) for pkg in packages]
+        known = {str(index["name"]) for index in indexes}
+        for wheel, pkg, index in zip(wheels, packages, indexes, strict=True):
+            subdir = tmp / str(index["subdir"])
             subdir.mkdir(exist_ok=True)
             _dependency_names_fixed(pkg, known, subdir)
             log.info("offline channel: %s -> %s/%s", wheel.name, subdir.name, pkg.name)
