@@ -51,7 +51,7 @@ def render_explicit(lockfile: Lockfile, platform: str) -> list[str]:
     modified."""
     import posixpath
 
-    ordered = lockfile.model_copy(deep=True)
+    ordered = lockfile.model_copy()  # the sorts assign new lists: the original keeps its own
     ordered.toposort_inplace()
     ordered.filter_virtual_packages_inplace()
     chosen = [p for p in ordered.package if p.platform == platform and "main" in p.categories]
