@@ -34,8 +34,13 @@ dependencies:
 variables:
   ENVBUILD_GREETING: hello from {name}
   ANSWER: 42
-prefix: /home/someone/miniconda3/envs/{name}
+prefix: {prefix}
 """
+
+
+def _env_yml(tmp_path: Path, name: str) -> str:
+    """ENV_YML as conda would export environment ``name`` (its prefix: under ``tmp_path``)."""
+    return ENV_YML.format(name=name, prefix=tmp_path / "miniconda3" / "envs" / name)
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -64,7 +69,7 @@ def test_conda_spec_forms(tmp_path: Path, spec: str, normalised: str) -> None:
 
 def test_environment_yml_fields(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="envbuild")
-    r = load_recipe(_write(tmp_path, "sci", ENV_YML.format(name="sci")))
+    r = load_recipe(_write(tmp_path, "sci", _env_yml(tmp_path, "sci")))
     assert r.channels == ("conda-forge",)  # nodefaults dropped
     assert r.dependencies == ("python=3.11", "python-dateutil>=2.8,<3", "conda-forge::six", "pip")
     assert r.pypi_dependencies == ("arrow>=1.3",)
@@ -73,7 +78,7 @@ def test_environment_yml_fields(tmp_path: Path, caplog: pytest.LogCaptureFixture
 
 
 def test_envbuild_keys_in_an_environment_yml(tmp_path: Path) -> None:
-    text = ENV_YML.format(name="sci") + "smoke:\n  imports: [dateutil]\npack: {format: tar.gz}\n"
+    text = _env_yml(tmp_path, "sci") + "smoke:\n  imports: [dateutil]\npack: {format: tar.gz}\n"
     r = load_recipe(_write(tmp_path, "sci", text))
     assert r.smoke.imports == ("dateutil",) and r.pack.format == "tar.gz"
 
