@@ -4,6 +4,7 @@ package cache (or copied, as a setting), with the integrity promises kept."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -75,10 +76,17 @@ def test_pack_carries_the_bytecode(project: Project) -> None:
     project.doit("pack")
     tarball = next((project.root / "dist").glob("tiny-*.tar.zst"))
     with open_tar_stream(tarball) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-        names = {m.name for m in tar}
+        order = [m.name for m in tar]
+    names = set(order)
     assert f"{SP}/dateutil/parser/__pycache__/_parser.cpython-311.pyc" in names  # noarch
     # conda-pack itself keeps only noarch packages' bytecode: python's own must be there too
     assert "lib/python3.11/json/__pycache__/decoder.cpython-311.pyc" in names
+    # ordered by kind for compression: every .py, every .pyc, every .so is one run of members
+    # (conda-pack appends its own scripts after them: bin/conda-unpack, its .py, activate)
+    ours = [n for n in order if not n.startswith("bin/")]
+    for kind in (r"\.py$", r"\.pyc$", r"\.so(\.[0-9.]+)?$"):  # shared libraries, versioned too
+        at = [i for i, n in enumerate(ours) if re.search(kind, n)]
+        assert at == list(range(at[0], at[0] + len(at))), kind
 
 
 def test_rebuild_links_bytecode_and_packages_instead_of_compiling(project: Project) -> None:
