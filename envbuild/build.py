@@ -42,9 +42,11 @@ log = logging.getLogger("envbuild")
 
 
 def new_build_id(lock_sha: str, now: float | None = None) -> str:
-    """``YYYYmmddTHHMMSSZ-<12 hex of the lockfile sha256>``."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
-    return f"{stamp}-{lock_sha[:12]}"
+    """``YYYYmmddTHHMMSSmmmZ-<12 hex of the lockfile sha256>`` (UTC, with milliseconds: ids
+    sort by time, also two builds of different locks within one second)."""
+    now = now if now is not None else time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}{int(now * 1000) % 1000:03d}Z-{lock_sha[:12]}"
 
 
 def _unused_build_id(root: Path, build_id: str) -> str:
@@ -80,12 +82,12 @@ def stale_builds(project: Project, name: str, keep: int) -> list[Path]:
 
 
 def clean_stale_builds(project: Project, name: str, keep: int = 2) -> list[Path]:
-    """Remove :func:`stale_builds` and the markers and lock copies of builds that are gone.
-    Returns the removed build directories."""
+    """Retire :func:`stale_builds` (:func:`retire_build`) and remove the markers and lock
+    copies of builds that are gone. Returns the retired build directories."""
     removed = stale_builds(project, name, keep)
     for d in removed:
         log.info("removing build %s", display(d))
-        remove_build(d)
+        retire_build(d, trash_dir(project, name))
     root = builds_root(project, name)
     for side in root.iterdir() if root.is_dir() else []:
         if side.is_file() and not (root / side.name.split(".", 1)[0]).is_dir():
@@ -174,12 +176,15 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
     start = time.monotonic()
     cache, link = project.path("bytecode_cache"), project.link_mode == "auto"
     try:
-        # kept bytecode is linked on a thread while the worker process installs the packages
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        # while the worker process installs the packages, threads link the kept bytecode and
+        # delete the builds earlier switches retired
+        with ThreadPoolExecutor(max_workers=2) as pool:
             linking = pool.submit(bytecode.link_kept, prefix, cache, records, link)
+            emptying = pool.submit(empty_trash, project, recipe.name)
             attempts = _install(records, prefix, project, platform, recipe, linking.result)
             # a retry emptied the prefix (after the linking finished): link again below
             linked = linking.result() if attempts == 1 else {}
+            emptying.result()
         reused, compiled = bytecode.compile_prefix(prefix, cache, link=link, linked=linked)
         log.info("bytecode for %s: %d packages linked, %d compiled", recipe.name, reused, compiled)
         pypi.install(prefix, pip_records, recipe)
@@ -207,6 +212,45 @@ def remove_build(prefix: Path) -> None:
     remove_tree(marker_path(prefix))
     remove_tree(lock_copy(prefix))
     remove_tree(prefix)
+
+
+def trash_dir(project: Project, name: str) -> Path:
+    """``envs/.builds/.<name>.trash``: where builds beyond the kept number wait to be deleted
+    (by the next build of ``name`` while its packages install, or by ``doit gc``)."""
+    return builds_root(project, name).with_name(f".{name}.trash")
+
+
+def retire_build(prefix: Path, trash: Path) -> None:
+    """Make ``prefix`` no build any more: remove its marker (first) and lock copy, then move
+    the directory into ``trash`` with one rename, so that a switch never waits for its
+    ~20,000 unlinks (~0.15 s for ``ml`` here). Removed in place if it cannot be moved."""
+    remove_tree(marker_path(prefix))
+    remove_tree(lock_copy(prefix))
+    try:
+        trash.mkdir(parents=True, exist_ok=True)
+        os.rename(prefix, trash / prefix.name)
+    except OSError:  # e.g. a directory of that name is still in the trash
+        remove_tree(prefix)
+
+
+def retired_builds(project: Project) -> list[tuple[str, Path]]:
+    """(environment name, directory) of every retired build waiting in a trash (reads only)."""
+    root = project.path("envs") / BUILDS_DIR
+    out = []
+    for trash in sorted(root.glob(".*.trash")) if root.is_dir() else []:
+        name = trash.name[1:].removesuffix(".trash")
+        out += [(name, d) for d in sorted(trash.iterdir())]
+    return out
+
+
+def empty_trash(project: Project, name: str) -> int:
+    """Delete what :func:`retire_build` moved to ``name``'s trash (call under the build
+    mutex). Returns the number of directories deleted."""
+    trash = trash_dir(project, name)
+    entries = sorted(trash.iterdir()) if trash.is_dir() else []
+    for entry in entries:
+        remove_tree(entry)
+    return len(entries)
 
 
 def promote(project: Project, name: str, build_id: str) -> None:

@@ -25,8 +25,9 @@ log = logging.getLogger("envbuild")
 
 @dataclass(frozen=True, slots=True)
 class Garbage:
-    """One thing to remove: ``kind`` (build, tarball, image, package), ``what`` (a path or an
-    image tag), ``size`` in bytes."""
+    """One thing to remove: ``kind`` (build, retired (a build already switched away from,
+    waiting in its trash), tarball, image, package, bytecode), ``what`` (a path or an image
+    tag), ``size`` in bytes."""
 
     kind: str
     what: str
@@ -49,8 +50,10 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
     bytecode_keys: set[str] = set()
     lockfiles = sorted(project.path("locks").glob("*.conda-lock.yml"))
     builds_dir = project.path("envs") / BUILDS_DIR
-    names = (
-        sorted(d.name for d in builds_dir.iterdir() if d.is_dir()) if builds_dir.is_dir() else []
+    names = sorted(
+        d.name
+        for d in (builds_dir.iterdir() if builds_dir.is_dir() else [])
+        if d.is_dir() and not d.name.startswith(".")  # .<name>.trash: retired builds
     )
     for name in names:
         removable = build_mod.stale_builds(project, name, project.keep_builds)
@@ -60,6 +63,9 @@ def plan(project: Project, use_engine: bool = True) -> list[Garbage]:
             bytecode_keys |= bytecode.keys_in_use(d)
         lockfiles += [build_mod.lock_copy(d) for d in keep if build_mod.lock_copy(d).exists()]
         garbage += [Garbage("build", str(d), tree_bytes(d)) for d in removable]
+    garbage += [
+        Garbage("retired", str(d), tree_bytes(d)) for _, d in build_mod.retired_builds(project)
+    ]
     history = project.path("dist") / "history"
     for tb in sorted(history.glob("*/*")) if history.is_dir() else []:
         if tb.name.split(".", 1)[0] not in kept_ids.get(tb.parent.name, set()):
@@ -103,6 +109,13 @@ def collect(project: Project, items: list[Garbage]) -> int:
                 if g.what in still:
                     build_mod.remove_build(Path(g.what))
                     freed += g.size
+    owners = {str(d): name for name, d in build_mod.retired_builds(project)}
+    for g in items:
+        if g.kind == "retired" and g.what in owners:
+            with build_mod.build_mutex(project, owners[g.what]):  # a build empties it too
+                if Path(g.what).exists():
+                    remove_tree(Path(g.what))
+                    freed += g.size
     for g in items:
         if g.kind == "image":
             try:
@@ -116,7 +129,7 @@ def collect(project: Project, items: list[Garbage]) -> int:
                 if not held:
                     continue
                 remove_tree(entry)
-        elif g.kind != "build":
+        elif g.kind not in ("build", "retired"):
             remove_tree(Path(g.what))
             lock = ".{}.lock" if g.kind == "bytecode" else "{}.lock"
             remove_tree(Path(g.what).with_name(lock.format(Path(g.what).name)))

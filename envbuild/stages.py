@@ -282,6 +282,7 @@ def clean(root: str, stage: str, name: str) -> None:
             for d in build_mod.build_dirs(project, name):
                 build_mod.remove_build(d)
             remove_tree(build_mod.builds_root(project, name))
+            remove_tree(build_mod.trash_dir(project, name))
             remove_tree(build_state(project, name))
     elif stage == "smoke":
         remove_tree(smoke_state(project, name))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.build import read_marker
+from envbuild.build import new_build_id, read_marker
 
 from .conftest import TINY_RECIPE, Project, imports_ok, kill_after
 
@@ -83,3 +83,36 @@ def test_stale_lock_is_refused(project: Project) -> None:
     p = load_project(project.root)
     with pytest.raises(BuildError, match=r"tiny\.conda-lock\.yml is stale"):
         build_env(load_recipe(p.recipe_file("tiny")), p)
+
+
+def test_builds_beyond_keep_are_moved_aside_then_deleted_by_the_next_build(
+    project: Project,
+) -> None:
+    toml = project.root / "envbuild.toml"
+    toml.write_text(toml.read_text() + "[builds]\nkeep = 2\n")
+    builds = project.root / "envs" / ".builds" / "tiny"
+    trash = project.root / "envs" / ".builds" / ".tiny.trash"
+    ids = []
+    for i in range(4):  # each a new lock, so each build is a switch from the previous one
+        project.write_recipe("tiny", TINY_RECIPE.format(name="tiny").replace(
+            "  - python-dateutil\n", f"  - python-dateutil >=0.{i}\n"))  # fmt: skip
+        project.doit("build")
+        ids.append((project.root / "envs" / "tiny").resolve().name)
+        # keep = 2: current + rollback; the one before was moved aside by this build's switch
+        assert sorted(d.name for d in builds.iterdir() if d.is_dir()) == sorted(ids[-2:])
+        aside = sorted(d.name for d in trash.iterdir()) if trash.is_dir() else []
+        # ...and the one moved aside by the previous switch was deleted during this build
+        assert aside == ids[-3:-2]
+        assert imports_ok(project.root / "envs" / "tiny")
+    assert all(not (builds / f"{i}.json").exists() for i in ids[:2])  # markers went at once
+    dry = project.doit("gc", "--dry-run")
+    assert "retired" in dry.stdout and f".tiny.trash/{ids[1]}" in dry.stdout
+    project.doit("gc")
+    assert not any(trash.iterdir())
+    assert sorted(d.name for d in builds.iterdir() if d.is_dir()) == sorted(ids[-2:])
+
+
+def test_build_ids_sort_by_time_within_one_second() -> None:
+    # "keep" retires the oldest build by id: a later build of another lock must sort after
+    first, second = new_build_id("f" * 64, 100.2), new_build_id("0" * 64, 100.7)
+    assert first < second and first.startswith("19700101T000140200Z-")

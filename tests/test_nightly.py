@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from envbuild import bytecode, gc, image
-from envbuild.build import complete_builds, lock_copy, read_marker
+from envbuild.build import complete_builds, lock_copy, read_marker, retired_builds
 from envbuild.project import load_project
 
 from .conftest import TINY_RECIPE, Project
@@ -151,6 +151,7 @@ def test_rollback_and_gc(nightly_project: Project) -> None:
         time.sleep(1)
     project = load_project(p.root)
     assert [d.name for d in complete_builds(project, "good")] == ids[1:]  # keep = 2
+    assert [d.name for _, d in retired_builds(project)] == ids[:1]  # moved aside, not deleted
     tarball = next((p.root / "dist").glob("good-*.tar.zst"))
     history = {f.name.split(".")[0]: f for f in (p.root / "dist" / "history" / "good").iterdir()}
     assert set(history) == set(ids)  # gc has not run yet
@@ -178,7 +179,7 @@ def test_rollback_and_gc(nightly_project: Project) -> None:
     assert not stray.exists() and not history[ids[0]].exists()
     kept_keys = bytecode.keys_in_use((p.root / "envs" / "good").resolve())
     assert kept_keys and all((project.path("bytecode_cache") / k).is_dir() for k in kept_keys)
-    assert not stray_pyc.exists()
+    assert not stray_pyc.exists() and retired_builds(project) == []
     assert {d.name for d in complete_builds(project, "good")} == {ids[1], ids[2]}
     assert _imports(p, "good", "dateutil")
     refused = p.doit("rollback", "env=flaky", check=False)
