@@ -6,7 +6,9 @@ work is done. The worker therefore writes its result file atomically and leaves 
 ``os._exit``, skipping the interpreter finalisation where the crash happens; the parent
 (:mod:`envbuild.rattler_client`) trusts the result file, not the exit status.
 
-Protocol: ``python -m envbuild._rattler_worker OP REQUEST.json RESULT.json``. The result is
+Protocol: ``python -m envbuild._rattler_worker OP REQUEST.json RESULT.json``, or with no
+arguments (started ahead by :func:`envbuild.rattler_client.warm`) the JSON list
+``[OP, REQUEST.json, RESULT.json]`` as one line on stdin (end of input: leave). The result is
 ``{"ok": <value>}`` or ``{"error": {"type": <exception class>, "message": str, ...}}``.
 
 Credentials: a request's ``auth`` maps hosts to the *names* of environment variables; the worker
@@ -322,6 +324,13 @@ def _write(path: Path, payload: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if not argv:  # started ahead: the operation comes on stdin
+        import rattler.package_cache  # noqa: F401 -- imported while waiting, used by install
+
+        line = sys.stdin.readline()
+        if not line.strip():
+            os._exit(0)
+        argv = json.loads(line)
     op, req_path, res_path = argv
     req = json.loads(Path(req_path).read_text())
     try:
