@@ -126,45 +126,33 @@ class Started:
 
     def __init__(self, args: tuple[str, ...], streams_stderr: bool) -> None:
         self.args, self.streams_stderr = args, streams_stderr
-        # both closed by finish() or cancel()
-        self._out = tempfile.TemporaryFile()  # noqa: SIM115
-        self._err = None if streams_stderr else tempfile.TemporaryFile()  # noqa: SIM115
         try:
             self._child = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=self._out, stderr=self._err
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None if streams_stderr else subprocess.PIPE,
             )
         except FileNotFoundError as e:
-            self._close_files()
             raise ProcessError(_not_found(args)) from e
 
-    def _close_files(self) -> None:
-        self._out.close()
-        if self._err is not None:
-            self._err.close()
-
     def finish(self, data: bytes, timeout: float | None = None) -> Result:
-        """Write ``data`` to its stdin, close it and wait (``timeout`` seconds). Returns the
+        """Write ``data`` to its stdin, close it and wait (``timeout`` seconds), reading its
+        output meanwhile (``communicate``: woken by its exit, no polling). Returns the
         :class:`Result` whatever the exit status; raises ProcessError if it timed out."""
-        assert self._child.stdin is not None
         try:
-            with contextlib.suppress(BrokenPipeError):
-                self._child.stdin.write(data)
-                self._child.stdin.close()
-            returncode = self._child.wait(timeout=timeout)
+            out, err = self._child.communicate(data, timeout=timeout)
         except subprocess.TimeoutExpired:
             self._child.kill()
-            self._child.wait()
-            self._close_files()
+            self._child.communicate()
             msg = f"command timed out after {timeout:g} s: {' '.join(self.args)}"
             raise ProcessError(msg) from None
-        self._out.seek(0)
-        stdout = self._out.read().decode(errors="replace")
-        stderr = b""
-        if self._err is not None:
-            self._err.seek(0)
-            stderr = self._err.read()
-        self._close_files()
-        return Result(self.args, returncode, stdout, stderr.decode(errors="replace"))
+        return Result(
+            self.args,
+            self._child.returncode,
+            out.decode(errors="replace"),
+            (err or b"").decode(errors="replace"),
+        )
 
     def poll(self) -> int | None:
         """Its exit status, or None while it runs."""
@@ -172,22 +160,18 @@ class Started:
 
     def cancel(self) -> None:
         """Close its stdin unused and wait for it to leave (killed after 10 s)."""
-        assert self._child.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            self._child.stdin.close()
         try:
-            self._child.wait(timeout=10)
+            self._child.communicate(b"", timeout=10)
         except subprocess.TimeoutExpired:
             self._child.kill()
-            self._child.wait()
-        self._close_files()
+            self._child.communicate()
 
 
 def start(argv: Sequence[str | os.PathLike[str]], *, stream_stderr: bool = False) -> Started:
     """Start ``argv`` now, its stdin a pipe for input given later with
     :meth:`Started.finish`: the command's own start-up (an interpreter and its imports)
     overlaps whatever the caller does meanwhile. stdout (and stderr unless
-    ``stream_stderr``) go to temporary files. Raises ProcessError if it is missing."""
+    ``stream_stderr``) are captured. Raises ProcessError if it is missing."""
     args = tuple(os.fspath(a) for a in argv)
     log.debug("start (input later): %s", " ".join(args))
     return Started(args, stream_stderr)
