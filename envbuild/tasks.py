@@ -46,17 +46,17 @@ def _guard(stage: str, *args: str) -> TaskFailed | None:
     from envbuild import rattler_client
 
     first = _WORKER_FIRST.get(stage)
-    with rattler_client.warm(first()) if first else contextlib.nullcontext():
-        # imported when an action runs, not when doit loads the graph: stages and commands
-        # pull in conda-lock, pydantic and the stage modules
-        from envbuild import commands, stages
+    what = f"{stage.removesuffix('_env')} {args[1]}" if stage in _SHOWN else ""
+    try:
+        with rattler_client.warm(first()) if first else contextlib.nullcontext():
+            # imported when an action runs, not when doit loads the graph: stages and
+            # commands pull in conda-lock, pydantic and the stage modules
+            from envbuild import commands, stages
 
-        what = f"{stage.removesuffix('_env')} {args[1]}" if stage in _SHOWN else ""
-        try:
             with progress.step(what) if what else contextlib.nullcontext():
                 getattr(stages if hasattr(stages, stage) else commands, stage)(*args)
-        except EnvBuildError as e:
-            return TaskFailed(scrub(str(e)), report=True)
+    except EnvBuildError as e:
+        return TaskFailed(scrub(str(e)), report=True)
     return None
 
 
