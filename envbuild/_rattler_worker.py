@@ -324,9 +324,7 @@ def _write(path: Path, payload: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if not argv:  # started ahead: the operation comes on stdin
-        import rattler.package_cache  # noqa: F401 -- imported while waiting, used by install
-
+    if not argv:  # started ahead (py-rattler imported meanwhile): the operation on stdin
         line = sys.stdin.readline()
         if not line.strip():
             os._exit(0)

@@ -127,10 +127,10 @@ def write_tarball(
     """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), the tar streamed
     straight into the compressor (no plain tar on disk). conda-pack's own Packer decides the
     files and adds conda-unpack; the build's bytecode is added to them, and all are ordered
-    by kind, then path (:func:`_kind`). ``level`` is the
-    zstd (1-19) or gzip (1-9) level. Returns the bytes of the files packed (about the unpacked
-    size). Raises PackError if conda-pack refuses the prefix; ``output`` is then partial (the
-    caller writes it through :func:`envbuild.fs.staged_file`)."""
+    by kind, then path (:func:`_kind`). ``level`` is the zstd (1-19) or gzip (1-9) level.
+    Returns the bytes of the files packed (about the unpacked size). Raises PackError if
+    conda-pack refuses the prefix; ``output`` is then partial (the caller writes it through
+    :func:`envbuild.fs.staged_file`)."""
     import conda_pack
     from conda_pack.core import Packer
     from conda_pack.formats import archive
