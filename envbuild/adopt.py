@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild import site_packages
-from envbuild.doctor import Installed, channel_name, first_channel, owners
+from envbuild.doctor import Installed, channel_name, channels_of, first_channel, owners
 from envbuild.findings import DoctorError
 
 _SPECS_LINE = re.compile(r"^#\s*(update|install|create|remove|uninstall|neutered) specs:\s*(.*)$")
@@ -97,10 +97,10 @@ def plan(prefix: Path, installed: list[Installed]) -> Adoption:
     by_name = {i.name: i for i in installed}
     history = {n: s for n, s in history.items() if n in by_name}  # what is still there
     source = "history" if history else "leaves"
-    specs = list(history.values()) or leaves(installed)
-    wanted = list(history) or specs
     first = first_channel(prefix, installed)
-    counts = Counter(channel_name(str(i.data.get("channel", ""))) for i in installed)
+    specs = [recipe_spec(s, first) for s in history.values()] or leaves(installed)
+    wanted = list(history) or specs
+    counts = Counter(channels_of(prefix, installed).values())
     channels = tuple(c for c in dict.fromkeys([first, *(c for c, _ in counts.most_common())]) if c)
     conda_dirs = site_packages.owned_dirs(owners(installed))
     pypi: dict[str, str] = {}  # name -> version; of duplicate dist-infos, the newest
@@ -116,6 +116,33 @@ def plan(prefix: Path, installed: list[Installed]) -> Adoption:
         imports.update(dict.fromkeys(site_packages.top_level_modules(prefix, files)))
     requirements = tuple(f"{n}=={v}" for n, v in sorted(pypi.items()))
     return Adoption(channels, tuple(specs), requirements, tuple(imports), source)
+
+
+def recipe_spec(spec: str, first: str) -> str:
+    """A history spec as a recipe line. conda records an explicit install's packages as
+    ``<channel>/<subdir>::<name>==<version>=<build>``, which the solver's strict parser
+    refuses: such a spec (or any naming a channel or subdir) is rewritten from py-rattler's
+    lenient reading as ``[<channel>::]<name> [<version> [<build>]]``, the subdir dropped (a
+    recipe locks for several platforms) and the channel kept only if it is not ``first``
+    (the recipe's first channel wins anyway, strict priority). Other specs are unchanged."""
+    import rattler
+
+    ms = rattler.MatchSpec(spec, strict=False)
+    if "::" not in spec and "[" not in spec:
+        try:
+            rattler.MatchSpec(spec, strict=True)
+            return spec
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            pass
+    name = ms.name.normalized if ms.name else spec
+    version = str(ms.version) if ms.version is not None else ""
+    build = str(ms.build) if ms.build is not None else ""
+    words = [name, version or ("*" if build else ""), build]
+    text = " ".join(w for w in words if w)
+    channel = channel_name(ms.channel.base_url) if ms.channel is not None else ""
+    return f"{channel}::{text}" if channel and channel != first else text
 
 
 def _newer(a: str, b: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from envbuild import kernels, lockdiff, promotion
+from envbuild import conda_envs, kernels, lockdiff, promotion
 from envbuild import lock as lock_mod
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.fs import atomic_write
@@ -114,6 +114,7 @@ def nightly_env(root: str, name: str) -> None:
         result = nightly_recipe(recipe, project)
         if result.status == "promoted":
             kernels.register(project, recipe)  # stable path: a no-op rewrite if it existed
+            conda_envs.register(project, name)
     except EnvBuildError as e:
         result = NightlyResult(recipe=name, status="failed", stage="recipe", error=str(e))
     atomic_write(nightly_result(project, name), result.to_json())
@@ -169,6 +170,8 @@ def gc(root: str, dry_run: bool = False) -> None:
     print(f"freed {freed / 1e6:.1f} MB")
     for directory in kernels.prune(project, _kernel_recipes(root, project)):
         print(f"removed Jupyter kernel {directory.name} (its recipe no longer asks for it)")
+    for path in conda_envs.prune(project, set(project.recipe_names())):
+        print(f"removed {path} from {conda_envs.environments_txt()}")
 
 
 def _kernel_recipes(root: str, project: Project) -> set[str]:

@@ -17,24 +17,26 @@ import json
 import os
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from envbuild import site_packages
 from envbuild.findings import ADVICE, DoctorError, Finding, finding
-from envbuild.prefix_files import check_file
+from envbuild.prefix_files import check_file, record_entries, site_packages_dir
 from envbuild.prefix_python import interpreter_findings
 from envbuild.recipe_model import current_subdir
 
 
 @dataclass(frozen=True, slots=True)
 class Installed:
-    """A conda-meta record: the raw JSON, py-rattler's PrefixRecord, and the file."""
+    """A conda-meta record: the raw JSON, py-rattler's PrefixRecord, the file, and the
+    environment's site-packages directory (prefix-relative, for noarch: python paths)."""
 
     data: dict[str, Any]
     record: Any  # rattler.PrefixRecord
     file: Path
+    site: str = ""
 
     @property
     def name(self) -> str:
@@ -45,11 +47,9 @@ class Installed:
         return f"{self.data['name']} {self.data.get('version', '?')} {self.data.get('build', '')}"
 
     def paths(self) -> list[dict[str, Any]]:
-        """``paths_data.paths``, or the plain ``files`` list when a tool wrote no paths_data."""
-        entries = (self.data.get("paths_data") or {}).get("paths")
-        if entries:
-            return list(entries)
-        return [{"_path": f} for f in self.data.get("files", [])]
+        """``paths_data.paths`` with prefix-relative paths, or the plain ``files`` list when
+        a tool wrote no paths_data (:func:`envbuild.prefix_files.record_entries`)."""
+        return record_entries(self.data, self.site)
 
 
 def read_records(prefix: Path) -> list[Installed]:
@@ -80,13 +80,20 @@ def read_records(prefix: Path) -> list[Installed]:
     if foreign:
         msg = f"{prefix}: its packages are for {', '.join(foreign)}; this machine is {here}"
         raise DoctorError(msg)
-    return out
+    site = site_packages_dir(i.data for i in out)
+    return [replace(i, site=site) for i in out]
+
+
+# What conda-unpack never rewrites: it skips bin/python* so as not to edit a running
+# interpreter (conda_pack/core.py, Packer.finish), python3.X-config included.
+_UNPACK_SKIPS = re.compile(r"^bin/python")
 
 
 def _files(prefix: Path, installed: list[Installed]) -> list[Finding]:
     out: list[Finding] = []
     real = str(prefix.resolve())
     moved: list[str] = []
+    placed = False  # a file with a prefix placeholder names this prefix: installed or relocated
     for i in installed:
         entries = i.paths()
         missing = [e["_path"] for e in entries if not os.path.lexists(prefix / e["_path"])]
@@ -114,7 +121,13 @@ def _files(prefix: Path, installed: list[Installed]) -> list[Finding]:
                 )
             elif state == "moved":
                 moved.append(e["_path"])
-    if moved:
+            elif state == "ok" and e.get("prefix_placeholder"):
+                placed = True
+    skipped = [m for m in moved if _UNPACK_SKIPS.match(m)]
+    if placed and moved and len(skipped) == len(moved):
+        # relocated by conda-unpack, which leaves these alone by design: not a moved prefix
+        out += [finding("not-relocated", "", m, "still names the packed prefix") for m in moved]
+    elif moved:
         out.append(
             finding(
                 "moved-prefix",
@@ -245,6 +258,26 @@ def channel_name(channel: str) -> str:
     return c.removeprefix("https://conda.anaconda.org/")
 
 
+def channels_of(prefix: Path, installed: list[Installed]) -> dict[str, str]:
+    """Record file name -> the channel its package came from, as conda names it: the
+    canonical name in conda-meta/history's ``+<channel>/<subdir>::<name>-<version>-<build>``
+    lines (conda writes ``conda-forge`` there even when the record's ``channel`` is the URL of
+    a mirror or a custom ``channel_alias``), else :func:`channel_name` of the record's
+    ``channel``."""
+    named: dict[str, str] = {}
+    history = prefix / "conda-meta" / "history"
+    if history.is_file():
+        for line in history.read_text(errors="replace").splitlines():
+            channel, sep, dist = line[1:].partition("::")
+            if line.startswith("+") and sep:
+                named[dist.strip()] = channel_name(channel)
+    return {
+        i.file.name: named.get(i.file.name.removesuffix(".json"))
+        or channel_name(str(i.data.get("channel", "")))
+        for i in installed
+    }
+
+
 def first_channel(prefix: Path, installed: list[Installed]) -> str:
     """The environment's first channel: the first ``-c``/``--channel`` in conda-meta/history's
     commands, else the channel most of its packages came from."""
@@ -256,12 +289,13 @@ def first_channel(prefix: Path, installed: list[Installed]) -> str:
                 for a, b in itertools.pairwise(words):
                     if a in ("-c", "--channel"):
                         return channel_name(b)
-    counts = Counter(channel_name(str(i.data.get("channel", ""))) for i in installed)
+    counts = Counter(channels_of(prefix, installed).values())
     return counts.most_common(1)[0][0] if counts else ""
 
 
 def _channels(prefix: Path, installed: list[Installed]) -> list[Finding]:
-    names = {i.label: channel_name(str(i.data.get("channel", ""))) for i in installed}
+    channels = channels_of(prefix, installed)
+    names = {i.label: channels[i.file.name] for i in installed}
     used = Counter(names.values())
     if len(used) <= 1:
         return []

@@ -114,7 +114,9 @@ def render(
     env_variables: tuple[tuple[str, str], ...],
 ) -> str:
     """An ``environment.yml`` with the top-level specs (what ``conda env create -f`` reads).
-    Channels get ``nodefaults``: the environment was locked without ``defaults``."""
+    The recipe's channels only: no ``nodefaults``, which conda's new environment installer
+    (conda 26 sends ``env create`` through ``create``) takes for a channel of that name and
+    fails with UnavailableInvalidChannel."""
     import yaml
 
     deps: list[Any] = list(dependencies)
@@ -124,7 +126,7 @@ def render(
         deps.append({"pip": list(pypi_dependencies)})
     doc: dict[str, Any] = {
         "name": name,
-        "channels": [*channel_names, NODEFAULTS],
+        "channels": list(channel_names),
         "dependencies": deps,
     }
     if env_variables:

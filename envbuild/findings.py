@@ -13,6 +13,9 @@ ADVICE = {
     "modified-file": "a file was changed after install: adopt and rebuild (or reinstall it)",
     "moved-prefix": "the prefix was moved without relocation: rebuild it where it is used, "
     "or use conda-pack + conda-unpack to move environments",
+    "not-relocated": "conda-unpack leaves bin/python* unrewritten by design (one of them may "
+    "be the running interpreter): these scripts still name the prefix the environment was "
+    "packed from; rebuild the environment where it is used if you need them",
     "pip-installed": "installed by pip, unknown to conda: adopt records it as a PyPI dependency",
     "pip-overwrote": "pip replaced files conda owns: adopt and rebuild (PyPI packages are "
     "then installed without touching conda's files)",
@@ -43,7 +46,7 @@ class DoctorError(EnvBuildError):
 
 # Kinds that describe rather than accuse: listed, but the doctor still exits 0 for them alone
 # (a PyPI layer on top of conda packages is a supported way to build an environment).
-NOTES = frozenset({"pip-installed"})
+NOTES = frozenset({"pip-installed", "not-relocated"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,13 @@
 """Checking one installed file against its conda-meta ``paths_data`` entry, including files
 conda rewrote at install time (``prefix_placeholder``) and files rewritten again since by a
-relocation (conda-unpack).
+relocation (conda-unpack); and reading those entries with prefix-relative paths.
+
+conda records a ``noarch: python`` package's linked files in ``paths_data`` under the package's
+own paths (``site-packages/...``, ``python-scripts/...``), while its ``files`` list and the
+entries it generates (``pyc_file``, entry points) name where they landed
+(``lib/python3.11/site-packages/...``, ``bin/...``); py-rattler records the landed paths
+everywhere. :func:`record_entries` maps them as conda's ``get_python_noarch_target_path``
+(conda/common/path/python.py) does.
 
 Rules from conda's install logic (text mode: every placeholder replaced by the prefix; binary
 mode: replaced inside each NUL-terminated string, which is padded with NULs to keep its length;
@@ -12,10 +19,58 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 _ENV_SHEBANG = b"#!/usr/bin/env "
+_SITE = re.compile(r"^((?:lib/python[0-9.]+|Lib)/site-packages)/")
+
+
+def site_packages_dir(records: Iterable[dict[str, Any]]) -> str:
+    """The prefix-relative site-packages directory of an environment's conda-meta
+    ``records``: the ``python`` record's ``python_site_packages_path`` (CEP 17), else
+    ``lib/python<X.Y>/site-packages`` from its version, else the first such directory any
+    record's ``files`` names ("" if none does)."""
+    records = list(records)
+    python = next((r for r in records if r.get("name") == "python"), None)
+    if python is not None:
+        if python.get("python_site_packages_path"):
+            return str(python["python_site_packages_path"]).rstrip("/")
+        version = str(python.get("version", "")).split(".")
+        if len(version) >= 2 and python.get("subdir") != "win-64":
+            return f"lib/python{version[0]}.{version[1]}/site-packages"
+    for r in records:
+        for f in r.get("files", []):
+            if m := _SITE.match(f):
+                return m.group(1)
+    return ""
+
+
+def record_entries(record: dict[str, Any], site: str) -> list[dict[str, Any]]:
+    """The ``paths_data`` entries of a conda-meta ``record`` with prefix-relative ``_path``
+    (``site``: :func:`site_packages_dir`), or one bare entry per ``files`` line when the
+    record has no ``paths_data``. Entries of a ``noarch: python`` package under
+    ``site-packages/`` or ``python-scripts/`` are mapped to ``site`` and the scripts
+    directory (copies; the record is not changed)."""
+    entries = (record.get("paths_data") or {}).get("paths")
+    if not entries:
+        return [{"_path": f} for f in record.get("files", [])]
+    noarch = record.get("noarch")
+    if isinstance(noarch, dict):
+        noarch = noarch.get("type")
+    if noarch != "python" or not site:
+        return list(entries)
+    scripts = "Scripts" if site.startswith("Lib/") else "bin"
+    out = []
+    for e in entries:
+        path = str(e.get("_path", ""))
+        if path.startswith("site-packages/"):
+            e = {**e, "_path": site + path[len("site-packages") :]}
+        elif path.startswith("python-scripts/"):
+            e = {**e, "_path": scripts + path[len("python-scripts") :]}
+        out.append(e)
+    return out
 
 
 def _unreplace(data: bytes, prefix: str, placeholder: str, mode: str) -> bytes | None:

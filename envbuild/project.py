@@ -12,6 +12,7 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     [builds]                      # builds kept per environment (current + rollbacks)
     keep = 3
     link = "auto"                 # from the package cache: reflink, else hard link; or "copy"
+    register = true               # list envs/<name> in ~/.conda/environments.txt (conda env list)
 
     [lock]                        # all optional
     platforms = ["linux-64"]      # default for recipes without 'platforms'
@@ -84,6 +85,7 @@ class Project:
     offline_requirements: tuple[str, ...] = DEFAULT_OFFLINE_REQUIREMENTS
     keep_builds: int = 3  # builds kept per environment, the current one included
     link_mode: str = "auto"  # "auto": reflink, else hard link, else copy; "copy": always copy
+    register_envs: bool = True  # envs/<name> listed in conda's environments.txt
     platforms: tuple[str, ...] = DEFAULT_PLATFORMS  # for recipes that name none
     channel_alias: str = channels.DEFAULT_CHANNEL_ALIAS
     exclude_newer: str = ""  # UTC cutoff for recipes that set none
@@ -190,13 +192,15 @@ def load_project(root: Path) -> Project:
         not isinstance(keep, int)
         or isinstance(keep, bool)
         or not 2 <= keep <= 100
-        or set(builds) - {"keep", "link"}
+        or set(builds) - {"keep", "link", "register"}
         or builds.get("link", "auto") not in LINK_MODES
+        or not isinstance(builds.get("register", True), bool)
     ):
         msg = (
             f"{cfg_path}: builds: expected a table with 'keep', an integer from 2 to 100 "
             "(builds kept per environment, the current one included), and optionally "
-            f"'link', one of {', '.join(map(repr, LINK_MODES))}"
+            f"'link', one of {', '.join(map(repr, LINK_MODES))}, and 'register', true or "
+            "false (list environments in conda's environments.txt)"
         )
         raise ConfigError(msg)
     platforms, alias, cutoff = _lock_table(data.get("lock", {}), cfg_path)
@@ -219,6 +223,7 @@ def load_project(root: Path) -> Project:
         offline_requirements=tuple(reqs),
         keep_builds=keep,
         link_mode=builds.get("link", "auto"),
+        register_envs=builds.get("register", True),
     )
 
 

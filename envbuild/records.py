@@ -42,6 +42,11 @@ _INDEX_FIELDS = (
 )  # fmt: skip
 
 
+# py-rattler's installer writes a cache directory tag (https://bford.info/cachedir/) into the
+# prefix: backup tools that honour it would skip the whole environment
+CACHE_TAG = "CACHEDIR.TAG"
+
+
 class ArchiveMismatch(Exception):
     """An archive is not the one the lock names; ``details`` lists each mismatch."""
 
@@ -102,12 +107,20 @@ def _installed_sha256(path: Path) -> str | None:
         return None
 
 
-def _fill_sha256_in_prefix(meta: Path, prefix: Path) -> None:
-    """Give every file entry of ``paths_data`` the sha256 of the file as installed."""
+def _complete_record(meta: Path, prefix: Path, index: dict[str, Any]) -> None:
+    """Give every file entry of ``paths_data`` the sha256 of the file as installed (not
+    symlinks: conda records none for them, and a symlink's target is another entry), and put
+    back the ``index`` fields py-rattler dropped for being falsy (``timestamp: 0``)."""
     data = json.loads(meta.read_text())
+    for field in _INDEX_FIELDS:
+        if field in index and field not in data:
+            data[field] = index[field]
     entries = data.get("paths_data", {}).get("paths", [])
     todo = []
     for e in entries:
+        if e.get("path_type") in ("softlink", "directory"):
+            e.pop("sha256_in_prefix", None)
+            continue
         if "sha256_in_prefix" in e:
             continue
         if e.get("path_type") == "hardlink" and "prefix_placeholder" not in e and e.get("sha256"):
@@ -132,6 +145,7 @@ def finalize_records(
     """Complete the ``conda-meta`` record of each installed package of ``records`` (lock
     records with ``canonical_url`` and ``canonical_channel``) from its ``info/index.json``;
     packages the recipe asked for by name get their ``specs`` as ``requested_spec(s)``.
+    py-rattler's ``CACHEDIR.TAG`` in the prefix is removed unless a package installed it.
 
     Output: the record paths. Raises ArchiveMismatch if a package's index.json names another
     package than the lock (the archive is not the locked package)."""
@@ -142,6 +156,7 @@ def finalize_records(
             requested.setdefault(name.normalized, []).append(spec)
     paths = []
     wrong = []
+    owned_tag = False
     for r in records:
         meta = prefix / "conda-meta" / f"{r['name']}-{r['version']}-{r['build']}.json"
         pr = rattler.PrefixRecord.from_path(meta)
@@ -171,11 +186,15 @@ def finalize_records(
             pr.requested_spec = ",".join(requested[r["name"]])
             pr.requested_specs = requested[r["name"]]
         pr.write_to_path(meta, pretty=True)
-        _fill_sha256_in_prefix(meta, prefix)
+        raw = json.loads((Path(pr.extracted_package_dir) / "info" / "index.json").read_text())
+        _complete_record(meta, prefix, raw)
+        owned_tag = owned_tag or Path(CACHE_TAG) in pr.files
         os.chmod(meta, 0o644)
         paths.append(meta)
     if wrong:
         raise ArchiveMismatch(wrong)
+    if not owned_tag:  # py-rattler tags the prefix as a cache; no package installed it
+        (prefix / CACHE_TAG).unlink(missing_ok=True)
     return paths
 
 

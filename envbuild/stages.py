@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 
 from envbuild import build as build_mod
+from envbuild import conda_envs, kernels, promotion
 from envbuild import docker as docker_mod
 from envbuild import image as image_mod
-from envbuild import kernels, promotion
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
@@ -160,6 +160,7 @@ def build(root: str, name: str) -> None:
         if not (promotion.recover(project, name) and build_is_current(project.root, name)):
             build_mod.build_locked(recipe, project)
     record_build_state(project, name)
+    conda_envs.register(project, name)  # the stable path: a no-op once it is listed
 
 
 def record_build_state(project: Project, name: str) -> None:

@@ -206,15 +206,20 @@ def lock_is_fresh(root: Path, name: str) -> bool:
 
 
 def build_is_current(root: Path, name: str) -> bool:
-    """True if envs/<name> is a complete build of the current lockfile, its state file names
-    that build, and no verification found it drifted (a drifted environment is recreated)."""
+    """True if envs/<name> is a complete build of the current lockfile, installed for the
+    path it is at (not a copy of the project: its files would name the original), its state
+    file names that build, and no verification found it drifted (a drifted environment is
+    recreated)."""
     project = project_at(root)
     if promotion_journal(project, name).exists() or candidate_dir(project, name).exists():
         return False  # an interrupted switch or candidate: the build task settles it first
-    info = read_marker(project.env_prefix(name))
+    prefix = project.env_prefix(name)
+    info = read_marker(prefix)
     lock_path = project.lockfile(name)
     if info is None or not lock_path.exists() or info.lock_sha256 != file_sha256(lock_path):
         return False
+    if info.prefix and os.path.realpath(info.prefix) != os.path.realpath(prefix):
+        return False  # the project was copied or moved (cp -a): rebuild where it is now
     state = read_json(build_state(project, name))
     if state is None or state.get("build_id") != info.build_id:
         return False

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 
 from envbuild.fs import atomic_write, file_sha256
+from envbuild.prefix_files import record_entries, site_packages_dir
 
 if TYPE_CHECKING:  # conda-lock's models cost ~0.5 s to import
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -164,8 +165,9 @@ def _file_findings(
     prefix: Path, conda: dict[str, dict[str, Any]], pip_owned: dict[str, str]
 ) -> list[Finding]:
     out = []
+    site = site_packages_dir(conda.values())  # conda records noarch: python paths unmapped
     for name, rec in sorted(conda.items()):
-        for entry in rec.get("paths_data", {}).get("paths", []):
+        for entry in record_entries(rec, site):
             rel = entry["_path"]
             path = prefix / rel
             if not path.exists() and not path.is_symlink():

@@ -23,7 +23,7 @@ from envbuild.fs import remove_tree, staged_dir
 from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
 
 log = logging.getLogger("envbuild")
-SCHEMA = 2  # 2: python bundles its non-glibc libraries
+SCHEMA = 3  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix
 
 
 def inputs(requirements: tuple[str, ...]) -> dict[str, object]:

@@ -152,6 +152,29 @@ def _bundle_host_libs(root: Path, files: list[str]) -> list[str]:
     return added
 
 
+_CONFIG_SCRIPT = re.compile(r"^bin/python[0-9.]*-config$")
+_PREFIX_REAL = b'\nprefix_real=$(installed_prefix "$0")\n'
+
+
+def _relocatable_config(root: Path, files: list[str], build_prefix: str) -> None:
+    """Make ``bin/pythonX.Y-config`` (a shell script) name no absolute prefix: every use of
+    the build prefix comes after the script computes ``prefix_real`` from its own location,
+    so each becomes ``${prefix_real}``. Otherwise the file would carry a placeholder that
+    conda-unpack never rewrites (conda-pack skips ``bin/python*`` so as not to edit a
+    running interpreter, conda_pack/core.py), and a relocated copy would name the
+    interpreter's build machine. A script of another shape is left as it is."""
+    needle = build_prefix.encode()
+    for rel in files:
+        path = root / rel
+        if not _CONFIG_SCRIPT.match(rel) or path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        at = data.find(_PREFIX_REAL)
+        if at < 0 or needle in data[:at]:
+            continue
+        path.write_bytes(data.replace(needle, b"${prefix_real}"))
+
+
 def _has_prefix(root: Path, files: list[str], placeholder: str) -> list[str]:
     """Text files containing ``placeholder``: the lines of info/has_prefix."""
     needle = placeholder.encode()
@@ -242,6 +265,7 @@ def build_python_package(
     files = _copy_tree(src.prefix, root)
     _set_runpaths(root, files)
     files = sorted(files + _bundle_host_libs(root, files))
+    _relocatable_config(root, files, str(src.prefix))
     has_prefix = _has_prefix(root, files, str(src.prefix))
     digest = hashlib.sha256("\n".join(files).encode() + str(src.prefix).encode()).hexdigest()[:8]
     build = f"h{digest}_0_cpython"
