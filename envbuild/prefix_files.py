@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 _ENV_SHEBANG = b"#!/usr/bin/env "
+# conda's path types of the scripts it generates at install time (conda/models/enums.py)
+ENTRY_POINTS = ("unix_python_entry_point", "windows_python_entry_point_script")
 _SITE = re.compile(r"^((?:lib/python[0-9.]+|Lib)/site-packages)/")
 
 
@@ -101,7 +103,13 @@ def check_file(path: Path, entry: dict[str, Any], prefix: str) -> str:
     actual = hashlib.sha256(data).hexdigest()
     placeholder = entry.get("prefix_placeholder")
     if not placeholder:
-        return "ok" if actual == (in_prefix or original) else "modified"
+        if actual == (in_prefix or original):
+            return "ok"
+        if entry.get("path_type") in ENTRY_POINTS and data.startswith(_ENV_SHEBANG):
+            # conda-pack gave the generated script an env shebang (its original named the
+            # prefix, which the record does not say); conda records no hash for these at all
+            return "ok"
+        return "modified"
     if in_prefix and actual == in_prefix:
         return "ok" if prefix.encode() in data else "moved"
     if placeholder != prefix and placeholder.encode() in data and actual == original:

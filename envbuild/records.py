@@ -47,6 +47,12 @@ _INDEX_FIELDS = (
 CACHE_TAG = "CACHEDIR.TAG"
 
 
+# path types conda records no sha256_in_prefix for (conda/core/path_actions.py)
+_NO_HASH_IN_PREFIX = (
+    "softlink", "directory", "unix_python_entry_point", "windows_python_entry_point_script",
+)  # fmt: skip
+
+
 class ArchiveMismatch(Exception):
     """An archive is not the one the lock names; ``details`` lists each mismatch."""
 
@@ -108,9 +114,11 @@ def _installed_sha256(path: Path) -> str | None:
 
 
 def _complete_record(meta: Path, prefix: Path, index: dict[str, Any]) -> None:
-    """Give every file entry of ``paths_data`` the sha256 of the file as installed (not
-    symlinks: conda records none for them, and a symlink's target is another entry), and put
-    back the ``index`` fields py-rattler dropped for being falsy (``timestamp: 0``)."""
+    """Give every file entry of ``paths_data`` the sha256 of the file as installed, as conda
+    does: not for symlinks (their target is another entry) nor for generated entry points
+    (conda-pack rewrites their shebang; py-rattler's ``sha256`` of them stays), so that
+    ``conda doctor`` counts what it counts in conda's own environments. Put back the
+    ``index`` fields py-rattler dropped for being falsy (``timestamp: 0``)."""
     data = json.loads(meta.read_text())
     for field in _INDEX_FIELDS:
         if field in index and field not in data:
@@ -118,7 +126,7 @@ def _complete_record(meta: Path, prefix: Path, index: dict[str, Any]) -> None:
     entries = data.get("paths_data", {}).get("paths", [])
     todo = []
     for e in entries:
-        if e.get("path_type") in ("softlink", "directory"):
+        if e.get("path_type") in _NO_HASH_IN_PREFIX:
             e.pop("sha256_in_prefix", None)
             continue
         if "sha256_in_prefix" in e:

@@ -77,6 +77,101 @@ def cf_channel(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def conda_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch home for conda's user files: envbuild registers environments in its
+    ``.conda/environments.txt`` (``ENVBUILD_CONDA_ENVIRONMENTS_TXT``, inherited by every doit
+    the tests start), never in the real user's; the conda peer runs with it as ``HOME``."""
+    home = tmp_path_factory.mktemp("conda-home")
+    os.environ["ENVBUILD_CONDA_ENVIRONMENTS_TXT"] = str(home / ".conda" / "environments.txt")
+    return home
+
+
+def _conda_peer_dir() -> Path | None:
+    """``shared/tools/conda-peer`` (a real conda's wheel and installer), found as
+    :func:`_shared_data` finds the data; ``ENVBUILD_CONDA_PEER`` names another copy."""
+    candidates = [
+        os.environ.get("ENVBUILD_CONDA_PEER", ""),
+        str(REPO.parent / "shared" / "tools" / "conda-peer"),
+    ]
+    candidates.append("/work/shared/tools/conda-peer")
+    return next((Path(c) for c in candidates if c and (Path(c) / "install.sh").is_file()), None)
+
+
+class CondaPeer:
+    """A real conda client (26.7.1, ``shared/tools/conda-peer``) that works offline: its own
+    home (``conda_home``), package cache, envs directory and condarc, with ``conda-forge``
+    mapped to a local channel through ``channel_alias`` (as the peer's README shows)."""
+
+    def __init__(self, exe: Path, root: Path, home: Path, channel: Path) -> None:
+        self.exe, self.root, self.home = exe, root, home
+        self.alias = root / "alias"
+        self.alias.mkdir()
+        (self.alias / "conda-forge").symlink_to(channel)
+        self.condarc = root / "condarc"
+        self.condarc.write_text(
+            textwrap.dedent(f"""\
+            solver: classic
+            offline: true
+            always_yes: true
+            channels: [conda-forge]
+            channel_alias: file://{self.alias}
+            pkgs_dirs: [{root / "pkgs"}]
+            envs_dirs: [{root / "envs"}]
+            channel_priority: strict
+            add_pip_as_python_dependency: false
+            """)
+        )
+
+    @property
+    def environments_txt(self) -> Path:
+        return self.home / ".conda" / "environments.txt"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "CONDA"))}
+        return {**env, "HOME": str(self.home), "CONDARC": str(self.condarc)}
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``conda ARGS``; fails the test, showing its output, if ``check`` and it fails."""
+        proc = subprocess.run(
+            [str(self.exe), *args], env=self.env(), capture_output=True, text=True, timeout=600
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(
+                f"conda {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def local_explicit(self, explicit: Path, dest: Path) -> Path:
+        """``explicit`` with conda-forge's URLs pointing at the local channel (conda fetches an
+        explicit file's literal URLs), written to ``dest``."""
+        canonical = "https://conda.anaconda.org/conda-forge/"
+        dest.write_text(
+            explicit.read_text().replace(canonical, f"file://{self.alias}/conda-forge/")
+        )
+        return dest
+
+
+@pytest.fixture(scope="session")
+def conda_peer(
+    tmp_path_factory: pytest.TempPathFactory, channel: Path, conda_home: Path
+) -> CondaPeer:
+    """A real conda installed once per session (about 10 s, from PyPI and the peer's wheel);
+    skipped with a reason only where ``shared/tools/conda-peer`` is absent (CI has it)."""
+    source = _conda_peer_dir()
+    if source is None:
+        pytest.skip("shared/tools/conda-peer (a real conda client) is not on this machine")
+    root = tmp_path_factory.mktemp("conda-peer")
+    subprocess.run(
+        ["bash", str(source / "install.sh"), str(root / "conda"), sys.executable],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return CondaPeer(root / "conda" / "bin" / "conda", root, conda_home, channel)
+
+
 @pytest.fixture(scope="session")
 def package_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("pkgs")
