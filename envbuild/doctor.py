@@ -261,9 +261,9 @@ def channel_name(channel: str) -> str:
 def channels_of(prefix: Path, installed: list[Installed]) -> dict[str, str]:
     """Record file name -> the channel its package came from, as conda names it: the
     canonical name in conda-meta/history's ``+<channel>/<subdir>::<name>-<version>-<build>``
-    lines (conda writes ``conda-forge`` there even when the record's ``channel`` is the URL of
-    a mirror or a custom ``channel_alias``), else :func:`channel_name` of the record's
-    ``channel``."""
+    lines where the record's ``channel`` URL ends with it (conda writes ``conda-forge`` there
+    even when the record names a mirror or a custom ``channel_alias``), else
+    :func:`channel_name` of the record's ``channel``."""
     named: dict[str, str] = {}
     history = prefix / "conda-meta" / "history"
     if history.is_file():
@@ -271,11 +271,13 @@ def channels_of(prefix: Path, installed: list[Installed]) -> dict[str, str]:
             channel, sep, dist = line[1:].partition("::")
             if line.startswith("+") and sep:
                 named[dist.strip()] = channel_name(channel)
-    return {
-        i.file.name: named.get(i.file.name.removesuffix(".json"))
-        or channel_name(str(i.data.get("channel", "")))
-        for i in installed
-    }
+    out = {}
+    for i in installed:
+        url = channel_name(str(i.data.get("channel", "")))
+        name = named.get(i.file.name.removesuffix(".json"), "")
+        # the record says what is installed now; history's name only names that same channel
+        out[i.file.name] = name if name and (url == name or url.endswith("/" + name)) else url
+    return out
 
 
 def first_channel(prefix: Path, installed: list[Installed]) -> str:
