@@ -126,7 +126,8 @@ def _files(prefix: Path, installed: list[Installed]) -> list[Finding]:
     skipped = [m for m in moved if _UNPACK_SKIPS.match(m)]
     if placed and moved and len(skipped) == len(moved):
         # relocated by conda-unpack, which leaves these alone by design: not a moved prefix
-        out += [finding("not-relocated", "", m, "still names the packed prefix") for m in moved]
+        detail = "still names another prefix (conda-unpack leaves bin/python* alone)"
+        out += [finding("not-relocated", "", m, detail) for m in moved]
     elif moved:
         out.append(
             finding(
