@@ -38,6 +38,7 @@ INIT_TOML = """\
 # [builds]
 # keep = 3                          # builds kept per environment (for rollback)
 # link = "auto"                     # or "copy"
+# register = true                   # list envs/<name> in ~/.conda/environments.txt
 
 # [nightly]
 # mode = "promote"                  # or "propose": test the candidate, promote nothing
