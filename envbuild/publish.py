@@ -28,6 +28,7 @@ answers ``OCI-Subject`` to the manifest push), else the referrers tag schema
 from __future__ import annotations
 
 import datetime
+import functools
 import io
 import json
 import logging
@@ -137,7 +138,10 @@ def push_layout(client: Client, ref: Reference, layout: Layout) -> tuple[dict[st
             _kill_point("manifest")
         else:
             uploads += client.push_blob(
-                ref.repository, blob.digest, blob.size, lambda b=blob: layout.open_blob(b.digest)
+                ref.repository,
+                blob.digest,
+                blob.size,
+                functools.partial(layout.open_blob, blob.digest),
             )
             _kill_point("blob")
     media = image.get("mediaType") or json.loads(layout.read_blob(image["digest"])).get(
