@@ -1,6 +1,6 @@
 """Executors of the commands that are not stages of the chain (they always run when asked):
 ``relock``, ``ci_merge``, ``export``, ``doctor``, ``adopt``, ``nightly_env``,
-``nightly_report``, ``rollback``, ``gc``, ``status``, ``schedule``. Same contract as
+``nightly_report``, ``publish``, ``rollback``, ``gc``, ``status``, ``schedule``. Same contract as
 :mod:`envbuild.stages`: ``(project root, arguments as strings)`` -> side effect, EnvBuildError
 for anything the user must fix.
 """
@@ -147,6 +147,17 @@ def nightly_report(root: str, env: str = "") -> None:
             f"nightly failed for {', '.join(failed)} (kept their current builds); see {display(md)}"
         )
         raise EnvBuildError(msg)
+
+
+def publish(root: str, name: str) -> None:
+    """``doit publish env=NAME``: push the current build's image, tarball and SBOM to the
+    ``[publish]`` registry (see :mod:`envbuild.publish`) and print what moved."""
+    from envbuild import publish as publish_mod
+
+    project, recipe = load(root, name)
+    with exclusive(project, name, "publish"):
+        done = publish_mod.publish_project(project, recipe)
+    print(publish_mod.summary(done))
 
 
 def rollback(root: str, name: str) -> None:

@@ -39,8 +39,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild.errors import RegistryError
+from envbuild.errors import ConfigError, EnvBuildError, RegistryError
 from envbuild.ocilayout import Layout
+from envbuild.project import CONFIG_FILE, Project
+from envbuild.recipe_model import Recipe
 from envbuild.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -300,3 +302,52 @@ def _move_tags(
             moved.append(tag)
             _kill_point("tag")
     return tuple(moved)
+
+
+def publish_project(project: Project, recipe: Recipe) -> Published:
+    """Publish the current build of ``recipe`` to the project's ``[publish]`` registry: the
+    image ``dist/<name>-<platform>.oci.tar``, the tarball ``pack`` made for this build, the
+    SBOM ``dist/<name>-<platform>.cdx.json`` if there is one. Records the outcome in
+    ``build/state/<name>.publish.json``. Raises ConfigError without a registry,
+    EnvBuildError if an artifact is missing, RegistryError from the registry."""
+    from envbuild.fs import atomic_write
+    from envbuild.pack import tarball_path
+    from envbuild.state import pack_is_current, read_marker, state_file
+
+    name = recipe.name
+    if not project.publish_registry:
+        msg = (
+            f"{project.root / CONFIG_FILE}: [publish] registry is not set; add\n"
+            '    [publish]\n    registry = "ghcr.io/your-org"   # HOST[:PORT]/NAMESPACE'
+        )
+        raise ConfigError(msg)
+    info = read_marker(project.env_prefix(name))
+    if info is None:
+        msg = f"environment '{name}' is not built; run `doit publish env={name}` after a build"
+        raise EnvBuildError(msg)
+    dist = project.path("dist")
+    tarball = tarball_path(dist, name, info.platform, recipe.pack.format)
+    if not pack_is_current(project.root, name):
+        msg = f"{tarball} is not the tarball of build {info.build_id}; run `doit pack env={name}`"
+        raise EnvBuildError(msg)
+    release = Release(
+        name=name,
+        platform=info.platform,
+        lock_sha256=info.lock_sha256,
+        image=dist / f"{name}-{info.platform}.oci.tar",
+        tarball=tarball,
+        sbom=dist / f"{name}-{info.platform}.cdx.json",
+        smoke_imports=recipe.smoke.imports,
+    )
+    done = publish(project.publish_registry, release, project.publish_insecure)
+    atomic_write(state_file(project, name, "publish"), done.to_json())
+    return done
+
+
+def summary(done: Published) -> str:
+    """One line: where, which digest, what moved, what it cost."""
+    moved = ", ".join(f":{t}" for t in done.tags_moved) or "no tag moved"
+    return (
+        f"{done.repository}@{done.image}: {done.uploaded} upload(s), "
+        f"{done.bytes_sent / 1e6:.1f} MB sent, {moved} ({done.seconds:.1f} s)"
+    )

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -56,6 +57,12 @@ class Pulled:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+
+def _kill_point(step: str) -> None:
+    """``ENVBUILD_KILL_AT=pull:<step>``: the tests' kill -9 at a chosen point."""
+    if os.environ.get("ENVBUILD_KILL_AT") == f"pull:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pulls_dir(prefix: Path) -> Path:
@@ -199,7 +206,9 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
             ).replace("/", "_")
             with tarball.open("wb") as f:
                 client.fetch_blob(ref.repository, blob["digest"], f, int(blob["size"]))
+            _kill_point("fetched")
             _unpack_and_check(tarball, dest, imports, str(ref))
+            _kill_point("unpacked")
             record = Pulled(
                 str(ref), image, art_digest, blob["digest"], str(dest), imports,
                 client.transfer.received, round(time.perf_counter() - start, 3),

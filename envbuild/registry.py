@@ -107,8 +107,10 @@ def sha256_digest(data: bytes) -> str:
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (``name[:port]`` or ``[v6]:port``) is this machine's loopback."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.strip("[]")
+    if host.startswith("["):
+        name = host[1 : host.find("]")]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     if name == "localhost":
         return True
     try:

@@ -1,0 +1,331 @@
+"""Publish and pull against real registries (Debian's distribution 2.8 on loopback): plain
+http, and htpasswd behind TLS with a CA made here; read back with skopeo; pulled into a fresh
+prefix; kill -9, a registry that is down, refused credentials, a corrupted blob."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from envbuild import pull as pull_mod
+from envbuild.errors import EnvBuildError, RegistryError
+from envbuild.publish import ENV_ARTIFACT, SBOM_ARTIFACT, Release, publish
+from envbuild.registry import is_loopback, parse_reference
+
+from .conftest import REPO, TINY_RECIPE, Project, imports_ok
+from .ociregistry import Registry, layout_archive, running_registry, write_layout
+
+LOCK = "0123456789ab" + "c" * 52
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory, channel: Path, package_cache: Path) -> Path:
+    """A real conda-pack tarball of the tiny recipe (lock, build, smoke, pack once)."""
+    root = tmp_path_factory.mktemp("packed") / "proj"
+    (root / "recipes").mkdir(parents=True)
+    shutil.copy(REPO / "dodo.py", root / "dodo.py")
+    (root / "envbuild.toml").write_text(
+        f'[mirrors]\nconda-forge = "{channel}"\n[paths]\npackage_cache = "{package_cache}"\n'
+    )
+    project = Project(root)
+    project.write_recipe("tiny", TINY_RECIPE.format(name="tiny"))
+    project.doit("pack", "env=tiny")
+    return next((root / "dist").glob("tiny-*.tar.zst"))
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running_registry(tmp_path_factory.mktemp("plain")) as reg:
+        yield reg
+
+
+@pytest.fixture
+def release(tmp_path: Path, packed: Path) -> Release:
+    write_layout(tmp_path / "layout", text=str(tmp_path))  # an image of its own per test
+    layout_archive(tmp_path / "layout", tmp_path / "tiny.oci.tar")
+    sbom = tmp_path / "tiny.cdx.json"
+    sbom.write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6"}))
+    return Release(
+        "tiny", "linux-64", LOCK, tmp_path / "tiny.oci.tar", packed, sbom, ("dateutil", "json")
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ml:current", "needs a registry host"),
+        ("ghcr.io", "needs a registry host"),
+        ("ghcr.io/Org/ML:current", "must be lower-case"),
+        ("ghcr.io/org/ml@sha256:abc", "64 lower-case hex"),
+        ("ghcr.io/org/ml:bad/tag", "must be lower-case"),
+    ],
+)
+def test_bad_references_are_named(text: str, message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        parse_reference(text)
+
+
+def test_references_and_loopback() -> None:
+    ref = parse_reference("localhost:5000/team/ml@sha256:" + "a" * 64)
+    assert (ref.host, ref.repository, ref.tag, ref.target) == (
+        "localhost:5000",
+        "team/ml",
+        "",
+        "sha256:" + "a" * 64,
+    )
+    assert parse_reference("ghcr.io/org/ml").tag == "latest"
+    assert [is_loopback(h) for h in ("127.0.0.1:5000", "localhost", "[::1]:80", "10.0.0.1:5000", "ghcr.io")] == [
+        True, True, True, False, False,
+    ]  # fmt: skip
+
+
+def test_publish_then_republish_pushes_nothing(plain: Registry, release: Release) -> None:
+    first = publish(f"{plain.host}/team", release, today="2026-01-02")
+    assert first.tags_moved == (LOCK[:12], "2026-01-02", "current")
+    assert first.uploaded >= 7 and not first.referrers_api  # distribution 2.8: the tag schema
+    inspect = json.loads(plain.skopeo("inspect", f"docker://{plain.host}/team/tiny:current"))
+    assert inspect["Digest"] == first.image
+    assert {"current", LOCK[:12], "2026-01-02", first.image.replace(":", "-")} <= set(
+        inspect["RepoTags"]
+    )
+    referrers = json.loads(
+        plain.skopeo(
+            "inspect", "--raw", f"docker://{plain.host}/team/tiny:{first.image.replace(':', '-')}"
+        )
+    )
+    assert {(d["artifactType"], d["digest"]) for d in referrers["manifests"]} == {
+        (ENV_ARTIFACT, first.tarball), (SBOM_ARTIFACT, first.sbom),
+    }  # fmt: skip
+    artifact = json.loads(
+        plain.skopeo("inspect", "--raw", f"docker://{plain.host}/team/tiny@{first.tarball}")
+    )
+    assert artifact["subject"]["digest"] == first.image
+    again = publish(f"{plain.host}/team", release, today="2026-01-03")
+    assert (again.uploaded, again.bytes_sent, again.tags_moved) == (0, 0, ())
+    assert again.image == first.image and again.tarball == first.tarball
+
+
+def test_pull_into_fresh_prefix_then_again_does_nothing(
+    plain: Registry, release: Release, tmp_path: Path
+) -> None:
+    done = publish(f"{plain.host}/team", release)
+    prefix = tmp_path / "consumer" / "envs" / "tiny"
+    first = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
+    assert first.changed and first.imports == ("dateutil", "json") and imports_ok(prefix)
+    assert (
+        first.tarball
+        == json.loads(
+            plain.skopeo("inspect", "--raw", f"docker://{plain.host}/team/tiny@{done.tarball}")
+        )["layers"][0]["digest"]
+    )
+    again = pull_mod.pull(f"{plain.host}/team/tiny@{done.image}", prefix)
+    assert not again.changed and again.bytes_received < 10_000
+    assert os.readlink(prefix) == os.readlink(prefix)  # unchanged link, same directory
+    python = prefix / "bin" / "python"
+    out = subprocess.run(
+        [python, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True
+    )
+    assert out.stdout.strip().startswith(str(prefix.parent))
+
+
+def test_new_publish_switches_and_rollback_returns(
+    plain: Registry, release: Release, tmp_path: Path, packed: Path
+) -> None:
+    publish(f"{plain.host}/team", release)
+    prefix = tmp_path / "envs" / "tiny"
+    first = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
+    write_layout(tmp_path / "layout2", text="second")
+    layout_archive(tmp_path / "layout2", tmp_path / "second.oci.tar")
+    other = Release(
+        "tiny", "linux-64", "f" * 64, tmp_path / "second.oci.tar", packed, None, ("json",)
+    )
+    publish(f"{plain.host}/team", other)
+    second = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
+    assert second.changed and second.artifact != first.artifact and imports_ok(prefix)
+    assert pull_mod.rollback(prefix) == first.artifact.split(":")[1][:12]
+    assert pull_mod.current(prefix)["artifact"] == first.artifact  # type: ignore[index]
+
+
+def test_corrupted_blob_is_refused_and_nothing_is_written(
+    plain: Registry, release: Release, tmp_path: Path
+) -> None:
+    done = publish(f"{plain.host}/team", release)
+    blob = json.loads(
+        plain.skopeo("inspect", "--raw", f"docker://{plain.host}/team/tiny@{done.tarball}")
+    )["layers"][0]["digest"]
+    path = plain.blob_file(blob)
+    good = path.read_bytes()
+    try:
+        path.write_bytes(good[:1000] + bytes([good[1000] ^ 0xFF]) + good[1001:])
+        prefix = tmp_path / "envs" / "tiny"
+        with pytest.raises(
+            RegistryError, match=rf"expected {blob} \(\d+ bytes\), received sha256:[0-9a-f]{{64}}"
+        ):
+            pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
+        assert not prefix.exists() and not prefix.is_symlink()
+        assert [p.name for p in pull_mod.pulls_dir(prefix).iterdir()] == [".lock"]
+    finally:
+        path.write_bytes(good)
+
+
+def test_reference_without_environment(plain: Registry, tmp_path: Path) -> None:
+    write_layout(tmp_path / "layout", text="bare")
+    bare = Release("bare", "linux-64", LOCK, tmp_path / "layout")
+    publish(f"{plain.host}/team", bare)
+    with pytest.raises(RegistryError, match="no environment in it"):
+        pull_mod.pull(f"{plain.host}/team/bare:current", tmp_path / "env")
+    with pytest.raises(RegistryError, match=r"no such manifest \(HTTP 404\)"):
+        pull_mod.pull(f"{plain.host}/team/absent:current", tmp_path / "env")
+
+
+def test_registry_down_names_registry_and_step(release: Release, tmp_path: Path) -> None:
+    with running_registry(tmp_path / "gone") as reg:
+        host = reg.host
+    with pytest.raises(RegistryError, match=rf"registry {host}: connect: cannot reach it"):
+        publish(f"{host}/team", release)
+    with pytest.raises(RegistryError, match=rf"registry {host}: connect: cannot reach it"):
+        pull_mod.pull(f"{host}/team/tiny:current", tmp_path / "env")
+
+
+def test_prefix_not_ours_is_refused(plain: Registry, tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(EnvBuildError, match="was not made by envbuild pull"):
+        pull_mod.pull(f"{plain.host}/team/tiny:current", tmp_path / "mine")
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {**Project.env(), **env}
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_kill_during_publish_moves_no_tag_and_next_publish_finishes(
+    plain: Registry, release: Release, tmp_path: Path
+) -> None:
+    script = tmp_path / "pub.py"
+    script.write_text(
+        textwrap.dedent(f"""\
+        from pathlib import Path
+        from envbuild.publish import Release, publish
+        r = Release("killed", "linux-64", {LOCK!r}, Path({str(release.image)!r}), Path({str(release.tarball)!r}))
+        print(publish({plain.host + "/team"!r}, r).to_json())
+    """)
+    )
+    for step in ("blob", "manifest", "referrers"):
+        r = _run([str(script)], {"ENVBUILD_KILL_AT": f"publish:{step}"})
+        assert r.returncode == -9, r.stderr
+        tags = plain.tags("team/killed")
+        assert "current" not in tags and LOCK[:12] not in tags
+    r = _run([str(script)], {"ENVBUILD_KILL_AT": "publish:tag"})  # after the first tag
+    assert r.returncode == -9
+    done = json.loads(_run([str(script)], {}).stdout)
+    assert "current" in done["tags_moved"] and done["bytes_sent"] < 2000
+    inspect = json.loads(plain.skopeo("inspect", f"docker://{plain.host}/team/killed:current"))
+    assert inspect["Digest"] == done["image"]
+
+
+def test_kill_during_pull_leaves_prefix_and_next_pull_finishes(
+    plain: Registry, release: Release, tmp_path: Path
+) -> None:
+    publish(f"{plain.host}/team", release)
+    prefix = tmp_path / "envs" / "tiny"
+    ref = f"{plain.host}/team/tiny:current"
+    for step in ("fetched", "unpacked"):
+        r = _run(
+            ["-m", "envbuild.cli", "pull", ref, "--prefix", str(prefix)],
+            {"ENVBUILD_KILL_AT": f"pull:{step}"},
+        )
+        assert r.returncode == -9, r.stderr
+        assert not prefix.exists() and not prefix.is_symlink()
+    r = _run(["-m", "envbuild.cli", "pull", ref, "--prefix", str(prefix)], {})
+    assert r.returncode == 0, r.stderr
+    assert imports_ok(prefix)
+    leftovers = sorted(p.name for p in pull_mod.pulls_dir(prefix).iterdir())
+    ident = os.readlink(prefix).rsplit("/", 1)[-1]
+    assert leftovers == [".lock", ident, f"{ident}.json"]
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running_registry(tmp_path_factory.mktemp("tls"), tls_auth=True) as reg:
+        yield reg
+
+
+def _docker_config(tmp_path: Path, host: str, user: str, password: str) -> Path:
+    import base64
+
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (tmp_path / "docker").mkdir(exist_ok=True)
+    (tmp_path / "docker" / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return tmp_path / "docker"
+
+
+def test_tls_and_htpasswd(
+    secured: Registry, release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert secured.user is not None and secured.certs_d is not None
+    monkeypatch.setenv("DOCKER_CONFIG", str(_docker_config(tmp_path, secured.host, *secured.user)))
+    with pytest.raises(
+        RegistryError, match=rf"registry {secured.host}: connect: TLS verification failed .*ca.crt"
+    ):
+        publish(f"{secured.host}/team", release)  # its CA is not known yet
+    monkeypatch.setenv("ENVBUILD_CERTS_D", str(secured.certs_d))
+    done = publish(f"{secured.host}/team", release)
+    assert (
+        json.loads(secured.skopeo("inspect", f"docker://{secured.host}/team/tiny:current"))[
+            "Digest"
+        ]
+        == done.image
+    )
+    assert publish(f"{secured.host}/team", release).bytes_sent == 0
+    pulled = pull_mod.pull(f"{secured.host}/team/tiny:current", tmp_path / "env")
+    assert pulled.changed and imports_ok(tmp_path / "env")
+    monkeypatch.setenv(
+        "DOCKER_CONFIG", str(_docker_config(tmp_path, secured.host, "alice", "wrong"))
+    )
+    with pytest.raises(
+        RegistryError,
+        match=rf"registry {secured.host}: .*credentials refused \(HTTP 401\).*docker login {secured.host}",
+    ):
+        publish(f"{secured.host}/team", release)
+
+
+def test_credential_helper(
+    secured: Registry, release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``credHelpers`` in config.json: ``docker-credential-<name> get`` answers."""
+    assert secured.user is not None and secured.certs_d is not None
+    helper = tmp_path / "bin" / "docker-credential-envtest"
+    helper.parent.mkdir()
+    helper.write_text(
+        f'#!/bin/sh\nread host\necho \'{{"Username": "{secured.user[0]}", "Secret": "{secured.user[1]}"}}\'\n'
+    )
+    helper.chmod(0o755)
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(
+        json.dumps({"credHelpers": {secured.host: "envtest"}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.setenv("ENVBUILD_CERTS_D", str(secured.certs_d))
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    assert publish(f"{secured.host}/helper", release).image
+
+
+def test_plain_http_only_for_loopback_or_insecure(
+    secured: Registry, plain: Registry, release: Release, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS registry is never spoken to in plain http, even on loopback; a plain one on
+    loopback is (as Docker does)."""
+    monkeypatch.delenv("ENVBUILD_CERTS_D", raising=False)
+    with pytest.raises(RegistryError, match="TLS verification failed"):
+        publish(f"{secured.host}/team", release)
+    assert publish(f"{plain.host}/loop", release).image
