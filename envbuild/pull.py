@@ -106,7 +106,7 @@ def _find_environment(client: Any, ref: Any) -> tuple[str, dict[str, Any], str]:
     if manifest.get("artifactType") == ENV_ARTIFACT:
         return (manifest.get("subject") or {}).get("digest", ""), manifest, digest
     if "manifests" in manifest:  # an index: the image for this machine
-        image = _for_this_machine(manifest["manifests"])
+        image = for_this_machine(manifest["manifests"])
         if image is None:
             msg = f"{ref}: an image index with no linux/{_arch()} image; nothing to pull"
             raise RegistryError(msg)
@@ -131,7 +131,8 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
-def _for_this_machine(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+def for_this_machine(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The descriptor in an image index's ``manifests`` for linux on this architecture."""
     for e in entries:
         p = e.get("platform") or {}
         if p.get("os") == "linux" and p.get("architecture") == _arch():

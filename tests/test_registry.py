@@ -27,8 +27,10 @@ LOCK = "0123456789ab" + "c" * 52
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory: pytest.TempPathFactory, channel: Path, package_cache: Path) -> Path:
-    """A real conda-pack tarball of the tiny recipe (lock, build, smoke, pack once)."""
+def packed_project(
+    tmp_path_factory: pytest.TempPathFactory, channel: Path, package_cache: Path
+) -> Project:
+    """A project whose tiny recipe is locked, built, smoke-tested and packed (once)."""
     root = tmp_path_factory.mktemp("packed") / "proj"
     (root / "recipes").mkdir(parents=True)
     shutil.copy(REPO / "dodo.py", root / "dodo.py")
@@ -38,7 +40,13 @@ def packed(tmp_path_factory: pytest.TempPathFactory, channel: Path, package_cach
     project = Project(root)
     project.write_recipe("tiny", TINY_RECIPE.format(name="tiny"))
     project.doit("pack", "env=tiny")
-    return next((root / "dist").glob("tiny-*.tar.zst"))
+    return project
+
+
+@pytest.fixture(scope="module")
+def packed(packed_project: Project) -> Path:
+    """A real conda-pack tarball of the tiny recipe."""
+    return next((packed_project.root / "dist").glob("tiny-*.tar.zst"))
 
 
 @pytest.fixture(scope="module")
@@ -329,3 +337,86 @@ def test_plain_http_only_for_loopback_or_insecure(
     with pytest.raises(RegistryError, match="TLS verification failed"):
         publish(f"{secured.host}/team", release)
     assert publish(f"{plain.host}/loop", release).image
+
+
+def test_fetch_base_once_digest_checked(plain: Registry, tmp_path: Path) -> None:
+    from envbuild.base_image import fetch_base
+    from envbuild.ocilayout import Layout
+
+    digest = write_layout(tmp_path / "layout", text="base")
+    publish(f"{plain.host}/base", Release("debian", "linux-64", LOCK, tmp_path / "layout"))
+    ref = f"{plain.host}/base/debian@{digest}"
+    with pytest.raises(RegistryError, match="name it by digest"):
+        fetch_base(f"{plain.host}/base/debian:current", tmp_path / "cache")
+    layer = json.loads(
+        (tmp_path / "layout" / "blobs" / "sha256" / digest.split(":")[1]).read_text()
+    )["layers"][0]
+    path, good = plain.blob_file(layer["digest"]), plain.blob_file(layer["digest"]).read_bytes()
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    with pytest.raises(RegistryError, match=f"expected {layer['digest']}"):
+        fetch_base(ref, tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir())
+    path.write_bytes(good)
+    cached = fetch_base(ref, tmp_path / "cache")
+    with Layout(cached) as layout:
+        assert layout.image()["digest"] == digest
+        assert (
+            layout.read_blob(layer["digest"])
+            == (
+                tmp_path / "layout" / "blobs" / "sha256" / layer["digest"].split(":")[1]
+            ).read_bytes()
+        )
+    # a digest names its content: the cache answers even with the registry gone
+    assert fetch_base(ref.replace(plain.host, "127.0.0.1:9"), tmp_path / "cache") == cached
+    assert fetch_base(ref, tmp_path / "cache") == cached  # from the cache, no registry asked
+
+
+def test_publish_a_project_build(
+    plain: Registry, packed_project: Project, packed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from envbuild import commands
+    from envbuild.errors import ConfigError
+
+    root = packed_project.root
+    with pytest.raises(ConfigError, match=r"\[publish\] registry is not set"):
+        commands.publish(str(root), "tiny")
+    config = root / "envbuild.toml"
+    original = config.read_text()
+    try:
+        config.write_text(original + f'[publish]\nregistry = "{plain.host}/proj"\n')
+        image = packed.with_name(packed.name.replace(".tar.zst", ".oci.tar"))
+        write_layout(root / "build" / "layout", text="project")
+        layout_archive(root / "build" / "layout", image)
+        commands.publish(str(root), "tiny")
+        line = capsys.readouterr().out
+        assert f"{plain.host}/proj/tiny@sha256:" in line and ":current" in line
+        record = json.loads((root / "build" / "state" / "tiny.publish.json").read_text())
+        tags = plain.tags("proj/tiny")
+        assert "current" in tags and record["image"].replace(":", "-") in tags
+        lock_sha = json.loads(
+            plain.skopeo("inspect", "--raw", f"docker://{plain.host}/proj/tiny@{record['tarball']}")
+        )["annotations"]["org.envbuild.lock.sha256"]
+        assert lock_sha[:12] in tags
+        commands.publish(str(root), "tiny")
+        assert "0 upload(s), 0.0 MB sent, no tag moved" in capsys.readouterr().out
+        assert "publish" in packed_project.doit("list").stdout
+    finally:
+        config.write_text(original)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('registry = "ghcr.io"', "is not HOST\\[:PORT\\]/NAMESPACE"),
+        ('registry = "org/ml"', "is not HOST\\[:PORT\\]/NAMESPACE"),
+        ('registy = "ghcr.io/org"', "did you mean 'registry'"),
+        ('registry = "ghcr.io/org"\ninsecure = "yes"', "insecure: expected true or false"),
+    ],
+)
+def test_bad_publish_tables(tmp_path: Path, table: str, message: str) -> None:
+    from envbuild.errors import ConfigError
+    from envbuild.project import load_project
+
+    (tmp_path / "envbuild.toml").write_text(f"[publish]\n{table}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_project(tmp_path)
