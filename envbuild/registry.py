@@ -198,6 +198,12 @@ class Client:
             break
         if r.status_code in ok or r.status_code == 404:
             return r
+        if r.status_code == 401 and not self._basic:
+            why = (
+                f"the registry wants credentials and {docker_config()} has none for "
+                f"{self.host} (HTTP 401); log in with `docker login {self.host}`"
+            )
+            raise self._fail(step, why)
         raise self._fail(step, _http_problem(r, self.host))
 
     def _answer(self, r: Any, step: str) -> bool:
