@@ -4,15 +4,19 @@ and tiny OCI image layouts written by hand (no engine needed)."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
+import http.server
 import io
 import json
 import shutil
 import socket
 import subprocess
 import tarfile
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,9 +90,76 @@ def _tls(tmp: Path, host: str) -> Path:
     return certs_d
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """A token service as the distribution token spec describes
+    (https://distribution.github.io/distribution/spec/auth/token/): Basic credentials in,
+    an RS256 JWT granting exactly the scope asked for out, signed with ``openssl`` by a key
+    whose certificate the registry trusts (``x5c``). Records the scopes asked for."""
+
+    def __init__(self, tmp: Path, user: tuple[str, str]) -> None:
+        self.tmp, self.user = tmp, user
+        self.scopes: list[str] = []
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=envbuild token issuer", "-keyout", str(tmp / "token.key"),
+                        "-out", str(tmp / "token.crt")], check=True, capture_output=True)  # fmt: skip
+        der = subprocess.run(["openssl", "x509", "-in", str(tmp / "token.crt"), "-outform", "DER"],
+                             check=True, capture_output=True).stdout  # fmt: skip
+        self.x5c = base64.b64encode(der).decode()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                expected = "Basic " + base64.b64encode(":".join(server.user).encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                scope = query.get("scope", [""])[0]
+                server.scopes.append(scope)
+                body = json.dumps({"token": server.token(query["service"][0], scope)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def token(self, service: str, scope: str) -> str:
+        access = []
+        if scope.startswith("repository:"):
+            _, name, actions = scope.split(":")
+            access = [{"type": "repository", "name": name, "actions": actions.split(",")}]
+        now = int(time.time())
+        claims = {"iss": "envbuild-test-issuer", "sub": self.user[0], "aud": service,
+                  "exp": now + 600, "nbf": now - 60, "iat": now - 60, "jti": str(now),
+                  "access": access}  # fmt: skip
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.tmp / "token.key")],
+                             input=signing.encode(), check=True, capture_output=True).stdout  # fmt: skip
+        return f"{signing}.{_b64(sig)}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
 @contextmanager
-def running_registry(tmp: Path, tls_auth: bool = False) -> Iterator[Registry]:
-    """Start ``docker-registry serve`` on a free loopback port; stop it on exit."""
+def running_registry(
+    tmp: Path, tls_auth: bool = False, token: TokenServer | None = None
+) -> Iterator[Registry]:
+    """Start ``docker-registry serve`` on a free loopback port; stop it on exit. ``tls_auth``:
+    TLS from a test CA and an htpasswd user; ``token``: token authentication from it."""
     if shutil.which("docker-registry") is None:
         pytest.skip("no docker-registry here (scripts/services.sh installs Debian's)")
     port = _free_port()
@@ -111,6 +182,10 @@ def running_registry(tmp: Path, tls_auth: bool = False) -> Iterator[Registry]:
                        capture_output=True)  # fmt: skip
         config += [f"  tls: {{certificate: {tmp / 'server.crt'}, key: {tmp / 'server.key'}}}",
                    "auth:", f"  htpasswd: {{realm: envbuild-test, path: {tmp / 'htpasswd'}}}"]  # fmt: skip
+    if token is not None:
+        reg.user = token.user
+        config += ["auth:", "  token:", f"    realm: {token.realm}", "    service: envbuild-test",
+                   "    issuer: envbuild-test-issuer", f"    rootcertbundle: {tmp / 'token.crt'}"]  # fmt: skip
     (tmp / "config.yml").write_text("\n".join(config) + "\n")
     log = (tmp / "registry.log").open("w")
     proc = subprocess.Popen(["docker-registry", "serve", str(tmp / "config.yml")], stdout=log,

@@ -21,7 +21,7 @@ from envbuild.publish import ENV_ARTIFACT, SBOM_ARTIFACT, Release, publish
 from envbuild.registry import is_loopback, parse_reference
 
 from .conftest import REPO, TINY_RECIPE, Project, imports_ok
-from .ociregistry import Registry, layout_archive, running_registry, write_layout
+from .ociregistry import Registry, TokenServer, layout_archive, running_registry, write_layout
 
 LOCK = "0123456789ab" + "c" * 52
 
@@ -420,3 +420,29 @@ def test_bad_publish_tables(tmp_path: Path, table: str, message: str) -> None:
     (tmp_path / "envbuild.toml").write_text(f"[publish]\n{table}\n")
     with pytest.raises(ConfigError, match=message):
         load_project(tmp_path)
+
+
+def test_bearer_token_from_the_realm(
+    release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Token authentication: Basic credentials from config.json go to the realm, and a token
+    is asked for each scope the registry names (a pull token is not re-sent for a push)."""
+    (tmp_path / "reg").mkdir()
+    server = TokenServer(tmp_path / "reg", ("bob", "t0ken-pass"))
+    try:
+        with running_registry(tmp_path / "reg", token=server) as reg:
+            monkeypatch.setenv(
+                "DOCKER_CONFIG", str(_docker_config(tmp_path, reg.host, "bob", "t0ken-pass"))
+            )
+            done = publish(f"{reg.host}/team", release)
+            assert "repository:team/tiny:pull,push" in server.scopes
+            assert pull_mod.pull(f"{reg.host}/team/tiny:current", tmp_path / "env").changed
+            tags = json.loads(reg.skopeo("list-tags", f"docker://{reg.host}/team/tiny"))["Tags"]
+            assert "current" in tags and done.image.replace(":", "-") in tags
+            monkeypatch.setenv(
+                "DOCKER_CONFIG", str(_docker_config(tmp_path, reg.host, "bob", "nope"))
+            )
+            with pytest.raises(RegistryError, match=rf"registry {reg.host}: .*HTTP 401"):
+                publish(f"{reg.host}/team", release)
+    finally:
+        server.close()
