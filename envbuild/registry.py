@@ -13,26 +13,27 @@ no digest, it has no referrers call, its token cache ignores the scope a challen
 (a pull token is re-sent for a push), and its retry decorator sleeps about two minutes on a
 registry that is down. Heavy imports (requests, oras) happen in :func:`connect` only.
 
-TLS is verified, with the system's CAs plus a registry's own CA where Docker keeps one
-(``/etc/docker/certs.d/HOST[:PORT]/*.crt``; the directory is ``$ENVBUILD_CERTS_D`` when set).
-Plain http is used only for a loopback registry that does not speak TLS (as Docker allows), or
-with ``insecure`` (TLS unverified, else http).
+Docker's conventions (credentials file, CAs, when plain http is allowed) are in
+:mod:`envbuild.registry_auth`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from envbuild.errors import RegistryError
+from envbuild.registry_auth import (
+    docker_config,
+    is_loopback,
+    read_docker_config,
+    tls_fix,
+    verify_for,
+)
 
 log = logging.getLogger("envbuild")
 
@@ -41,7 +42,6 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
-CERTS_D_ENV = "ENVBUILD_CERTS_D"
 _TIMEOUT = 60.0  # seconds without a byte from the registry
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(
@@ -105,34 +105,6 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (``name[:port]`` or ``[v6]:port``) is this machine's loopback."""
-    if host.startswith("["):
-        name = host[1 : host.find("]")]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def docker_config() -> Path:
-    """The ``config.json`` Docker reads: ``$DOCKER_CONFIG/config.json``, else
-    ``~/.docker/config.json``."""
-    base = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
-    return Path(base) / "config.json"
-
-
-def registry_ca(host: str) -> list[Path]:
-    """A registry's own CA certificates where Docker keeps them:
-    ``<certs.d>/<host>/*.crt`` (client certificates ``*.cert`` are not CAs)."""
-    root = Path(os.environ.get(CERTS_D_ENV) or "/etc/docker/certs.d")
-    return sorted((root / host).glob("*.crt"))
-
-
 @dataclass(slots=True)
 class Transfer:
     """Bytes and requests of one client, for reports (a re-publish should send none)."""
@@ -185,7 +157,7 @@ class Client:
                 )  # fmt: skip
             except requests.exceptions.SSLError as e:
                 raise self._fail(
-                    step, f"TLS verification failed ({_reason(e)}); {_tls_fix(self.host)}"
+                    step, f"TLS verification failed ({_reason(e)}); {tls_fix(self.host)}"
                 ) from None
             except requests.exceptions.RequestException as e:
                 raise self._fail(
@@ -388,14 +360,6 @@ def _reason(e: BaseException) -> str:
     return (m.group(1) if m else text)[:300]
 
 
-def _tls_fix(host: str) -> str:
-    root = os.environ.get(CERTS_D_ENV) or "/etc/docker/certs.d"
-    return (
-        f"if the registry uses its own CA, put it at {root}/{host}/ca.crt (as for Docker); "
-        "for a registry without valid TLS set insecure = true in [publish] (or --insecure)"
-    )
-
-
 def _http_problem(r: Any, host: str) -> str:
     detail = ""
     try:
@@ -416,25 +380,6 @@ def _http_problem(r: Any, host: str) -> str:
     return f"HTTP {r.status_code}{detail}"
 
 
-def _verify_for(host: str, insecure: bool, scratch: list[str]) -> bool | str:
-    """requests' ``verify``: False with ``insecure``; a bundle of certifi's CAs plus the
-    registry's own (Docker's certs.d) if it has one; else True."""
-    if insecure:
-        return False
-    own = registry_ca(host)
-    if not own:
-        return True
-    import certifi
-
-    fd, bundle = tempfile.mkstemp(prefix="envbuild-ca-", suffix=".pem")
-    with os.fdopen(fd, "w") as f:
-        f.write(Path(certifi.where()).read_text())
-        for ca in own:
-            f.write("\n" + ca.read_text())
-    scratch.append(bundle)
-    return bundle
-
-
 def connect(host: str, insecure: bool = False) -> Client:
     """A :class:`Client` for ``host`` with Docker's credentials for it, after one ``GET
     /v2/`` that decides the scheme: https, verified; http only for a loopback host that does
@@ -450,10 +395,10 @@ def connect(host: str, insecure: bool = False) -> Client:
     container = oras.container.Container(f"{host}/x")
     container.registry = host  # oras would take "localhost" for a namespace
     # only the one file Docker reads (oras's own loader also adds ~/.docker/config.json)
-    auth._auth_config = _read_docker_config(docker_config())
+    auth._auth_config = read_docker_config(docker_config())
     auth.load_configs(container)
     scratch: list[str] = []
-    verify = _verify_for(host, insecure, scratch)
+    verify = verify_for(host, insecure, scratch)
     auth._tls_verify = verify
     if insecure:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -468,23 +413,3 @@ def connect(host: str, insecure: bool = False) -> Client:
         auth.prefix = "http"
         client.request("GET", "/v2/", "connect", ok=(200, 401))
     return client
-
-
-def _read_docker_config(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        cfg = {}
-    except (OSError, ValueError) as e:
-        msg = f"{path}: not a readable Docker config ({e}); fix or remove it"
-        raise RegistryError(msg) from None
-    auths = {
-        re.sub(r"^https?://", "", k).split("/")[0]: v for k, v in (cfg.get("auths") or {}).items()
-    }
-    return {
-        "auths": auths,
-        "credsStore": cfg.get("credsStore"),
-        "credHelpers": cfg.get("credHelpers") or {},
-    }
