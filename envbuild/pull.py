@@ -215,6 +215,13 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
                 client.transfer.received, round(time.perf_counter() - start, 3),
             )  # fmt: skip
             atomic_write(_record(prefix, ident), record.to_json())
+        except OSError as e:  # a full disk, most likely
+            remove_tree(dest)
+            msg = f"{ref}: writing beside {prefix} failed ({e}); {prefix} is unchanged"
+            raise EnvBuildError(msg) from None
+        except EnvBuildError as e:
+            remove_tree(dest)
+            raise type(e)(f"{_first_lines(str(e))}\n{prefix} is unchanged") from None
         except BaseException:
             remove_tree(dest)
             raise
@@ -224,6 +231,14 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
         _prune(prefix, {ident, previous})
     log.info("%s: now %s (%s)", prefix, ref, art_digest)
     return record
+
+
+def _first_lines(text: str, keep: int = 12) -> str:
+    """``text`` cut to ``keep`` lines (tar names every file it could not write)."""
+    lines = text.splitlines()
+    if len(lines) <= keep:
+        return text
+    return "\n".join([*lines[:keep], f"    ... ({len(lines) - keep} more lines)"])
 
 
 def _unpack_and_check(tarball: Path, dest: Path, imports: tuple[str, ...], ref: str) -> None:

@@ -447,3 +447,45 @@ def test_bearer_token_from_the_realm(
                 publish(f"{reg.host}/team", release)
     finally:
         server.close()
+
+
+def test_full_disk_during_pull_keeps_the_previous(
+    plain: Registry, release: Release, tmp_path: Path, packed: Path
+) -> None:
+    """A tmpfs with room for one environment and a half: the second pull runs out of space,
+    the first stays at PATH, and nothing is left behind."""
+    publish(f"{plain.host}/team", release)
+    probe = pull_mod.pull(f"{plain.host}/team/tiny:current", tmp_path / "probe" / "env")
+    need = sum(
+        f.stat().st_size
+        for f in Path(probe.directory).rglob("*")
+        if f.is_file() and not f.is_symlink()
+    )
+    disk = tmp_path / "small"
+    disk.mkdir()
+    size = need + packed.stat().st_size + need // 2
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        prefix = disk / "env"
+        first = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
+        write_layout(tmp_path / "layout2", text="second")
+        other = Release("tiny", "linux-64", "e" * 64, tmp_path / "layout2", packed, None, ("json",))
+        publish(f"{plain.host}/team", other)
+        with pytest.raises(
+            EnvBuildError, match=rf"No space left on device(.|\n)*{prefix} is unchanged"
+        ) as e:
+            pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
+        assert len(str(e.value).splitlines()) < 20  # one screen
+        assert pull_mod.current(prefix)["artifact"] == first.artifact  # type: ignore[index]
+        assert imports_ok(prefix)
+        ident = first.artifact.split(":")[1][:12]
+        assert sorted(p.name for p in pull_mod.pulls_dir(prefix).iterdir()) == [
+            ".lock",
+            ident,
+            f"{ident}.json",
+        ]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
