@@ -224,11 +224,17 @@ def _update_referrers_tag(
 
 
 def publish(
-    registry: str, release: Release, insecure: bool = False, today: str | None = None
+    registry: str,
+    release: Release,
+    insecure: bool = False,
+    today: str | None = None,
+    tags: bool = True,
 ) -> Published:
     """Publish ``release`` to ``registry`` (``HOST[:PORT]/NAMESPACE``) as
     ``registry/<name>``; ``today`` (``YYYY-MM-DD``, default: the UTC date) names the date
-    tag. Raises RegistryError naming the registry and the step; no tag has moved then."""
+    tag. Without ``tags``, everything is pushed by digest and no tag moves (a nightly
+    candidate before its switch; :func:`move_tags` is the switch's step). Raises
+    RegistryError naming the registry and the step; no tag has moved then."""
     start = time.perf_counter()
     ref = parse_reference(f"{registry.rstrip('/')}/{release.name}:current")
     client = connect(ref.host, insecure)
@@ -263,7 +269,9 @@ def publish(
         sbom, uploads = desc["digest"], uploads + n
     api, n = _update_referrers_tag(client, ref, subject["digest"], referrers)
     uploads += n
-    moved = _move_tags(client, ref, release, subject, image_manifest, today)
+    moved = (
+        _move_tags(client, ref, release.lock_sha256, subject, image_manifest, today) if tags else ()
+    )
     t = client.transfer
     return Published(
         repository=f"{ref.host}/{ref.repository}",
@@ -279,10 +287,29 @@ def publish(
     )
 
 
+def move_tags(
+    registry: str,
+    name: str,
+    image: str,
+    lock_sha256: str,
+    insecure: bool = False,
+    today: str | None = None,
+) -> tuple[str, ...]:
+    """Point ``registry/<name>``'s ``:<lock 12 hex>``, ``:<date>`` and ``:current`` at the
+    image ``image`` (a digest already pushed), moving only those that point elsewhere: the
+    idempotent step a journaled switch (nightly, rollback) can repeat after kill -9. Returns
+    the tags moved. Raises RegistryError if the registry lacks the image."""
+    ref = parse_reference(f"{registry.rstrip('/')}/{name}@{image}")
+    client = connect(ref.host, insecure)
+    data, media, _ = client.get_manifest(ref)
+    subject = {"mediaType": media, "digest": image, "size": len(data)}
+    return _move_tags(client, ref.with_target("current"), lock_sha256, subject, data, today)
+
+
 def _move_tags(
     client: Client,
     ref: Reference,
-    release: Release,
+    lock_sha256: str,
     subject: dict[str, Any],
     data: bytes,
     today: str | None,
@@ -290,7 +317,7 @@ def _move_tags(
     """Point ``:<lock 12 hex>``, then (if ``:current`` is elsewhere) ``:<date>`` and
     ``:current`` at the image. Returns the tags moved."""
     current = ref.with_target("current")
-    tags = [release.lock_sha256[:12]]
+    tags = [lock_sha256[:12]]
     if client.manifest_digest(current) != subject["digest"]:
         date = today or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
         tags += [date, "current"]

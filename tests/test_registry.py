@@ -489,3 +489,31 @@ def test_full_disk_during_pull_keeps_the_previous(
         ]
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_push_by_digest_then_move_tags_as_a_switch_step(
+    plain: Registry, release: Release, tmp_path: Path
+) -> None:
+    """What a journaled switch needs: push without tags, then move them in one repeatable step
+    (and back, for a rollback)."""
+    from envbuild.publish import move_tags
+
+    first = publish(f"{plain.host}/sw", release)
+    write_layout(tmp_path / "layout2", text="candidate")
+    candidate = Release("tiny", "linux-64", "d" * 64, tmp_path / "layout2", release.tarball)
+    pushed = publish(f"{plain.host}/sw", candidate, tags=False)
+    assert pushed.tags_moved == () and "d" * 12 not in plain.tags("sw/tiny")
+    assert move_tags(f"{plain.host}/sw", "tiny", pushed.image, "d" * 64, today="2026-02-03") == (
+        "d" * 12,
+        "2026-02-03",
+        "current",
+    )
+    assert move_tags(f"{plain.host}/sw", "tiny", pushed.image, "d" * 64) == ()
+    assert move_tags(f"{plain.host}/sw", "tiny", first.image, LOCK, today="2026-02-03") == (
+        "2026-02-03",
+        "current",
+    )
+    assert (
+        json.loads(plain.skopeo("inspect", f"docker://{plain.host}/sw/tiny:current"))["Digest"]
+        == first.image
+    )
