@@ -227,6 +227,10 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
             raise
         finally:
             remove_tree(staging)
+            if not (prefix.exists() or prefix.is_symlink()) and not any(
+                p.name != ".lock" for p in root.iterdir()
+            ):
+                remove_tree(root)  # a first pull that failed leaves nothing beside PATH
         replace_symlink(prefix, f"{root.name}/{ident}")
         _prune(prefix, {ident, previous})
     log.info("%s: now %s (%s)", prefix, ref, art_digest)
@@ -244,6 +248,8 @@ def _first_lines(text: str, keep: int = 12) -> str:
 def _unpack_and_check(tarball: Path, dest: Path, imports: tuple[str, ...], ref: str) -> None:
     """Unpack ``tarball`` into ``dest``, relocate it there (its own ``conda-unpack``), import
     ``imports`` with its interpreter. Raises EnvBuildError naming the step."""
+    import zstandard
+
     from envbuild import proc
     from envbuild.recipe_model import Smoke
     from envbuild.smoke import activated_env, failure_message, run_checks
@@ -253,6 +259,9 @@ def _unpack_and_check(tarball: Path, dest: Path, imports: tuple[str, ...], ref: 
         _untar(tarball, dest)
     except (EnvBuildError, OSError) as e:
         msg = f"{ref}: unpacking into {dest} failed: {e}"
+        raise EnvBuildError(msg) from None
+    except (zstandard.ZstdError, EOFError) as e:  # gzip's BadGzipFile is an OSError
+        msg = f"{ref}: the environment artifact is not a readable tarball ({e})"
         raise EnvBuildError(msg) from None
     unpack = dest / "bin" / "conda-unpack"
     if not unpack.exists():

@@ -179,7 +179,7 @@ def test_corrupted_blob_is_refused_and_nothing_is_written(
         ):
             pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
         assert not prefix.exists() and not prefix.is_symlink()
-        assert [p.name for p in pull_mod.pulls_dir(prefix).iterdir()] == [".lock"]
+        assert not pull_mod.pulls_dir(prefix).exists()  # a failed first pull leaves nothing
     finally:
         path.write_bytes(good)
 
@@ -517,3 +517,13 @@ def test_push_by_digest_then_move_tags_as_a_switch_step(
         json.loads(plain.skopeo("inspect", f"docker://{plain.host}/sw/tiny:current"))["Digest"]
         == first.image
     )
+
+
+def test_artifact_that_is_no_tarball(plain: Registry, tmp_path: Path) -> None:
+    write_layout(tmp_path / "layout", text="junk")
+    junk = tmp_path / "junk.tar.zst"
+    junk.write_bytes(os.urandom(4096))
+    publish(f"{plain.host}/team", Release("junk", "linux-64", LOCK, tmp_path / "layout", junk))
+    with pytest.raises(EnvBuildError, match=r"not a readable tarball(.|\n)*env is unchanged"):
+        pull_mod.pull(f"{plain.host}/team/junk:current", tmp_path / "env")
+    assert not (tmp_path / "env").exists() and not pull_mod.pulls_dir(tmp_path / "env").exists()
