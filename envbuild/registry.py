@@ -42,6 +42,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _TIMEOUT = 60.0  # seconds without a byte from the registry
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(
@@ -98,6 +99,8 @@ def parse_reference(text: str) -> Reference:
     if problem:
         msg = f"image reference {text!r}: {problem}"
         raise RegistryError(msg)
+    if host in DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"  # Docker Hub's official images
     return Reference(host, path, tag or ("" if digest else "latest"), digest)
 
 
@@ -389,16 +392,17 @@ def connect(host: str, insecure: bool = False) -> Client:
     import requests
     import urllib3
 
+    hub = host in DOCKER_HUB  # Docker Hub: its API host, and its key in config.json
+    host = "registry-1.docker.io" if hub else host
     session = requests.Session()
     session.trust_env = True
     auth = oras.auth.get_auth_backend("token", session, False, tls_verify=True)
     container = oras.container.Container(f"{host}/x")
-    container.registry = host  # oras would take "localhost" for a namespace
+    container.registry = "index.docker.io" if hub else host  # oras: "localhost" = a namespace
     # only the one file Docker reads (oras's own loader also adds ~/.docker/config.json)
     auth._auth_config = read_docker_config(docker_config())
     auth.load_configs(container)
-    scratch: list[str] = []
-    verify = verify_for(host, insecure, scratch)
+    verify = verify_for(host, insecure)
     auth._tls_verify = verify
     if insecure:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)

@@ -9,6 +9,8 @@ with ``insecure`` (TLS unverified, else http): :func:`envbuild.registry.connect`
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ipaddress
 import json
 import os
@@ -58,7 +60,7 @@ def tls_fix(host: str) -> str:
     )
 
 
-def verify_for(host: str, insecure: bool, scratch: list[str]) -> bool | str:
+def verify_for(host: str, insecure: bool) -> bool | str:
     """requests' ``verify``: False with ``insecure``; a bundle of certifi's CAs plus the
     registry's own (Docker's certs.d) if it has one; else True."""
     if insecure:
@@ -73,7 +75,7 @@ def verify_for(host: str, insecure: bool, scratch: list[str]) -> bool | str:
         f.write(Path(certifi.where()).read_text())
         for ca in own:
             f.write("\n" + ca.read_text())
-    scratch.append(bundle)
+    atexit.register(_unlink, bundle)
     return bundle
 
 
@@ -93,3 +95,8 @@ def read_docker_config(path: Path) -> dict[str, Any]:
         "credsStore": cfg.get("credsStore"),
         "credHelpers": cfg.get("credHelpers") or {},
     }
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

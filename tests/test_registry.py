@@ -90,6 +90,7 @@ def test_references_and_loopback() -> None:
         "sha256:" + "a" * 64,
     )
     assert parse_reference("ghcr.io/org/ml").tag == "latest"
+    assert parse_reference("docker.io/debian:bookworm-slim").repository == "library/debian"
     assert [is_loopback(h) for h in ("127.0.0.1:5000", "localhost", "[::1]:80", "10.0.0.1:5000", "ghcr.io")] == [
         True, True, True, False, False,
     ]  # fmt: skip
