@@ -237,6 +237,21 @@ def publish(
     RegistryError naming the registry and the step; no tag has moved then."""
     start = time.perf_counter()
     ref = parse_reference(f"{registry.rstrip('/')}/{release.name}:current")
+    try:
+        return _publish(ref, release, insecure, today, tags, start)
+    except RegistryError as e:
+        msg = f"{e}\nno tag was moved; the next publish sends only what the registry lacks"
+        raise RegistryError(msg) from None
+
+
+def _publish(
+    ref: Reference,
+    release: Release,
+    insecure: bool,
+    today: str | None,
+    tags: bool,
+    start: float,
+) -> Published:
     client = connect(ref.host, insecure)
     uploads = 0
     with Layout(release.image) as layout:

@@ -380,6 +380,11 @@ def _http_problem(r: Any, host: str) -> str:
         return f"permission denied (HTTP 403){detail}; the account may not push or pull here"
     if r.status_code in (413, 507) or "space" in detail.lower():
         return f"the registry is out of space (HTTP {r.status_code}){detail}"
+    if r.status_code >= 500:
+        return (
+            f"the registry failed (HTTP {r.status_code}){detail}: out of space, or a fault on "
+            "its side (its log says which)"
+        )
     return f"HTTP {r.status_code}{detail}"
 
 

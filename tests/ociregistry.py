@@ -156,7 +156,7 @@ class TokenServer:
 
 @contextmanager
 def running_registry(
-    tmp: Path, tls_auth: bool = False, token: TokenServer | None = None
+    tmp: Path, tls_auth: bool = False, token: TokenServer | None = None, storage: int = 0
 ) -> Iterator[Registry]:
     """Start ``docker-registry serve`` on a free loopback port; stop it on exit. ``tls_auth``:
     TLS from a test CA and an htpasswd user; ``token``: token authentication from it."""
@@ -166,6 +166,11 @@ def running_registry(
     host = f"127.0.0.1:{port}"
     tmp.mkdir(parents=True, exist_ok=True)
     reg = Registry(host, tmp / "data")
+    if storage:  # its storage on a tmpfs of that many bytes (to run out of space)
+        reg.root.mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={storage}", "tmpfs", str(reg.root)]
+        if subprocess.run(mount, capture_output=True).returncode:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
     config = [
         "version: 0.1",
         "log: {level: error}",
@@ -203,6 +208,8 @@ def running_registry(
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+        if storage:
+            subprocess.run(["umount", str(reg.root)], check=False)
 
 
 def _blob(root: Path, data: bytes) -> dict[str, object]:

@@ -528,3 +528,35 @@ def test_artifact_that_is_no_tarball(plain: Registry, tmp_path: Path) -> None:
     with pytest.raises(EnvBuildError, match=r"not a readable tarball(.|\n)*env is unchanged"):
         pull_mod.pull(f"{plain.host}/team/junk:current", tmp_path / "env")
     assert not (tmp_path / "env").exists() and not pull_mod.pulls_dir(tmp_path / "env").exists()
+
+
+def test_registry_libraries_stay_off_the_no_op_path(packed_project: Project) -> None:
+    """Loading the graph (publish tasks included) and a no-op pack import no registry code."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "doit", "pack", "env=tiny"],
+        cwd=packed_project.root, env=packed_project.env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+    assert "envbuild.state" in imported
+    assert not {
+        m for m in imported if m.split(".")[0] in ("oras", "requests", "urllib3", "jsonschema")
+    }
+    assert not {
+        m
+        for m in imported
+        if m.startswith(("envbuild.registry", "envbuild.publish", "envbuild.pull"))
+    }
+
+
+def test_registry_out_of_space_then_next_publish_finishes(release: Release, tmp_path: Path) -> None:
+    with running_registry(tmp_path / "full", storage=4 << 20) as reg:
+        with pytest.raises(
+            RegistryError,
+            match=rf"registry {reg.host}: push blob sha256:[0-9a-f]{{12}} to team/tiny: the registry failed \(HTTP 500.*out of space(.|\n)*no tag was moved",
+        ) as e:
+            publish(f"{reg.host}/team", release)
+        assert reg.tags("team/tiny") == [] and len(str(e.value).splitlines()) == 2
+        subprocess.run(["mount", "-o", "remount,size=256m", str(reg.root)], check=True)
+        done = publish(f"{reg.host}/team", release)
+        assert "current" in done.tags_moved
