@@ -65,7 +65,7 @@ TARBALL_TYPES = {
     "tar.gz": "application/vnd.conda-pack.tar+gzip",
 }
 ANN_RECIPE = "org.envbuild.recipe"
-ANN_LOCK = "org.envbuild.lock.sha256"
+ANN_LOCK = "org.envbuild.lock-sha256"  # as the image labels it
 ANN_PLATFORM = "org.envbuild.platform"
 ANN_IMPORTS = "org.envbuild.smoke.imports"
 ANN_TITLE = "org.opencontainers.image.title"

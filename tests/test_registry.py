@@ -396,7 +396,7 @@ def test_publish_a_project_build(
         assert "current" in tags and record["image"].replace(":", "-") in tags
         lock_sha = json.loads(
             plain.skopeo("inspect", "--raw", f"docker://{plain.host}/proj/tiny@{record['tarball']}")
-        )["annotations"]["org.envbuild.lock.sha256"]
+        )["annotations"]["org.envbuild.lock-sha256"]
         assert lock_sha[:12] in tags
         commands.publish(str(root), "tiny")
         assert "0 upload(s), 0.0 MB sent, no tag moved" in capsys.readouterr().out
