@@ -27,7 +27,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,17 @@ def _untar(tarball: Path, dest: Path) -> None:
         shutil.copyfileobj(stream, tar, 1 << 20)
 
 
+def _kept(prefix: Path, ident: str, artifact: str) -> Pulled | None:
+    """The record of environment ``ident`` kept beside ``prefix``, if it is ``artifact``."""
+    try:
+        data = json.loads(_record(prefix, ident).read_text())
+        data["imports"] = tuple(data["imports"])
+        kept = Pulled(**data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return kept if kept.artifact == artifact and (pulls_dir(prefix) / ident).is_dir() else None
+
+
 def _prune(prefix: Path, keep: set[str] | None = None) -> None:
     """Remove leftovers of killed pulls beside ``prefix`` (staging directories, environments
     without a record, records without an environment) and, with ``keep``, every pulled
@@ -199,6 +210,13 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
             )  # fmt: skip
         previous = os.readlink(prefix).rsplit("/", 1)[-1] if now is not None else ""
         _prune(prefix)  # leftovers of killed pulls
+        kept = _kept(prefix, ident, art_digest)
+        if kept is not None:  # the rollback target (pulled, checked): switch back to it
+            replace_symlink(prefix, f"{root.name}/{ident}")
+            os.utime(_record(prefix, ident))  # now the newest: --rollback goes back
+            log.info("%s: back to %s (kept)", prefix, art_digest)
+            spent = round(time.perf_counter() - start, 3)
+            return replace(kept, bytes_received=client.transfer.received, seconds=spent)
         staging, dest = root / f"{ident}.partial", root / ident
         try:
             staging.mkdir()

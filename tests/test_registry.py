@@ -161,6 +161,10 @@ def test_new_publish_switches_and_rollback_returns(
     assert second.changed and second.artifact != first.artifact and imports_ok(prefix)
     assert pull_mod.rollback(prefix) == first.artifact.split(":")[1][:12]
     assert pull_mod.current(prefix)["artifact"] == first.artifact  # type: ignore[index]
+    back = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)  # the kept one, no download
+    assert back.artifact == second.artifact and back.bytes_received < 10_000
+    assert pull_mod.current(prefix)["artifact"] == second.artifact  # type: ignore[index]
+    assert pull_mod.rollback(prefix) == first.artifact.split(":")[1][:12]
 
 
 def test_corrupted_blob_is_refused_and_nothing_is_written(
