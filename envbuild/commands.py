@@ -164,6 +164,10 @@ def rollback(root: str, name: str) -> None:
     project, recipe = load(root, name)
     build_id = promotion.rollback(project, recipe, tarball(project, name))
     print(f"{name}: now at build {build_id}")
+    if project.publish_registry:  # a step of its own after the switch; `doit publish` redoes it
+        from envbuild import publish as publish_mod
+
+        print(publish_mod.rollback_tags(project, name, build_id))
 
 
 def gc(root: str, dry_run: bool = False) -> None:

@@ -354,7 +354,7 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
     EnvBuildError if an artifact is missing, RegistryError from the registry."""
     from envbuild.fs import atomic_write
     from envbuild.pack import tarball_path
-    from envbuild.state import pack_is_current, read_marker, state_file
+    from envbuild.state import build_record, pack_is_current, read_marker, state_file
 
     name = recipe.name
     if not project.publish_registry:
@@ -383,7 +383,30 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
     )
     done = publish(project.publish_registry, release, project.publish_insecure)
     atomic_write(state_file(project, name, "publish"), done.to_json())
+    # kept with the build, for `doit rollback` to move :current back to its image
+    atomic_write(build_record(project, name, info.build_id, "publish"), done.to_json())
     return done
+
+
+def rollback_tags(project: Project, name: str, build_id: str) -> str:
+    """After ``doit rollback`` made build ``build_id`` current: point ``:current`` (and its
+    lock and date tags) at that build's published image. Returns a line saying what moved.
+    A build never published moves nothing (``doit publish`` publishes it)."""
+    from envbuild.state import build_record, builds_root, read_json, read_marker
+
+    record = read_json(build_record(project, name, build_id, "publish"))
+    if not record or record.get("repository", "").rsplit("/", 1)[0] != project.publish_registry:
+        return (
+            f"{name}: build {build_id} was never published to {project.publish_registry}; "
+            f":current is unchanged (run `doit publish env={name}`)"
+        )
+    info = read_marker(builds_root(project, name) / build_id)
+    lock = info.lock_sha256 if info else ""
+    moved = move_tags(
+        project.publish_registry, name, record["image"], lock, project.publish_insecure
+    )
+    tags = ", ".join(f":{t}" for t in moved) or "no tag (already there)"
+    return f"{record['repository']}@{record['image']}: moved {tags}"
 
 
 def summary(done: Published) -> str:

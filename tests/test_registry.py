@@ -564,3 +564,46 @@ def test_registry_out_of_space_then_next_publish_finishes(release: Release, tmp_
         subprocess.run(["mount", "-o", "remount,size=256m", str(reg.root)], check=True)
         done = publish(f"{reg.host}/team", release)
         assert "current" in done.tags_moved
+
+
+def test_rollback_moves_current_back(plain: Registry, packed_project: Project) -> None:
+    """Two published builds; `doit rollback` switches the environment and :current back."""
+    from envbuild import commands
+    from envbuild.ocilayout import Layout
+
+    root = packed_project.root
+    config, recipe = root / "envbuild.toml", root / "recipes" / "tiny.yml"
+    original, original_recipe = config.read_text(), recipe.read_text()
+    try:
+        config.write_text(original + f'[publish]\nregistry = "{plain.host}/rb"\n')
+        digests = []
+        for text in ("one", "two"):
+            if text == "two":  # a second build, of another lock
+                recipe.write_text(
+                    original_recipe.replace(
+                        "  - python-dateutil\n", "  - python-dateutil\n  - threadpoolctl\n"
+                    )
+                )
+                packed_project.doit("pack", "env=tiny")
+            tarball = next((root / "dist").glob("tiny-*.tar.zst"))
+            write_layout(root / "build" / f"layout-{text}", text=text)
+            layout_archive(
+                root / "build" / f"layout-{text}",
+                tarball.with_name(tarball.name.replace(".tar.zst", ".oci.tar")),
+            )
+            with Layout(root / "build" / f"layout-{text}") as layout:
+                digests.append(layout.image()["digest"])
+            commands.publish(str(root), "tiny")  # (doit publish would first run doit docker)
+        assert (
+            json.loads(plain.skopeo("inspect", f"docker://{plain.host}/rb/tiny:current"))["Digest"]
+            == digests[1]
+        )
+        out = packed_project.doit("rollback", "env=tiny").stdout
+        assert "moved" in out and ":current" in out, out
+        assert (
+            json.loads(plain.skopeo("inspect", f"docker://{plain.host}/rb/tiny:current"))["Digest"]
+            == digests[0]
+        )
+    finally:
+        config.write_text(original)
+        recipe.write_text(original_recipe)
