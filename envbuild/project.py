@@ -39,6 +39,7 @@ channel. A recipe's lock never depends on the machine that made it: recipes with
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +285,12 @@ def _publish_table(data: Any, cfg_path: Path) -> tuple[str, bool]:
         registry and not (namespace and ("." in host or ":" in host or host == "localhost"))
     ):
         msg = f"{where}.registry: {registry!r} is not HOST[:PORT]/NAMESPACE; write e.g. {example}"
+        raise ConfigError(msg)
+    if namespace and not re.fullmatch(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*/?", namespace):
+        msg = (
+            f"{where}.registry: namespace {namespace!r} must be lower-case letters, digits "
+            "and . _ - / (OCI repository names)"
+        )
         raise ConfigError(msg)
     if not isinstance(insecure, bool):
         msg = f"{where}.insecure: expected true or false"

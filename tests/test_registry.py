@@ -415,6 +415,7 @@ def test_publish_a_project_build(
         ('registry = "ghcr.io"', "is not HOST\\[:PORT\\]/NAMESPACE"),
         ('registry = "org/ml"', "is not HOST\\[:PORT\\]/NAMESPACE"),
         ('registy = "ghcr.io/org"', "did you mean 'registry'"),
+        ('registry = "ghcr.io/Org"', "must be lower-case"),
         ('registry = "ghcr.io/org"\ninsecure = "yes"', "insecure: expected true or false"),
     ],
 )
