@@ -236,7 +236,8 @@ def publish(
     candidate before its switch; :func:`move_tags` is the switch's step). Raises
     RegistryError naming the registry and the step; no tag has moved then."""
     start = time.perf_counter()
-    ref = parse_reference(f"{registry.rstrip('/')}/{release.name}:current")
+    # OCI repository names are lower-case; recipe names may not be
+    ref = parse_reference(f"{registry.rstrip('/')}/{release.name.lower()}:current")
     try:
         return _publish(ref, release, insecure, today, tags, start)
     except RegistryError as e:
@@ -314,7 +315,7 @@ def move_tags(
     image ``image`` (a digest already pushed), moving only those that point elsewhere: the
     idempotent step a journaled switch (nightly, rollback) can repeat after kill -9. Returns
     the tags moved. Raises RegistryError if the registry lacks the image."""
-    ref = parse_reference(f"{registry.rstrip('/')}/{name}@{image}")
+    ref = parse_reference(f"{registry.rstrip('/')}/{name.lower()}@{image}")
     client = connect(ref.host, insecure)
     data, media, _ = client.get_manifest(ref)
     subject = {"mediaType": media, "digest": image, "size": len(data)}

@@ -343,6 +343,9 @@ def main(argv: list[str]) -> int:
 
         print(f"envbuild pull: {scrub(str(e))}", file=sys.stderr)
         return 1
+    except OSError as e:  # PATH's directory not writable, say
+        print(f"envbuild pull: {args.prefix}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     if args.json:
