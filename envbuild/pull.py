@@ -114,14 +114,39 @@ def _find_environment(client: Any, ref: Any) -> tuple[str, dict[str, Any], str]:
     found, _ = client.referrers(ref.repository, digest)
     envs = [d for d in found if d.get("artifactType") == ENV_ARTIFACT]
     if not envs:
+        fixed = _layer_prefix(client, ref, digest)
+        where = (
+            f"; its image holds the environment as a layer fixed at {fixed}, which cannot be "
+            "moved to another path (run the image: docker run / apptainer build docker://...)"
+            if fixed
+            else ""
+        )
         msg = (
             f"{ref}: no environment in it: no envbuild environment artifact refers to "
-            f"image {digest} (publish it with `doit publish env=NAME`, or name the "
-            "environment artifact itself)"
+            f"image {digest}{where}; publish the relocatable tarball with "
+            "`doit publish env=NAME`, or name the environment artifact itself"
         )
         raise RegistryError(msg)
     art_data, _, art_digest = client.get_manifest(ref.with_target(envs[-1]["digest"]))
     return digest, json.loads(art_data), art_digest
+
+
+def _layer_prefix(client: Any, ref: Any, digest: str) -> str:
+    """The prefix an envbuild image's environment layer is fixed at (label
+    ``org.envbuild.prefix``), or "" for any other image."""
+    import io
+
+    try:
+        manifest = json.loads(client.get_manifest(ref.with_target(digest))[0])
+        config = manifest.get("config") or {}
+        if config.get("size", 1 << 30) > 1 << 20:
+            return ""
+        buf = io.BytesIO()
+        client.fetch_blob(ref.repository, config["digest"], buf, int(config["size"]))
+        labels = (json.loads(buf.getvalue()).get("config") or {}).get("Labels") or {}
+    except (RegistryError, ValueError, KeyError, AttributeError):
+        return ""
+    return str(labels.get("org.envbuild.prefix", ""))
 
 
 def _arch() -> str:

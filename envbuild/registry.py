@@ -153,9 +153,10 @@ class Client:
         url = path if path.startswith("http") else self.base + path
         for attempt in (1, 2):
             hdrs = {**self._headers, **(headers or {})}
+            data = body() if body else None
             try:
                 r = self.session.request(
-                    method, url, headers=hdrs, data=body() if body else None,
+                    method, url, headers=hdrs, data=data,
                     stream=stream, verify=self.verify, timeout=_TIMEOUT, allow_redirects=True,
                 )  # fmt: skip
             except requests.exceptions.SSLError as e:
@@ -166,6 +167,9 @@ class Client:
                 raise self._fail(
                     step, f"cannot reach it ({_reason(e)}); is it running and is the address right?"
                 ) from None
+            finally:
+                if hasattr(data, "close"):
+                    data.close()  # type: ignore[union-attr]
             self.transfer.requests += 1
             if r.status_code == 401 and attempt == 1 and self._answer(r, step):
                 r.close()
