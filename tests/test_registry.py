@@ -137,6 +137,8 @@ def test_pull_into_fresh_prefix_then_again_does_nothing(
     )
     again = pull_mod.pull(f"{plain.host}/team/tiny@{done.image}", prefix)
     assert not again.changed and again.bytes_received < 10_000
+    direct = pull_mod.pull(f"{plain.host}/team/tiny@{done.tarball}", prefix)  # the artifact
+    assert not direct.changed and direct.image == done.image
     assert os.readlink(prefix) == os.readlink(prefix)  # unchanged link, same directory
     python = prefix / "bin" / "python"
     out = subprocess.run(
