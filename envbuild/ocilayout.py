@@ -57,7 +57,7 @@ class Layout:
                     self._members[m.name.removeprefix("./")] = m
             missing = [n for n in ("oci-layout", "index.json") if n not in self._members]
         else:
-            msg = f"{path}: no such image layout; make it first (`doit docker env=NAME`)"
+            msg = f"{path}: no such OCI image layout (a directory or an archive of one)"
             raise RegistryError(msg)
         if missing:
             msg = f"{path}: not an OCI image layout (no {', '.join(missing)})"

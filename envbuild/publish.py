@@ -373,11 +373,19 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
     if not pack_is_current(project.root, name):
         msg = f"{tarball} is not the tarball of build {info.build_id}; run `doit pack env={name}`"
         raise EnvBuildError(msg)
+    image = dist / f"{name}-{info.platform}.oci.tar"
+    if not image.exists():
+        msg = (
+            f"{image}: no OCI image layout there to publish; `doit docker env={name}` writes "
+            "it (an image a Docker engine built can be exported with `skopeo copy "
+            f"docker-daemon:envbuild/{name}:current oci-archive:{image}`)"
+        )
+        raise EnvBuildError(msg)
     release = Release(
         name=name,
         platform=info.platform,
         lock_sha256=info.lock_sha256,
-        image=dist / f"{name}-{info.platform}.oci.tar",
+        image=image,
         tarball=tarball,
         sbom=dist / f"{name}-{info.platform}.cdx.json",
         smoke_imports=recipe.smoke.imports,
