@@ -2,6 +2,7 @@
 ``dodo.py`` (https://pydoit.org/cmd-run.html), plus ``envbuild init``.
 
     envbuild init [--ci]              start a project in the current (empty) directory
+    envbuild pull REF --prefix PATH   put a published environment at PATH (no project needed)
     envbuild <task> [NAME...] [opts]  e.g. envbuild lock, envbuild build ml, envbuild status
     envbuild list | info | forget | clean | help ...   doit's own commands
     envbuild --help                   this text and the tasks, with their docs
@@ -132,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[QUIET_ENV] = "1"
         args = [a for a in args if a not in ("-q", "--quiet")]
     try:
+        if args[:1] == ["pull"]:  # needs no project: a published environment at a path
+            from envbuild.pull import main as pull_main
+
+            return pull_main(args[1:])
         if args[:1] == ["init"]:
             if any(a not in ("--ci",) for a in args[1:]):
                 print("usage: envbuild init [--ci]", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Executors of the commands that are not stages of the chain (they always run when asked):
 ``relock``, ``ci_merge``, ``export``, ``doctor``, ``adopt``, ``nightly_env``,
-``nightly_report``, ``rollback``, ``gc``, ``status``, ``schedule``. Same contract as
+``nightly_report``, ``publish``, ``rollback``, ``gc``, ``status``, ``schedule``. Same contract as
 :mod:`envbuild.stages`: ``(project root, arguments as strings)`` -> side effect, EnvBuildError
 for anything the user must fix.
 """
@@ -150,10 +150,25 @@ def nightly_report(root: str, env: str = "") -> None:
         raise EnvBuildError(msg)
 
 
+def publish(root: str, name: str) -> None:
+    """``doit publish env=NAME``: push the current build's image, tarball and SBOM to the
+    ``[publish]`` registry (see :mod:`envbuild.publish`) and print what moved."""
+    from envbuild import publish as publish_mod
+
+    project, recipe = load(root, name)
+    with exclusive(project, name, "publish"):
+        done = publish_mod.publish_project(project, recipe)
+    print(publish_mod.summary(done))
+
+
 def rollback(root: str, name: str) -> None:
     project, recipe = load(root, name)
     build_id = promotion.rollback(project, recipe, tarball(project, name))
     print(f"{name}: now at build {build_id}")
+    if project.publish_registry:  # a step of its own after the switch; `doit publish` redoes it
+        from envbuild import publish as publish_mod
+
+        print(publish_mod.rollback_tags(project, name, build_id))
 
 
 def gc(root: str, dry_run: bool = False) -> None:

@@ -79,6 +79,10 @@ def task_docker() -> Any:
     yield from stage_tasks(ROOT, "docker", _env())
 
 
+def task_publish() -> Any:
+    yield from stage_tasks(ROOT, "publish", _env())
+
+
 def task_export() -> Any:
     yield from stage_tasks(ROOT, "export", _env())
 
@@ -105,6 +109,7 @@ __all__ = [
     "task_offline_channel",
     "task_pack",
     "task_prefix",
+    "task_publish",
     "task_smoke",
     "task_verify",
 ]

@@ -45,3 +45,8 @@ class ProcessError(EnvBuildError):
 
 class VerifyError(EnvBuildError):
     """An environment no longer matches its lockfile."""
+
+
+class RegistryError(EnvBuildError):
+    """An OCI registry could not be reached, refused a request, or served content that does
+    not match its digest (see envbuild.registry)."""

@@ -24,6 +24,10 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     mode = "promote"              # or "propose": test the candidate, write its lock and diff
                                   # (a pull-request body) to reports/, promote nothing
 
+    [publish]                     # `doit publish`: where images and tarballs go
+    registry = "ghcr.io/org"      # HOST[:PORT]/NAMESPACE; images are <it>/<recipe name>
+    insecure = false              # allow plain http / unverified TLS (loopback needs none)
+
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
     requirements = ["numpy", "pandas", "scikit-learn", "pip", "ipykernel"]
 
@@ -36,6 +40,7 @@ channel. A recipe's lock never depends on the machine that made it: recipes with
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +68,7 @@ _PATH_KEYS = {
     "offline_cache": "build/offline-cache",
     "reports": "reports",
 }
-_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly"}
+_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly", "publish"}
 NIGHTLY_MODES = ("promote", "propose")
 _LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "pip", "ipykernel")
@@ -90,6 +95,8 @@ class Project:
     channel_alias: str = channels.DEFAULT_CHANNEL_ALIAS
     exclude_newer: str = ""  # UTC cutoff for recipes that set none
     nightly_mode: str = "promote"  # "propose": stop before promotion, write lock + diff
+    publish_registry: str = ""  # [publish] registry: HOST[:PORT]/NAMESPACE ("": not set)
+    publish_insecure: bool = False  # [publish] insecure: plain http / unverified TLS allowed
 
     def path(self, key: str) -> Path:
         """The absolute directory for ``key`` (one of the [paths] keys)."""
@@ -212,8 +219,11 @@ def load_project(root: Path) -> Project:
     ):
         msg = f'{cfg_path}: nightly: expected a table with mode = "promote" or "propose"'
         raise ConfigError(msg)
+    registry, insecure = _publish_table(data.get("publish", {}), cfg_path)
     return Project(
         root=root,
+        publish_registry=registry,
+        publish_insecure=insecure,
         platforms=platforms,
         channel_alias=alias,
         exclude_newer=cutoff,
@@ -261,3 +271,33 @@ def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str, str]:
             )
             raise ConfigError(msg)
     return tuple(dict.fromkeys(platforms)), alias.rstrip("/"), cutoff
+
+
+def _publish_table(data: Any, cfg_path: Path) -> tuple[str, bool]:
+    where = f"{cfg_path}: publish"
+    example = 'registry = "ghcr.io/your-org" (HOST[:PORT]/NAMESPACE) and optionally insecure'
+    if not isinstance(data, dict):
+        msg = f"{where}: expected a table with {example}"
+        raise ConfigError(msg)
+    for key in data:
+        if key not in ("registry", "insecure"):
+            msg = f"{where}: unknown key '{key}'{did_you_mean(key, ('registry', 'insecure'))}"
+            raise ConfigError(msg)
+    registry = data.get("registry", "")
+    insecure = data.get("insecure", False)
+    host, _, namespace = str(registry).partition("/")
+    if not isinstance(registry, str) or (
+        registry and not (namespace and ("." in host or ":" in host or host == "localhost"))
+    ):
+        msg = f"{where}.registry: {registry!r} is not HOST[:PORT]/NAMESPACE; write e.g. {example}"
+        raise ConfigError(msg)
+    if namespace and not re.fullmatch(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*/?", namespace):
+        msg = (
+            f"{where}.registry: namespace {namespace!r} must be lower-case letters, digits "
+            "and . _ - / (OCI repository names)"
+        )
+        raise ConfigError(msg)
+    if not isinstance(insecure, bool):
+        msg = f"{where}.insecure: expected true or false"
+        raise ConfigError(msg)
+    return registry.rstrip("/"), insecure

@@ -112,6 +112,8 @@ def render(
         "root": str(project.root),
         "python": python or sys.executable,
         "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "publish": project.publish_registry,  # "" : no publish job
+        "publish_host": project.publish_registry.split("/", 1)[0],
     }
     out = {}
     for template, target in OUTPUTS.items():

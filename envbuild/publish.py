@@ -1,0 +1,427 @@
+"""Publish an environment to an OCI registry: its image by digest, its conda-pack tarball as
+an OCI artifact, its SBOM as a referrer of the image, then the tags.
+
+Order, so that a publish cut anywhere (registry down, credentials refused, disk full on the
+registry, kill -9) has moved no tag and the next publish finishes the job: every blob
+(skipped where the registry has it), then the manifests by digest (skipped likewise), then the
+referrers tag where the registry has no referrers API, and the tags last, ``:current`` the
+very last. The registry itself is the record of what is there: nothing is journaled locally,
+each step asks it first (HEAD), so a repeated publish of the same build uploads nothing and
+moves no tag.
+
+What goes where (``REGISTRY/NAMESPACE/NAME``):
+
+* the image of ``dist/NAME-<platform>.oci.tar`` (any OCI image layout), by digest; tags
+  ``:<lock sha256, 12 hex>``, ``:<UTC date YYYY-MM-DD>`` (only when ``:current`` moves) and
+  ``:current``;
+* the tarball, as an artifact manifest (``artifactType`` :data:`ENV_ARTIFACT`) whose
+  ``subject`` is the image, annotated with recipe, platform, lock sha256 and smoke imports
+  (what ``envbuild pull`` checks);
+* ``dist/NAME-<platform>.cdx.json`` if it exists, as an artifact (``artifactType``
+  ``application/vnd.cyclonedx+json``) whose ``subject`` is the image.
+
+Referrers follow OCI distribution 1.1: the registry's referrers API where it has one (it
+answers ``OCI-Subject`` to the manifest push), else the referrers tag schema
+(``sha256-<hex>``, an index of the referrers' descriptors) kept by us.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import io
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from envbuild.errors import ConfigError, EnvBuildError, RegistryError
+from envbuild.ocilayout import Layout
+from envbuild.project import CONFIG_FILE, Project
+from envbuild.recipe_model import Recipe
+from envbuild.registry import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Client,
+    Reference,
+    connect,
+    fallback_tag,
+    parse_reference,
+    sha256_digest,
+)
+
+log = logging.getLogger("envbuild")
+
+ENV_ARTIFACT = "application/vnd.envbuild.environment.v1"
+SBOM_ARTIFACT = "application/vnd.cyclonedx+json"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY = b"{}"
+TARBALL_TYPES = {
+    "tar.zst": "application/vnd.conda-pack.tar+zstd",
+    "tar.gz": "application/vnd.conda-pack.tar+gzip",
+}
+ANN_RECIPE = "org.envbuild.recipe"
+ANN_LOCK = "org.envbuild.lock-sha256"  # as the image labels it
+ANN_PLATFORM = "org.envbuild.platform"
+ANN_IMPORTS = "org.envbuild.smoke.imports"
+ANN_TITLE = "org.opencontainers.image.title"
+KILL_ENV = "ENVBUILD_KILL_AT"  # publish:<step>: the tests' kill -9 at a chosen point
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """What one publish sends: environment ``name`` for ``platform``, built from the lock
+    with ``lock_sha256``; ``image`` an OCI layout (directory or archive); ``tarball`` a
+    conda-pack tarball and ``sbom`` a CycloneDX file (each optional); ``smoke_imports`` the
+    modules a pull imports before switching."""
+
+    name: str
+    platform: str
+    lock_sha256: str
+    image: Path
+    tarball: Path | None = None
+    sbom: Path | None = None
+    smoke_imports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The outcome: ``repository`` (``host/namespace/name``), the three digests (empty when
+    not published), tags moved, blobs and manifests uploaded, bytes sent and received,
+    whether the registry has the referrers API, wall time in seconds."""
+
+    repository: str
+    image: str
+    tarball: str
+    sbom: str
+    tags_moved: tuple[str, ...]
+    uploaded: int
+    bytes_sent: int
+    bytes_received: int
+    referrers_api: bool
+    seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def canonical(obj: Any) -> bytes:
+    """Deterministic JSON bytes (sorted keys, no spaces): the same content, the same digest."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _kill_point(step: str) -> None:
+    if os.environ.get(KILL_ENV) == f"publish:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _put_manifest_once(client: Client, ref: Reference, data: bytes, media: str) -> bool:
+    """PUT manifest ``data`` by its digest unless the registry has it. True if uploaded."""
+    at = ref.with_target(sha256_digest(data))
+    if client.manifest_digest(at) is not None:
+        return False
+    client.put_manifest(at, data, media)
+    return True
+
+
+def push_layout(client: Client, ref: Reference, layout: Layout) -> tuple[dict[str, Any], int]:
+    """Push the one image of ``layout`` to ``ref``'s repository by digest: blobs the registry
+    lacks, then manifests, children first. Returns (its descriptor, uploads made)."""
+    image = layout.image()
+    uploads = 0
+    for blob, is_manifest in layout.walk(image):
+        if is_manifest:
+            data = layout.read_blob(blob.digest)
+            uploads += _put_manifest_once(client, ref, data, blob.media_type)
+            _kill_point("manifest")
+        else:
+            uploads += client.push_blob(
+                ref.repository,
+                blob.digest,
+                blob.size,
+                functools.partial(layout.open_blob, blob.digest),
+            )
+            _kill_point("blob")
+    media = image.get("mediaType") or json.loads(layout.read_blob(image["digest"])).get(
+        "mediaType", OCI_MANIFEST
+    )
+    return {"mediaType": media, "digest": image["digest"], "size": int(image["size"])}, uploads
+
+
+def _artifact(
+    client: Client,
+    ref: Reference,
+    file: Path,
+    artifact_type: str,
+    layer_type: str,
+    subject: dict[str, Any],
+    annotations: dict[str, str],
+) -> tuple[dict[str, Any], int]:
+    """Push ``file`` as a one-layer artifact whose ``subject`` is ``subject``. Returns (the
+    artifact manifest's descriptor, for the referrers index; uploads made)."""
+    from envbuild.fs import file_sha256
+
+    size = file.stat().st_size
+    digest = "sha256:" + file_sha256(file)
+    uploads = int(client.push_blob(ref.repository, digest, size, lambda: file.open("rb")))
+    empty = sha256_digest(EMPTY)
+    uploads += client.push_blob(ref.repository, empty, len(EMPTY), lambda: io.BytesIO(EMPTY))
+    _kill_point("blob")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": EMPTY_TYPE, "digest": empty, "size": len(EMPTY)},
+        "layers": [
+            {
+                "mediaType": layer_type,
+                "digest": digest,
+                "size": size,
+                "annotations": {ANN_TITLE: file.name},
+            }
+        ],
+        "subject": subject,
+        "annotations": annotations,
+    }
+    data = canonical(manifest)
+    uploads += _put_manifest_once(client, ref, data, OCI_MANIFEST)
+    _kill_point("manifest")
+    descriptor = {
+        "mediaType": OCI_MANIFEST,
+        "digest": sha256_digest(data),
+        "size": len(data),
+        "artifactType": artifact_type,
+        "annotations": annotations,
+    }
+    return descriptor, uploads
+
+
+def _update_referrers_tag(
+    client: Client, ref: Reference, subject: str, wanted: list[dict[str, Any]]
+) -> tuple[bool, int]:
+    """Make the referrers of ``subject`` include ``wanted``: nothing to do where the registry
+    has the referrers API; else add what is missing to the ``sha256-<hex>`` index tag.
+    Returns (referrers API present, uploads made)."""
+    have, api = client.referrers(ref.repository, subject)
+    if api:
+        known = {d["digest"] for d in have}
+        missing = [d["digest"] for d in wanted if d["digest"] not in known]
+        if missing:  # an OCI 1.1 registry indexes a subject when the manifest is pushed
+            log.warning("registry %s does not list referrers %s yet", client.host, missing)
+        return True, 0
+    known = {d["digest"] for d in have}
+    missing = [d for d in wanted if d["digest"] not in known]
+    if not missing:
+        return False, 0
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*have, *missing]}
+    client.put_manifest(ref.with_target(fallback_tag(subject)), canonical(index), OCI_INDEX)
+    _kill_point("referrers")
+    return False, 1
+
+
+def publish(
+    registry: str,
+    release: Release,
+    insecure: bool = False,
+    today: str | None = None,
+    tags: bool = True,
+) -> Published:
+    """Publish ``release`` to ``registry`` (``HOST[:PORT]/NAMESPACE``) as
+    ``registry/<name>``; ``today`` (``YYYY-MM-DD``, default: the UTC date) names the date
+    tag. Without ``tags``, everything is pushed by digest and no tag moves (a nightly
+    candidate before its switch; :func:`move_tags` is the switch's step). Raises
+    RegistryError naming the registry and the step; no tag has moved then."""
+    start = time.perf_counter()
+    # OCI repository names are lower-case; recipe names may not be
+    ref = parse_reference(f"{registry.rstrip('/')}/{release.name.lower()}:current")
+    try:
+        return _publish(ref, release, insecure, today, tags, start)
+    except RegistryError as e:
+        msg = f"{e}\nno tag was moved; the next publish sends only what the registry lacks"
+        raise RegistryError(msg) from None
+
+
+def _publish(
+    ref: Reference,
+    release: Release,
+    insecure: bool,
+    today: str | None,
+    tags: bool,
+    start: float,
+) -> Published:
+    client = connect(ref.host, insecure)
+    uploads = 0
+    with Layout(release.image) as layout:
+        subject, n = push_layout(client, ref, layout)
+        uploads += n
+        image_manifest = layout.read_blob(subject["digest"])
+    common = {
+        ANN_RECIPE: release.name,
+        ANN_PLATFORM: release.platform,
+        ANN_LOCK: release.lock_sha256,
+    }
+    referrers: list[dict[str, Any]] = []
+    tarball = sbom = ""
+    if release.tarball is not None:
+        fmt = next((f for f in TARBALL_TYPES if release.tarball.name.endswith(f)), "")
+        if not fmt:
+            msg = f"{release.tarball}: not a .tar.zst or .tar.gz conda-pack tarball"
+            raise RegistryError(msg)
+        ann = {**common, ANN_IMPORTS: ",".join(release.smoke_imports)}
+        desc, n = _artifact(
+            client, ref, release.tarball, ENV_ARTIFACT, TARBALL_TYPES[fmt], subject, ann
+        )
+        referrers.append(desc)
+        tarball, uploads = desc["digest"], uploads + n
+    if release.sbom is not None and release.sbom.exists():
+        desc, n = _artifact(
+            client, ref, release.sbom, SBOM_ARTIFACT, SBOM_ARTIFACT, subject, dict(common)
+        )
+        referrers.append(desc)
+        sbom, uploads = desc["digest"], uploads + n
+    api, n = _update_referrers_tag(client, ref, subject["digest"], referrers)
+    uploads += n
+    moved = (
+        _move_tags(client, ref, release.lock_sha256, subject, image_manifest, today) if tags else ()
+    )
+    t = client.transfer
+    return Published(
+        repository=f"{ref.host}/{ref.repository}",
+        image=subject["digest"],
+        tarball=tarball,
+        sbom=sbom,
+        tags_moved=moved,
+        uploaded=uploads,
+        bytes_sent=t.sent,
+        bytes_received=t.received,
+        referrers_api=api,
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def move_tags(
+    registry: str,
+    name: str,
+    image: str,
+    lock_sha256: str,
+    insecure: bool = False,
+    today: str | None = None,
+) -> tuple[str, ...]:
+    """Point ``registry/<name>``'s ``:<lock 12 hex>``, ``:<date>`` and ``:current`` at the
+    image ``image`` (a digest already pushed), moving only those that point elsewhere: the
+    idempotent step a journaled switch (nightly, rollback) can repeat after kill -9. Returns
+    the tags moved. Raises RegistryError if the registry lacks the image."""
+    ref = parse_reference(f"{registry.rstrip('/')}/{name.lower()}@{image}")
+    client = connect(ref.host, insecure)
+    data, media, _ = client.get_manifest(ref)
+    subject = {"mediaType": media, "digest": image, "size": len(data)}
+    return _move_tags(client, ref.with_target("current"), lock_sha256, subject, data, today)
+
+
+def _move_tags(
+    client: Client,
+    ref: Reference,
+    lock_sha256: str,
+    subject: dict[str, Any],
+    data: bytes,
+    today: str | None,
+) -> tuple[str, ...]:
+    """Point ``:<lock 12 hex>``, then (if ``:current`` is elsewhere) ``:<date>`` and
+    ``:current`` at the image. Returns the tags moved."""
+    current = ref.with_target("current")
+    tags = [lock_sha256[:12]]
+    if client.manifest_digest(current) != subject["digest"]:
+        date = today or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+        tags += [date, "current"]
+    moved = []
+    for tag in tags:
+        at = ref.with_target(tag)
+        if client.manifest_digest(at) != subject["digest"]:
+            client.put_manifest(at, data, subject["mediaType"])
+            moved.append(tag)
+            _kill_point("tag")
+    return tuple(moved)
+
+
+def publish_project(project: Project, recipe: Recipe) -> Published:
+    """Publish the current build of ``recipe`` to the project's ``[publish]`` registry: the
+    image ``dist/<name>-<platform>.oci.tar``, the tarball ``pack`` made for this build, the
+    SBOM ``dist/<name>-<platform>.cdx.json`` if there is one. Records the outcome in
+    ``build/state/<name>.publish.json``. Raises ConfigError without a registry,
+    EnvBuildError if an artifact is missing, RegistryError from the registry."""
+    from envbuild.fs import atomic_write
+    from envbuild.pack import tarball_path
+    from envbuild.state import build_record, pack_is_current, read_marker, state_file
+
+    name = recipe.name
+    if not project.publish_registry:
+        msg = (
+            f"{project.root / CONFIG_FILE}: [publish] registry is not set; add\n"
+            '    [publish]\n    registry = "ghcr.io/your-org"   # HOST[:PORT]/NAMESPACE'
+        )
+        raise ConfigError(msg)
+    info = read_marker(project.env_prefix(name))
+    if info is None:
+        msg = f"environment '{name}' is not built; run `doit publish env={name}` after a build"
+        raise EnvBuildError(msg)
+    dist = project.path("dist")
+    tarball = tarball_path(dist, name, info.platform, recipe.pack.format)
+    if not pack_is_current(project.root, name):
+        msg = f"{tarball} is not the tarball of build {info.build_id}; run `doit pack env={name}`"
+        raise EnvBuildError(msg)
+    image = dist / f"{name}-{info.platform}.oci.tar"
+    if not image.exists():
+        msg = (
+            f"{image}: no OCI image layout there to publish; `doit docker env={name}` writes "
+            "it (an image a Docker engine built can be exported with `skopeo copy "
+            f"docker-daemon:envbuild/{name}:current oci-archive:{image}`)"
+        )
+        raise EnvBuildError(msg)
+    release = Release(
+        name=name,
+        platform=info.platform,
+        lock_sha256=info.lock_sha256,
+        image=image,
+        tarball=tarball,
+        sbom=dist / f"{name}-{info.platform}.cdx.json",
+        smoke_imports=recipe.smoke.imports,
+    )
+    done = publish(project.publish_registry, release, project.publish_insecure)
+    atomic_write(state_file(project, name, "publish"), done.to_json())
+    # kept with the build, for `doit rollback` to move :current back to its image
+    atomic_write(build_record(project, name, info.build_id, "publish"), done.to_json())
+    return done
+
+
+def rollback_tags(project: Project, name: str, build_id: str) -> str:
+    """After ``doit rollback`` made build ``build_id`` current: point ``:current`` (and its
+    lock and date tags) at that build's published image. Returns a line saying what moved.
+    A build never published moves nothing (``doit publish`` publishes it)."""
+    from envbuild.state import build_record, builds_root, read_json, read_marker
+
+    record = read_json(build_record(project, name, build_id, "publish"))
+    if not record or record.get("repository", "").rsplit("/", 1)[0] != project.publish_registry:
+        return (
+            f"{name}: build {build_id} was never published to {project.publish_registry}; "
+            f":current is unchanged (run `doit publish env={name}`)"
+        )
+    info = read_marker(builds_root(project, name) / build_id)
+    lock = info.lock_sha256 if info else ""
+    moved = move_tags(
+        project.publish_registry, name, record["image"], lock, project.publish_insecure
+    )
+    tags = ", ".join(f":{t}" for t in moved) or "no tag (already there)"
+    return f"{record['repository']}@{record['image']}: moved {tags}"
+
+
+def summary(done: Published) -> str:
+    """One line: where, which digest, what moved, what it cost."""
+    moved = ", ".join(f":{t}" for t in done.tags_moved) or "no tag moved"
+    return (
+        f"{done.repository}@{done.image}: {done.uploaded} upload(s), "
+        f"{done.bytes_sent / 1e6:.1f} MB sent, {moved} ({done.seconds:.1f} s)"
+    )

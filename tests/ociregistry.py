@@ -1,0 +1,256 @@
+"""Real OCI registries for the tests: Debian's ``docker-registry`` (distribution 2.8) started
+on a free loopback port, plain http or with TLS from a CA the test makes and htpasswd users;
+and tiny OCI image layouts written by hand (no engine needed)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import shutil
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    """A running registry: ``host`` (``127.0.0.1:PORT``), its storage ``root``, and for a
+    TLS one its CA's directory (Docker's certs.d layout) and a user's credentials."""
+
+    host: str
+    root: Path
+    certs_d: Path | None = None
+    user: tuple[str, str] | None = None
+
+    def blob_file(self, digest: str) -> Path:
+        hexpart = digest.split(":")[1]
+        return self.root / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart / "data"
+
+    def tags(self, repo: str) -> list[str]:
+        """The tags of ``repo`` as skopeo lists them ([] for a repository with no tag yet)."""
+        try:
+            return list(
+                json.loads(self.skopeo("list-tags", f"docker://{self.host}/{repo}"))["Tags"]
+            )
+        except AssertionError as e:
+            assert "404" in str(e)
+            return []
+
+    def skopeo(self, *args: str) -> str:
+        """``skopeo ARGS`` with this registry's TLS and credentials; its stdout."""
+        opts = (
+            ["--tls-verify=false"]
+            if self.certs_d is None
+            else ["--cert-dir", str(self.certs_d / self.host)]
+        )
+        if self.user:
+            opts += ["--creds", f"{self.user[0]}:{self.user[1]}"]
+        cmd, *rest = args
+        r = subprocess.run(
+            ["skopeo", cmd, *opts, *rest], capture_output=True, text=True, timeout=120
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+
+def _tls(tmp: Path, host: str) -> Path:
+    """A CA and a server certificate for 127.0.0.1 signed by it; returns certs.d with
+    ``<host>/ca.crt``."""
+    ssl = ["openssl"]
+    run = lambda *a: subprocess.run([*ssl, *a], cwd=tmp, check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=envbuild test CA",
+        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+        "-out", "server.csr")  # fmt: skip
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
+    certs_d = tmp / "certs.d"
+    (certs_d / host).mkdir(parents=True)
+    shutil.copy(tmp / "ca.crt", certs_d / host / "ca.crt")
+    return certs_d
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """A token service as the distribution token spec describes
+    (https://distribution.github.io/distribution/spec/auth/token/): Basic credentials in,
+    an RS256 JWT granting exactly the scope asked for out, signed with ``openssl`` by a key
+    whose certificate the registry trusts (``x5c``). Records the scopes asked for."""
+
+    def __init__(self, tmp: Path, user: tuple[str, str]) -> None:
+        self.tmp, self.user = tmp, user
+        self.scopes: list[str] = []
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=envbuild token issuer", "-keyout", str(tmp / "token.key"),
+                        "-out", str(tmp / "token.crt")], check=True, capture_output=True)  # fmt: skip
+        der = subprocess.run(["openssl", "x509", "-in", str(tmp / "token.crt"), "-outform", "DER"],
+                             check=True, capture_output=True).stdout  # fmt: skip
+        self.x5c = base64.b64encode(der).decode()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                expected = "Basic " + base64.b64encode(":".join(server.user).encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                scope = query.get("scope", [""])[0]
+                server.scopes.append(scope)
+                body = json.dumps({"token": server.token(query["service"][0], scope)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def token(self, service: str, scope: str) -> str:
+        access = []
+        if scope.startswith("repository:"):
+            _, name, actions = scope.split(":")
+            access = [{"type": "repository", "name": name, "actions": actions.split(",")}]
+        now = int(time.time())
+        claims = {"iss": "envbuild-test-issuer", "sub": self.user[0], "aud": service,
+                  "exp": now + 600, "nbf": now - 60, "iat": now - 60, "jti": str(now),
+                  "access": access}  # fmt: skip
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.tmp / "token.key")],
+                             input=signing.encode(), check=True, capture_output=True).stdout  # fmt: skip
+        return f"{signing}.{_b64(sig)}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+@contextmanager
+def running_registry(
+    tmp: Path, tls_auth: bool = False, token: TokenServer | None = None, storage: int = 0
+) -> Iterator[Registry]:
+    """Start ``docker-registry serve`` on a free loopback port; stop it on exit. ``tls_auth``:
+    TLS from a test CA and an htpasswd user; ``token``: token authentication from it."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("no docker-registry here (scripts/services.sh installs Debian's)")
+    port = _free_port()
+    host = f"127.0.0.1:{port}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    reg = Registry(host, tmp / "data")
+    if storage:  # its storage on a tmpfs of that many bytes (to run out of space)
+        reg.root.mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={storage}", "tmpfs", str(reg.root)]
+        if subprocess.run(mount, capture_output=True).returncode:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
+    config = [
+        "version: 0.1",
+        "log: {level: error}",
+        "storage:",
+        f"  filesystem: {{rootdirectory: {reg.root}}}",
+        "  delete: {enabled: true}",
+        "http:",
+        f"  addr: {host}",
+    ]
+    if tls_auth:
+        reg.certs_d = _tls(tmp, host)
+        reg.user = ("alice", "s3cret-pass")
+        subprocess.run(["htpasswd", "-Bbc", str(tmp / "htpasswd"), *reg.user], check=True,
+                       capture_output=True)  # fmt: skip
+        config += [f"  tls: {{certificate: {tmp / 'server.crt'}, key: {tmp / 'server.key'}}}",
+                   "auth:", f"  htpasswd: {{realm: envbuild-test, path: {tmp / 'htpasswd'}}}"]  # fmt: skip
+    if token is not None:
+        reg.user = token.user
+        config += ["auth:", "  token:", f"    realm: {token.realm}", "    service: envbuild-test",
+                   "    issuer: envbuild-test-issuer", f"    rootcertbundle: {tmp / 'token.crt'}"]  # fmt: skip
+    (tmp / "config.yml").write_text("\n".join(config) + "\n")
+    log = (tmp / "registry.log").open("w")
+    proc = subprocess.Popen(["docker-registry", "serve", str(tmp / "config.yml")], stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None:
+                pytest.fail(f"docker-registry exited: {(tmp / 'registry.log').read_text()}")
+            time.sleep(0.05)
+        yield reg
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        if storage:
+            subprocess.run(["umount", str(reg.root)], check=False)
+
+
+def _blob(root: Path, data: bytes) -> dict[str, object]:
+    digest = hashlib.sha256(data).hexdigest()
+    (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    (root / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def write_layout(root: Path, text: str = "hello", labels: dict[str, str] | None = None) -> str:
+    """A one-layer OCI image layout at ``root`` (a file ``hello.txt`` holding ``text``);
+    returns its manifest digest."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(text.encode())
+        tf.addfile(info, io.BytesIO(text.encode()))
+    layer_gz = gzip.compress(raw.getvalue(), mtime=0)
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(root, layer_gz)}
+    config_doc = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": labels or {}},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": ["sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()],
+        },
+    }
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json",
+              **_blob(root, json.dumps(config_doc).encode())}  # fmt: skip
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config, "layers": [layer]}  # fmt: skip
+    desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            **_blob(root, json.dumps(manifest).encode())}  # fmt: skip
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [desc]}))
+    return str(desc["digest"])
+
+
+def layout_archive(root: Path, archive: Path) -> None:
+    """Tar the layout directory ``root`` into ``archive`` (an ``oci-archive``)."""
+    with tarfile.open(archive, "w") as tf:
+        for p in sorted(root.rglob("*")):
+            tf.add(p, arcname=str(p.relative_to(root)), recursive=False)
