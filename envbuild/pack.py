@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
+import io
 import json
 import logging
 import os
@@ -19,6 +21,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
@@ -26,6 +29,7 @@ from typing import IO, Any, cast
 import zstandard
 
 from envbuild import proc, progress
+from envbuild.epoch import FALLBACK_EPOCH
 from envbuild.errors import PackError
 from envbuild.fs import clean_ram_scratch, clean_temporaries, ram_scratch, staged_file
 from envbuild.recipe_model import PackOptions, Smoke
@@ -46,17 +50,38 @@ def history_path(dist: Path, name: str, build_id: str, fmt: str) -> Path:
     return dist / "history" / name / f"{build_id}.{fmt}"
 
 
+def prefixed_bytecode(record: dict[str, Any]) -> set[str]:
+    """The ``pyc_file`` paths of a conda-meta ``record`` compiled from a source that names
+    the prefix (a ``prefix_placeholder`` file, e.g. ``_sysconfigdata_*.py``): their bytes
+    depend on the build directory, and conda-unpack's rewrite of the source makes them stale
+    wherever the tarball is unpacked, so they are not packed."""
+    entries = (record.get("paths_data") or {}).get("paths", [])
+    sources = {e["_path"] for e in entries if e.get("prefix_placeholder")}
+    out = set()
+    for e in entries:
+        rel = e["_path"]
+        if e.get("path_type") != "pyc_file" or "/__pycache__/" not in f"/{rel}":
+            continue
+        head, _, name = rel.rpartition("__pycache__/")
+        if f"{head}{name.split('.', 1)[0]}.py" in sources:
+            out.add(rel)
+    return out
+
+
 def _bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
     """conda-pack ``File``s for the ``pyc_file`` entries of conda-meta that conda-pack does not
     pack itself (it takes a package's files from the package's own paths.json, and drops
-    unmanaged ``.pyc``): the bytecode compiled at build time (see :mod:`envbuild.bytecode`)."""
+    unmanaged ``.pyc``): the bytecode compiled at build time (see :mod:`envbuild.bytecode`),
+    except :func:`prefixed_bytecode`."""
     from conda_pack.core import File
 
     out = []
     for meta in sorted((prefix / "conda-meta").glob("*.json")):
-        for entry in json.loads(meta.read_text()).get("paths_data", {}).get("paths", []):
+        record = json.loads(meta.read_text())
+        skip = prefixed_bytecode(record)
+        for entry in record.get("paths_data", {}).get("paths", []):
             rel = entry["_path"]
-            if entry.get("path_type") == "pyc_file" and rel not in packed:
+            if entry.get("path_type") == "pyc_file" and rel not in packed and rel not in skip:
                 out.append(File(str(prefix / rel), rel, is_conda=True))
     return out
 
@@ -90,13 +115,16 @@ def _activation_files(variables: tuple[tuple[str, str], ...], scratch: Path) -> 
     return out
 
 
-def _compressor(raw: IO[bytes], fmt: str, level: int, mtime: float | None) -> Any:
+def _compressor(raw: IO[bytes], fmt: str, level: int, mtime: int) -> Any:
     """A writer compressing into ``raw``: multi-threaded zstd (with long-distance matching,
     window 2^27 = 128 MiB, which ``zstd -d`` and every zstd library decode by default) or
-    conda-pack's parallel gzip writer."""
+    conda-pack's parallel gzip writer (header time ``mtime``, no file name). Both give the
+    same bytes whatever the number of threads (zstd: any count >= 1 gives the output of its
+    multi-threaded mode; gzip: fixed-size blocks), so machines with other core counts agree."""
     if fmt == "tar.zst":
+        threads = max(os.cpu_count() or 1, 1)  # >= 1: 0 would be zstd's single-thread format
         params = zstandard.ZstdCompressionParameters.from_level(
-            level, threads=-1, enable_ldm=True, window_log=27, write_checksum=True
+            level, threads=threads, enable_ldm=True, window_log=27, write_checksum=True
         )
         return zstandard.ZstdCompressor(compression_params=params).stream_writer(raw, closefd=False)
     from conda_pack.formats import ParallelGzipFileWriter
@@ -115,6 +143,92 @@ def _kind(target: str) -> str:
 
 
 _SHARED_LIBRARY = re.compile(r"\.so(\.[0-9.]+)?$")
+_HISTORY_DATE = re.compile(rb"^==> [0-9-]+ [0-9:]+ <==$", re.MULTILINE)
+
+
+_RECORD = re.compile(r"^conda-meta/[^/]+\.json$")
+
+
+def reproducible_bytes(target: str, data: bytes, epoch: int, prefix: str) -> bytes:
+    """What the tarball holds for the file ``target`` whose bytes conda-pack would pack are
+    ``data`` (for a record: conda-pack's copy, package cache paths already blanked), so that
+    nothing depends on the build directory or the install time:
+
+    * ``conda-meta/history``: its ``==> date <==`` lines (install time) say ``epoch`` (UTC);
+    * ``conda-meta/<package>.json``: in ``paths_data``, entries whose bytes in an environment
+      depend on its path (``prefix_placeholder`` files, rewritten by conda-unpack wherever the
+      tarball is unpacked; symlinks, whose ``sha256_in_prefix`` hashes their target) lose
+      ``sha256_in_prefix`` and ``size_in_bytes`` (conda's PathData has both optional; the
+      package's own ``sha256`` stays), and generated entry points (``#!<prefix>/bin/python``,
+      which conda-pack packs as ``#!/usr/bin/env python``) get the sha256 and size of the
+      bytes packed; :func:`prefixed_bytecode` entries are left out, as their files are.
+      Written as conda-pack writes records (``indent=True``, sorted keys).
+    """
+    if target == "conda-meta/history":
+        stamp = time.strftime("==> %Y-%m-%d %H:%M:%S <==", time.gmtime(epoch)).encode()
+        return _HISTORY_DATE.sub(stamp, data)
+    if not _RECORD.match(target):
+        return data
+    from conda_pack.core import rewrite_shebang
+
+    record = json.loads(data)
+    dropped = prefixed_bytecode(record)
+    if dropped:
+        paths = record["paths_data"]["paths"]
+        record["paths_data"]["paths"] = [e for e in paths if e["_path"] not in dropped]
+        record["files"] = [f for f in record.get("files", []) if f not in dropped]
+    for entry in (record.get("paths_data") or {}).get("paths", []):
+        if entry.get("prefix_placeholder") or entry.get("path_type") == "softlink":
+            entry.pop("sha256_in_prefix", None)
+            entry.pop("size_in_bytes", None)
+        elif entry.get("path_type") == "unix_python_entry_point":
+            try:
+                script = Path(prefix, entry["_path"]).read_bytes()
+            except OSError:
+                continue
+            packed, _ = rewrite_shebang(script, entry["_path"], prefix)
+            digest = hashlib.sha256(packed).hexdigest()
+            entry.update(sha256=digest, sha256_in_prefix=digest, size_in_bytes=len(packed))
+    return json.dumps(record, indent=True, sort_keys=True).encode()
+
+
+def _tar_class() -> type:
+    """conda-pack's tar writer made reproducible (https://reproducible-builds.org/docs/archives/):
+    every member has mtime ``epoch``, owner and group 0 without names, mode 0o755 when any
+    execute bit is set (0o644 otherwise, 0o777 for symlinks, 0o755 for directories); files
+    that share an inode are stored in full (a hard link member would depend on how the
+    package cache linked them); conda-meta/history without install times."""
+    from conda_pack.formats import TarArchive
+
+    class ReproducibleTar(TarArchive):
+        prefix = ""  # the environment packed (set by write_tarball)
+
+        def _normal(self, info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.mtime = self.mtime
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.issym():
+                info.mode = 0o777
+            else:
+                info.mode = 0o755 if info.isdir() or info.mode & 0o111 else 0o644
+            return info
+
+        def _add(self, source: str, target: str) -> None:
+            self.archive.inodes.clear()  # never a hard link member
+            if target == "conda-meta/history":
+                with open(source, "rb") as f:
+                    self._add_bytes(source, f.read(), target)
+                return
+            self.archive.add(source, target, recursive=False, filter=self._normal)
+
+        def _add_bytes(self, source: str, sourcebytes: bytes, target: str) -> None:
+            self.archive.inodes.clear()
+            data = reproducible_bytes(target, sourcebytes, self.mtime, self.prefix)
+            info = self.archive.gettarinfo(source, target)
+            info.size = len(data)
+            self.archive.addfile(self._normal(info), io.BytesIO(data))
+
+    return ReproducibleTar
 
 
 def write_tarball(
@@ -123,20 +237,22 @@ def write_tarball(
     fmt: str,
     level: int,
     variables: tuple[tuple[str, str], ...] = (),
+    epoch: int = FALLBACK_EPOCH,
 ) -> int:
     """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), the tar streamed
     straight into the compressor (no plain tar on disk). conda-pack's own Packer decides the
     files and adds conda-unpack; the build's bytecode is added to them, and all are ordered
     by kind, then path (:func:`_kind`). ``level`` is the zstd (1-19) or gzip (1-9) level.
+    Reproducible: every member and the gzip header carry ``epoch`` (the lock's,
+    :func:`envbuild.epoch.lock_epoch`), see :func:`_tar_class`; conda-pack already blanks
+    the package cache paths of conda-meta records (``extracted_package_dir``,
+    ``package_tarball_full_path``, ``link.source``) and writes them with sorted keys.
     Returns the bytes of the files packed (about the unpacked size). Raises PackError if
     conda-pack refuses the prefix; ``output`` is then partial (the caller writes it through
     :func:`envbuild.fs.staged_file`)."""
     import conda_pack
     from conda_pack.core import Packer
-    from conda_pack.formats import archive
 
-    history = prefix / "conda-meta" / "history"
-    mtime = history.lstat().st_mtime if history.exists() else None
     try:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
         files = [*env.files, *_bytecode_files(prefix, {f.target for f in env.files})]
@@ -145,8 +261,10 @@ def write_tarball(
             files += _activation_files(variables, scratch)
             files.sort(key=lambda f: (_kind(f.target), f.target))
             raw = stack.enter_context(output.open("wb"))
-            sink = stack.enter_context(_compressor(raw, fmt, level, mtime))
-            arc = stack.enter_context(archive(sink, str(output), "", "tar", mtime=mtime))
+            sink = stack.enter_context(_compressor(raw, fmt, level, epoch))
+            tar = _tar_class()(sink, "", mode="w", mtime=epoch)
+            tar.prefix = str(prefix)
+            arc = stack.enter_context(tar)
             packer = Packer(str(prefix), arc, None, None)
             sizes = [os.lstat(f.source).st_size for f in files]
             total = sum(sizes)
@@ -154,11 +272,29 @@ def write_tarball(
                 for f, size in zip(files, sizes, strict=True):
                     packer.add(f)
                     bar.update(size)
+            packer.prefixes = _needed(packer.prefixes, str(prefix))
             packer.finish()
     except conda_pack.CondaPackException as e:
         msg = f"conda-pack failed for {display(prefix)}: {e}"
         raise PackError(msg) from None
     return total
+
+
+def _needed(prefixes: list[tuple[str, str, str]], prefix: str) -> list[tuple[str, str, str]]:
+    """conda-unpack's list of files to rewrite, without the unmanaged text files (conda-pack
+    lists every one, with the build directory as placeholder: ``CACHEDIR.TAG``,
+    py-rattler's ``__clobbers__/``) that do not contain the build directory: nothing to
+    rewrite, and the build path would be in conda-unpack for nothing."""
+    out = []
+    for target, placeholder, mode in prefixes:
+        if placeholder == prefix:
+            try:
+                if prefix.encode() not in Path(prefix, target).read_bytes():
+                    continue
+            except OSError:
+                pass
+        out.append((target, placeholder, mode))
+    return out
 
 
 PROVE_PREFIX = "envbuild-prove-"  # + pid: a killed run's copy is found and removed
@@ -258,8 +394,10 @@ def pack_env(
     options: PackOptions,
     smoke: Smoke,
     variables: tuple[tuple[str, str], ...] = (),
+    epoch: int = FALLBACK_EPOCH,
 ) -> Path:
     """Pack ``prefix`` into ``dest`` (.tar.zst or .tar.gz) and prove it; returns ``dest``.
+    ``epoch``: the time of every member (the lock's, :func:`envbuild.epoch.lock_epoch`).
 
     The previous tarball at ``dest`` is replaced only after the new one proved out; on any
     failure (or Ctrl-C) it is left as it was. Raises PackError.
@@ -268,7 +406,7 @@ def pack_env(
     clean_temporaries(dest)  # of a run that was killed
     clean_ram_scratch(PROVE_PREFIX)
     with staged_file(dest) as tmp:
-        size = write_tarball(real, tmp, options.format, options.level, variables)
+        size = write_tarball(real, tmp, options.format, options.level, variables, epoch)
         os.chmod(tmp, 0o644)
         prove(tmp, smoke, name, fmt=options.format, final=dest, variables=variables, size=size)
     log.info("packed %s: %s (%.1f MB)", name, display(dest), dest.stat().st_size / 1e6)
