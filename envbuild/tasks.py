@@ -98,8 +98,9 @@ class OfflineInputsUnchanged:
     ``doit.tools.config_changed``, but the inputs are computed only when doit checks this
     task: importing whl2conda for them cost ~13 ms of every other command."""
 
-    def __init__(self, pins: Path) -> None:
+    def __init__(self, pins: Path, requirements: tuple[str, ...] = ()) -> None:
         self.pins = pins
+        self.requirements = requirements
         self.digest: str | None = None
 
     def configure_task(self, task: Any) -> None:
@@ -108,7 +109,7 @@ class OfflineInputsUnchanged:
     def __call__(self, task: object = None, values: dict[str, Any] | None = None) -> bool:
         from envbuild.offline.channel import inputs
 
-        self.digest = json.dumps(inputs(self.pins), sort_keys=True)
+        self.digest = json.dumps(inputs(self.pins, self.requirements), sort_keys=True)
         return (values or {}).get("_config_changed") == self.digest
 
     def __repr__(self) -> str:
@@ -123,7 +124,7 @@ def task_offline_channel(project: Project) -> TaskDict:
         "doc": "build the local file:// channel (this interpreter + PyPI wheels) for offline use",
         "actions": [action("offline_channel", str(project.root))],
         "targets": [channel / "noarch" / "repodata.json"],
-        "uptodate": [OfflineInputsUnchanged(project.offline_pins)],
+        "uptodate": [OfflineInputsUnchanged(project.offline_pins, project.offline_requirements)],
         "verbosity": 2,
     }
 

@@ -34,9 +34,9 @@ log = logging.getLogger("envbuild")
 SCHEMA = 2  # 2: python bundles its non-glibc libraries
 
 
-def inputs(pins: Path) -> dict[str, object]:
+def inputs(pins: Path, requirements: tuple[str, ...] = ()) -> dict[str, object]:
     """What the channel's content depends on (for up-to-date checks): the pin file's bytes,
-    the interpreter and whl2conda."""
+    the requirements it must match, the interpreter and whl2conda."""
     import hashlib
 
     import whl2conda
@@ -51,6 +51,7 @@ def inputs(pins: Path) -> dict[str, object]:
         "python": src.version,
         "python_prefix": str(src.prefix),
         "pins": pinned,
+        "requirements": list(requirements),
         "whl2conda": whl2conda.__version__,
         "source_date_epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
     }
@@ -75,7 +76,11 @@ def download_wheels(pins: PinFile, dest: Path) -> list[Path]:
         out = proc.run(argv, timeout=1800).stdout
     except proc.ProcessError as e:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        hint = [ln for ln in lines if "hash" in ln.lower() or "Expected" in ln or "Got" in ln]
+        hint = [
+            ln
+            for ln in lines
+            if "hash" in ln.lower() or "Expected" in ln or "Got" in ln or "==" in ln
+        ]
         shown = "\n".join((hint or lines)[-12:])
         msg = (
             f"{pins.path}: pip could not download the pinned wheels with their pinned hashes:\n"
@@ -232,6 +237,7 @@ def build_offline_channel(
             log.info("offline channel: %s -> %s/%s", wheel.name, subdir.name, pkg.name)
         rattler_client.call("index", {"channel_dir": str(tmp)})
         _repodata_fixed(tmp, newest)
-        (tmp / "envbuild-channel.json").write_text(json.dumps(inputs(pin_file), indent=2))
+        made_from = inputs(pin_file, requirements)
+        (tmp / "envbuild-channel.json").write_text(json.dumps(made_from, indent=2))
     remove_tree(cache_dir / f"work-{os.getpid()}")
     return channel_dir

@@ -5,7 +5,7 @@ line ``name==version`` with its ``--hash=sha256:...`` options) under a header th
 was made from::
 
     # envbuild offline pins: python 3.11
-    # requirements: numpy pandas scikit-learn pip ipykernel
+    # requirements: ["numpy", "pandas", "scikit-learn", "pip", "ipykernel"]
     # update: .venv/bin/python -m envbuild.offline.pins pins/offline-demo.txt
 
 The channel is built from these wheels only, each checked against its hashes, so it is the same
@@ -62,6 +62,18 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _requirements(text: str) -> tuple[str, ...]:
+    """The header's requirements: a JSON list (``["numpy >=1.26", "pip"]``), or names
+    separated by spaces."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return tuple(text.split())
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
 def update_command(path: Path) -> str:
     return f".venv/bin/python -m envbuild.offline.pins {path}"
 
@@ -91,7 +103,7 @@ def read_pins(path: Path) -> PinFile:
         if line.startswith(HEADER):
             python = line[len(HEADER) :].strip()
         elif line.startswith(_REQS):
-            requirements = tuple(line[len(_REQS) :].split())
+            requirements = _requirements(line[len(_REQS) :])
         stripped = re.sub(r"(^|\s)#.*", "", line)
         if not stripped.strip():
             continue
@@ -143,6 +155,8 @@ def compile_pins(path: Path, requirements: tuple[str, ...]) -> Path:
     """Resolve ``requirements`` with ``uv pip compile --generate-hashes`` for this
     interpreter's version (binary wheels only) and write the pin file ``path``.
     Raises ProcessError when uv fails."""
+    import json
+
     from envbuild import proc
     from envbuild.fs import atomic_write
 
@@ -155,7 +169,7 @@ def compile_pins(path: Path, requirements: tuple[str, ...]) -> Path:
     ]  # fmt: skip
     body = proc.run(argv, input_text="\n".join(requirements) + "\n", timeout=600).stdout
     header = (
-        f"{HEADER}{short}\n{_REQS}{' '.join(requirements)}\n"
+        f"{HEADER}{short}\n{_REQS}{json.dumps(list(requirements))}\n"
         f"# update: {update_command(path)}\n"
         f"# made by: uv pip compile --generate-hashes --python-version {short} "
         f"--python-platform {PLATFORM} --only-binary :all:\n"
