@@ -147,6 +147,23 @@ _HISTORY_DATE = re.compile(rb"^==> [0-9-]+ [0-9:]+ <==$", re.MULTILINE)
 
 
 _RECORD = re.compile(r"^conda-meta/[^/]+\.json$")
+# an entry point whose interpreter path is too long for a shebang line (127 bytes on Linux),
+# as the installer writes it: a /bin/sh line that execs the interpreter
+_TRAMPOLINE = re.compile(rb"\A#!/bin/sh\n'''exec' \"([^\"\n]+)\" \"\$0\" \"\$@\" #'''\n")
+
+
+def packed_script(data: bytes, target: str, prefix: str) -> bytes:
+    """The bytes packed for the script ``target`` of the environment at ``prefix``: conda-pack's
+    ``#!/usr/bin/env <program>`` for a shebang naming the prefix, also when the installer wrote
+    it as a ``/bin/sh`` trampoline (the prefix made the shebang line too long), so that the
+    packed bytes do not depend on the build directory's length. Otherwise ``data``."""
+    from conda_pack.core import rewrite_shebang
+
+    m = _TRAMPOLINE.match(data)
+    if m and m.group(1).startswith(prefix.encode() + b"/"):
+        data = b"#!" + m.group(1) + b"\n" + data[m.end() :]
+    out, fixed = rewrite_shebang(data, target, prefix)
+    return bytes(out) if fixed else data
 
 
 def reproducible_bytes(target: str, data: bytes, epoch: int, prefix: str) -> bytes:
@@ -167,9 +184,10 @@ def reproducible_bytes(target: str, data: bytes, epoch: int, prefix: str) -> byt
     if target == "conda-meta/history":
         stamp = time.strftime("==> %Y-%m-%d %H:%M:%S <==", time.gmtime(epoch)).encode()
         return _HISTORY_DATE.sub(stamp, data)
+    if target.startswith("bin/") and _TRAMPOLINE.match(data):
+        return packed_script(data, target, prefix)
     if not _RECORD.match(target):
         return data
-    from conda_pack.core import rewrite_shebang
 
     record = json.loads(data)
     dropped = prefixed_bytecode(record)
@@ -186,7 +204,7 @@ def reproducible_bytes(target: str, data: bytes, epoch: int, prefix: str) -> byt
                 script = Path(prefix, entry["_path"]).read_bytes()
             except OSError:
                 continue
-            packed, _ = rewrite_shebang(script, entry["_path"], prefix)
+            packed = packed_script(script, entry["_path"], prefix)
             digest = hashlib.sha256(packed).hexdigest()
             entry.update(sha256=digest, sha256_in_prefix=digest, size_in_bytes=len(packed))
     return json.dumps(record, indent=True, sort_keys=True).encode()
@@ -202,6 +220,7 @@ def _tar_class() -> type:
 
     class ReproducibleTar(TarArchive):
         prefix = ""  # the environment packed (set by write_tarball)
+        named: set[str]  # targets whose packed bytes contain ``prefix``
 
         def _normal(self, info: tarfile.TarInfo) -> tarfile.TarInfo:
             info.mtime = self.mtime
@@ -224,6 +243,8 @@ def _tar_class() -> type:
         def _add_bytes(self, source: str, sourcebytes: bytes, target: str) -> None:
             self.archive.inodes.clear()
             data = reproducible_bytes(target, sourcebytes, self.mtime, self.prefix)
+            if self.prefix.encode() in data:
+                self.named.add(target)
             info = self.archive.gettarinfo(source, target)
             info.size = len(data)
             self.archive.addfile(self._normal(info), io.BytesIO(data))
@@ -263,7 +284,7 @@ def write_tarball(
             raw = stack.enter_context(output.open("wb"))
             sink = stack.enter_context(_compressor(raw, fmt, level, epoch))
             tar = _tar_class()(sink, "", mode="w", mtime=epoch)
-            tar.prefix = str(prefix)
+            tar.prefix, tar.named = str(prefix), set()
             arc = stack.enter_context(tar)
             packer = Packer(str(prefix), arc, None, None)
             sizes = [os.lstat(f.source).st_size for f in files]
@@ -272,29 +293,19 @@ def write_tarball(
                 for f, size in zip(files, sizes, strict=True):
                     packer.add(f)
                     bar.update(size)
-            packer.prefixes = _needed(packer.prefixes, str(prefix))
+            # conda-pack lists every unmanaged text file for conda-unpack with the build
+            # directory as placeholder (CACHEDIR.TAG, py-rattler's __clobbers__/, scripts it
+            # could not rewrite); keep only those whose packed bytes really contain it
+            packer.prefixes = [
+                (target, placeholder, mode)
+                for target, placeholder, mode in packer.prefixes
+                if placeholder != str(prefix) or target in tar.named
+            ]
             packer.finish()
     except conda_pack.CondaPackException as e:
         msg = f"conda-pack failed for {display(prefix)}: {e}"
         raise PackError(msg) from None
     return total
-
-
-def _needed(prefixes: list[tuple[str, str, str]], prefix: str) -> list[tuple[str, str, str]]:
-    """conda-unpack's list of files to rewrite, without the unmanaged text files (conda-pack
-    lists every one, with the build directory as placeholder: ``CACHEDIR.TAG``,
-    py-rattler's ``__clobbers__/``) that do not contain the build directory: nothing to
-    rewrite, and the build path would be in conda-unpack for nothing."""
-    out = []
-    for target, placeholder, mode in prefixes:
-        if placeholder == prefix:
-            try:
-                if prefix.encode() not in Path(prefix, target).read_bytes():
-                    continue
-            except OSError:
-                pass
-        out.append((target, placeholder, mode))
-    return out
 
 
 PROVE_PREFIX = "envbuild-prove-"  # + pid: a killed run's copy is found and removed

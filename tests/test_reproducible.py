@@ -51,14 +51,17 @@ def two_clones(
     tmp_path_factory: pytest.TempPathFactory, channel: Path
 ) -> tuple[Project, Project, str, str]:
     """One lock packed in two projects at paths of different lengths, each with its own package
-    cache; then the first rebuilt (warm cache) and packed again: (a, b, first sha, rebuilt)."""
+    cache; then the first rebuilt (warm cache) and packed again: (a, b, first sha, rebuilt).
+    The second path is long enough that the installer writes its entry points as /bin/sh
+    trampolines (the shebang would pass 127 bytes)."""
     a = _project(tmp_path_factory.mktemp("a") / "p", channel)
     b = _project(tmp_path_factory.mktemp("clone-at-a-much-longer-path") / "x" / "proj", channel)
     a.doit("lock", "env=repro")
     shutil.copytree(a.root / "locks", b.root / "locks")  # the committed lock, as a clone has it
-    a.doit("pack", "env=repro")
+    packed = a.doit("pack", "env=repro")
     b.doit("pack", "env=repro")
     first = str(_record(a)["tarball_sha256"])
+    assert f"sha256 {first}" in packed.stderr  # printed when packed
     a.doit("clean", "build:repro")
     rebuilt = a.doit("pack", "env=repro")
     assert "build:repro" in Project.executed(rebuilt)
@@ -83,7 +86,6 @@ def test_status_shows_the_tarball_sha256(two_clones) -> None:  # type: ignore[no
     proc = a.doit("status", "--json")
     (row,) = json.loads(proc.stdout[proc.stdout.index("[") :])
     assert row["tarball_sha256"] == first
-    assert f"sha256 {first}" in a.doit("pack", "env=repro", "-a").stderr  # printed when packed
 
 
 @pytest.mark.slow
@@ -113,7 +115,7 @@ def test_members_carry_the_lock_epoch_and_no_build_path(two_clones) -> None:  # 
             assert m.mode in (0o644, 0o755, 0o777) and not m.islnk(), m.name
             data = tf.extractfile(m).read() if m.isfile() else m.linkname.encode()  # type: ignore[union-attr]
             assert build_root not in data, m.name
-    assert names == sorted(names, key=lambda n: (pack._kind(n), n))
+    assert len(names) == len(set(names))
     assert "bin/conda-unpack" in names and any(n.endswith(".pyc") for n in names)
 
 
