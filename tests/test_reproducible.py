@@ -19,6 +19,7 @@ from envbuild import pack
 from envbuild.epoch import FALLBACK_EPOCH, lock_epoch
 from envbuild.errors import LockError
 from envbuild.recipe import current_subdir
+from envbuild.reproducible import reproducible_bytes
 
 from .conftest import REPO, Project
 
@@ -199,7 +200,7 @@ def test_lock_epoch(tmp_path: Path) -> None:
 
 def test_history_dates_and_records(tmp_path: Path) -> None:
     history = b"==> 2026-12-06 21:33:10 <==\n# cmd: envbuild build\n+conda-forge/noarch::six\n"
-    out = pack.reproducible_bytes("conda-meta/history", history, 946684800, str(tmp_path))
+    out = reproducible_bytes("conda-meta/history", history, 946684800, str(tmp_path))
     assert out.startswith(b"==> 2000-01-01 00:00:00 <==\n# cmd: envbuild build\n")
     record = {
         "paths_data": {
@@ -213,7 +214,7 @@ def test_history_dates_and_records(tmp_path: Path) -> None:
         "files": ["lib/a.py", "lib/__pycache__/a.cpython-311.pyc", "lib/b.py"],
     }  # fmt: skip
     packed = json.loads(
-        pack.reproducible_bytes("conda-meta/a-1-0.json", json.dumps(record).encode(), 0, "/p")
+        reproducible_bytes("conda-meta/a-1-0.json", json.dumps(record).encode(), 0, "/p")
     )
     assert packed["files"] == ["lib/a.py", "lib/b.py"]  # bytecode of a prefixed source: not packed
     first, second = packed["paths_data"]["paths"]
