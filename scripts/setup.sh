@@ -14,8 +14,12 @@ version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/de
 if [ -n "${PYTHON:-}" ]; then
   PY=$PYTHON
   got=$(version_of "$PY")
+  if [ -z "$got" ]; then
+    echo "setup: PYTHON=$PY does not run (not installed, or a pyenv shim of a version not enabled); requirements/dev.txt and pins/*.txt are pinned for Python $WANT: use PYTHON=python$WANT" >&2
+    exit 1
+  fi
   if [ "$got" != "$WANT" ]; then
-    echo "setup: PYTHON=$PY is Python ${got:-?}, but requirements/dev.txt and pins/*.txt are pinned for Python $WANT: use PYTHON=python$WANT" >&2
+    echo "setup: PYTHON=$PY is Python $got, but requirements/dev.txt and pins/*.txt are pinned for Python $WANT: use PYTHON=python$WANT" >&2
     exit 1
   fi
 else
