@@ -76,10 +76,13 @@ def download_wheels(pins: PinFile, dest: Path) -> list[Path]:
         out = proc.run(argv, timeout=1800).stdout
     except proc.ProcessError as e:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        # pip's report: the package line, its first expected hash, what it got (the other
+        # allowed hashes, "Expected or ...", one per file of the release, are left out)
         hint = [
             ln
             for ln in lines
-            if "hash" in ln.lower() or "Expected" in ln or "Got" in ln or "==" in ln
+            if ("==" in ln or "Got" in ln or "DO NOT MATCH" in ln or "Expected sha256" in ln)
+            and not ln.strip().startswith("command failed")
         ]
         shown = "\n".join((hint or lines)[-12:])
         msg = (
