@@ -82,7 +82,7 @@ def download_wheels(pins: PinFile, dest: Path) -> list[Path]:
             ln
             for ln in lines
             if ("==" in ln or "Got" in ln or "DO NOT MATCH" in ln or "Expected sha256" in ln)
-            and not ln.strip().startswith("command failed")
+            and not ln.strip().startswith(("command failed", "Collecting", "Downloading"))
         ]
         shown = "\n".join((hint or lines)[-12:])
         msg = (
