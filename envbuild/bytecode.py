@@ -7,8 +7,9 @@ import compiles from source, every time, as every user of a read-only prefix (th
 
 * Compiled with the environment's own interpreter, ``compileall --invalidation-mode
   checked-hash`` (PEP 552): a ``.pyc`` is valid for its source's content, not its mtime, so a
-  linked copy stays valid in any build and any relocated prefix (importlib fixes ``co_filename``
-  on load).
+  linked copy stays valid in any build and any relocated prefix. The source path it records
+  (``co_filename``) is prefix-relative (``compileall -s <prefix>``), so the bytes are the same
+  whatever the build directory (importlib sets the real path on load).
 * Kept in the bytecode cache (default ``<package cache>-pyc/<key>/``), ``key`` being the
   sha256 of the package's archive sha256, the interpreter's record and the bytecode tag
   (``cpython-311``): a changed package or interpreter never reuses stale bytecode. Each kept
@@ -74,7 +75,7 @@ def _records(prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], str, str]
 
 
 def _key(record: dict[str, Any], interpreter: str, tag: str) -> str:
-    material = f"{record.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash"
+    material = f"{record.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash\nprefix-relative"
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -169,9 +170,13 @@ def _compile(prefix: Path, packages: list[PackageBytecode]) -> None:
     """Compile the sources of ``packages`` with the environment's interpreter (all cores).
     Files that do not compile (Python 2 test data, templates) are left without bytecode."""
     listing = "\n".join(str(prefix / s) for p in packages for s in p.sources) + "\n"
+    # -s: the source path recorded in each .pyc (co_filename) is prefix-relative, so the
+    # bytes do not depend on the build directory; importlib sets the real path on load.
+    # -B -f: the modules compileall itself imports must not leave import-time (timestamp,
+    # absolute path) .pyc files that it would then skip as up to date
     argv = [
-        str(prefix / "bin" / "python"), "-I", "-m", "compileall", "-q", "-j", "0",
-        "--invalidation-mode", "checked-hash", "-i", "-",
+        str(prefix / "bin" / "python"), "-I", "-B", "-m", "compileall", "-q", "-f", "-j", "0",
+        "--invalidation-mode", "checked-hash", "-s", str(prefix), "-i", "-",
     ]  # fmt: skip
     proc.run(argv, check=False, input_text=listing, timeout=3600)
 

@@ -12,12 +12,15 @@ tasks are generated. Everything is delegated to :mod:`envbuild.tasks`.
 
 import atexit
 import gc
+import sys
 from pathlib import Path
 from typing import Any
 
 from doit import get_var
 
+from envbuild.errors import EnvBuildError
 from envbuild.log import setup_logging
+from envbuild.project import load_project
 from envbuild.tasks import (
     check_task,
     maintenance_tasks,
@@ -36,6 +39,11 @@ DOIT_CONFIG = {
     "verbosity": 2,
 }
 setup_logging()
+try:  # envbuild.toml is read while doit loads the tasks: its errors are one line, exit 1
+    load_project(ROOT)
+except EnvBuildError as _e:
+    print(f"envbuild: {_e}", file=sys.stderr)
+    raise SystemExit(1) from None
 # At exit, before the interpreter's final garbage collections: they would traverse every object
 # conda-lock's pydantic models and py-rattler left (~60 ms after a lock; measured in
 # benchmarks/speed.py); frozen objects are skipped, and freed with their modules as usual.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from envbuild import conda_lock_api, lockdiff, pypi, rattler_client
 from envbuild.channels import KNOWN_SUBDIRS, Route, auth_entries
 from envbuild.diagnose import explain
+from envbuild.epoch import EPOCH_KEY, newest_timestamp
 from envbuild.errors import ChannelError, LockError
 from envbuild.fingerprint import (
     FINGERPRINT_SCHEMA,
@@ -185,7 +186,8 @@ def to_lockfile(
 
     Conda packages carry their canonical url (mirrors never recorded), md5, sha256 and full
     dependency specs; pip packages url and sha256. The recipe
-    fingerprint is in ``metadata.custom_metadata``, and per platform in ``content_hash``.
+    fingerprint is in ``metadata.custom_metadata``, and per platform in ``content_hash``;
+    so is the newest package timestamp of the solve, the lock's epoch (:mod:`envbuild.epoch`).
     """
     conda_lock_api.prepare()
     from conda_lock.lockfile.v1.models import HashModel, LockMeta
@@ -227,7 +229,8 @@ def to_lockfile(
         platforms=sorted(conda),
         sources=[os.path.relpath(recipe.path.resolve(), lock_path.parent.resolve())],
         custom_metadata={FINGERPRINT_KEY: fp, "envbuild_schema": str(FINGERPRINT_SCHEMA)}
-        | ({CUTOFF_KEY: cutoff} if cutoff else {}),
+        | ({CUTOFF_KEY: cutoff} if cutoff else {})
+        | {EPOCH_KEY: str(newest_timestamp([r for recs in conda.values() for r in recs]))},
     )
     return Lockfile(package=packages, metadata=meta)
 

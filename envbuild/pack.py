@@ -26,9 +26,11 @@ from typing import IO, Any, cast
 import zstandard
 
 from envbuild import proc, progress
+from envbuild.epoch import FALLBACK_EPOCH
 from envbuild.errors import PackError
 from envbuild.fs import clean_ram_scratch, clean_temporaries, ram_scratch, staged_file
 from envbuild.recipe_model import PackOptions, Smoke
+from envbuild.reproducible import prefixed_bytecode, tar_class
 from envbuild.smoke import activated_env, failure_message, run_checks
 from envbuild.validate import display
 
@@ -49,14 +51,17 @@ def history_path(dist: Path, name: str, build_id: str, fmt: str) -> Path:
 def _bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
     """conda-pack ``File``s for the ``pyc_file`` entries of conda-meta that conda-pack does not
     pack itself (it takes a package's files from the package's own paths.json, and drops
-    unmanaged ``.pyc``): the bytecode compiled at build time (see :mod:`envbuild.bytecode`)."""
+    unmanaged ``.pyc``): the bytecode compiled at build time (see :mod:`envbuild.bytecode`),
+    except :func:`prefixed_bytecode`."""
     from conda_pack.core import File
 
     out = []
     for meta in sorted((prefix / "conda-meta").glob("*.json")):
-        for entry in json.loads(meta.read_text()).get("paths_data", {}).get("paths", []):
+        record = json.loads(meta.read_text())
+        skip = prefixed_bytecode(record)
+        for entry in record.get("paths_data", {}).get("paths", []):
             rel = entry["_path"]
-            if entry.get("path_type") == "pyc_file" and rel not in packed:
+            if entry.get("path_type") == "pyc_file" and rel not in packed and rel not in skip:
                 out.append(File(str(prefix / rel), rel, is_conda=True))
     return out
 
@@ -90,13 +95,16 @@ def _activation_files(variables: tuple[tuple[str, str], ...], scratch: Path) -> 
     return out
 
 
-def _compressor(raw: IO[bytes], fmt: str, level: int, mtime: float | None) -> Any:
+def _compressor(raw: IO[bytes], fmt: str, level: int, mtime: int) -> Any:
     """A writer compressing into ``raw``: multi-threaded zstd (with long-distance matching,
     window 2^27 = 128 MiB, which ``zstd -d`` and every zstd library decode by default) or
-    conda-pack's parallel gzip writer."""
+    conda-pack's parallel gzip writer (header time ``mtime``, no file name). Both give the
+    same bytes whatever the number of threads (zstd: any count >= 1 gives the output of its
+    multi-threaded mode; gzip: fixed-size blocks), so machines with other core counts agree."""
     if fmt == "tar.zst":
+        threads = max(os.cpu_count() or 1, 1)  # >= 1: 0 would be zstd's single-thread format
         params = zstandard.ZstdCompressionParameters.from_level(
-            level, threads=-1, enable_ldm=True, window_log=27, write_checksum=True
+            level, threads=threads, enable_ldm=True, window_log=27, write_checksum=True
         )
         return zstandard.ZstdCompressor(compression_params=params).stream_writer(raw, closefd=False)
     from conda_pack.formats import ParallelGzipFileWriter
@@ -123,20 +131,22 @@ def write_tarball(
     fmt: str,
     level: int,
     variables: tuple[tuple[str, str], ...] = (),
+    epoch: int = FALLBACK_EPOCH,
 ) -> int:
     """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), the tar streamed
     straight into the compressor (no plain tar on disk). conda-pack's own Packer decides the
     files and adds conda-unpack; the build's bytecode is added to them, and all are ordered
     by kind, then path (:func:`_kind`). ``level`` is the zstd (1-19) or gzip (1-9) level.
+    Reproducible: every member and the gzip header carry ``epoch`` (the lock's,
+    :func:`envbuild.epoch.lock_epoch`), see :mod:`envbuild.reproducible`; conda-pack already blanks
+    the package cache paths of conda-meta records (``extracted_package_dir``,
+    ``package_tarball_full_path``, ``link.source``) and writes them with sorted keys.
     Returns the bytes of the files packed (about the unpacked size). Raises PackError if
     conda-pack refuses the prefix; ``output`` is then partial (the caller writes it through
     :func:`envbuild.fs.staged_file`)."""
     import conda_pack
     from conda_pack.core import Packer
-    from conda_pack.formats import archive
 
-    history = prefix / "conda-meta" / "history"
-    mtime = history.lstat().st_mtime if history.exists() else None
     try:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
         files = [*env.files, *_bytecode_files(prefix, {f.target for f in env.files})]
@@ -145,8 +155,10 @@ def write_tarball(
             files += _activation_files(variables, scratch)
             files.sort(key=lambda f: (_kind(f.target), f.target))
             raw = stack.enter_context(output.open("wb"))
-            sink = stack.enter_context(_compressor(raw, fmt, level, mtime))
-            arc = stack.enter_context(archive(sink, str(output), "", "tar", mtime=mtime))
+            sink = stack.enter_context(_compressor(raw, fmt, level, epoch))
+            tar = tar_class()(sink, "", mode="w", mtime=epoch)
+            tar.prefix, tar.named = str(prefix), set()
+            arc = stack.enter_context(tar)
             packer = Packer(str(prefix), arc, None, None)
             sizes = [os.lstat(f.source).st_size for f in files]
             total = sum(sizes)
@@ -154,6 +166,14 @@ def write_tarball(
                 for f, size in zip(files, sizes, strict=True):
                     packer.add(f)
                     bar.update(size)
+            # conda-pack lists every unmanaged text file for conda-unpack with the build
+            # directory as placeholder (CACHEDIR.TAG, py-rattler's __clobbers__/, scripts it
+            # could not rewrite); keep only those whose packed bytes really contain it
+            packer.prefixes = [
+                (target, placeholder, mode)
+                for target, placeholder, mode in packer.prefixes
+                if placeholder != str(prefix) or target in tar.named
+            ]
             packer.finish()
     except conda_pack.CondaPackException as e:
         msg = f"conda-pack failed for {display(prefix)}: {e}"
@@ -258,8 +278,10 @@ def pack_env(
     options: PackOptions,
     smoke: Smoke,
     variables: tuple[tuple[str, str], ...] = (),
+    epoch: int = FALLBACK_EPOCH,
 ) -> Path:
     """Pack ``prefix`` into ``dest`` (.tar.zst or .tar.gz) and prove it; returns ``dest``.
+    ``epoch``: the time of every member (the lock's, :func:`envbuild.epoch.lock_epoch`).
 
     The previous tarball at ``dest`` is replaced only after the new one proved out; on any
     failure (or Ctrl-C) it is left as it was. Raises PackError.
@@ -268,7 +290,7 @@ def pack_env(
     clean_temporaries(dest)  # of a run that was killed
     clean_ram_scratch(PROVE_PREFIX)
     with staged_file(dest) as tmp:
-        size = write_tarball(real, tmp, options.format, options.level, variables)
+        size = write_tarball(real, tmp, options.format, options.level, variables, epoch)
         os.chmod(tmp, 0o644)
         prove(tmp, smoke, name, fmt=options.format, final=dest, variables=variables, size=size)
     log.info("packed %s: %s (%.1f MB)", name, display(dest), dest.stat().st_size / 1e6)

@@ -30,6 +30,7 @@ Configuration is the optional ``envbuild.toml`` at the project root::
 
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
     requirements = ["numpy", "pandas", "scikit-learn", "pip", "ipykernel"]
+    pins = "pins/offline-channel.txt"   # those, pinned with hashes (envbuild.offline.pins)
 
 A mirror is transport only (see :mod:`envbuild.channels`): packages and repodata are fetched
 from it, lockfiles record the canonical channel. There is no silent fallback to the original
@@ -72,6 +73,8 @@ _TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly", "publis
 NIGHTLY_MODES = ("promote", "propose")
 _LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "pip", "ipykernel")
+DEFAULT_OFFLINE_PINS = "pins/offline-channel.txt"
+_OFFLINE_KEYS = ("requirements", "pins")
 
 
 def did_you_mean(word: str, choices: object) -> str:
@@ -88,6 +91,7 @@ class Project:
     mirrors: dict[str, str] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     offline_requirements: tuple[str, ...] = DEFAULT_OFFLINE_REQUIREMENTS
+    offline_pins: Path = Path(DEFAULT_OFFLINE_PINS)  # absolute once loaded
     keep_builds: int = 3  # builds kept per environment, the current one included
     link_mode: str = "auto"  # "auto": reflink, else hard link, else copy; "copy": always copy
     register_envs: bool = True  # envs/<name> listed in conda's environments.txt
@@ -156,9 +160,10 @@ def _check_table(data: Any, where: str, allowed: set[str] | None) -> dict[str, A
         raise ConfigError(msg)
     for key, value in data.items():
         if allowed is not None and key not in allowed:
-            msg = f"{where}: unknown key '{key}'{did_you_mean(key, allowed)}"
+            hint = did_you_mean(key, allowed) or f" (known: {', '.join(sorted(allowed))})"
+            msg = f"{where}: unknown key '{key}'{hint}"
             raise ConfigError(msg)
-        if where != CONFIG_FILE and not isinstance(value, str):
+        if allowed is not _TOP_KEYS and not isinstance(value, str):
             msg = f"{where}.{key}: expected a string, got {type(value).__name__}"
             raise ConfigError(msg)
     return data
@@ -174,11 +179,42 @@ def load_project(root: Path) -> Project:
     data: dict[str, Any] = {}
     if cfg_path.exists():
         try:
-            data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+            text = cfg_path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            msg = f"{cfg_path}: invalid TOML: {e}"
-            raise ConfigError(msg) from e
-    _check_table(data, CONFIG_FILE, _TOP_KEYS)
+            where = re.search(r"\(at line (\d+), column \d+\)", str(e))
+            line = f": line {where.group(1)}" if where else ""
+            reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+            msg = f"{cfg_path}{line}: invalid TOML: {reason}"
+            raise ConfigError(msg) from None
+        try:
+            return _checked(data, cfg_path, root)
+        except ConfigError as e:
+            raise ConfigError(_with_line(str(e), cfg_path, text)) from None
+    return _checked(data, cfg_path, root)
+
+
+def _with_line(message: str, cfg_path: Path, text: str) -> str:
+    """``message`` (``<file>: <table>[.<key>]: ...``) with the line of the key or table it
+    names, when found in ``text``: ``<file>: line N: <table>...``."""
+    head = f"{cfg_path}: "
+    if not message.startswith(head):
+        return message
+    rest = message[len(head) :]
+    unknown = re.search(r"unknown key '([^']+)'", rest)
+    where = rest.split(":", 1)[0].split(".")
+    words = [unknown.group(1)] if unknown else [where[-1], where[0]]
+    for word in words:
+        pattern = re.compile(rf"^\s*(\[\s*{re.escape(word)}\s*\]|\"?{re.escape(word)}\"?\s*=)")
+        for number, line in enumerate(text.splitlines(), 1):
+            if pattern.match(line):
+                return f"{head}line {number}: {rest}"
+    return message
+
+
+def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
+    """The :class:`Project` of the parsed ``envbuild.toml`` ``data``."""
+    _check_table(data, str(cfg_path), _TOP_KEYS)
     mirrors = _check_table(data.get("mirrors", {}), f"{cfg_path}: mirrors", None)
     paths_cfg = _check_table(data.get("paths", {}), f"{cfg_path}: paths", set(_PATH_KEYS))
     paths = {k: (root / paths_cfg.get(k, default)).resolve() for k, default in _PATH_KEYS.items()}
@@ -186,8 +222,16 @@ def load_project(root: Path) -> Project:
         pkgs = paths["package_cache"]
         paths["bytecode_cache"] = pkgs.with_name(pkgs.name + "-pyc")
     offline = data.get("offline", {})
-    if not isinstance(offline, dict) or set(offline) - {"requirements"}:
-        msg = f"{cfg_path}: offline: expected a table with the single key 'requirements'"
+    if not isinstance(offline, dict):
+        msg = f"{cfg_path}: offline: expected a table with 'requirements' and 'pins'"
+        raise ConfigError(msg)
+    for key in offline:
+        if key not in _OFFLINE_KEYS:
+            msg = f"{cfg_path}: offline: unknown key '{key}'{did_you_mean(key, _OFFLINE_KEYS)}"
+            raise ConfigError(msg)
+    pins = offline.get("pins", DEFAULT_OFFLINE_PINS)
+    if not isinstance(pins, str) or not pins:
+        msg = f'{cfg_path}: offline.pins: expected a pin file path, e.g. "{DEFAULT_OFFLINE_PINS}"'
         raise ConfigError(msg)
     reqs = offline.get("requirements", list(DEFAULT_OFFLINE_REQUIREMENTS))
     if not isinstance(reqs, list) or not all(isinstance(r, str) and r for r in reqs):
@@ -231,6 +275,7 @@ def load_project(root: Path) -> Project:
         mirrors=dict(mirrors),
         paths=paths,
         offline_requirements=tuple(reqs),
+        offline_pins=(root / pins).resolve(),
         keep_builds=keep,
         link_mode=builds.get("link", "auto"),
         register_envs=builds.get("register", True),

@@ -18,6 +18,7 @@ from envbuild import image as image_mod
 from envbuild import lock as lock_mod
 from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
+from envbuild.epoch import lock_epoch
 from envbuild.errors import (
     BuildError,
     EnvBuildError,
@@ -27,7 +28,7 @@ from envbuild.errors import (
     SmokeError,
     VerifyError,
 )
-from envbuild.fs import atomic_link, atomic_write, remove_tree
+from envbuild.fs import atomic_link, atomic_write, file_sha256, remove_tree
 from envbuild.lockfile import read_packages
 from envbuild.mutex import hold
 from envbuild.project import Project, load_project
@@ -41,6 +42,7 @@ from envbuild.state import (
     docker_state,
     image_state,
     lock_is_fresh,
+    pack_state,
     read_json,
     smoke_state,
     template_sha,
@@ -82,7 +84,10 @@ def offline_channel(root: str) -> None:
 
     project = load_project(Path(root))
     build_offline_channel(
-        project.path("offline_channel"), project.path("offline_cache"), project.offline_requirements
+        project.path("offline_channel"),
+        project.path("offline_cache"),
+        project.offline_pins,
+        project.offline_requirements,
     )
 
 
@@ -221,6 +226,7 @@ def pack(root: str, name: str) -> None:
         )
         raise PackError(msg)
     with exclusive(project, name, "pack"):
+        epoch = lock_epoch(project.lockfile(name))
         tb = pack_mod.pack_env(
             name,
             project.env_prefix(name),
@@ -228,9 +234,45 @@ def pack(root: str, name: str) -> None:
             recipe.pack,
             recipe.smoke,
             recipe.variables,
+            epoch,
         )
         # the same file under a second name: rollback restores it, gc removes it
         atomic_link(tb, history_tarball(project, name, info.build_id))
+        _record_pack(project, name, info.build_id, info.lock_sha256, tb, recipe, epoch)
+
+
+def _record_pack(
+    project: Project, name: str, build_id: str, lock_sha: str, tb: Path, recipe: Recipe, epoch: int
+) -> None:
+    """Print the tarball's sha256 and keep it beside the lock's in ``pack_state``. The same lock
+    packed with the same options must give the same bytes (README, "Reproducible artifacts"):
+    a different sha256 for a (lock, format, level) packed before is reported as an error in
+    the log and recorded as ``reproduced: false`` (the tests fail on it)."""
+    digest = file_sha256(tb)
+    old = read_json(pack_state(project, name)) or {}
+    known = dict(old.get("known") or {})
+    key = f"{lock_sha}:{recipe.pack.format}:{recipe.pack.level}"
+    before = known.get(key)
+    if before and before != digest:
+        log.error(
+            "%s packs differently from the same lock before: sha256 %s, was %s "
+            "(an unreproducible build: please report it)",
+            display(tb), digest, before,
+        )  # fmt: skip
+    known[key] = digest
+    record = {
+        "build_id": build_id,
+        "lock_sha256": lock_sha,
+        "epoch": epoch,
+        "format": recipe.pack.format,
+        "level": recipe.pack.level,
+        "tarball": tb.name,
+        "tarball_sha256": digest,
+        "reproduced": None if before is None else before == digest,
+        "known": known,
+    }
+    atomic_write(pack_state(project, name), json.dumps(record, indent=2, sort_keys=True))
+    log.info("%s sha256 %s", display(tb), digest)
 
 
 def docker(root: str, name: str) -> None:

@@ -135,6 +135,12 @@ def smoke_state(project: Project, name: str) -> Path:
     return state_file(project, name, "smoke")
 
 
+def pack_state(project: Project, name: str) -> Path:
+    """``build/state/<name>.pack.json``: the last tarball's sha256 beside its lock's, and every
+    tarball sha256 packed so far per (lock sha256, format, level) (see stages.pack)."""
+    return state_file(project, name, "pack")
+
+
 def nightly_result(project: Project, name: str) -> Path:
     """``build/state/nightly/<name>.result.json``: the last nightly's outcome for ``name``."""
     return project.path("state") / "nightly" / f"{name}.result.json"

@@ -14,14 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild.errors import LockError
+from envbuild.errors import LockError, RecipeError
 from envbuild.fs import tree_bytes
 from envbuild.lockfile import read_packages
 from envbuild.project import Project
+from envbuild.recipe_io import read_document
 from envbuild.state import (
     image_state,
     lock_is_fresh,
     nightly_result,
+    pack_state,
     read_json,
     read_marker,
     smoke_state,
@@ -34,7 +36,7 @@ class EnvStatus:
     """Where one environment stands. Empty strings and zeros mean "none"."""
 
     recipe: str
-    lock: str  # "fresh", "stale" or "missing"
+    lock: str  # "fresh", "stale", "missing", or "invalid" (the recipe does not parse)
     lock_age: float
     lock_platforms: tuple[str, ...]
     build_id: str
@@ -43,10 +45,12 @@ class EnvStatus:
     smoke: str  # "passed", "not run"
     tarball_bytes: int
     tarball_build: str
+    tarball_sha256: str  # recorded by pack for that tarball ("" if none recorded)
     image: str
     image_build: str
     verify: str  # "clean", "drifted", "not run" (for the current build)
     nightly: str  # last nightly outcome: promoted/proposed/unchanged/failed at <stage>/""
+    recipe_error: str = ""  # why the recipe file does not parse ("" when it does)
 
 
 def _platforms(lockfile: Path) -> tuple[str, ...]:
@@ -59,6 +63,11 @@ def _platforms(lockfile: Path) -> tuple[str, ...]:
 def env_status(project: Project, name: str, now: float | None = None) -> EnvStatus:
     """The :class:`EnvStatus` of environment ``name`` (reads only)."""
     now = time.time() if now is None else now
+    try:  # YAML only: deciding "invalid" must not import the solver's libraries
+        read_document(project.recipe_file(name))
+        recipe_error = ""
+    except RecipeError as e:
+        recipe_error = str(e)
     lockfile = project.lockfile(name)
     has_lock = lockfile.exists()
     fresh = has_lock and lock_is_fresh(project.root, name)
@@ -68,6 +77,7 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
     verify = read_json(verify_report(project, name)) or {}
     image = read_json(image_state(project, name)) or {}
     nightly = read_json(nightly_result(project, name)) or {}
+    packed = read_json(pack_state(project, name)) or {}
     tarball = next(iter(sorted(project.path("dist").glob(f"{name}-*.tar.*"))), None)
     tarball_build = ""
     history = project.path("dist") / "history" / name
@@ -80,7 +90,9 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         nightly_status = f"failed at {nightly.get('stage', '?')}"
     return EnvStatus(
         recipe=name,
-        lock="fresh" if fresh else ("stale" if has_lock else "missing"),
+        lock="invalid"
+        if recipe_error
+        else ("fresh" if fresh else ("stale" if has_lock else "missing")),
         lock_age=round(now - lockfile.stat().st_mtime, 1) if has_lock else 0.0,
         lock_platforms=_platforms(lockfile) if has_lock else (),
         build_id=build_id,
@@ -93,12 +105,16 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         else "not run",
         tarball_bytes=tarball.stat().st_size if tarball else 0,
         tarball_build=tarball_build,
+        tarball_sha256=str(packed.get("tarball_sha256", ""))
+        if tarball is not None and packed.get("tarball") == tarball.name
+        else "",
         image=str(image.get("tag", "")),
         image_build=str(image.get("build_id", "")),
         verify=str(verify.get("status"))
         if info and verify.get("build_id") == build_id
         else "not run",
         nightly=nightly_status,
+        recipe_error=recipe_error,
     )
 
 
@@ -120,8 +136,8 @@ def table(rows: list[EnvStatus]) -> str:
     for r in rows:
         lock = (
             f"{r.lock} {_age(r.lock_age)} [{','.join(r.lock_platforms)}]"
-            if r.lock != "missing"
-            else "missing"
+            if r.lock not in ("missing", "invalid")
+            else r.lock
         )
         build = (
             f"{r.build_id} {_age(r.build_age)} {r.build_bytes / 1e6:.0f}MB" if r.build_id else "-"
@@ -134,8 +150,10 @@ def table(rows: list[EnvStatus]) -> str:
         image = f"{r.image}{_for(r.image_build, r.build_id)}" if r.image else "-"
         lines.append((r.recipe, lock, build, r.smoke, tarball, image, r.verify, r.nightly or "-"))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in lines)  # fmt: skip
+    invalid = [f"invalid recipe: {r.recipe_error}" for r in rows if r.recipe_error]
+    return "\n".join([text, *invalid])
 
 
 def to_json(rows: list[EnvStatus]) -> str:

@@ -95,12 +95,13 @@ def selected(project: Project, env: str | None) -> list[str]:
 
 
 class OfflineInputsUnchanged:
-    """doit's up-to-date check of the offline channel: its inputs (python, requirements,
+    """doit's up-to-date check of the offline channel: its inputs (python, pin file,
     whl2conda) are those of its last success. The protocol and saved value of
     ``doit.tools.config_changed``, but the inputs are computed only when doit checks this
     task: importing whl2conda for them cost ~13 ms of every other command."""
 
-    def __init__(self, requirements: tuple[str, ...]) -> None:
+    def __init__(self, pins: Path, requirements: tuple[str, ...] = ()) -> None:
+        self.pins = pins
         self.requirements = requirements
         self.digest: str | None = None
 
@@ -110,22 +111,22 @@ class OfflineInputsUnchanged:
     def __call__(self, task: object = None, values: dict[str, Any] | None = None) -> bool:
         from envbuild.offline.channel import inputs
 
-        self.digest = json.dumps(inputs(self.requirements), sort_keys=True)
+        self.digest = json.dumps(inputs(self.pins, self.requirements), sort_keys=True)
         return (values or {}).get("_config_changed") == self.digest
 
     def __repr__(self) -> str:
-        return "envbuild offline channel inputs (python, requirements, whl2conda) unchanged"
+        return "envbuild offline channel inputs (python, pin file, whl2conda) unchanged"
 
 
 def task_offline_channel(project: Project) -> TaskDict:
-    """The offline channel, rebuilt when its inputs (python, requirements) change."""
+    """The offline channel, rebuilt when its inputs (python, pin file) change."""
     channel = project.path("offline_channel")
     return {
         "basename": "offline_channel",
         "doc": "build the local file:// channel (this interpreter + PyPI wheels) for offline use",
         "actions": [action("offline_channel", str(project.root))],
         "targets": [channel / "noarch" / "repodata.json"],
-        "uptodate": [OfflineInputsUnchanged(project.offline_requirements)],
+        "uptodate": [OfflineInputsUnchanged(project.offline_pins, project.offline_requirements)],
         "verbosity": 2,
     }
 

@@ -20,10 +20,21 @@ from pathlib import Path
 import pytest
 
 from envbuild.offline.channel import build_offline_channel
+from envbuild.offline.pins import read_pins
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("ENVBUILD_TEST_CACHE", Path.home() / ".cache" / "envbuild-tests"))
-SMALL_REQUIREMENTS = ("python-dateutil", "threadpoolctl", "pip", "ipykernel")
+# the test channel's inputs, pinned with hashes (python-dateutil, threadpoolctl, pip, ipykernel
+# and cloudpickle, which test_doctor pip-installs from the wheel cache): versions come from here
+TEST_PINS = REPO / "pins" / "offline-tests.txt"
+DEMO_PINS = REPO / "pins" / "offline-demo.txt"
+SMALL_REQUIREMENTS = read_pins(TEST_PINS).requirements
+
+
+def pinned(name: str, pins: Path = TEST_PINS) -> str:
+    """The version of ``name`` pinned in ``pins`` (never a version a registry serves today)."""
+    return read_pins(pins).version(name)
+
 
 TINY_RECIPE = """\
 name: {name}
@@ -40,10 +51,9 @@ smoke:
 
 @pytest.fixture(scope="session")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real local channel: python, python_abi, python-dateutil, threadpoolctl, pip, ipykernel
-    and their dependencies."""
+    """A real local channel: python, python_abi and the wheels pinned in ``TEST_PINS``."""
     root = tmp_path_factory.mktemp("channel") / "channel"
-    return build_offline_channel(root, CACHE / "offline-cache", SMALL_REQUIREMENTS)
+    return build_offline_channel(root, CACHE / "offline-cache", TEST_PINS)
 
 
 def _shared_data() -> Path:

@@ -18,18 +18,21 @@ import yaml
 from envbuild import doctor
 from envbuild.findings import ADVICE, DoctorError
 
-from .conftest import CACHE, Project
+from .conftest import CACHE, Project, pinned
 
 ROT = """\
 dependencies: ['python 3.11.*', python-dateutil, threadpoolctl, pip]
 smoke: {imports: [dateutil]}
 """
 WHEELS = CACHE / "offline-cache" / "wheels"
+CLOUDPICKLE = pinned("cloudpickle")  # pinned in pins/offline-tests.txt, never "today's"
+TPC = pinned("threadpoolctl")
+PIP = pinned("pip")
 
 
 def _pip(prefix: Path, wheel: str, *extra: str) -> None:
     """A real ``pip install`` of a wheel from the offline cache, as users do."""
-    (path,) = WHEELS.glob(wheel)
+    (path,) = WHEELS.glob(wheel)  # the channel fixture downloaded it (pinned, hash-checked)
     subprocess.run(
         [prefix / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-index",
          "--no-compile", "--root-user-action=ignore", *extra, str(path)],
@@ -65,8 +68,8 @@ def rotted(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> tuple[Pro
     prefix = (root / "envs" / "rot").resolve()
     site = prefix / "lib" / "python3.11" / "site-packages"
     # pip install over a conda package (its files and metadata replaced), and beside them
-    _pip(prefix, "threadpoolctl-*.whl", "--force-reinstall")
-    _pip(prefix, "cloudpickle-*.whl")
+    _pip(prefix, f"threadpoolctl-{TPC}-*.whl", "--force-reinstall")
+    _pip(prefix, f"cloudpickle-{CLOUDPICKLE}-*.whl")
     # an interrupted install: the record stays, the files are gone
     tzdata = json.loads(_record(prefix, "python-tzdata").read_text())
     for entry in tzdata["paths_data"]["paths"]:
@@ -76,7 +79,7 @@ def rotted(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> tuple[Pro
         f.write("# patched by hand\n")
     # a package swapped for one from another channel (conda install -c other pip)
     _edit_record(prefix, "pip", channel="https://conda.anaconda.org/other-channel",
-                 url="https://conda.anaconda.org/other-channel/noarch/pip-26.3-py_0.conda")  # fmt: skip
+                 url=f"https://conda.anaconda.org/other-channel/noarch/pip-{PIP}-py_0.conda")  # fmt: skip
     # a dependency changed alone (python forced to another version): others' depends break
     _edit_record(prefix, "python", version="3.9.18")
     # a forced install over a constraint
@@ -93,8 +96,8 @@ def rotted(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> tuple[Pro
     )  # a source tree outside the prefix, as `pip install -e` leaves it
     (site / "__editable__.mytool-0.1.pth").write_text(f"{root.parent / 'mytool' / 'src'}\n")
     stale = site / "cloudpickle-3.0.0.dist-info"
-    shutil.copytree(site / "cloudpickle-3.1.2.dist-info", stale)
-    meta = (stale / "METADATA").read_text().replace("Version: 3.1.2", "Version: 3.0.0")
+    shutil.copytree(site / f"cloudpickle-{CLOUDPICKLE}.dist-info", stale)
+    meta = (stale / "METADATA").read_text().replace(f"Version: {CLOUDPICKLE}", "Version: 3.0.0")
     (stale / "METADATA").write_text(meta)
     return p, prefix
 
@@ -108,13 +111,13 @@ EXPECTED = [
     ("half-installed", "python-tzdata", ""),
     ("modified-file", "python-dateutil", "dateutil/__init__.py"),
     ("missing-file", "threadpoolctl", "__pycache__/threadpoolctl"),  # pip dropped our bytecode
-    ("pip-overwrote", "threadpoolctl", "threadpoolctl-3.8.0.dist-info"),
-    ("pip-installed", "cloudpickle", "cloudpickle-3.1.2.dist-info"),
+    ("pip-overwrote", "threadpoolctl", f"threadpoolctl-{TPC}.dist-info"),
+    ("pip-installed", "cloudpickle", f"cloudpickle-{CLOUDPICKLE}.dist-info"),
     ("duplicate-dist", "cloudpickle", "cloudpickle-3"),
     ("editable", "mytool", "mytool-0.1.dist-info"),
     ("path-outside", "", "elsewhere.pth"),
     ("path-outside", "", "__editable__.mytool-0.1.pth"),
-    ("unsatisfied-depends", "pip 26.3", ""),
+    ("unsatisfied-depends", f"pip {PIP}", ""),
     ("unsatisfied-depends", "python-dateutil", ""),
     ("violated-constrains", "python-dateutil", ""),
     ("mixed-channels", "", ""),
@@ -233,7 +236,7 @@ def test_adopt_turns_the_rotted_environment_into_a_rebuilt_one(
     recipe = yaml.safe_load((p.root / "recipes" / "adopted.yml").read_text())
     assert recipe["dependencies"] == ["python 3.11.*", "python-dateutil", "threadpoolctl", "pip"]
     assert recipe["channels"] == ["conda-forge", "other-channel"]
-    assert recipe["pypi-dependencies"] == ["cloudpickle==3.1.2"]  # not the editable one
+    assert recipe["pypi-dependencies"] == [f"cloudpickle=={CLOUDPICKLE}"]  # not the editable one
     assert {"dateutil", "cloudpickle", "threadpoolctl"} <= set(recipe["smoke"]["imports"])
     report = json.loads((p.root / "reports" / "adopted.adopt.json").read_text())
     assert {"half-installed", "pip-overwrote", "modified-file"} <= {

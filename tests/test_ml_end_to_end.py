@@ -13,16 +13,15 @@ import pytest
 
 from envbuild import pack
 from envbuild.offline.channel import build_offline_channel
-from envbuild.project import DEFAULT_OFFLINE_REQUIREMENTS
 from envbuild.recipe import current_subdir
 
-from .conftest import CACHE, REPO, Project
+from .conftest import CACHE, DEMO_PINS, REPO, Project
 
 
 @pytest.fixture(scope="session")
 def ml_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ml-channel") / "channel"
-    return build_offline_channel(root, CACHE / "offline-cache", DEFAULT_OFFLINE_REQUIREMENTS)
+    return build_offline_channel(root, CACHE / "offline-cache", DEMO_PINS)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 from envbuild import tasks
 from envbuild.recipe import current_subdir
@@ -151,13 +152,16 @@ def test_noop_imports_no_conda_lock_pydantic_or_rattler(project: Project) -> Non
     assert not {m for m in imported if m.split(".")[0] == "whl2conda"}
 
 
-def test_offline_channel_check_compares_its_inputs() -> None:
-    check = tasks.OfflineInputsUnchanged(("pip",))
+def test_offline_channel_check_compares_its_inputs(tmp_path: Path) -> None:
+    pins = tmp_path / "pins.txt"
+    pins.write_text("pip==1 --hash=sha256:" + "0" * 64 + "\n")
+    check = tasks.OfflineInputsUnchanged(pins)
     assert not check(None, {})  # never built
-    assert check.digest is not None and '"requirements": ["pip"]' in check.digest
+    assert check.digest is not None and '"pins": "' in check.digest
     assert check(None, {"_config_changed": check.digest})  # what doit saved at its success
-    other = tasks.OfflineInputsUnchanged(("pip", "numpy"))
-    assert not other(None, {"_config_changed": check.digest})  # requirements changed
+    pins.write_text("pip==2 --hash=sha256:" + "1" * 64 + "\n")
+    other = tasks.OfflineInputsUnchanged(pins)
+    assert not other(None, {"_config_changed": check.digest})  # pins changed
 
 
 def test_status_reports_every_stage_without_heavy_imports(project: Project) -> None:

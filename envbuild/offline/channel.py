@@ -1,77 +1,121 @@
 """Build a local ``file://`` conda channel from real artifacts, for machines without one.
 
 Contents: the running CPython repackaged (:mod:`envbuild.offline.python`), the ``python_abi``
-metapackage, and the requested PyPI packages with their whole dependency closure, downloaded as
-wheels for this interpreter and platform (``pip download --only-binary=:all:``) and converted
+metapackage, and the pinned PyPI packages (a whole dependency closure, pinned with hashes),
+downloaded as wheels for this interpreter (``pip download --require-hashes``) and converted
 with whl2conda (``--allow-impure`` for binary wheels), named with conda-forge's PyPI->conda
 renames. Indexed with py-rattler's ``index_fs``. Converted packages are cached by wheel file
 name, so a rebuild only converts what changed.
+
+Same pins, same interpreter -> the same channel, byte for byte: the wheels are exactly those
+of the committed pin file (:mod:`envbuild.offline.pins`, hashes checked), and every archive
+and ``repodata.json`` is written without "now" in it (:mod:`envbuild.offline.archives`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
+import os
+import re
 import sys
-import tempfile
 from pathlib import Path
+from typing import Any
 
 from envbuild import proc, rattler_client
-from envbuild.errors import EnvBuildError
-from envbuild.fs import remove_tree, staged_dir
+from envbuild.epoch import FALLBACK_EPOCH
+from envbuild.errors import ChannelError, ConfigError, EnvBuildError
+from envbuild.fs import file_sha256, remove_tree, staged_dir
+from envbuild.offline.archives import rewrite_conda, source_date_epoch, wheel_epoch
+from envbuild.offline.pins import PinFile, check_interpreter, normalize, read_pins, update_command
 from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
 
 log = logging.getLogger("envbuild")
 SCHEMA = 3  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix
 
 
-def inputs(requirements: tuple[str, ...]) -> dict[str, object]:
-    """What the channel's content depends on (for up-to-date checks)."""
+def inputs(pins: Path, requirements: tuple[str, ...] = ()) -> dict[str, object]:
+    """What the channel's content depends on (for up-to-date checks): the pin file's bytes,
+    the requirements it must match, the interpreter and whl2conda."""
+    import hashlib
+
     import whl2conda
 
     src = PythonSource()
+    try:
+        pinned = hashlib.sha256(pins.read_bytes()).hexdigest()
+    except OSError:
+        pinned = "missing"  # the build reports it
     return {
         "schema": SCHEMA,
         "python": src.version,
         "python_prefix": str(src.prefix),
+        "pins": pinned,
         "requirements": list(requirements),
         "whl2conda": whl2conda.__version__,
+        "source_date_epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
     }
 
 
-def download_wheels(requirements: tuple[str, ...], dest: Path) -> list[Path]:
-    """Download wheels of ``requirements`` and their dependencies for this interpreter.
+_PIP_FILE = re.compile(r"(?:Saved|File was already downloaded) (\S+\.whl)")
 
-    Output: the wheel paths in ``dest`` that this resolution selected. Raises ProcessError.
+
+def download_wheels(pins: PinFile, dest: Path) -> list[Path]:
+    """Download the pinned wheels into ``dest`` (kept there: a later build reuses them), each
+    checked against the pin file's hashes, by pip (``--require-hashes``) and again here.
+
+    Output: one wheel path per pin, in the pin file's order. Raises ChannelError naming the pin
+    file and the fix when a wheel cannot be had with a pinned hash.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    report = dest / "report.json"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    # resolve the closure for this interpreter without installing anything...
-    proc.run(
-        [
-            *pip,
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "--only-binary=:all:",
-            "--quiet",
-            "--report",
-            report,
-            *requirements,
-        ],
-        timeout=1800,
-    )
-    chosen = json.loads(report.read_text())["install"]
-    pins = [f"{item['metadata']['name']}=={item['metadata']['version']}" for item in chosen]
-    # ...then fetch exactly those wheels (pip skips files already in dest)
-    proc.run(
-        [*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "--dest", dest, *pins],
-        timeout=1800,
-    )
-    names = [item["download_info"]["url"].rsplit("/", 1)[-1] for item in chosen]
-    return [dest / n for n in names]
+    argv: list[str | Path] = [
+        sys.executable, "-m", "pip", "--disable-pip-version-check", "download", "--no-deps",
+        "--only-binary=:all:", "--require-hashes", "--dest", dest, "-r", pins.path,
+    ]  # fmt: skip
+    try:
+        out = proc.run(argv, timeout=1800).stdout
+    except proc.ProcessError as e:
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        # pip's report: the package line, its first expected hash, what it got (the other
+        # allowed hashes, "Expected or ...", one per file of the release, are left out)
+        hint = [
+            ln
+            for ln in lines
+            if ("==" in ln or "Got" in ln or "DO NOT MATCH" in ln or "Expected sha256" in ln)
+            and not ln.strip().startswith(("command failed", "Collecting", "Downloading"))
+        ]
+        shown = "\n".join((hint or lines)[-12:])
+        msg = (
+            f"{pins.path}: pip could not download the pinned wheels with their pinned hashes:\n"
+            f"{shown}\nA wheel that no longer matches its hash was replaced upstream or "
+            f"damaged on the way: check it, then update the pins on purpose with "
+            f"`{update_command(pins.path)}`. The previous channel is left as it was."
+        )
+        raise ChannelError(msg) from None
+    fetched = {Path(m).name for m in _PIP_FILE.findall(out)}
+    wheels = []
+    for pin in pins.pins:
+        candidates = [
+            w for w in sorted(dest.glob("*.whl"))
+            if w.name in fetched and _wheel_id(w.name) == (pin.name, pin.version)
+        ]  # fmt: skip
+        wheel = next((w for w in candidates if file_sha256(w) in pin.hashes), None)
+        if wheel is None:
+            got = ", ".join(f"{w.name} sha256 {file_sha256(w)}" for w in candidates) or "no wheel"
+            msg = (
+                f"{pins.path}: {pin.name}=={pin.version}: {got} in {dest}, expected one of "
+                f"sha256 {', '.join(pin.hashes)}. Delete {dest} and build again, or update the "
+                f"pins on purpose with `{update_command(pins.path)}`."
+            )
+            raise ChannelError(msg)
+        wheels.append(wheel)
+    return wheels
+
+
+def _wheel_id(filename: str) -> tuple[str, str]:
+    """(normalized name, version) of a wheel file name (PEP 427)."""
+    name, version = filename.split("-")[:2]
+    return normalize(name), version
 
 
 def _conda_name(wheel: Path, renames: dict[str, str]) -> str:
@@ -116,59 +160,87 @@ def _index_of(package: Path) -> dict[str, object]:
     raise EnvBuildError(msg)
 
 
-def _dependency_names_fixed(pkg: Path, known: set[str], out_dir: Path) -> Path:
-    """Copy ``pkg`` to ``out_dir``; if its ``depends`` spell one of the ``known`` package
-    names of this channel with underscores (whl2conda keeps the requirement as the wheel's
-    metadata wrote it: ``ipython_pygments_lexers``, ``stack_data``), rewrite them to the
-    channel's dashed names (``ipython-pygments-lexers``) in a repacked archive."""
-    from conda_package_handling import api as cph
+def _placed(pkg: Path, known: set[str], out_dir: Path, epoch: int) -> Path:
+    """Write ``pkg`` into ``out_dir`` reproducibly (:func:`archives.rewrite_conda`, every
+    member and the index timestamped ``epoch``). If its ``depends`` spell one of the ``known``
+    package names of this channel with underscores (whl2conda keeps the requirement as the
+    wheel's metadata wrote it: ``ipython_pygments_lexers``, ``stack_data``), they become the
+    channel's dashed names (``ipython-pygments-lexers``)."""
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cph.extract(str(pkg), tmp, components=["info"])
-        index_json = Path(tmp) / "info" / "index.json"
-        index = json.loads(index_json.read_text())
+    def dashed(index: dict[str, Any]) -> dict[str, Any]:
         fixed = []
         for dep in index.get("depends", []):
             name, sep, rest = dep.partition(" ")
-            dashed = name.replace("_", "-")
-            fixed.append(dashed + sep + rest if dashed in known and name not in known else dep)
-        if fixed == index.get("depends", []):
-            shutil.copy2(pkg, out_dir / pkg.name)
-            return out_dir / pkg.name
-        cph.extract(str(pkg), tmp)
-        index["depends"] = fixed
-        index_json.write_text(json.dumps(index, indent=2))
-        files = [str(f.relative_to(tmp)) for f in Path(tmp).rglob("*") if not f.is_dir()]
-        cph.create(tmp, files, pkg.name, out_folder=str(out_dir))
-    return out_dir / pkg.name
+            dash = name.replace("_", "-")
+            fixed.append(dash + sep + rest if dash in known and name not in known else dep)
+        return index | {"depends": fixed}
+
+    return rewrite_conda(pkg, out_dir / pkg.name, epoch, dashed)
+
+
+def _repodata_fixed(channel: Path, epoch: int) -> None:
+    """py-rattler's index stamps each entry with ``indexed_timestamp`` = now: set it to the
+    channel's ``epoch`` (ms), so repodata.json is the same bytes on every rebuild."""
+    for repodata in sorted(channel.glob("*/repodata.json")):
+        data = json.loads(repodata.read_text())
+        for key in ("packages", "packages.conda"):
+            for entry in (data.get(key) or {}).values():
+                if "indexed_timestamp" in entry:
+                    entry["indexed_timestamp"] = epoch * 1000
+        repodata.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        for derived in repodata.parent.glob("repodata*.json.*"):
+            derived.unlink()  # compressed copies of the old text, if the index wrote any
 
 
 def build_offline_channel(
-    channel_dir: Path, cache_dir: Path, requirements: tuple[str, ...]
+    channel_dir: Path, cache_dir: Path, pin_file: Path, requirements: tuple[str, ...] = ()
 ) -> Path:
-    """Build the channel at ``channel_dir`` (replaced atomically when complete).
+    """Build the channel at ``channel_dir`` from the wheels pinned in ``pin_file`` (replaced
+    atomically when complete; on any error the previous channel stays).
 
     Inputs: the channel root, a cache directory for wheels, converted packages and scratch
-    space, PyPI requirement strings. Output: ``channel_dir``. Raises ProcessError when pip,
-    whl2conda or patchelf fail, EnvBuildError for a non-CPython interpreter.
+    space, the pin file (:mod:`envbuild.offline.pins`) and, when given, the requirements it
+    must have been made from (envbuild.toml ``[offline] requirements``). Every archive is
+    written reproducibly (:mod:`envbuild.offline.archives`): converted wheels timestamped from
+    the wheel (or ``SOURCE_DATE_EPOCH``), the interpreter's packages ``SOURCE_DATE_EPOCH`` or
+    :data:`envbuild.epoch.FALLBACK_EPOCH`. Output: ``channel_dir``. Raises ConfigError for a
+    missing or stale pin file or another interpreter, ChannelError for a wheel without its
+    pinned hash, ProcessError when whl2conda or patchelf fail, EnvBuildError for a
+    non-CPython interpreter.
     """
     from whl2conda.api.stdrename import load_std_renames
 
+    pins = read_pins(pin_file)
+    check_interpreter(pins)
+    if requirements and tuple(requirements) != pins.requirements:
+        msg = (
+            f"{pin_file}: pinned for requirements {' '.join(pins.requirements) or '(none)'}, "
+            f"but envbuild.toml [offline] requirements are {' '.join(requirements)}: update "
+            f"the pins on purpose with `{update_command(pin_file)} {' '.join(requirements)}`"
+        )
+        raise ConfigError(msg)
     renames = load_std_renames(update=False)
-    wheels = download_wheels(requirements, cache_dir / "wheels")
+    wheels = download_wheels(pins, cache_dir / "wheels")
+    own_epoch = source_date_epoch(FALLBACK_EPOCH)
     with staged_dir(channel_dir) as tmp:
         (tmp / "noarch").mkdir()  # every channel has noarch, even an empty one
-        build_python_package(tmp, cache_dir / "work")
-        build_python_abi_package(tmp, cache_dir / "work")
+        work = cache_dir / f"work-{os.getpid()}"  # caches are shared by concurrent builds
+        for made in (build_python_package(tmp, work), build_python_abi_package(tmp, work)):
+            rewrite_conda(made, made, own_epoch)
         packages = [convert_wheel(w, cache_dir / "converted", renames) for w in wheels]
         indexes = [_index_of(pkg) for pkg in packages]
         known = {str(index["name"]) for index in indexes}
+        newest = own_epoch
         for wheel, pkg, index in zip(wheels, packages, indexes, strict=True):
             subdir = tmp / str(index["subdir"])
             subdir.mkdir(exist_ok=True)
-            _dependency_names_fixed(pkg, known, subdir)
+            epoch = source_date_epoch(wheel_epoch(wheel))
+            newest = max(newest, epoch)
+            _placed(pkg, known, subdir, epoch)
             log.info("offline channel: %s -> %s/%s", wheel.name, subdir.name, pkg.name)
         rattler_client.call("index", {"channel_dir": str(tmp)})
-        (tmp / "envbuild-channel.json").write_text(json.dumps(inputs(requirements), indent=2))
-    remove_tree(cache_dir / "work")
+        _repodata_fixed(tmp, newest)
+        made_from = inputs(pin_file, requirements)
+        (tmp / "envbuild-channel.json").write_text(json.dumps(made_from, indent=2))
+    remove_tree(cache_dir / f"work-{os.getpid()}")
     return channel_dir

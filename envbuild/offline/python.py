@@ -49,6 +49,8 @@ def _wanted(rel: Path) -> bool:
         return False
     if parts[0] == "bin":
         return len(parts) == 2 and bool(_OWN_BIN.match(parts[1]))
+    if parts[0] == "share":  # the interpreter's man page, not those of packages installed
+        return rel.name.startswith("python")  # beside it (ipython.1 would clobber ipython's)
     if any(p in _SKIP_DIRS for p in parts[:-1]):
         return False
     return not rel.name.endswith((".a", ".pyc")) and not _SKIP_FILES.match(rel.name)
