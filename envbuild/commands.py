@@ -239,13 +239,13 @@ def adopt(root: str, prefix: str, name: str, force: str = "") -> None:
     from envbuild import adopt as adopt_mod
     from envbuild import doctor as doctor_mod
     from envbuild import stages
-    from envbuild.recipe_model import NAME_RE, current_subdir
+    from envbuild.recipe_model import NAME_RE, NAME_RULE, current_subdir
 
     if not prefix or not name:
         msg = "doit adopt needs the environment and a name: doit adopt prefix=PATH name=NAME"
         raise EnvBuildError(msg)
     if not NAME_RE.match(name):
-        msg = f"name={name!r} is not a valid environment name (letters, digits, '_', '.', '-')"
+        msg = f"name={name!r} is not a valid environment name ({NAME_RULE})"
         raise EnvBuildError(msg)
     project = load_project(Path(root))
     path = Path(prefix).expanduser().absolute()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from envbuild.channels import Route
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@")
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@", re.IGNORECASE)
 _TOKEN = re.compile(r"/t/(?P<tok>[^/\s]+)/")
 
 
