@@ -34,7 +34,7 @@ KNOWN_SUBDIRS = (
 )  # fmt: skip
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_TOKEN = re.compile(r"/t/(?P<tok>[^/\s]+)(?=/)")
+_TOKEN = re.compile(r"/t/(?P<tok>[^/\s]+)(?=/|$)")  # at the end too: a channel_alias
 # schemes are case-insensitive (RFC 3986 3.1): HTTP://user:pass@host is a credential too
 _USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@", re.IGNORECASE)
 _AUTHORITY = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<info>[^/@\s]*@)?(?P<host>[^/]*)",
