@@ -216,9 +216,11 @@ def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball
     info = read_marker(target)
     assert info is not None
     name, root = recipe.name, project.root
-    kept = next(
-        iter((project.path("dist") / "history" / name).glob(f"{info.build_id}.tar.*")), None
-    )
+    # the kept tarball in the format published at dist_tarball (a build repacked in another
+    # format has one of each)
+    fmt = dist_tarball.name.split(".", 1)[1]
+    found = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
+    kept = found if found.exists() else None
     context = ""
     if kept is not None:
         context = os.path.relpath(

@@ -48,7 +48,10 @@ INJECTIONS = [
     ('docker: {prefix: "/opt/env\\nRUN echo INJECTED; id #"}', r"docker\.prefix: .*absolute path"),
     ('docker: {prefix: "/opt/env dir"}', r"docker\.prefix"),
     ('docker: {prefix: "/opt/$HOME"}', r"docker\.prefix"),
-    ('docker: {base_image: "debian\\nRUN echo INJECTED"}', r"docker\.base_image: .*image reference"),
+    (
+        'docker: {base_image: "debian\\nRUN echo INJECTED"}',
+        r"docker\.base_image: .*image reference",
+    ),
     ('docker: {base_image: "debian:bookworm-slim AS x"}', r"docker\.base_image"),
     ('docker: {base_image: "Debian"}', r"docker\.base_image"),
     ('docker: {user: "env\\nbuild"}', r"docker\.user: .*non-root user name"),

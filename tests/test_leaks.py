@@ -145,3 +145,36 @@ def test_a_variable_credential_works_and_is_written_nowhere(
     searched = assert_nowhere(project.root, proc.stdout, proc.stderr)
     assert searched > 1000  # the environment, caches and artifacts were all searched
     assert list((project.root / "build" / "repodata-cache").rglob("*.info.json"))
+
+
+@pytest.mark.slow
+def test_the_image_holds_no_secret(engine: None, tmp_path: Path, channel: Path) -> None:
+    """The image built through a ``${VAR}`` token mirror: its layers, history and config."""
+    import subprocess
+
+    from envbuild import image
+
+    served = tmp_path / "served"
+    shutil.copytree(channel, served / "chan")
+    with serve(served, Faults(token=SECRET)) as url:
+        toml = f'[mirrors]\nconda-forge = "{url}/t/${{EB_T}}/chan"\n'
+        project = _project(tmp_path / "proj", toml, "conda-forge")
+        project.write_recipe(
+            "leak19", RECIPE.format(channel="conda-forge").replace("tiny", "leak19")
+        )
+        (project.root / "recipes" / "tiny.yml").unlink()
+        proc = project.doit("docker", env={"EB_T": SECRET})
+    tags = [i.tag for i in image.images("leak19")]
+    assert tags, proc.stdout
+    try:
+        for tag in tags:
+            saved = subprocess.run(["docker", "save", tag], capture_output=True, check=True).stdout
+            meta = subprocess.run(
+                ["docker", "history", "--no-trunc", tag], capture_output=True, text=True
+            ).stdout + subprocess.run(["docker", "inspect", tag], capture_output=True,
+                                      text=True).stdout  # fmt: skip
+            assert SECRET.encode() not in saved and SECRET not in meta
+    finally:
+        for tag in tags:
+            image.remove(tag)
+    assert_nowhere(project.root, proc.stdout, proc.stderr)
