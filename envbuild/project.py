@@ -169,7 +169,9 @@ def load_project(root: Path) -> Project:
         try:
             data = tomllib.loads(read_bounded(cfg_path, MAX_CONFIG_BYTES).decode("utf-8"))
         except OSError as e:
-            msg = f"{cfg_path}: cannot read: {e.strerror} (a regular file of at most 1 MiB)"
+            msg = (
+                f"{cfg_path}: cannot read: {e.strerror}; it must be a regular file (1 MiB at most)"
+            )
             raise ConfigError(msg) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             msg = f"{cfg_path}: invalid TOML: {e}"

@@ -45,7 +45,7 @@ def read_document(path: Path) -> Any:
     except FileNotFoundError:
         raise c.fail("", "no such recipe file") from None
     except OSError as e:
-        problem = f"cannot read: {e.strerror} (a recipe is a regular file of at most 1 MiB)"
+        problem = f"cannot read: {e.strerror}; a recipe must be a regular file of at most 1 MiB"
         raise c.fail("", problem) from None
     try:
         text = raw.decode("utf-8")

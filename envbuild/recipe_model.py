@@ -248,6 +248,7 @@ def _docker(c: Checker, raw: Any) -> DockerOptions:
             "'_', '-'; at most 32 characters)",
         )
     prefix = c.string(data.get("prefix", d.prefix), "docker.prefix")
+    prefix = prefix.rstrip("/") or prefix  # /opt/env/ is /opt/env
     if not PREFIX_RE.match(prefix) or ".." in prefix.split("/"):
         raise c.fail(
             "docker.prefix",
