@@ -101,7 +101,8 @@ def variables(c: Checker, raw: Any) -> tuple[tuple[str, str], ...]:
     out = []
     for name, value in data.items():
         if not _VARIABLE.match(name):
-            raise c.fail(f"variables.{show(name)}", "not a valid environment variable name")
+            key = name if name.isprintable() else show(name)
+            raise c.fail(f"variables.{key}", "not a valid environment variable name")
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise c.fail(f"variables.{name}", f"expected a string or number, got {show(value)}")
         bad = _CONTROL.search(str(value))
