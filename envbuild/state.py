@@ -12,8 +12,10 @@ pydantic or py-rattler, never parses a lockfile through a model and never solves
   first look);
 * ``build/state/<name>.{build,smoke,docker,image}.json`` and ``reports/<name>.verify.json``,
   each naming the build id it is about;
-* per build, beside its marker: ``<build id>.smoke.json`` and ``<build id>.image.json``, the
-  records a promotion or rollback makes current together with the build;
+* per build, beside its marker: ``<build id>.smoke.json``, ``<build id>.pack.json`` and
+  ``<build id>.image.json``, the records a promotion or rollback makes current together with
+  the build. Smoke, pack and docker records also keep the fingerprint of their inputs
+  (:mod:`envbuild.stage_inputs`): a stage is current only for the same build *and* inputs;
 * ``build/state/<name>.promotion.json``: the journal of a promotion or rollback in progress
   (see :mod:`envbuild.promotion`); while it exists, the build is not up to date.
 """
