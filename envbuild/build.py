@@ -141,9 +141,18 @@ def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> Locke
             "and run `doit lock`"
         )
         raise BuildError(msg)
+    extra = sorted(set(lockfile.platforms) - set(recipe.platforms))
+    if extra:
+        msg = (
+            f"{display(lock_path)} is locked for {', '.join(extra)}, which "
+            f"{display(recipe.path)} does not list (platforms: {', '.join(recipe.platforms)}); "
+            "the lockfile was edited by hand: run `doit lock` to regenerate it"
+        )
+        raise BuildError(msg)
     canonical = [project.route(c).canonical for c in recipe.channels]
     for p in lockfile.packages:
-        if p["manager"] == "conda" and not any(p["url"].startswith(c + "/") for c in canonical):
+        # <channel>/<subdir>/<file>, nothing between (read_packages checked subdir and file)
+        if p["manager"] == "conda" and p["url"].rsplit("/", 2)[0] not in canonical:
             msg = (
                 f"{display(lock_path)}: package {p['name']} ({p['platform']}) has url "
                 f"{p['url']}, which "

@@ -34,8 +34,11 @@ KNOWN_SUBDIRS = (
 )  # fmt: skip
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_TOKEN = re.compile(r"/t/(?P<tok>[^/\s]+)(?=/)")
-_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@")
+_TOKEN = re.compile(r"/t/(?P<tok>[^/\s]+)(?=/|$)")  # at the end too: a channel_alias
+# schemes are case-insensitive (RFC 3986 3.1): HTTP://user:pass@host is a credential too
+_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@", re.IGNORECASE)
+_AUTHORITY = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<info>[^/@\s]*@)?(?P<host>[^/]*)",
+                        re.IGNORECASE)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,21 +111,36 @@ def split_credentials(url: str) -> tuple[str, Credential | None]:
     return url, None
 
 
-def canonical_url(channel: str, alias: str = DEFAULT_CHANNEL_ALIAS) -> str:
-    """The URL a lockfile records for ``channel`` as a recipe names it (credentials removed).
+def normal_url(url: str) -> str:
+    """``url`` with its scheme and host in lower case (both are case-insensitive, and the
+    fetched URLs py-rattler reports are lower case) and no trailing slash; credentials
+    (``${VAR}`` names are case-sensitive) and path untouched."""
+    m = _AUTHORITY.match(url)
+    if m is None:
+        return url.rstrip("/")
+    head = f"{m.group('scheme').lower()}://{m.group('info') or ''}{m.group('host').lower()}"
+    return (head + url[m.end() :]).rstrip("/")
 
-    ``conda-forge`` -> ``<alias>/conda-forge``; a URL stays itself without a trailing slash.
-    """
+
+def full_url(channel: str, alias: str = DEFAULT_CHANNEL_ALIAS) -> str:
+    """``channel`` as a URL, credentials (``${VAR}``) still in it: ``conda-forge`` ->
+    ``<alias>/conda-forge``; a URL stays itself, normalised (:func:`normal_url`)."""
     if "://" in channel:
-        return split_credentials(channel.rstrip("/"))[0]
-    return f"{alias.rstrip('/')}/{channel.strip('/')}"
+        return normal_url(channel)
+    return normal_url(f"{alias.rstrip('/')}/{channel.strip('/')}")
+
+
+def canonical_url(channel: str, alias: str = DEFAULT_CHANNEL_ALIAS) -> str:
+    """The URL a lockfile records for ``channel`` as a recipe names it (credentials removed,
+    the alias's too): ``conda-forge`` -> ``<alias>/conda-forge``."""
+    return split_credentials(full_url(channel, alias))[0]
 
 
 def transport_url(target: str, root: Path) -> str:
-    """A mirror target from ``[mirrors]`` as a URL: a URL as is (trailing slash removed), a
-    path (relative to the project ``root``) as a ``file://`` URL."""
+    """A mirror target from ``[mirrors]`` as a URL: a URL as is (normalised), a path
+    (relative to the project ``root``) as a ``file://`` URL."""
     if "://" in target:
-        return target.rstrip("/")
+        return normal_url(target)
     return (root / target).resolve().as_uri()
 
 
@@ -133,10 +151,9 @@ def route(
     name or its canonical URL) or the channel itself, and credentials found in either."""
     canonical = canonical_url(channel, alias)
     target = mirrors.get(channel, mirrors.get(canonical))
-    raw = transport_url(target, root) if target is not None else channel
-    if "://" not in raw:
-        raw = canonical
-    transport, credential = split_credentials(raw.rstrip("/"))
+    # without a mirror: the channel itself, with the alias's credentials if it has some
+    raw = transport_url(target, root) if target is not None else full_url(channel, alias)
+    transport, credential = split_credentials(raw)
     return Route(channel, canonical, transport, credential)
 
 

@@ -7,12 +7,13 @@ for anything the user must fix.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from envbuild import conda_envs, kernels, lockdiff, promotion
 from envbuild import lock as lock_mod
 from envbuild.errors import EnvBuildError, LockError
-from envbuild.fs import atomic_write
+from envbuild.fs import atomic_write, remove_tree
 from envbuild.lockfile import read_packages
 from envbuild.project import Project, load_project
 from envbuild.stages import exclusive, load, selected_names, tarball
@@ -81,10 +82,19 @@ def export(root: str, name: str) -> None:
         print(f"wrote {display(dest)}")
 
 
+def doctor_report_name(prefix: Path) -> str:
+    """``<base name>-<8 hex of the path's sha256>.json``: two prefixes with one base name
+    (``~/a/envs/py``, ``~/b/envs/py``) keep reports apart, one prefix keeps one report."""
+    import hashlib
+
+    digest = hashlib.sha256(os.fsencode(prefix.resolve())).hexdigest()[:8]
+    return f"{prefix.name or 'root'}-{digest}.json"
+
+
 def doctor(root: str, prefix: str, as_json: bool = False) -> None:
     """``doit doctor prefix=PATH [--json]``: examine any conda prefix; print a table (or
-    JSON), write ``reports/doctor/<prefix name>.json``; EnvBuildError (non-zero exit) if
-    there are findings."""
+    JSON), write ``reports/doctor/<prefix name>-<path hash>.json``; EnvBuildError (non-zero
+    exit) if there are findings."""
     from envbuild import doctor as doctor_mod
     from envbuild.findings import problems
 
@@ -94,7 +104,7 @@ def doctor(root: str, prefix: str, as_json: bool = False) -> None:
     path = Path(prefix).expanduser().absolute()
     findings = doctor_mod.examine(path)
     project = load_project(Path(root))
-    report = project.path("reports") / "doctor" / f"{path.name or 'root'}.json"
+    report = project.path("reports") / "doctor" / doctor_report_name(path)
     atomic_write(report, doctor_mod.to_json(path, findings))
     print(doctor_mod.to_json(path, findings) if as_json else doctor_mod.table(path, findings))
     bad = problems(findings)
@@ -246,6 +256,28 @@ def _adopt_report(
     return project_reports / f"{name}.adopt.md"
 
 
+def _lock_then_write(project: Project, recipe_path: Path, text: str) -> None:
+    """Lock the recipe ``text`` from a staged copy, then write it to ``recipe_path``: a
+    recipe already there (``force=1``) is replaced only once the new one locked, so a failed
+    solve (or a kill) never loses it."""
+    from dataclasses import replace
+
+    from envbuild.recipe import load_recipe
+
+    name = recipe_path.stem
+    staged = project.path("state") / "adopt" / f"{name}.yml"
+    atomic_write(staged, text)
+    try:
+        recipe = load_recipe(staged, project.platforms)
+        recipe = replace(recipe, path=recipe_path, sources=(recipe_path,))
+        with exclusive(project, name, "lock"):
+            lock_mod.lock_recipe(recipe, project)
+            atomic_write(recipe_path, text)
+            write_lock_stamp(project, name, recipe.sources, lock_mod.fingerprint(recipe, project))
+    finally:
+        remove_tree(staged)
+
+
 def adopt(root: str, prefix: str, name: str, force: str = "") -> None:
     """``doit adopt prefix=PATH name=NAME [force=1]``: examine the old environment, write
     recipes/NAME.yml from what was asked for, then lock, build and smoke-test it as
@@ -257,13 +289,13 @@ def adopt(root: str, prefix: str, name: str, force: str = "") -> None:
     from envbuild import adopt as adopt_mod
     from envbuild import doctor as doctor_mod
     from envbuild import stages
-    from envbuild.recipe_model import NAME_RE, current_subdir
+    from envbuild.recipe_model import NAME_RE, NAME_RULE, current_subdir
 
     if not prefix or not name:
         msg = "doit adopt needs the environment and a name: doit adopt prefix=PATH name=NAME"
         raise EnvBuildError(msg)
     if not NAME_RE.match(name):
-        msg = f"name={name!r} is not a valid environment name (letters, digits, '_', '.', '-')"
+        msg = f"name={name!r} is not a valid environment name ({NAME_RULE})"
         raise EnvBuildError(msg)
     project = load_project(Path(root))
     path = Path(prefix).expanduser().absolute()
@@ -274,7 +306,8 @@ def adopt(root: str, prefix: str, name: str, force: str = "") -> None:
         raise EnvBuildError(msg)
     findings = doctor_mod.examine(path)
     adoption = adopt_mod.plan(path, installed)
-    atomic_write(recipe_path, adopt_mod.recipe_text(name, adoption, current_subdir(), path))
+    text = adopt_mod.recipe_text(name, adoption, current_subdir(), path)
+    _lock_then_write(project, recipe_path, text)
     print(f"wrote {display(recipe_path)} ({len(adoption.dependencies)} specs from its "
           f"{adoption.source}, {len(adoption.pypi_dependencies)} PyPI); "
           f"{len(findings)} finding(s) in the old environment")  # fmt: skip
@@ -286,7 +319,7 @@ def adopt(root: str, prefix: str, name: str, force: str = "") -> None:
         "findings": [asdict(f) for f in findings],
     }
     report = _adopt_report(project.path("reports"), name, data, [])
-    for step in (stages.lock, stages.build, stages.smoke):
+    for step in (stages.build, stages.smoke):
         step(root, name)
     rebuilt = project.env_prefix(name)
     new = doctor_mod.read_records(rebuilt)

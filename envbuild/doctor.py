@@ -52,10 +52,11 @@ class Installed:
         return record_entries(self.data, self.site)
 
 
-def read_records(prefix: Path) -> list[Installed]:
+def read_records(prefix: Path, malformed: list[Finding] | None = None) -> list[Installed]:
     """Every conda-meta record of ``prefix``. Raises DoctorError naming the path or file if it
-    is not a conda prefix, a record is unreadable or malformed, or the packages are for
-    another platform than this machine's."""
+    is not a conda prefix, or the packages are for another platform than this machine's; a
+    record that is unreadable or malformed is a ``malformed-record`` finding appended to
+    ``malformed`` if given (the examination goes on), else a DoctorError too."""
     import rattler
 
     meta = prefix / "conda-meta"
@@ -72,8 +73,12 @@ def read_records(prefix: Path) -> list[Installed]:
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as e:  # OSError, JSON errors, py-rattler's parse errors
-            msg = f"{f}: unreadable or malformed conda-meta record ({type(e).__name__}: {e})"
-            raise DoctorError(msg) from None
+            problem = f"unreadable or malformed conda-meta record ({type(e).__name__}: {e})"
+            if malformed is None:
+                raise DoctorError(f"{f}: {problem}") from None
+            rel = os.path.relpath(f, prefix)
+            malformed.append(finding("malformed-record", f.stem, rel, problem[:300]))
+            continue
         out.append(Installed(data, record, f))
     here = current_subdir()
     foreign = sorted({str(i.data.get("subdir")) for i in out} - {here, "noarch", "None"})
@@ -317,10 +322,12 @@ def _channels(prefix: Path, installed: list[Installed]) -> list[Finding]:
 def examine(prefix: Path) -> list[Finding]:
     """Every finding for the conda prefix at ``prefix``, in the order: files, pip,
     dependencies, channels, interpreter. Raises DoctorError (see :func:`read_records`)."""
-    installed = read_records(prefix)
+    malformed: list[Finding] = []
+    installed = read_records(prefix, malformed)
     pip = _pip(prefix, installed)
     reported = {f.detail.removeprefix("adds ") for f in pip if f.kind == "path-outside"}
     return [
+        *malformed,
         *_files(prefix, installed),
         *pip,
         *_dependencies(installed),

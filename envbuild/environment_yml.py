@@ -20,7 +20,9 @@ from typing import Any
 from envbuild.validate import Checker, show
 
 NODEFAULTS = "nodefaults"
-_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+# values go into activation scripts, conda-meta/state and Dockerfile ENV lines: one line each
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NAME_VERSION_BUILD = re.compile(r"^(?:[\w.-]+::)?[\w.-]+=[^=\s<>!~]+=[^=\s]+$")
 _INDEX_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index")
 
@@ -99,9 +101,17 @@ def variables(c: Checker, raw: Any) -> tuple[tuple[str, str], ...]:
     out = []
     for name, value in data.items():
         if not _VARIABLE.match(name):
-            raise c.fail(f"variables.{name}", "not a valid environment variable name")
+            key = name if name.isprintable() else show(name)
+            raise c.fail(f"variables.{key}", "not a valid environment variable name")
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise c.fail(f"variables.{name}", f"expected a string or number, got {show(value)}")
+        bad = _CONTROL.search(str(value))
+        if bad:
+            raise c.fail(
+                f"variables.{name}",
+                f"{show(value)} contains the control character {bad.group()!r}; a value is one "
+                "line of printable text",
+            )
         out.append((name, str(value)))
     return tuple(out)
 

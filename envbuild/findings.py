@@ -9,6 +9,8 @@ from envbuild.errors import EnvBuildError
 
 ADVICE = {
     "missing-file": "a file of this package is gone: adopt the environment and rebuild it",
+    "malformed-record": "a conda-meta record cannot be read (truncated or edited): its "
+    "package is unknown to conda; adopt and rebuild",
     "half-installed": "an install was interrupted (record without files): adopt and rebuild",
     "modified-file": "a file was changed after install: adopt and rebuild (or reinstall it)",
     "moved-prefix": "the prefix was moved without relocation: rebuild it where it is used, "

@@ -9,21 +9,52 @@ content or the new, never half of one. (pypa/build ``_write_report``; pre-commit
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 PARTIAL_SUFFIX = ".partial"
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (after symlinks); OSError
+    otherwise. Opened without blocking first, so a FIFO cannot hang the caller, and checked
+    on the open descriptor, so it cannot be swapped between the check and the read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or directory)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of regular file ``path``, checking its size before reading: OSError (with
+    ``strerror`` saying why) for a FIFO, device or directory, or for more than ``limit``
+    bytes (``/dev/zero`` behind a symlink is never read)."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(limit + 1) if size <= limit else b""
+        if size > limit or len(data) > limit:
+            raise OSError(errno.EFBIG, f"{max(size, len(data))} bytes is over the limit of {limit}")
+    return data
+
+
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    """Hex sha256 of a regular file's bytes, read in 1 MiB chunks (OSError for anything
+    else: a FIFO must not hang an up-to-date check)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

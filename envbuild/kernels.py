@@ -41,8 +41,10 @@ def kernel_dir(name: str) -> Path:
 
 def register(project: Project, recipe: Recipe) -> Path | None:
     """Write (or rewrite) the kernelspec of ``recipe`` if it asks for a kernel; returns the
-    kernel.json written, or None."""
+    kernel.json written, or None (and then this project's kernelspec of ``recipe``, if one
+    was registered before, is removed)."""
     if not recipe.jupyter.kernel:
+        prune(project, set(registered(project)) - {recipe.name})
         return None
     python = project.env_prefix(recipe.name) / "bin" / "python"
     spec = {

@@ -110,32 +110,40 @@ def load_layered(
     path: Path,
     stack: tuple[Path, ...] = (),
     default_platforms: tuple[str, ...] = ("linux-64",),
+    loaded: dict[Path, Recipe] | None = None,
 ) -> Recipe:
     """Load the recipe at ``path`` with its parents merged in (recursively); recipes that
-    name no platforms get ``default_platforms``."""
-    if path.resolve() in stack:
-        chain = " -> ".join(p.stem for p in (*stack, path.resolve()))
+    name no platforms get ``default_platforms``. Each file is loaded once per call
+    (``loaded``: resolved path -> merged recipe), so a diamond of ``extends`` costs time
+    linear in its files, not exponential in its depth."""
+    real = path.resolve()
+    if real in stack:
+        chain = " -> ".join(p.stem for p in (*stack, real))
         msg = f"{display(path)}: extends: cycle of recipes: {chain}; remove one 'extends'"
         raise RecipeError(msg)
+    loaded = {} if loaded is None else loaded
+    if real in loaded:
+        return loaded[real]
     data = read_document(path)
     parents: list[Recipe] = []
     names = data.get("extends", []) if isinstance(data, dict) else []
     names = [names] if isinstance(names, str) else names
     if isinstance(names, list):
-        known = sorted(p.stem for p in path.parent.glob("*.yml"))
         for i, name in enumerate(names):
             if not isinstance(name, str) or not NAME_RE.match(name):
                 continue  # parse_document reports the bad value
             parent = path.parent / f"{name}.yml"
             if not parent.exists():
+                known = sorted(p.stem for p in path.parent.glob("*.yml"))
                 msg = (
                     f"{display(path)}: extends[{i}]: no recipe '{name}' "
                     f"({display(parent)}){did_you_mean(name, known)}"
                 )
                 raise RecipeError(msg)
-            parents.append(load_layered(parent, (*stack, path.resolve()), default_platforms))
+            parents.append(load_layered(parent, (*stack, real), default_platforms, loaded))
     own, keys = parse_document(data, path, has_parents=bool(parents))
-    return _check_kernel(merge(own, tuple(parents), keys, default_platforms))
+    loaded[real] = _check_kernel(merge(own, tuple(parents), keys, default_platforms))
+    return loaded[real]
 
 
 __all__ = ["DEFAULT_CHANNELS", "load_layered", "merge"]

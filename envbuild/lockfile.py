@@ -9,13 +9,14 @@ through a staged file, so a lockfile is always whole.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild import conda_lock_api
 from envbuild.errors import LockError
-from envbuild.fs import atomic_write, clean_temporaries, staged_file
+from envbuild.fs import atomic_write, clean_temporaries, open_regular, read_bounded, staged_file
 from envbuild.project import Project
 from envbuild.validate import display
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # conda-lock (and pydantic) cost ~0.5 s to import: only when 
     from conda_lock.lockfile.v2prelim.models import Lockfile
 
 FINGERPRINT_KEY = "envbuild_fingerprint"
+MAX_LOCK_BYTES = 64 << 20  # a lockfile of ~100,000 packages
 
 
 def write_lockfile(lockfile: Lockfile, path: Path) -> None:
@@ -49,8 +51,6 @@ def render_explicit(lockfile: Lockfile, platform: str) -> list[str]:
     conda-lock's model and its own sort, because that function's module is conda-lock's CLI
     (0.4 s to import); tests check the output against it byte for byte. ``lockfile`` is not
     modified."""
-    import posixpath
-
     ordered = lockfile.model_copy()  # the sorts assign new lists: the original keeps its own
     ordered.toposort_inplace()
     ordered.filter_virtual_packages_inplace()
@@ -62,7 +62,7 @@ def render_explicit(lockfile: Lockfile, platform: str) -> list[str]:
         "@EXPLICIT",
     ]
     lines += [
-        posixpath.expandvars(f"{p.url}#{p.hash.md5}")
+        f"{p.url}#{p.hash.md5}"  # never expandvars: a ${VAR} must not become its secret
         for p in chosen
         if p.manager == "conda" and not p.name.startswith("__")
     ]
@@ -92,7 +92,12 @@ def read_lockfile(path: Path) -> Lockfile:
     from conda_lock.lockfile import parse_conda_lock_file
 
     try:
+        with open_regular(path) as f:
+            if os.fstat(f.fileno()).st_size > MAX_LOCK_BYTES:
+                raise LockError(_invalid(path, f"larger than {MAX_LOCK_BYTES} bytes"))
         return parse_conda_lock_file(path)
+    except LockError:
+        raise
     except FileNotFoundError:
         msg = f"{display(path)}: no lockfile; run `doit lock` first"
         raise LockError(msg) from None
@@ -115,16 +120,46 @@ class LockedPackages:
     platforms: tuple[str, ...]
     fingerprint: str | None
     packages: tuple[dict[str, Any], ...]  # the ``package`` entries as written
+    path: str = ""  # the lockfile, as shown in messages
 
 
 _REQUIRED = {"name": str, "version": str, "manager": str, "platform": str, "url": str}
 
 
 def _load_yaml(path: Path) -> Any:
-    """The YAML document in ``path``, read with PyYAML's C loader where it has one."""
+    """The YAML document in ``path`` (a regular file of at most :data:`MAX_LOCK_BYTES`,
+    checked before reading), read with PyYAML's C loader where it has one."""
     import yaml
 
-    return yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    data = read_bounded(path, MAX_LOCK_BYTES)
+    return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+_ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
+
+
+def _url_problem(pkg: dict[str, Any]) -> str | None:
+    """Why a locked package's url is not a plain file of its platform's (or noarch) subdir,
+    or None. Refused: ``..``/``.`` segments and encoded slashes or dots (they normalise to
+    another directory), backslashes, a subdir other than the package's platform or noarch
+    for conda, a file that is not a conda archive."""
+    from urllib.parse import unquote, urlsplit
+
+    url = pkg["url"]
+    parts = urlsplit(url)
+    if "\\" in url or any(ord(ch) < 0x21 for ch in url):
+        return "a backslash, space or control character"
+    segments = parts.path.split("/")
+    decoded = [unquote(seg) for seg in segments]
+    if any(seg in (".", "..") for seg in decoded) or any("/" in seg for seg in decoded):
+        return "a path that normalises outside its directory ('..', '.', or an encoded '/')"
+    if pkg["manager"] != "conda":
+        return None
+    if len(segments) < 3 or not segments[-1].endswith(_ARCHIVE_SUFFIXES):
+        return "not a conda archive (.conda or .tar.bz2)"
+    if segments[-2] not in (pkg["platform"], "noarch"):
+        return f"subdir {segments[-2]!r}, not {pkg['platform']} or noarch"
+    return None
 
 
 def read_packages(path: Path) -> LockedPackages:
@@ -158,10 +193,41 @@ def read_packages(path: Path) -> LockedPackages:
                 raise LockError(
                     _invalid(path, f"package[{i}].hash.sha256: missing or not a string")
                 )
+        _check_whole(path, platforms, packages)
     except (KeyError, TypeError, AttributeError) as e:
         raise LockError(_invalid(path, f"missing or malformed {e}")) from None
     fingerprint = (meta.get("custom_metadata") or {}).get(FINGERPRINT_KEY)
-    return LockedPackages(platforms, fingerprint, packages)
+    return LockedPackages(platforms, fingerprint, packages, display(path))
+
+
+def _check_whole(
+    path: Path, platforms: tuple[str, ...], packages: tuple[dict[str, Any], ...]
+) -> None:
+    """What no single entry shows: every platform listed has packages, each package is
+    listed once per platform and manager, for a listed platform, at a url that stays in
+    its subdir. Raises LockError naming ``path`` and the entry."""
+    if not platforms or len(set(platforms)) != len(platforms):
+        raise LockError(_invalid(path, f"metadata.platforms: {list(platforms)!r}"))
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, pkg in enumerate(packages):
+        key = (pkg["manager"], pkg["platform"], pkg["name"])
+        if key in seen:
+            raise LockError(
+                _invalid(path, f"package[{i}]: {pkg['name']} ({pkg['platform']}, "
+                               f"{pkg['manager']}) is listed twice, also as package[{seen[key]}]")
+            )  # fmt: skip
+        seen[key] = i
+        if pkg["platform"] not in platforms:
+            raise LockError(
+                _invalid(path, f"package[{i}]: platform {pkg['platform']!r} is not in "
+                               f"metadata.platforms {list(platforms)}")
+            )  # fmt: skip
+        problem = _url_problem(pkg)
+        if problem:
+            raise LockError(_invalid(path, f"package[{i}].url {pkg['url']!r}: {problem}"))
+    for platform in platforms:
+        if not any(p["platform"] == platform and p["manager"] == "conda" for p in packages):
+            raise LockError(_invalid(path, f"no conda packages for platform {platform}"))
 
 
 def locked_fingerprint(path: Path) -> str | None:
@@ -205,6 +271,6 @@ def install_records(
             }
         )
     if manager == "conda" and not out:
-        msg = f"the lockfile has no packages for platform {platform}"
+        msg = f"{lockfile.path or 'the lockfile'}: no packages for platform {platform}"
         raise LockError(msg)
     return out

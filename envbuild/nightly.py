@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from envbuild import build as build_mod
 from envbuild import image as image_mod
 from envbuild import lock as lock_mod
-from envbuild import lockdiff, promotion
+from envbuild import lockdiff, promotion, stage_inputs
 from envbuild import pack as pack_mod
 from envbuild.errors import EnvBuildError
 from envbuild.fingerprint import effective_cutoff
@@ -34,7 +34,13 @@ from envbuild.project import Project
 from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.smoke import run_checks
 from envbuild.smoke import write_report as write_smoke_report
-from envbuild.state import BuildInfo, build_is_current, build_record, engine_available
+from envbuild.state import (
+    BuildInfo,
+    build_is_current,
+    build_record,
+    engine_available,
+    pack_record,
+)
 from envbuild.verify import verify_prefix
 
 if TYPE_CHECKING:
@@ -135,8 +141,9 @@ def _smoke_and_verify(
     ]
     if bad:
         return "smoke", "\n".join(bad)
+    record = {**stage_inputs.stamp(project, recipe, "smoke"), "kernel_spec": ""}
     write_smoke_report(build_record(project, recipe.name, info.build_id, "smoke"),
-                       recipe.name, info.build_id, checks)  # fmt: skip
+                       recipe.name, info.build_id, checks, record)  # fmt: skip
     findings = verify_prefix(prefix, candidate, current_subdir(), info.prefix)
     if findings:
         return "verify", "\n".join(f"{f.kind} {f.package} {f.path}" for f in findings)
@@ -156,13 +163,16 @@ def _publishables(
         pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables)
     except EnvBuildError as e:
         return "pack", str(e), None
+    packed = {"format": fmt, **stage_inputs.stamp(project, recipe, "pack")}
+    atomic_write(pack_record(project, name, info.build_id), json.dumps(packed, indent=2))
     image = ""
     try:
         context = promotion.stage_context(project, recipe, info.build_id, info.lock_sha256, kept)
         if engine_available():
             img = image_mod.build(context, name, info.lock_sha256, info.build_id, current=False)
             image_mod.smoke(img.tag, recipe.smoke)
-            record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id}
+            record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id,
+                      "inputs": stage_inputs.docker_digest(recipe)}  # fmt: skip
             atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
             image = img.tag
     except EnvBuildError as e:

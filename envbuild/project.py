@@ -49,8 +49,10 @@ from typing import Any
 
 from envbuild import channels
 from envbuild.errors import ConfigError
+from envbuild.fs import read_bounded
 
 CONFIG_FILE = "envbuild.toml"
+MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_PLATFORMS = ("linux-64",)
 LINK_MODES = ("auto", "copy")
 
@@ -177,10 +179,15 @@ def load_project(root: Path) -> Project:
     root = root.resolve()
     cfg_path = root / CONFIG_FILE
     data: dict[str, Any] = {}
-    if cfg_path.exists():
+    if cfg_path.exists() or cfg_path.is_symlink():
         try:
-            text = cfg_path.read_text(encoding="utf-8")
+            text = read_bounded(cfg_path, MAX_CONFIG_BYTES).decode("utf-8")
             data = tomllib.loads(text)
+        except OSError as e:
+            msg = (
+                f"{cfg_path}: cannot read: {e.strerror}; it must be a regular file (1 MiB at most)"
+            )
+            raise ConfigError(msg) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             where = re.search(r"\(at line (\d+), column \d+\)", str(e))
             line = f": line {where.group(1)}" if where else ""
@@ -305,6 +312,13 @@ def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str, str]:
     alias = data.get("channel_alias", channels.DEFAULT_CHANNEL_ALIAS)
     if not isinstance(alias, str) or "://" not in alias:
         msg = f'{where}.channel_alias: expected a URL such as "https://conda.anaconda.org"'
+        raise ConfigError(msg)
+    problem = channels.literal_credentials(alias)
+    if problem:
+        msg = (
+            f"{where}.channel_alias: has {problem}; write it as ${{VAR}} (e.g. "
+            "https://${CONDA_USER}:${CONDA_PASSWORD}@host) and export the variable"
+        )
         raise ConfigError(msg)
     cutoff = ""
     if "exclude-newer" in data:

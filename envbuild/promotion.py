@@ -28,6 +28,7 @@ from envbuild import build as build_mod
 from envbuild import docker as docker_mod
 from envbuild import image as image_mod
 from envbuild import lock as lock_mod
+from envbuild import stage_inputs
 from envbuild.errors import BuildError, EnvBuildError
 from envbuild.fs import atomic_link, atomic_write, remove_tree
 from envbuild.project import Project
@@ -47,6 +48,8 @@ from envbuild.state import (
 )
 
 log = logging.getLogger("envbuild")
+# beside a staged context: the docker record fields (inputs, sources) it was rendered from
+DOCKER_INPUTS = "docker.inputs.json"
 
 # The steps of a switch, in order. ENVBUILD_KILL_AT=<step> makes the process kill itself
 # (SIGKILL) right after that step: how the tests cut a switch at every point for real.
@@ -160,8 +163,14 @@ def _switch_context(project: Project, sw: Switch) -> None:
     if staged is not None and (staged / "Dockerfile").exists():
         for f in (docker_mod.CONTEXT_ARCHIVE, "Dockerfile"):
             atomic_link(staged / f, out / f)
-        record = {"build_id": sw.build_id, "template_sha256": template_sha(project)}
-        atomic_write(docker_state(project, sw.name), json.dumps(record))
+        inputs = read_json(staged.parent / DOCKER_INPUTS) or {}
+        record = {
+            "build_id": sw.build_id,
+            "template_sha256": template_sha(project),
+            "tarball": stage_inputs.file_identity(project.root / sw.dist_tarball),
+            **inputs,
+        }
+        atomic_write(docker_state(project, sw.name), json.dumps(record, indent=2))
     elif (read_json(docker_state(project, sw.name)) or {}).get("build_id") != sw.build_id:
         remove_tree(docker_state(project, sw.name))  # `doit docker` renders it again
 
@@ -196,6 +205,8 @@ def stage_context(
     text = docker_mod.render(project.path("templates"), ctx)
     out = candidate_dir(project, recipe.name) / "docker"
     docker_mod.write_context(tarball, out, text)
+    inputs = stage_inputs.stamp(project, recipe, "docker")
+    atomic_write(out.parent / DOCKER_INPUTS, json.dumps(inputs, indent=2))
     return out
 
 
@@ -205,9 +216,11 @@ def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball
     info = read_marker(target)
     assert info is not None
     name, root = recipe.name, project.root
-    kept = next(
-        iter((project.path("dist") / "history" / name).glob(f"{info.build_id}.tar.*")), None
-    )
+    # the kept tarball in the format published at dist_tarball (a build repacked in another
+    # format has one of each)
+    fmt = dist_tarball.name.split(".", 1)[1]
+    found = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
+    kept = found if found.exists() else None
     context = ""
     if kept is not None:
         context = os.path.relpath(

@@ -15,6 +15,7 @@ from envbuild.recipe_model import (
     DEFAULT_PLATFORMS,
     MODULE_RE,
     NAME_RE,
+    NAME_RULE,
     PACK_FORMATS,
     VIRTUAL_PACKAGE_NAMES,
     DockerOptions,
@@ -43,7 +44,8 @@ def load_recipe(path: Path, default_platforms: tuple[str, ...] = DEFAULT_PLATFOR
 def find_recipe(recipes_dir: Path, name: str, known: list[str]) -> Path:
     """The recipe file for environment ``name``; RecipeError with a did-you-mean if absent."""
     if not NAME_RE.match(name):
-        msg = f"{show(name)} is not a valid environment name"
+        where = f"{display(recipes_dir / name)}.yml: " if NAME_RE.match(name.lower()) else ""
+        msg = f"{where}{show(name)} is not a valid environment name ({NAME_RULE})"
         raise RecipeError(msg)
     path = recipes_dir / f"{name}.yml"
     if not path.exists():
@@ -59,6 +61,7 @@ __all__ = [
     "DEFAULT_PLATFORMS",
     "MODULE_RE",
     "NAME_RE",
+    "NAME_RULE",
     "PACK_FORMATS",
     "VIRTUAL_PACKAGE_NAMES",
     "DockerOptions",

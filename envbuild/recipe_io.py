@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from envbuild.fs import read_bounded
 from envbuild.validate import Checker, show
 
 MAX_RECIPE_BYTES = 1 << 20
@@ -40,13 +41,12 @@ def read_document(path: Path) -> Any:
     missing, unreadable, oversized (>1 MiB), non-UTF-8, invalid or too deeply nested file."""
     c = Checker(path)
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_RECIPE_BYTES)
     except FileNotFoundError:
         raise c.fail("", "no such recipe file") from None
     except OSError as e:
-        raise c.fail("", f"cannot read: {e.strerror}") from None
-    if len(raw) > MAX_RECIPE_BYTES:
-        raise c.fail("", f"{len(raw)} bytes is too large for a recipe (limit 1 MiB)")
+        problem = f"cannot read: {e.strerror}; a recipe must be a regular file of at most 1 MiB"
+        raise c.fail("", problem) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -31,8 +31,27 @@ from envbuild.channels import KNOWN_SUBDIRS, utc_cutoff
 from envbuild.project import did_you_mean
 from envbuild.validate import Checker, display, show
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# A recipe name is also the image repository envbuild/<name>: Docker's path component grammar
+# (lower case; '.', '_', '__' or dashes only between letters and digits), at most 64
+# characters (https://github.com/distribution/reference/blob/main/reference.go).
+# \Z, not $: "$" also matches before a final newline.
+NAME_RE = re.compile(r"^(?=.{1,64}\Z)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+NAME_RULE = (
+    "lower-case letters and digits, with '.', '_' or '-' only between them (it is also "
+    "the image name envbuild/<name>)"
+)
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+# Docker image references (domain[:port]/path[:tag][@digest]), same source as NAME_RE
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)?"
+IMAGE_RE = re.compile(
+    rf"^{_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@sha256:[a-f0-9]{64})?\Z"
+)
+# an absolute path of plain segments: it is written into the Dockerfile (ADD, RUN, ENV)
+PREFIX_RE = re.compile(r"^(?:/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)+\Z")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 PACK_FORMATS = ("tar.zst", "tar.gz")
 
 log = logging.getLogger("envbuild")
@@ -222,13 +241,29 @@ def _docker(c: Checker, raw: Any) -> DockerOptions:
     data = c.mapping(raw, "docker", ("base_image", "user", "uid", "prefix"))
     d = DockerOptions()
     user = c.string(data.get("user", d.user), "docker.user")
-    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user) or user == "root":
-        raise c.fail("docker.user", f"{show(user)} is not a valid non-root user name")
+    if not USER_RE.match(user) or user == "root":
+        raise c.fail(
+            "docker.user",
+            f"{show(user)} is not a valid non-root user name (lower-case letters, digits, "
+            "'_', '-'; at most 32 characters)",
+        )
     prefix = c.string(data.get("prefix", d.prefix), "docker.prefix")
-    if not prefix.startswith("/") or ".." in prefix.split("/"):
-        raise c.fail("docker.prefix", f"{show(prefix)} must be an absolute path without '..'")
+    prefix = prefix.rstrip("/") or prefix  # /opt/env/ is /opt/env
+    if not PREFIX_RE.match(prefix) or ".." in prefix.split("/"):
+        raise c.fail(
+            "docker.prefix",
+            f"{show(prefix)} must be an absolute path without '..' of letters, digits and "
+            "'.', '_', '+', '-' (e.g. /opt/env)",
+        )
+    base = c.string(data.get("base_image", d.base_image), "docker.base_image")
+    if not IMAGE_RE.match(base):
+        raise c.fail(
+            "docker.base_image",
+            f"{show(base)} is not an image reference such as debian:bookworm-slim or "
+            "registry.example.com:5000/team/base:1.0",
+        )
     return DockerOptions(
-        base_image=c.string(data.get("base_image", d.base_image), "docker.base_image"),
+        base_image=base,
         user=user,
         uid=c.integer(data.get("uid", d.uid), "docker.uid", 1, 2**31 - 1),
         prefix=prefix,
@@ -271,11 +306,7 @@ def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Re
     stem = path.stem
     name = c.string(doc.get("name", stem), "name")
     if not NAME_RE.match(name):
-        raise c.fail(
-            "name",
-            f"{show(name)} is not a valid environment name (letters, digits, "
-            "'_', '.', '-'; no path separators)",
-        )
+        raise c.fail("name", f"{show(name)} is not a valid environment name ({NAME_RULE})")
     if name != stem:
         raise c.fail(
             "name",

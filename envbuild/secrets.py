@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from envbuild.channels import Route
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@")
-_TOKEN = re.compile(r"/t/(?P<tok>[^/\s]+)/")
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@", re.IGNORECASE)
+_TOKEN = re.compile(r"/t/(?P<tok>[^/\s]+)(?=/|\s|$)")
 
 
 def require(variables: tuple[str, ...], where: str) -> None:
@@ -53,7 +53,7 @@ def scrub(text: str) -> str:
         ),
         text,
     )
-    return _TOKEN.sub(lambda m: m.group(0) if _VAR.search(m.group("tok")) else "/t/***/", text)
+    return _TOKEN.sub(lambda m: m.group(0) if _VAR.search(m.group("tok")) else "/t/***", text)
 
 
 class ScrubFilter(logging.Filter):

@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from envbuild import proc
 from envbuild.errors import SmokeError
@@ -156,8 +157,10 @@ def smoke_env(
     report: Path | None = None,
     build_id: str = "",
     variables: tuple[tuple[str, str], ...] = (),
+    record: dict[str, Any] | None = None,
 ) -> list[CheckResult]:
-    """Run the smoke checks; on success write ``report`` (JSON) atomically.
+    """Run the smoke checks; on success write ``report`` (JSON) atomically, with the fields
+    of ``record`` (what the checks were made from: :mod:`envbuild.stage_inputs`) added.
 
     Raises SmokeError naming each failed module/command, its exit code and stderr; the report
     is then not written (so later stages see the checks as not passed).
@@ -177,16 +180,24 @@ def smoke_env(
     if not all(r.ok for r in results):
         raise SmokeError(failure_message(name, prefix, results))
     if report is not None:
-        write_report(report, name, build_id, results)
+        write_report(report, name, build_id, results, record)
     return results
 
 
-def write_report(report: Path, name: str, build_id: str, results: list[CheckResult]) -> None:
-    """Record (JSON, atomically) that build ``build_id`` of ``name`` passed ``results``."""
+def write_report(
+    report: Path,
+    name: str,
+    build_id: str,
+    results: list[CheckResult],
+    record: dict[str, Any] | None = None,
+) -> None:
+    """Record (JSON, atomically) that build ``build_id`` of ``name`` passed ``results``
+    (``record``: further fields, e.g. the inputs' fingerprint)."""
     payload = {
         "recipe": name,
         "build_id": build_id,
         "status": "passed",
         "checks": [asdict(r) for r in results],
+        **(record or {}),
     }
     atomic_write(report, json.dumps(payload, indent=2))

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from envbuild import build as build_mod
-from envbuild import conda_envs, kernels, promotion
+from envbuild import conda_envs, kernels, promotion, stage_inputs
 from envbuild import docker as docker_mod
 from envbuild import image as image_mod
 from envbuild import lock as lock_mod
@@ -42,6 +42,7 @@ from envbuild.state import (
     docker_state,
     image_state,
     lock_is_fresh,
+    pack_record,
     pack_state,
     read_json,
     smoke_state,
@@ -201,9 +202,17 @@ def smoke(root: str, name: str) -> None:
     info = _current_build(project, name)
     report = smoke_state(project, name)
     remove_tree(report)  # a failed run must not leave an older pass behind
+    spec = kernels.kernel_dir(name) / "kernel.json" if recipe.jupyter.kernel else ""
+    record = {**stage_inputs.stamp(project, recipe, "smoke"), "kernel_spec": str(spec)}
     try:
         smoke_env(
-            name, recipe.smoke, project.env_prefix(name), report, info.build_id, recipe.variables
+            name,
+            recipe.smoke,
+            project.env_prefix(name),
+            report,
+            info.build_id,
+            recipe.variables,
+            record,
         )
     except SmokeError:
         remove_tree(report)
@@ -238,6 +247,8 @@ def pack(root: str, name: str) -> None:
         )
         # the same file under a second name: rollback restores it, gc removes it
         atomic_link(tb, history_tarball(project, name, info.build_id))
+        record = {"format": recipe.pack.format, **stage_inputs.stamp(project, recipe, "pack")}
+        atomic_write(pack_record(project, name, info.build_id), json.dumps(record, indent=2))
         _record_pack(project, name, info.build_id, info.lock_sha256, tb, recipe, epoch)
 
 
@@ -288,17 +299,21 @@ def docker(root: str, name: str) -> None:
     text = docker_mod.render(project.path("templates"), ctx)
     with exclusive(project, name, "docker"):
         path = docker_mod.write_context(tb, project.path("docker") / name, text)
-        atomic_write(
-            docker_state(project, name),
-            json.dumps({"build_id": info.build_id, "template_sha256": template_sha(project)}),
-        )
+        rendered = {
+            "build_id": info.build_id,
+            "template_sha256": template_sha(project),
+            "tarball": stage_inputs.file_identity(tb),
+            **stage_inputs.stamp(project, recipe, "docker"),
+        }
+        atomic_write(docker_state(project, name), json.dumps(rendered, indent=2))
         log.info("rendered %s", display(path))
         if not image_mod.engine_available():
             log.info("no Docker engine reachable: image for '%s' not built", name)
             return
         img = image_mod.build(path.parent, name, info.lock_sha256, info.build_id)
         image_mod.smoke(img.tag, recipe.smoke)
-        record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id}
+        record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id,
+                  "inputs": rendered["inputs"]}  # fmt: skip
         atomic_write(image_state(project, name), json.dumps(record, indent=2))
         atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
         log.info("built image %s (%.1f MB); smoke checks passed inside it", img.tag, img.size / 1e6)

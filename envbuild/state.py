@@ -12,8 +12,10 @@ pydantic or py-rattler, never parses a lockfile through a model and never solves
   first look);
 * ``build/state/<name>.{build,smoke,docker,image}.json`` and ``reports/<name>.verify.json``,
   each naming the build id it is about;
-* per build, beside its marker: ``<build id>.smoke.json`` and ``<build id>.image.json``, the
-  records a promotion or rollback makes current together with the build;
+* per build, beside its marker: ``<build id>.smoke.json``, ``<build id>.pack.json`` and
+  ``<build id>.image.json``, the records a promotion or rollback makes current together with
+  the build. Smoke, pack and docker records also keep the fingerprint of their inputs
+  (:mod:`envbuild.stage_inputs`): a stage is current only for the same build *and* inputs;
 * ``build/state/<name>.promotion.json``: the journal of a promotion or rollback in progress
   (see :mod:`envbuild.promotion`); while it exists, the build is not up to date.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envbuild import stage_inputs
 from envbuild.fs import atomic_write, file_sha256
 from envbuild.project import CONFIG_FILE, Project, load_project
 
@@ -155,13 +158,7 @@ def verify_report(project: Project, name: str) -> Path:
 
 
 def _sources(project: Project, files: tuple[Path, ...]) -> dict[str, str]:
-    out = {}
-    for f in (*files, project.root / CONFIG_FILE):
-        try:
-            out[os.path.relpath(f, project.root)] = file_sha256(f)
-        except OSError:
-            out[os.path.relpath(f, project.root)] = ""
-    return out
+    return stage_inputs.sources(project, files)
 
 
 def write_lock_stamp(
@@ -241,31 +238,59 @@ def current_build_id(project: Project, name: str) -> str | None:
 
 
 def smoke_is_current(root: Path, name: str) -> bool:
-    """True if the current build has passed its smoke checks."""
+    """True if the current build passed its smoke checks as the recipe states them now
+    (imports, commands, variables, kernel options) and its kernelspec is still there."""
     project = project_at(root)
     report = read_json(smoke_state(project, name)) or {}
     current = current_build_id(project, name)
-    return (
-        current is not None
-        and report.get("build_id") == current
-        and report.get("status") == "passed"
-    )
+    if current is None or report.get("build_id") != current or report.get("status") != "passed":
+        return False
+    kernel = report.get("kernel_spec")
+    if kernel and not Path(kernel).is_file():
+        return False
+    return stage_inputs.unchanged(project, name, "smoke", report, smoke_state(project, name))
+
+
+def pack_record(project: Project, name: str, build_id: str) -> Path:
+    """``envs/.builds/<name>/<build id>.pack.json``: how that build was packed (format,
+    inputs), kept with the build so that a rollback to it finds its tarball current."""
+    return build_record(project, name, build_id, "pack")
 
 
 def pack_is_current(root: Path, name: str) -> bool:
     """True if ``dist/<name>-<platform>.<fmt>`` is the tarball kept for the current build
-    (``dist/history/<name>/<build id>.<fmt>``, the same file)."""
+    (``dist/history/<name>/<build id>.<fmt>``, the same file), packed from the recipe's pack
+    options as they are now, after the build passed its smoke checks."""
     project = project_at(root)
     info = read_marker(project.env_prefix(name))
     if info is None:
         return False
-    history = project.path("dist") / "history" / name
-    for kept in history.glob(f"{info.build_id}.tar.*"):
-        fmt = kept.name.split(".", 1)[1]
-        tarball = project.path("dist") / f"{name}-{info.platform}.{fmt}"
-        if tarball.exists() and os.path.samefile(tarball, kept):
-            return True
-    return False
+    record = read_json(pack_record(project, name, info.build_id)) or {}
+    fmt = str(record.get("format", ""))
+    if fmt not in ("tar.zst", "tar.gz"):
+        return False
+    kept = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
+    tarball = project.path("dist") / f"{name}-{info.platform}.{fmt}"
+    try:
+        if not os.path.samefile(tarball, kept):
+            return False
+    except OSError:
+        return False
+    smoke = read_json(smoke_state(project, name)) or {}
+    if smoke.get("build_id") != info.build_id or smoke.get("status") != "passed":
+        return False
+    return stage_inputs.unchanged(
+        project, name, "pack", record, pack_record(project, name, info.build_id)
+    )
+
+
+def current_tarball(project: Project, name: str) -> Path | None:
+    """The current build's published tarball as its pack record names it, or None."""
+    info = read_marker(project.env_prefix(name))
+    record = read_json(pack_record(project, name, info.build_id)) if info else None
+    if info is None or record is None or record.get("format") not in ("tar.zst", "tar.gz"):
+        return None
+    return project.path("dist") / f"{name}-{info.platform}.{record['format']}"
 
 
 def template_sha(project: Project) -> str:
@@ -284,15 +309,25 @@ def engine_available() -> bool:
 
 
 def docker_is_current(root: Path, name: str) -> bool:
-    """True if docker/<name>/ was rendered for the current build from the current template
-    and, when an engine is reachable, its image was built from it."""
+    """True if docker/<name>/ was rendered for the current build and tarball from the current
+    template and the recipe's docker inputs as they are now (base image, user, uid, prefix,
+    smoke checks, variables) and, when an engine is reachable, its image was built from it."""
     project = project_at(root)
     current = current_build_id(project, name)
     rendered = read_json(docker_state(project, name)) or {}
-    expected = {"build_id": current, "template_sha256": template_sha(project)}
     if current is None or not (project.path("docker") / name / "Dockerfile").exists():
         return False
-    if rendered != expected:
+    tarball = current_tarball(project, name)
+    if (
+        rendered.get("build_id") != current
+        or rendered.get("template_sha256") != template_sha(project)
+        or tarball is None
+        or rendered.get("tarball") != stage_inputs.file_identity(tarball)
+    ):
+        return False
+    if not stage_inputs.unchanged(project, name, "docker", rendered, docker_state(project, name)):
         return False
     image = read_json(image_state(project, name)) or {}
-    return image.get("build_id") == current or not engine_available()
+    if not engine_available():
+        return True
+    return image.get("build_id") == current and image.get("inputs") == rendered.get("inputs")

@@ -23,6 +23,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from envbuild import progress, state
+from envbuild.channels import transport_url
 from envbuild.errors import EnvBuildError
 from envbuild.project import Project
 from envbuild.secrets import scrub
@@ -133,7 +134,7 @@ def task_offline_channel(project: Project) -> TaskDict:
 
 def _uses_offline_channel(project: Project) -> bool:
     offline = project.path("offline_channel").as_uri()
-    return any(project.route(c).transport == offline for c in project.mirrors)
+    return any(transport_url(t, project.root) == offline for t in project.mirrors.values())
 
 
 def _stage(

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 class Faults:
     truncate: int = 0  # how many .conda downloads to cut off half-way
     token: str | None = None  # required /t/<token>/ path prefix
+    basic: tuple[str, str] | None = None  # required HTTP basic auth (user, password)
     requests: list[str] = field(default_factory=list)
 
 
@@ -28,6 +30,13 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.faults.requests.append(self.path)
+        if self.faults.basic is not None:
+            expected = base64.b64encode(":".join(self.faults.basic).encode()).decode()
+            if self.headers.get("Authorization") != f"Basic {expected}":
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="channel"')
+                self.end_headers()
+                return
         if self.faults.token is not None:
             prefix = f"/t/{self.faults.token}"
             if not self.path.startswith(prefix + "/"):

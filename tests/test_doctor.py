@@ -141,7 +141,8 @@ def test_doctor_command_prints_a_table_writes_json_and_fails(rotted: tuple[Proje
     proc = p.doit("doctor", f"prefix={prefix}", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
     assert "half-installed" in proc.stdout and "what to do:" in proc.stdout
-    report = json.loads((p.root / "reports" / "doctor" / f"{prefix.name}.json").read_text())
+    (path,) = (p.root / "reports" / "doctor").glob(f"{prefix.name}-*.json")
+    report = json.loads(path.read_text())
     assert report["counts"]["pip-overwrote"] >= 1 and report["prefix"] == str(prefix)
     as_json = p.doit("doctor", "--json", f"prefix={prefix}", check=False)
     payload = as_json.stdout[as_json.stdout.index("{") : as_json.stdout.rindex("}") + 1]
@@ -197,7 +198,6 @@ def test_a_missing_shared_library_and_a_broken_interpreter(
     ("setup", "message"),
     [
         ("plain", "not a conda prefix (no conda-meta/)"),
-        ("malformed", "unreadable or malformed conda-meta record"),
         ("platform", "its packages are for osx-arm64; this machine is"),
     ],
 )
