@@ -154,19 +154,20 @@ def _publishables(
     kept = pack_mod.history_path(project.path("dist"), name, info.build_id, fmt)
     try:
         pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables)
-    except EnvBuildError as e:
-        return "pack", str(e), None
+    except (EnvBuildError, OSError) as e:  # OSError: e.g. ENOSPC in dist/
+        return "pack", _reason(e), None
     image = ""
     try:
         context = promotion.stage_context(project, recipe, info.build_id, info.lock_sha256, kept)
         if engine_available():
-            img = image_mod.build(context, name, info.lock_sha256, info.build_id, current=False)
+            img = image_mod.build(context, name, info.lock_sha256, info.build_id,
+                                  image_mod.project_id(root), current=False)  # fmt: skip
             image_mod.smoke(img.tag, recipe.smoke)
             record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id}
             atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
             image = img.tag
-    except EnvBuildError as e:
-        return "docker", str(e), None
+    except (EnvBuildError, OSError) as e:
+        return "docker", _reason(e), None
     dist = pack_mod.tarball_path(project.path("dist"), name, info.platform, fmt)
     return (
         "",
@@ -206,19 +207,21 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
             return NightlyResult(**res, status="unchanged", seconds=seconds)
         try:
             prefix, info = build_mod.install_build(recipe, project, candidate_path)
-        except EnvBuildError as e:
-            return _fail(res, "build", str(e), start)
-        promotion.note_candidate(project, name, info.build_id)
+        except (EnvBuildError, OSError) as e:  # OSError: a full disk, said as a failure
+            return _fail(res, "build", _reason(e), start)
+        promotion.kill_point("built")
         res.update(build_id=info.build_id, build_seconds=info.seconds)
-        stage, error = _smoke_and_verify(recipe, project, prefix, info, candidate, res)
-        if stage:
-            promotion.discard_candidate(project, name)
-            return _fail(res, stage, error, start)
-        res["env_bytes"] = tree_bytes(prefix)
-        if project.nightly_mode == "propose":
-            return _propose(project, name, current, candidate, res, start)
-        stage, error, switch = _publishables(recipe, project, prefix, info)
-        if switch is None:
+        stage, switch = "smoke", None
+        try:
+            stage, error = _smoke_and_verify(recipe, project, prefix, info, candidate, res)
+            if not stage:
+                res["env_bytes"] = tree_bytes(prefix)
+                if project.nightly_mode == "propose":
+                    return _propose(project, name, current, candidate, res, start)
+                stage, error, switch = _publishables(recipe, project, prefix, info)
+        except OSError as e:  # ENOSPC and the like, in whichever step: the candidate goes
+            stage, error, switch = stage or "publish", _reason(e), None
+        if stage or switch is None:
             promotion.discard_candidate(project, name)
             return _fail(res, stage, error, start)
         promotion.apply(project, switch)
@@ -226,6 +229,14 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
     res["tarball_bytes"] = (project.root / switch.tarball).stat().st_size
     res["image"] = switch.image
     return NightlyResult(**res, status="promoted", seconds=round(time.monotonic() - start, 2))
+
+
+def _reason(e: BaseException) -> str:
+    """An error as a report line: an OSError names its file and what the system said."""
+    if isinstance(e, OSError) and not isinstance(e, EnvBuildError):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e} (errno {e.errno}); free space or fix the path and rerun"
+    return str(e)
 
 
 def proposed_lockfile(project: Project, name: str) -> Path:
