@@ -132,26 +132,22 @@ def _remove(g: Garbage) -> bool:
 
 
 def collect(project: Project, items: list[Garbage]) -> int:
-    """Remove ``items`` (from :func:`plan`); returns the bytes freed.
+    """Remove the garbage of each environment that ``items`` (from :func:`plan`) names, and
+    its package-cache and bytecode entries; returns the bytes freed.
 
-    An environment's items are removed under its build mutex, and only those a fresh plan
-    made under it still finds (a nightly or build running while gc planned has finished
-    since, and what it made current, or made the rollback build, is kept with its tarball
-    and image). A package-cache entry is removed only under py-rattler's lock of that entry,
-    skipped while a running install holds it."""
+    An environment's garbage is planned again and removed under its build mutex, the lock
+    every writer of its five artifacts holds: a nightly, build or rollback running while
+    gc planned has finished since, and what is current or the rollback build now is kept,
+    with its kept tarball and image. A package-cache entry is removed only under
+    py-rattler's lock of that entry, skipped while a running install holds it."""
     freed = 0
-    by_env: dict[str, list[Garbage]] = {}
-    for g in items:
-        if g.env:
-            by_env.setdefault(g.env, []).append(g)
-    for name, planned in by_env.items():
+    envs = sorted({g.env for g in items if g.env})
+    use_engine = any(g.kind == "image" for g in items) or engine_available()
+    for name in envs:
         with build_mod.build_mutex(project, name):
             promotion.recover(project, name)
-            fresh, _ = plan_env(project, name, any(g.kind == "image" for g in planned))
-            still = {(g.kind, g.what) for g in fresh}
-            for g in planned:
-                if (g.kind, g.what) in still and _remove(g):
-                    freed += g.size
+            fresh, _ = plan_env(project, name, use_engine)
+            freed += sum(g.size for g in fresh if _remove(g))
     for g in items:
         if g.kind == "package":
             entry = Path(g.what)
