@@ -3,8 +3,10 @@ inside as the non-root user, list and remove envbuild's images.
 
 Talks to the engine through the ``docker`` CLI (legacy builder, ``DOCKER_BUILDKIT=0``, which
 needs no BuildKit client) with ``--network none``: the image is built from the context alone.
-Images are tagged ``envbuild/<name>:<first 12 hex of the lockfile sha256>`` and labelled with
-the recipe, lock sha256 and build id (https://docs.docker.com/reference/cli/docker/image/build/).
+Images are tagged ``envbuild/<name>:<first 12 hex of the lockfile sha256>-<first 8 of the
+project id>`` and labelled with the recipe, lock sha256, build id and project
+(:func:`project_id`: two projects with a recipe of one name share an engine without sharing
+these tags; ``envbuild/<name>:current`` is the published name and stays one per name) (https://docs.docker.com/reference/cli/docker/image/build/).
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ def engine_available(timeout: float = 10) -> bool:
     return r.returncode == 0 and bool(r.stdout.strip())
 
 
-def tag_for(name: str, lock_sha256: str) -> str:
-    return f"envbuild/{name}:{lock_sha256[:12]}"
+def tag_for(name: str, lock_sha256: str, project: str) -> str:
+    """``envbuild/<name>:<12 hex of the lock sha256>-<8 of the project id>``."""
+    return f"envbuild/{name}:{lock_sha256[:12]}-{project[:8]}"
 
 
 def current_tag(name: str) -> str:
@@ -83,7 +86,7 @@ def build(
     with ``project`` (:func:`project_id`). Returns the image. Raises DockerError with the
     output. The ``docker`` client dies with this process (a killed nightly leaves no build
     running: the engine cancels a build whose client went away)."""
-    tag = tag_for(name, lock_sha256)
+    tag = tag_for(name, lock_sha256, project)
     also = ["-t", current_tag(name)] if current else []
     argv = [
         "docker",

@@ -222,13 +222,13 @@ def stage_context(
 
 def _image_of(project: Project, name: str, info: build_mod.BuildInfo) -> str:
     """The tag of build ``info``'s image if this project's engine still has it, else ""."""
-    tag = image_mod.tag_for(name, info.lock_sha256)
+    pid = image_mod.project_id(project.root)
+    tag = image_mod.tag_for(name, info.lock_sha256, pid)
     try:
         img = image_mod.inspect(tag)
     except EnvBuildError:
         return ""  # its image is gone (or was never built)
-    mine = img.project == image_mod.project_id(project.root)
-    return tag if mine and img.build_id == info.build_id else ""
+    return tag if img.project == pid and img.build_id == info.build_id else ""
 
 
 def _kept_tarball(project: Project, name: str, build_id: str) -> Path | None:
@@ -248,7 +248,8 @@ def missing_for_rollback(project: Project, name: str, build_id: str) -> list[str
     if _kept_tarball(project, name, build_id) is None:
         missing.append(f"a kept tarball (dist/history/{name}/{build_id}.tar.*)")
     if engine_available() and not _image_of(project, name, info):
-        missing.append(f"its image ({image_mod.tag_for(name, info.lock_sha256)} of this build)")
+        tag = image_mod.tag_for(name, info.lock_sha256, image_mod.project_id(project.root))
+        missing.append(f"its image ({tag} of this build)")
     return missing
 
 
