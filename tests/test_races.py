@@ -316,3 +316,44 @@ def test_a_killed_nightly_leaves_no_docker_build_running(greet: tuple[Project, P
     p.doit("gc")  # layers the engine committed while cancelling the build
     assert _published(p) == before
     _nothing_left(p, (candidate,))
+
+
+def test_gc_lists_and_removes_leftovers_of_interrupted_writes(project: Project) -> None:
+    """`.link-*` names and staged `*.tmp` files a killed run left (in dist/, the kept
+    tarballs, the Docker context, envs/) are garbage; another recipe's are not this one's."""
+    project.doit("build")
+    root = project.root
+    leftovers = [
+        root / "dist" / ".tiny-linux-64.tar.zst.link-4242",
+        root / "dist" / ".tiny-linux-64.tar.zst.x1y2.tmp",
+        root / "dist" / "history" / "tiny" / ".20260101T000000000Z-0123.tar.zst.ab.tmp",
+        root / "docker" / "tiny" / ".env.tar.link-4242",
+        root / "envs" / ".tiny.link-4242",
+    ]
+    other = root / "dist" / ".tiny-x-linux-64.tar.zst.link-1"  # recipe tiny-x's
+    for f in [*leftovers, other]:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x" * 1000)
+    listed = project.doit("gc", "--dry-run").stdout
+    assert all(str(f) in listed for f in leftovers), listed
+    assert str(other) not in listed
+    project.doit("gc")
+    assert [f for f in leftovers if f.exists()] == [] and other.exists()
+    assert Project.executed(project.doit("build")) == []
+
+
+@pytest.mark.slow
+def test_kill_9_while_the_candidate_is_packed_leaves_nothing(greet: tuple[Project, Path]) -> None:
+    p, channel = greet
+    before = _published(p)
+    time.sleep(1)
+    _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
+    night = p.popen("nightly")
+    history = p.root / "dist" / "history" / NAME
+    _wait_for("the candidate's tarball", lambda: any(history.glob(".*.tmp")), night)
+    candidate = _candidate_id(p)
+    os.killpg(night.pid, signal.SIGKILL)
+    night.wait(timeout=60)
+    p.doit("build", f"env={NAME}")  # recovery
+    assert _published(p) == before
+    _nothing_left(p, (candidate,))
