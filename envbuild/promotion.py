@@ -8,9 +8,12 @@ verified, packed with its proof, imaged with its in-container smoke. Only then i
 (``build/state/<name>.promotion.json``) written, naming everything the switch needs; each
 step after it is idempotent, so a switch killed at any point is rolled forward by the next
 command that takes the environment's build mutex (``doit build``, ``doit nightly``,
-``doit rollback``): :func:`recover`. Before the journal exists nothing current has changed,
-and a leftover candidate (its build, kept tarball, staged context and image tag) is
-discarded by :func:`recover` instead.
+``doit rollback``, and every other command that takes the mutex): :func:`recover`. Before
+the journal exists nothing current has changed, and a leftover candidate (its build, kept
+tarball, staged context, images and temporaries) is discarded by :func:`recover` instead.
+A candidate's id is recorded (:func:`envbuild.build.candidate_file`) before its build
+directory is created, so no kill leaves a build that recovery does not know; rollback only
+targets builds that can be published whole (:func:`missing_for_rollback`).
 
 Callers hold the environment's build mutex (:func:`envbuild.build.build_mutex`).
 """
@@ -161,7 +164,11 @@ def apply(project: Project, sw: Switch) -> None:
     kill_point("state")
     remove_tree(promotion_journal(project, name))
     remove_tree(candidate_dir(project, name))
-    log.info("%s: build %s is current, with its lockfile, tarball and image", name, sw.build_id)
+    published = ["its lockfile", "explicit files"]
+    published.append("tarball" if sw.tarball else "no tarball (removed)")
+    if engine_available():
+        published.append(f"image {sw.image}" if sw.image else "no image (tag removed)")
+    log.info("%s: build %s is current, with %s", name, sw.build_id, ", ".join(published))
 
 
 def _untag_current(project: Project, name: str) -> None:

@@ -311,7 +311,7 @@ def test_a_killed_nightly_leaves_no_docker_build_running(greet: tuple[Project, P
     p.doit("build", f"env={NAME}")  # recovery: the candidate is discarded
     time.sleep(20)  # a docker build left running would have tagged its image by now
     tagged = _docker("images", "--filter", f"label=org.envbuild.build-id={candidate}",
-                     "--format", "{{.Repository}}:{{.Tag}}")  # fmt: skip
+                     "--filter", "dangling=false", "--format", "{{.Repository}}:{{.Tag}}")  # fmt: skip
     assert tagged == "", f"a docker build outlived the killed nightly: {tagged}"
     p.doit("gc")  # layers the engine committed while cancelling the build
     assert _published(p) == before
