@@ -24,6 +24,10 @@ from envbuild.recipe_model import Smoke
 LABEL_RECIPE = "org.envbuild.recipe"
 LABEL_LOCK = "org.envbuild.lock-sha256"
 LABEL_STAGE = "org.envbuild.stage"
+# The unpack stage's value. Not "unpack": envbuild before issue 20 pruned every dangling image
+# labelled stage=unpack engine-wide, which deleted other builds' stages mid-build ("unknown
+# parent image ID"); such versions may still share the engine, and never match this value.
+STAGE_UNPACK = "unpack-of-build"
 LABEL_BUILD = "org.envbuild.build-id"
 LABEL_PROJECT = "org.envbuild.project"
 
@@ -129,7 +133,7 @@ def prune_stages(project: str, build_id: str) -> None:
     labels that stage with both), by id: never an engine-wide prune, which would also take
     other builds' stages, even while they are being built (the engine is shared)."""
     for image_id in _ids(
-        f"label={LABEL_STAGE}=unpack",
+        f"label={LABEL_STAGE}={STAGE_UNPACK}",
         f"label={LABEL_PROJECT}={project}",
         f"label={LABEL_BUILD}={build_id}",
     ):

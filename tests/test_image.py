@@ -80,7 +80,7 @@ def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
     )
     # the unpack stage leaves no dangling 500 MB image behind
     stages = subprocess.run(
-        ["docker", "images", "-q", "--filter", "label=org.envbuild.stage=unpack",
+        ["docker", "images", "-q", "--filter", "label=org.envbuild.stage=unpack-of-build",
          "--filter", f"label=org.envbuild.project={image.project_id(project.root)}"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip

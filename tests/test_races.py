@@ -219,7 +219,7 @@ def _foreign_images(recipe: str) -> Iterator[list[str]]:
     labels = {
         "tagged": f"org.envbuild.recipe={recipe} org.envbuild.project=0123456789abcdef "
         f"org.envbuild.build-id=20250101T000000000Z-{mark[:12]}",
-        "stage": f"org.envbuild.stage=unpack org.envbuild.recipe={recipe} "
+        "stage": f"org.envbuild.stage=unpack-of-build org.envbuild.recipe={recipe} "
         f"org.envbuild.build-id=20250101T000000000Z-{mark[12:24]}",
         "old": f"org.envbuild.recipe={recipe} org.envbuild.build-id=20250101T000000000Z-x{mark[:11]}",
     }
@@ -256,7 +256,7 @@ def test_a_foreign_project_s_images_are_never_touched(greet: tuple[Project, Path
             assert _docker("image", "inspect", "--format", "{{.Id}}", image_id) == image_id
     assert _published(p) == first
     pid = project_id(p.root)
-    stages = _docker("images", "-aq", "--filter", "label=org.envbuild.stage=unpack",
+    stages = _docker("images", "-aq", "--filter", "label=org.envbuild.stage=unpack-of-build",
                      "--filter", f"label=org.envbuild.project={pid}")  # fmt: skip
     assert stages == ""  # this project's unpack stages were removed
 
