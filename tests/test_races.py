@@ -293,6 +293,17 @@ def test_a_full_disk_during_a_nightly_is_a_failed_recipe(greet: tuple[Project, P
         subprocess.run(["umount", "-l", str(dist)], check=False)
 
 
+def _processes_naming(text: str) -> list[str]:
+    """Command lines of running processes that contain ``text`` (read from /proc)."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if text in argv:
+                out.append(argv)
+    return out
+
+
 @pytest.mark.slow
 def test_a_killed_nightly_leaves_no_docker_build_running(greet: tuple[Project, Path]) -> None:
     """kill -9 of the nightly (not its process group) while `docker build` runs: the
@@ -308,6 +319,8 @@ def test_a_killed_nightly_leaves_no_docker_build_running(greet: tuple[Project, P
     time.sleep(2)  # docker build under way
     os.kill(night.pid, signal.SIGKILL)
     night.wait(timeout=60)
+    time.sleep(1)
+    assert _processes_naming(candidate) == [], "docker build outlived the killed nightly"
     p.doit("build", f"env={NAME}")  # recovery: the candidate is discarded
     time.sleep(20)  # a docker build left running would have tagged its image by now
     tagged = _docker("images", "--filter", f"label=org.envbuild.build-id={candidate}",
