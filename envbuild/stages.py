@@ -278,6 +278,9 @@ def _docker(project: Project, recipe: Recipe, name: str) -> None:
     if not tb.exists():
         msg = f"{display(tb)} does not exist; run `doit pack env={name}`"
         raise EnvBuildError(msg)
+    if not pack_is_current(project.root, name):  # an image must describe the current build
+        msg = f"{display(tb)} is not build {info.build_id}'s tarball; run `doit pack env={name}`"
+        raise EnvBuildError(msg)
     pid = image_mod.project_id(project.root)
     ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id, pid)
     text = docker_mod.render(project.path("templates"), ctx)

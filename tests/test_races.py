@@ -93,8 +93,12 @@ def _candidate_id(p: Project) -> str:
 
 def _stage(p: Project, *stages: str) -> subprocess.Popen[str]:
     """A process running envbuild's stage executors as doit's actions call them."""
+    return _stage_of(p, NAME, *stages)
+
+
+def _stage_of(p: Project, name: str, *stages: str) -> subprocess.Popen[str]:
     code = "import sys; from envbuild import stages\n" + "".join(
-        f"stages.{s}(sys.argv[1], {NAME!r})\n" for s in stages
+        f"stages.{s}(sys.argv[1], {name!r})\n" for s in stages
     )
     return subprocess.Popen(
         [sys.executable, "-c", code, str(p.root)],
@@ -370,3 +374,18 @@ def test_kill_9_while_the_candidate_is_packed_leaves_nothing(greet: tuple[Projec
     p.doit("build", f"env={NAME}")  # recovery
     assert _published(p) == before
     _nothing_left(p, (candidate,))
+
+
+def test_docker_refuses_a_tarball_of_another_build(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image is made only from the current build's tarball: after a rebuild that was not
+    packed, the Docker stage called directly says so instead of labelling the old tarball
+    with the new build."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # rendering is enough
+    project.doit("pack")
+    project.doit("--always-execute", "build:tiny")
+    docker = _stage_of(project, "tiny", "docker")
+    out = docker.communicate(timeout=300)[0]
+    assert docker.returncode != 0 and "'s tarball; run `doit pack env=tiny`" in out, out
+    assert not (project.root / "docker" / "tiny" / "Dockerfile").exists()
