@@ -35,7 +35,15 @@ from envbuild.mutex import hold
 from envbuild.project import Project
 from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.secrets import require_credentials
-from envbuild.state import BUILDS_DIR, BuildInfo, builds_root, marker_path, read_marker
+from envbuild.state import (
+    BUILDS_DIR,
+    BuildInfo,
+    builds_root,
+    candidate_dir,
+    marker_path,
+    read_json,
+    read_marker,
+)
 from envbuild.validate import display
 
 log = logging.getLogger("envbuild")
@@ -118,7 +126,25 @@ def build_locked(recipe: Recipe, project: Project) -> Path:
     """:func:`build_env` for a caller that already holds the build mutex."""
     prefix, info = install_build(recipe, project, project.lockfile(recipe.name))
     promote(project, recipe.name, info.build_id)
+    remove_tree(candidate_dir(project, recipe.name))  # current now: no longer a candidate
     return prefix
+
+
+def candidate_file(project: Project, name: str) -> Path:
+    """``build/state/candidate/<name>/candidate.json``: the build id of the build being made
+    (written before its directory exists), so that whatever a killed run left is known to
+    recovery (:func:`envbuild.promotion.recover` discards it) and never kept as a build."""
+    return candidate_dir(project, name) / "candidate.json"
+
+
+def _note_candidate(project: Project, name: str, build_id: str) -> None:
+    """Record ``build_id`` as the candidate; an older candidate's build (of a run that died
+    and was never recovered) is removed first: it never became current."""
+    old = (read_json(candidate_file(project, name)) or {}).get("build_id", "")
+    current = read_marker(project.env_prefix(name))
+    if old and old != build_id and (current is None or current.build_id != old):
+        remove_build(builds_root(project, name) / old)
+    atomic_write(candidate_file(project, name), f'{{"build_id": "{build_id}"}}')
 
 
 def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> LockedPackages:
@@ -171,8 +197,9 @@ def lock_copy(prefix: Path) -> Path:
 
 def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Path, BuildInfo]:
     """Install the lockfile at ``lock_path`` into a new build directory, without making it
-    current. The lockfile is copied beside it, the completion marker written last. Returns
-    (prefix, marker). On any failure the build directory is removed."""
+    current. Its id is recorded as the candidate (:func:`candidate_file`) before the
+    directory is made; the lockfile is copied beside it, the completion marker written
+    last. Returns (prefix, marker). On any failure the build directory is removed."""
     lockfile = checked_lockfile(recipe, project, lock_path)
     platform = current_subdir()
     records = install_records(lockfile, platform)
@@ -181,6 +208,7 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
     clean_stale_builds(project, recipe.name, project.keep_builds)
     build_id = _unused_build_id(builds_root(project, recipe.name), new_build_id(lock_sha))
     prefix = builds_root(project, recipe.name) / build_id
+    _note_candidate(project, recipe.name, build_id)  # journaled before the directory exists
     prefix.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     cache, link = project.path("bytecode_cache"), project.link_mode == "auto"
@@ -211,6 +239,7 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
         atomic_write(marker_path(prefix), info.to_json())
     except BaseException:
         remove_build(prefix)
+        remove_tree(candidate_dir(project, recipe.name))  # nothing else is staged yet
         raise
     log.info("built %s: %d packages in %.1f s", recipe.name, info.packages, info.seconds)
     return prefix, info

@@ -39,9 +39,12 @@ class DockerContext:
     build_id: str
     imports: tuple[str, ...]
     variables: tuple[tuple[str, str], ...] = ()  # (name, value quoted for a Dockerfile ENV)
+    project_id: str = ""  # image.project_id: labels the unpack stage, which is pruned by it
 
 
-def context_for(recipe: Recipe, lock_sha256: str, build_id: str) -> DockerContext:
+def context_for(
+    recipe: Recipe, lock_sha256: str, build_id: str, project_id: str = ""
+) -> DockerContext:
     """The template variables for ``recipe`` (pure)."""
     d = recipe.docker
     return DockerContext(
@@ -55,6 +58,7 @@ def context_for(recipe: Recipe, lock_sha256: str, build_id: str) -> DockerContex
         build_id,
         recipe.smoke.imports,
         tuple((k, _quoted(v)) for k, v in recipe.variables),
+        project_id,
     )
 
 

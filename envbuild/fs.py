@@ -158,16 +158,25 @@ def replace_dir(src: Path, final: Path) -> None:
 
 def atomic_link(src: Path, dest: Path) -> None:
     """Make ``dest`` a hard link to ``src`` (same file, second name), replacing ``dest``
-    atomically; falls back to a copy across filesystems."""
+    atomically; falls back to a copy across filesystems. A no-op if ``dest`` already is
+    ``src``: renaming a link onto the same inode does nothing (POSIX rename(2)) and would
+    leave the temporary name behind. The temporary name is removed on any failure."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        if os.path.samefile(src, dest):
+            return
     tmp = dest.with_name(f".{dest.name}.link-{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dest)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # still there only if the rename failed or did nothing
 
 
 def replace_symlink(link: Path, target: str) -> None:

@@ -27,6 +27,7 @@ from envbuild import image as image_mod
 from envbuild import lock as lock_mod
 from envbuild import lockdiff, promotion, stage_inputs
 from envbuild import pack as pack_mod
+from envbuild.epoch import lock_epoch
 from envbuild.errors import EnvBuildError
 from envbuild.fingerprint import effective_cutoff
 from envbuild.fs import atomic_write, tree_bytes
@@ -151,32 +152,35 @@ def _smoke_and_verify(
 
 
 def _publishables(
-    recipe: Recipe, project: Project, prefix: Path, info: BuildInfo
+    recipe: Recipe, project: Project, prefix: Path, info: BuildInfo, lockfile: Path
 ) -> tuple[str, str, promotion.Switch | None]:
     """Pack the candidate into its kept tarball (with the proof) and, when an engine is
-    reachable, build its image under its lock's tag and smoke-test it inside. Returns
+    reachable, build its image under its lock's tag and smoke-test it inside. The tarball's
+    members carry ``lockfile``'s epoch, as `doit pack` of that lock gives them. Returns
     (stage, error, None) on failure, else ("", "", the switch that publishes them)."""
     name, root = recipe.name, project.root
     fmt = recipe.pack.format
     kept = pack_mod.history_path(project.path("dist"), name, info.build_id, fmt)
     try:
-        pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables)
-    except EnvBuildError as e:
-        return "pack", str(e), None
+        epoch = lock_epoch(lockfile)
+        pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables, epoch)
+    except (EnvBuildError, OSError) as e:  # OSError: e.g. ENOSPC in dist/
+        return "pack", _reason(e), None
     packed = {"format": fmt, **stage_inputs.stamp(project, recipe, "pack")}
     atomic_write(pack_record(project, name, info.build_id), json.dumps(packed, indent=2))
     image = ""
     try:
         context = promotion.stage_context(project, recipe, info.build_id, info.lock_sha256, kept)
         if engine_available():
-            img = image_mod.build(context, name, info.lock_sha256, info.build_id, current=False)
+            img = image_mod.build(context, name, info.lock_sha256, info.build_id,
+                                  image_mod.project_id(root), current=False)  # fmt: skip
             image_mod.smoke(img.tag, recipe.smoke)
             record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id,
                       "inputs": stage_inputs.docker_digest(recipe)}  # fmt: skip
             atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
             image = img.tag
-    except EnvBuildError as e:
-        return "docker", str(e), None
+    except (EnvBuildError, OSError) as e:
+        return "docker", _reason(e), None
     dist = pack_mod.tarball_path(project.path("dist"), name, info.platform, fmt)
     return (
         "",
@@ -216,19 +220,21 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
             return NightlyResult(**res, status="unchanged", seconds=seconds)
         try:
             prefix, info = build_mod.install_build(recipe, project, candidate_path)
-        except EnvBuildError as e:
-            return _fail(res, "build", str(e), start)
-        promotion.note_candidate(project, name, info.build_id)
+        except (EnvBuildError, OSError) as e:  # OSError: a full disk, said as a failure
+            return _fail(res, "build", _reason(e), start)
+        promotion.kill_point("built")
         res.update(build_id=info.build_id, build_seconds=info.seconds)
-        stage, error = _smoke_and_verify(recipe, project, prefix, info, candidate, res)
-        if stage:
-            promotion.discard_candidate(project, name)
-            return _fail(res, stage, error, start)
-        res["env_bytes"] = tree_bytes(prefix)
-        if project.nightly_mode == "propose":
-            return _propose(project, name, current, candidate, res, start)
-        stage, error, switch = _publishables(recipe, project, prefix, info)
-        if switch is None:
+        stage, switch = "smoke", None
+        try:
+            stage, error = _smoke_and_verify(recipe, project, prefix, info, candidate, res)
+            if not stage:
+                res["env_bytes"] = tree_bytes(prefix)
+                if project.nightly_mode == "propose":
+                    return _propose(project, name, current, candidate, res, start)
+                stage, error, switch = _publishables(recipe, project, prefix, info, candidate_path)
+        except OSError as e:  # ENOSPC and the like, in whichever step: the candidate goes
+            stage, error, switch = stage or "publish", _reason(e), None
+        if stage or switch is None:
             promotion.discard_candidate(project, name)
             return _fail(res, stage, error, start)
         promotion.apply(project, switch)
@@ -236,6 +242,14 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
     res["tarball_bytes"] = (project.root / switch.tarball).stat().st_size
     res["image"] = switch.image
     return NightlyResult(**res, status="promoted", seconds=round(time.monotonic() - start, 2))
+
+
+def _reason(e: BaseException) -> str:
+    """An error as a report line: an OSError names its file and what the system said."""
+    if isinstance(e, OSError) and not isinstance(e, EnvBuildError):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e} (errno {e.errno}); free space or fix the path and rerun"
+    return str(e)
 
 
 def proposed_lockfile(project: Project, name: str) -> Path:

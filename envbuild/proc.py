@@ -65,6 +65,16 @@ def format_failure(result: Result, what: str = "command failed") -> str:
     )
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): be sent SIGKILL when the parent dies, so that a
+    long command (``docker build``) never outlives a killed envbuild (prctl(2),
+    PR_SET_PDEATHSIG). Elsewhere nothing: such children are waited for instead."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -74,8 +84,10 @@ def run(
     check: bool = True,
     input_text: str | None = None,
     stream_stderr: bool = False,
+    die_with_parent: bool = False,
 ) -> Result:
-    """Run ``argv`` to completion and capture its output.
+    """Run ``argv`` to completion and capture its output (``die_with_parent``: the command
+    is killed if this process dies, on Linux).
 
     Inputs: ``argv`` (no shell), ``cwd``, a complete ``env`` (None = inherit), ``timeout`` in
     seconds; ``stream_stderr`` lets the command draw on this process's stderr (progress bars)
@@ -96,6 +108,7 @@ def run(
             timeout=timeout,
             check=False,
             input=None if input_text is None else input_text.encode(),
+            preexec_fn=_die_with_parent if die_with_parent and os.name == "posix" else None,
         )
     except FileNotFoundError as e:
         raise ProcessError(_not_found(args)) from e

@@ -8,9 +8,12 @@ verified, packed with its proof, imaged with its in-container smoke. Only then i
 (``build/state/<name>.promotion.json``) written, naming everything the switch needs; each
 step after it is idempotent, so a switch killed at any point is rolled forward by the next
 command that takes the environment's build mutex (``doit build``, ``doit nightly``,
-``doit rollback``): :func:`recover`. Before the journal exists nothing current has changed,
-and a leftover candidate (its build, kept tarball, staged context and image tag) is
-discarded by :func:`recover` instead.
+``doit rollback``, and every other command that takes the mutex): :func:`recover`. Before
+the journal exists nothing current has changed, and a leftover candidate (its build, kept
+tarball, staged context, images and temporaries) is discarded by :func:`recover` instead.
+A candidate's id is recorded (:func:`envbuild.build.candidate_file`) before its build
+directory is created, so no kill leaves a build that recovery does not know; rollback only
+targets builds that can be published whole (:func:`missing_for_rollback`).
 
 Callers hold the environment's build mutex (:func:`envbuild.build.build_mutex`).
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,38 +77,47 @@ class Switch:
     image: str = ""
 
 
-def note_candidate(project: Project, name: str, build_id: str) -> None:
-    """Record that build ``build_id`` is a candidate (not current until a switch), so that
-    :func:`recover` discards it if the run dies before its switch."""
-    atomic_write(
-        candidate_dir(project, name) / "candidate.json", json.dumps({"build_id": build_id})
-    )
-
-
 def discard_candidate(project: Project, name: str) -> None:
-    """Remove the recorded candidate, unless it became current: its build directory, its
-    kept tarball, its image tag (if the image is the candidate's) and the staging directory."""
+    """Remove the recorded candidate (:func:`envbuild.build.candidate_file`), unless it
+    became current: its build directory, its kept tarball, every image of that build (of this
+    project only), the temporaries its stages left, and the staging directory."""
     staging = candidate_dir(project, name)
-    build_id = (read_json(staging / "candidate.json") or {}).get("build_id", "")
+    build_id = (read_json(build_mod.candidate_file(project, name)) or {}).get("build_id", "")
     current = read_marker(project.env_prefix(name))
     if build_id and (current is None or current.build_id != build_id):
-        prefix = build_mod.builds_root(project, name) / build_id
-        info = read_marker(prefix)
-        if info is not None and engine_available():
-            tag = image_mod.tag_for(name, info.lock_sha256)
-            try:
-                if image_mod.inspect(tag).build_id == build_id:
-                    image_mod.untag(tag)
-            except EnvBuildError:
-                pass  # no image was built
-        build_mod.remove_build(prefix)
+        if engine_available():
+            image_mod.remove_build_images(image_mod.project_id(project.root), build_id)
+        build_mod.remove_build(build_mod.builds_root(project, name) / build_id)
         for kept in (project.path("dist") / "history" / name).glob(f"{build_id}.tar.*"):
             remove_tree(kept)
+        remove_tree(build_record(project, name, build_id, "smoke"))
+        remove_tree(build_record(project, name, build_id, "image"))
         log.info("discarded the unfinished candidate %s of %s", build_id, name)
+    for leftover in leftovers(project, name):
+        remove_tree(leftover)
     remove_tree(staging)
 
 
-def _kill_point(step: str) -> None:
+_PLATFORM = r"(?:linux|osx|win|emscripten|wasi|zos|freebsd)-[a-z0-9]+"
+
+
+def leftovers(project: Project, name: str) -> list[Path]:
+    """Temporaries of interrupted writes of ``name``'s tarballs and Docker context (staged
+    ``*.tmp`` files, ``.link-*`` names): every writer of these holds the environment's build
+    mutex, so under it they are nobody's work in progress (reads only)."""
+    dist = project.path("dist")
+    mine = re.compile(rf"\.{re.escape(name)}-{_PLATFORM}\.tar\.[a-z0-9]+\.")
+    found = [p for p in (dist.iterdir() if dist.is_dir() else []) if mine.match(p.name)]
+    for d in (dist / "history" / name, project.path("docker") / name):
+        found += [p for p in (d.iterdir() if d.is_dir() else []) if p.name.startswith(".")]
+    envs = project.path("envs")
+    found += sorted(envs.glob(f".{name}.link-*")) if envs.is_dir() else []
+    return sorted(found)
+
+
+def kill_point(step: str) -> None:
+    """SIGKILL this process if ``ENVBUILD_KILL_AT`` names ``step`` (a switch step, or
+    ``built``: the nightly's candidate complete, before its checks)."""
     if os.environ.get(KILL_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -127,34 +140,49 @@ def apply(project: Project, sw: Switch) -> None:
         msg = f"build {sw.build_id} of '{name}' is incomplete or gone; nothing was switched"
         raise EnvBuildError(msg)
     atomic_write(promotion_journal(project, name), json.dumps(asdict(sw), indent=2))
-    _kill_point("journal")
+    kill_point("journal")
     build_mod.promote(project, name, sw.build_id)
-    _kill_point("environment")
+    kill_point("environment")
     atomic_write(project.lockfile(name), build_mod.lock_copy(prefix).read_bytes())
-    _kill_point("lockfile")
+    kill_point("lockfile")
     lock_mod.write_explicit(lock_mod.read_lockfile(project.lockfile(name)), project, name)
-    _kill_point("explicit")
+    kill_point("explicit")
     dist = root / sw.dist_tarball
     if sw.tarball and (root / sw.tarball).exists():
         atomic_link(root / sw.tarball, dist)
     else:
         remove_tree(dist)  # that build was never packed: no older tarball may claim it
-    _kill_point("tarball")
+    kill_point("tarball")
     _switch_context(project, sw)
-    _kill_point("context")
+    kill_point("context")
     if engine_available():
         if sw.image:
             image_mod.retag(sw.image, image_mod.current_tag(name))
         else:
-            image_mod.untag(image_mod.current_tag(name))
-    _kill_point("image")
+            _untag_current(project, name)
+    kill_point("image")
     atomic_write(build_state(project, name), info.to_json())
     _copy_record(build_record(project, name, sw.build_id, "smoke"), smoke_state(project, name))
     _copy_record(build_record(project, name, sw.build_id, "image"), image_state(project, name))
-    _kill_point("state")
+    kill_point("state")
     remove_tree(promotion_journal(project, name))
     remove_tree(candidate_dir(project, name))
-    log.info("%s: build %s is current, with its lockfile, tarball and image", name, sw.build_id)
+    published = ["its lockfile", "explicit files"]
+    published.append("tarball" if sw.tarball else "no tarball (removed)")
+    if engine_available():
+        published.append(f"image {sw.image}" if sw.image else "no image (tag removed)")
+    log.info("%s: build %s is current, with %s", name, sw.build_id, ", ".join(published))
+
+
+def _untag_current(project: Project, name: str) -> None:
+    """Remove ``envbuild/<name>:current`` if it names one of this project's images (another
+    project's recipe of the same name may hold that tag on a shared engine)."""
+    try:
+        img = image_mod.inspect(image_mod.current_tag(name))
+    except EnvBuildError:
+        return
+    if img.project in ("", image_mod.project_id(project.root)):
+        image_mod.untag(image_mod.current_tag(name))
 
 
 def _switch_context(project: Project, sw: Switch) -> None:
@@ -201,7 +229,7 @@ def stage_context(
 ) -> Path:
     """Render the Docker context of build ``build_id`` (its Dockerfile, ``tarball``
     decompressed) into the staging directory; returns the directory."""
-    ctx = docker_mod.context_for(recipe, lock_sha256, build_id)
+    ctx = docker_mod.context_for(recipe, lock_sha256, build_id, image_mod.project_id(project.root))
     text = docker_mod.render(project.path("templates"), ctx)
     out = candidate_dir(project, recipe.name) / "docker"
     docker_mod.write_context(tarball, out, text)
@@ -210,30 +238,61 @@ def stage_context(
     return out
 
 
+def _image_of(project: Project, name: str, info: build_mod.BuildInfo) -> str:
+    """The tag of build ``info``'s image if this project's engine still has it, else ""."""
+    pid = image_mod.project_id(project.root)
+    tag = image_mod.tag_for(name, info.lock_sha256, pid)
+    try:
+        img = image_mod.inspect(tag)
+    except EnvBuildError:
+        return ""  # its image is gone (or was never built)
+    return tag if img.project == pid and img.build_id == info.build_id else ""
+
+
+def _kept_tarball(
+    project: Project, name: str, build_id: str, fmt: str | None = None
+) -> Path | None:
+    """The kept tarball of ``build_id`` (in format ``fmt`` if given: ``tar.zst``), or None."""
+    history = project.path("dist") / "history" / name
+    if fmt is not None:
+        found = history / f"{build_id}.{fmt}"
+        return found if found.exists() else None
+    return next(iter(sorted(history.glob(f"{build_id}.tar.*"))), None)
+
+
+def missing_for_rollback(project: Project, name: str, build_id: str) -> list[str]:
+    """What build ``build_id`` lacks to be published again: its smoke record (passed), its
+    kept tarball, and, where an engine makes images, its image. Empty: a rollback target."""
+    info = read_marker(build_mod.builds_root(project, name) / build_id)
+    if info is None:
+        return ["its completion marker"]
+    missing = []
+    smoke = build_record(project, name, build_id, "smoke")
+    if (read_json(smoke) or {}).get("status") != "passed":
+        missing.append(f"a passed smoke record ({smoke.name})")
+    if _kept_tarball(project, name, build_id) is None:
+        missing.append(f"a kept tarball (dist/history/{name}/{build_id}.tar.*)")
+    if engine_available() and not _image_of(project, name, info):
+        tag = image_mod.tag_for(name, info.lock_sha256, image_mod.project_id(project.root))
+        missing.append(f"its image ({tag} of this build)")
+    return missing
+
+
 def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball: Path) -> Switch:
     """The switch back to the complete build ``target``: its kept tarball and image if they
-    still exist (gc keeps them with the build), a context rendered from that tarball."""
+    still exist, a context rendered from that tarball."""
     info = read_marker(target)
     assert info is not None
     name, root = recipe.name, project.root
     # the kept tarball in the format published at dist_tarball (a build repacked in another
     # format has one of each)
-    fmt = dist_tarball.name.split(".", 1)[1]
-    found = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
-    kept = found if found.exists() else None
+    kept = _kept_tarball(project, name, info.build_id, dist_tarball.name.split(".", 1)[1])
     context = ""
     if kept is not None:
         context = os.path.relpath(
             stage_context(project, recipe, info.build_id, info.lock_sha256, kept), root
         )
-    image = ""
-    if engine_available():
-        tag = image_mod.tag_for(name, info.lock_sha256)
-        try:
-            if image_mod.inspect(tag).build_id == info.build_id:
-                image = tag
-        except EnvBuildError:
-            pass  # its image is gone (or was never built)
+    image = _image_of(project, name, info) if engine_available() else ""
     return Switch(
         name=name,
         build_id=info.build_id,
@@ -245,9 +304,10 @@ def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball
 
 
 def rollback(project: Project, recipe: Recipe, dist_tarball: Path) -> str:
-    """Switch environment ``recipe.name`` back to the newest complete build older than the
-    current one, with its lockfile, explicit files, tarball (published at ``dist_tarball``)
-    and image. Returns its build id. Raises BuildError if there is none."""
+    """Switch environment ``recipe.name`` back to the newest earlier build that can be
+    published whole (:func:`missing_for_rollback`), with its lockfile, explicit files,
+    tarball (published at ``dist_tarball``) and image. Returns its build id. Raises
+    BuildError if there is none, naming what each earlier build lacks."""
     name = recipe.name
     with build_mod.build_mutex(project, name):
         recover(project, name)
@@ -260,7 +320,18 @@ def rollback(project: Project, recipe: Recipe, dist_tarball: Path) -> str:
         if not older:
             msg = f"environment '{name}' has no earlier build to roll back to"
             raise BuildError(msg)
-        sw = rollback_switch(project, recipe, older[-1], dist_tarball)
+        lacking = {d.name: missing_for_rollback(project, name, d.name) for d in older}
+        usable = [d for d in older if not lacking[d.name]]
+        if not usable:
+            why = "; ".join(f"{b} lacks {', '.join(m)}" for b, m in reversed(lacking.items()))
+            msg = (
+                f"environment '{name}' has no earlier build that can be published whole: {why}; "
+                "nothing was switched"
+            )
+            raise BuildError(msg)
+        for d in older[older.index(usable[-1]) + 1 :]:
+            log.warning("not rolling back to %s: it lacks %s", d.name, ", ".join(lacking[d.name]))
+        sw = rollback_switch(project, recipe, usable[-1], dist_tarball)
         apply(project, sw)
         log.info("rolled %s back to build %s", name, sw.build_id)
         return sw.build_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from envbuild import build as build_mod
@@ -39,12 +40,16 @@ from envbuild.state import (
     build_is_current,
     build_record,
     build_state,
+    current_build_id,
+    docker_is_current,
     docker_state,
     image_state,
     lock_is_fresh,
+    pack_is_current,
     pack_record,
     pack_state,
     read_json,
+    smoke_is_current,
     smoke_state,
     template_sha,
     verify_report,
@@ -156,14 +161,27 @@ def _current_build(project: Project, name: str) -> build_mod.BuildInfo:
     return info
 
 
+@contextlib.contextmanager
+def the_five(project: Project, name: str) -> Iterator[bool]:
+    """Hold environment ``name``'s build mutex, the one lock of its five published artifacts
+    (environment, lockfile, explicit files, tarball, image tag), after finishing or
+    discarding what a killed run left (:func:`promotion.recover`). Yields True if another
+    process switched the environment while this one waited (a nightly, a rollback): the
+    caller then redoes only what is not current for that build."""
+    before = current_build_id(project, name)
+    with build_mod.build_mutex(project, name):
+        recovered = promotion.recover(project, name)
+        yield recovered or current_build_id(project, name) != before
+
+
 def build(root: str, name: str) -> None:
     """Build envs/<name> from its lock, first finishing a promotion or rollback that was
-    interrupted (which may leave nothing to build)."""
+    interrupted. A build of the lock asked for that became current while this one waited
+    (or was recovered) does nothing; otherwise build: doit decided it must
+    (``--always-execute`` included)."""
     project, recipe = load(root, name)
-    with build_mod.build_mutex(project, name):
-        # a finished switch (or a discarded candidate) may leave nothing to build; otherwise
-        # build: doit decided it must (`--always-execute` included)
-        if not (promotion.recover(project, name) and build_is_current(project.root, name)):
+    with the_five(project, name) as moved:
+        if not (moved and build_is_current(project.root, name)):
             build_mod.build_locked(recipe, project)
     record_build_state(project, name)
     conda_envs.register(project, name)  # the stable path: a no-op once it is listed
@@ -199,6 +217,12 @@ def verify(root: str, name: str) -> None:
 
 def smoke(root: str, name: str) -> None:
     project, recipe = load(root, name)
+    with the_five(project, name) as moved:
+        if not (moved and smoke_is_current(project.root, name)):
+            _smoke(project, recipe, name)
+
+
+def _smoke(project: Project, recipe: Recipe, name: str) -> None:
     info = _current_build(project, name)
     report = smoke_state(project, name)
     remove_tree(report)  # a failed run must not leave an older pass behind
@@ -225,7 +249,15 @@ def smoke(root: str, name: str) -> None:
 
 
 def pack(root: str, name: str) -> None:
+    """Pack the current build into dist/ (and keep it for rollback), under the build mutex:
+    a nightly or rollback switching meanwhile is waited for, then only its build counts."""
     project, recipe = load(root, name)
+    with the_five(project, name) as moved:
+        if not (moved and pack_is_current(project.root, name)):
+            _pack(project, recipe, name)
+
+
+def _pack(project: Project, recipe: Recipe, name: str) -> None:
     info = _current_build(project, name)
     passed = read_json(smoke_state(project, name))
     if not passed or passed.get("build_id") != info.build_id or passed.get("status") != "passed":
@@ -234,22 +266,21 @@ def pack(root: str, name: str) -> None:
             f"run `doit smoke env={name}`"
         )
         raise PackError(msg)
-    with exclusive(project, name, "pack"):
-        epoch = lock_epoch(project.lockfile(name))
-        tb = pack_mod.pack_env(
-            name,
-            project.env_prefix(name),
-            tarball(project, name),
-            recipe.pack,
-            recipe.smoke,
-            recipe.variables,
-            epoch,
-        )
-        # the same file under a second name: rollback restores it, gc removes it
-        atomic_link(tb, history_tarball(project, name, info.build_id))
-        record = {"format": recipe.pack.format, **stage_inputs.stamp(project, recipe, "pack")}
-        atomic_write(pack_record(project, name, info.build_id), json.dumps(record, indent=2))
-        _record_pack(project, name, info.build_id, info.lock_sha256, tb, recipe, epoch)
+    epoch = lock_epoch(project.lockfile(name))
+    tb = pack_mod.pack_env(
+        name,
+        project.env_prefix(name),
+        tarball(project, name),
+        recipe.pack,
+        recipe.smoke,
+        recipe.variables,
+        epoch,
+    )
+    # the same file under a second name: rollback restores it, gc removes it
+    atomic_link(tb, history_tarball(project, name, info.build_id))
+    record = {"format": recipe.pack.format, **stage_inputs.stamp(project, recipe, "pack")}
+    atomic_write(pack_record(project, name, info.build_id), json.dumps(record, indent=2))
+    _record_pack(project, name, info.build_id, info.lock_sha256, tb, recipe, epoch)
 
 
 def _record_pack(
@@ -290,33 +321,42 @@ def docker(root: str, name: str) -> None:
     """Render docker/<name>/ and, when a Docker engine is reachable, build the image and run
     the smoke checks inside it; without an engine, say so and succeed."""
     project, recipe = load(root, name)
+    with the_five(project, name) as moved:
+        if not (moved and docker_is_current(project.root, name)):
+            _docker(project, recipe, name)
+
+
+def _docker(project: Project, recipe: Recipe, name: str) -> None:
     info = _current_build(project, name)
     tb = tarball(project, name)
     if not tb.exists():
         msg = f"{display(tb)} does not exist; run `doit pack env={name}`"
         raise EnvBuildError(msg)
-    ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id)
+    if not pack_is_current(project.root, name):  # an image must describe the current build
+        msg = f"{display(tb)} is not build {info.build_id}'s tarball; run `doit pack env={name}`"
+        raise EnvBuildError(msg)
+    pid = image_mod.project_id(project.root)
+    ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id, pid)
     text = docker_mod.render(project.path("templates"), ctx)
-    with exclusive(project, name, "docker"):
-        path = docker_mod.write_context(tb, project.path("docker") / name, text)
-        rendered = {
-            "build_id": info.build_id,
-            "template_sha256": template_sha(project),
-            "tarball": stage_inputs.file_identity(tb),
-            **stage_inputs.stamp(project, recipe, "docker"),
-        }
-        atomic_write(docker_state(project, name), json.dumps(rendered, indent=2))
-        log.info("rendered %s", display(path))
-        if not image_mod.engine_available():
-            log.info("no Docker engine reachable: image for '%s' not built", name)
-            return
-        img = image_mod.build(path.parent, name, info.lock_sha256, info.build_id)
-        image_mod.smoke(img.tag, recipe.smoke)
-        record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id,
-                  "inputs": rendered["inputs"]}  # fmt: skip
-        atomic_write(image_state(project, name), json.dumps(record, indent=2))
-        atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
-        log.info("built image %s (%.1f MB); smoke checks passed inside it", img.tag, img.size / 1e6)
+    path = docker_mod.write_context(tb, project.path("docker") / name, text)
+    rendered = {
+        "build_id": info.build_id,
+        "template_sha256": template_sha(project),
+        "tarball": stage_inputs.file_identity(tb),
+        **stage_inputs.stamp(project, recipe, "docker"),
+    }
+    atomic_write(docker_state(project, name), json.dumps(rendered, indent=2))
+    log.info("rendered %s", display(path))
+    if not image_mod.engine_available():
+        log.info("no Docker engine reachable: image for '%s' not built", name)
+        return
+    img = image_mod.build(path.parent, name, info.lock_sha256, info.build_id, pid)
+    image_mod.smoke(img.tag, recipe.smoke)
+    record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id,
+              "inputs": rendered["inputs"]}  # fmt: skip
+    atomic_write(image_state(project, name), json.dumps(record, indent=2))
+    atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+    log.info("built image %s (%.1f MB); smoke checks passed inside it", img.tag, img.size / 1e6)
 
 
 def history_tarball(project: Project, name: str, build_id: str) -> Path:

@@ -41,7 +41,7 @@ def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
     lock_sha = __import__("envbuild.build", fromlist=["x"]).file_sha256(
         project.root / "locks" / "tiny.conda-lock.yml"
     )
-    tag = image.tag_for("tiny", lock_sha)
+    tag = image.tag_for("tiny", lock_sha, image.project_id(project.root))
     img = image.inspect(tag)
     assert img.build_id and img.size > 10_000_000
     labels = subprocess.run(
@@ -80,7 +80,8 @@ def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
     )
     # the unpack stage leaves no dangling 500 MB image behind
     stages = subprocess.run(
-        ["docker", "images", "-q", "--filter", "label=org.envbuild.stage=unpack"],
+        ["docker", "images", "-q", "--filter", "label=org.envbuild.stage=unpack-of-build",
+         "--filter", f"label=org.envbuild.project={image.project_id(project.root)}"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert stages == []

@@ -132,6 +132,8 @@ def _build_job(p: Project, artifacts: Path, platform: str, status: str, lock: by
     job = p.root / f"job-{platform}"
     (job / "locks").mkdir(parents=True)
     (job / "locks" / "multi.conda-lock.yml").write_bytes(lock)
+    for explicit in (artifacts / "envbuild-locks" / "locks").glob("multi-*.explicit.txt"):
+        shutil.copy(explicit, job / "locks")  # the job downloads the lock job's locks/
     matrix = {"matrix.recipe": "multi", "matrix.platform": platform, "job.status": status}
     for expr, value in matrix.items():
         script = script.replace("${{ " + expr + " }}", value)
