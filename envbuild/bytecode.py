@@ -74,7 +74,7 @@ def _records(prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], str, str]
 
 
 def _key(record: dict[str, Any], interpreter: str, tag: str) -> str:
-    material = f"{record.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash"
+    material = f"{record.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash\nstripped"
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -171,8 +171,8 @@ def _compile(prefix: Path, packages: list[PackageBytecode]) -> None:
     listing = "\n".join(str(prefix / s) for p in packages for s in p.sources) + "\n"
     argv = [
         str(prefix / "bin" / "python"), "-I", "-m", "compileall", "-q", "-j", "0",
-        "--invalidation-mode", "checked-hash", "-i", "-",
-    ]  # fmt: skip
+        "--invalidation-mode", "checked-hash", "-s", str(prefix), "-i", "-",
+    ]  # fmt: skip  # -s: co_filename relative to the prefix, so a pyc is the same at any path
     proc.run(argv, check=False, input_text=listing, timeout=3600)
 
 

@@ -23,6 +23,11 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     mode = "promote"              # or "propose": test the candidate, write its lock and diff
                                   # (a pull-request body) to reports/, promote nothing
 
+    [image]                       # the image written without an engine (docker stage)
+    base = "build/base/bookworm-minbase.oci.tar"   # an OCI layout or its archive, optionally
+                                  # pinned: "PATH@sha256:<hex>" (see envbuild.base_image)
+    source = "https://github.com/org/envs"         # org.opencontainers.image.source
+
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
     requirements = ["numpy", "pandas", "scikit-learn", "pip", "ipykernel"]
 
@@ -62,7 +67,8 @@ _PATH_KEYS = {
     "offline_cache": "build/offline-cache",
     "reports": "reports",
 }
-_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly"}
+_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly", "image"}
+_IMAGE_KEYS = ("base", "source")
 NIGHTLY_MODES = ("promote", "propose")
 _LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "pip", "ipykernel")
@@ -88,6 +94,8 @@ class Project:
     channel_alias: str = channels.DEFAULT_CHANNEL_ALIAS
     exclude_newer: str = ""  # UTC cutoff for recipes that set none
     nightly_mode: str = "promote"  # "propose": stop before promotion, write lock + diff
+    image_base: str = ""  # [image] base: "PATH" or "PATH@sha256:<hex>", PATH absolute
+    image_source: str = ""  # [image] source: the org.opencontainers.image.source URL
 
     def path(self, key: str) -> Path:
         """The absolute directory for ``key`` (one of the [paths] keys)."""
@@ -208,8 +216,14 @@ def load_project(root: Path) -> Project:
     ):
         msg = f'{cfg_path}: nightly: expected a table with mode = "promote" or "propose"'
         raise ConfigError(msg)
+    image = _check_table(data.get("image", {}), f"{cfg_path}: image", set(_IMAGE_KEYS))
+    base = image.get("base", "")
+    if base and not base.startswith("/"):  # relative to the project, the digest kept
+        base = str(root / base)
     return Project(
         root=root,
+        image_base=base,
+        image_source=image.get("source", ""),
         platforms=platforms,
         channel_alias=alias,
         exclude_newer=cutoff,

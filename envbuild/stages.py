@@ -220,6 +220,9 @@ def pack(root: str, name: str) -> None:
         )
         raise PackError(msg)
     with exclusive(project, name, "pack"):
+        from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
+
+        _sbom_file, sbom = write_sbom(project, name, info)  # also inside the tarball
         tb = pack_mod.pack_env(
             name,
             project.env_prefix(name),
@@ -227,14 +230,17 @@ def pack(root: str, name: str) -> None:
             recipe.pack,
             recipe.smoke,
             recipe.variables,
+            ((SBOM_IN_PREFIX, sbom.encode()),),
         )
         # the same file under a second name: rollback restores it, gc removes it
         atomic_link(tb, history_tarball(project, name, info.build_id))
 
 
 def docker(root: str, name: str) -> None:
-    """Render docker/<name>/ and, when a Docker engine is reachable, build the image and run
-    the smoke checks inside it; without an engine, say so and succeed."""
+    """Render docker/<name>/; with ``[image] base``, write the image archive and SBOM (no
+    engine needed) and, when an engine is reachable, load it and run the smoke checks inside;
+    without a base, build the Dockerfile with the engine. Without an engine, say so and
+    succeed."""
     project, recipe = load(root, name)
     info = _current_build(project, name)
     tb = tarball(project, name)
@@ -250,6 +256,11 @@ def docker(root: str, name: str) -> None:
             json.dumps({"build_id": info.build_id, "template_sha256": template_sha(project)}),
         )
         log.info("rendered %s", display(path))
+        if project.image_base:  # the image written without an engine, then checked in one
+            from envbuild import oci_stage
+
+            oci_stage.write(project, recipe, info)
+            return
         if not image_mod.engine_available():
             log.info("no Docker engine reachable: image for '%s' not built", name)
             return
@@ -294,4 +305,6 @@ def clean(root: str, stage: str, name: str) -> None:
         remove_tree(project.path("docker") / name)
         remove_tree(docker_state(project, name))
         remove_tree(image_state(project, name))
+        for f in project.path("dist").glob(f"{name}-*.oci.tar"):
+            remove_tree(f)
     log.info("cleaned %s of %s", stage, name)

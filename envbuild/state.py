@@ -284,4 +284,17 @@ def docker_is_current(root: Path, name: str) -> bool:
     if rendered != expected:
         return False
     image = read_json(image_state(project, name)) or {}
+    if project.image_base:  # the written image: of this build, on this base, checked if it can be
+        return _written_image_is_current(project, image, current)
     return image.get("build_id") == current or not engine_available()
+
+
+def _written_image_is_current(project: Project, image: dict[str, Any], build_id: str) -> bool:
+    from envbuild.base_image import manifest_digest, parse
+
+    archive = project.root / str(image.get("archive") or "-")
+    if image.get("build_id") != build_id or not archive.is_file():
+        return False
+    if image.get("base") != manifest_digest(Path(parse(project.image_base)[0])):
+        return False  # the base changed (or is gone): the stage says which
+    return image.get("smoke") == "passed" or not engine_available()

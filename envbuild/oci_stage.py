@@ -1,0 +1,107 @@
+"""The docker stage's engine-free half: the SBOM, the image archive, and (with an engine) the
+image loaded and smoke-tested inside as the non-root user.
+
+Called by :func:`envbuild.stages.docker` when ``[image] base`` is set; without it the stage
+keeps building the rendered Dockerfile with a local engine. Records
+``build/state/<name>.image.json`` (and the build's copy): manifest digest, archive, base
+digest, whether the in-container checks ran.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from envbuild import image as image_mod
+from envbuild import proc
+from envbuild.base_image import parse
+from envbuild.epoch import lock_epoch
+from envbuild.errors import ImageError
+from envbuild.fs import atomic_write
+from envbuild.oci_image import ARCHITECTURES, ImageSpec, image_path, write_image
+from envbuild.project import Project
+from envbuild.recipe_model import Recipe
+from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
+from envbuild.state import BuildInfo, build_record, engine_available, image_state
+from envbuild.validate import display
+
+log = logging.getLogger("envbuild")
+NOT_RUN = "not run (no engine reachable)"
+
+
+def spec_for(project: Project, recipe: Recipe, info: BuildInfo, sbom: str) -> ImageSpec:
+    from envbuild.build import lock_copy
+
+    d = recipe.docker
+    return ImageSpec(
+        name=recipe.name, platform=info.platform, prefix=d.prefix, user=d.user, uid=d.uid,
+        lock_sha256=info.lock_sha256,
+        epoch=lock_epoch(lock_copy(project.env_prefix(recipe.name).resolve())),
+        imports=recipe.smoke.imports, variables=recipe.variables, source=project.image_source,
+        extra_files=((SBOM_IN_PREFIX, sbom.encode()),),
+    )  # fmt: skip
+
+
+def write(project: Project, recipe: Recipe, info: BuildInfo, output: Path | None = None
+          ) -> dict[str, Any]:  # fmt: skip
+    """Write the SBOM and the image archive of the current build (``output``: default
+    ``dist/<name>-<platform>.oci.tar``); with an engine, load it as ``envbuild/<name>:<lock
+    12 hex>`` and run the smoke checks inside. Returns the record written. Raises ImageError
+    (base, disk, engine refusing the load) or DockerError (a check failing inside)."""
+    name = recipe.name
+    base_path, pin = parse(project.image_base)
+    if info.platform not in ARCHITECTURES:
+        msg = f"{name}: images are Linux images; this build is for {info.platform}"
+        raise ImageError(msg)
+    sbom_file, sbom = write_sbom(project, name, info)
+    out = output or image_path(project.path("dist"), name, info.platform)
+    spec = spec_for(project, recipe, info, sbom)
+    start = time.monotonic()
+    try:
+        img = write_image(project.env_prefix(name), spec, Path(base_path), pin, out)
+    except OSError as e:
+        msg = f"{display(out)}: writing the image failed: {e}; the previous image is unchanged"
+        raise ImageError(msg) from None
+    seconds = time.monotonic() - start
+    print(f"{name}: image {display(out)} {img.digest}")
+    log.info("wrote image %s in %.1f s (%.1f MB), SBOM %s", display(out), seconds,
+             img.size / 1e6, display(sbom_file))  # fmt: skip
+    record: dict[str, Any] = {
+        "build_id": info.build_id, "lock_sha256": info.lock_sha256, "digest": img.digest,
+        "archive": os.path.relpath(out, project.root), "size": img.size,
+        "base": img.base_digest, "env_bytes": img.env_bytes, "tag": "", "id": "",
+        "smoke": NOT_RUN, "seconds": round(seconds, 2),
+    }  # fmt: skip
+    if engine_available():
+        load(out, spec.tag)
+        image_mod.smoke(spec.tag, recipe.smoke)
+        loaded = image_mod.inspect(spec.tag)
+        record.update(tag=spec.tag, id=loaded.id, smoke="passed")
+        log.info("loaded %s into the engine; smoke checks passed inside it as uid %d",
+                 spec.tag, spec.uid)  # fmt: skip
+    else:
+        log.warning("no Docker engine reachable: image written, the in-container smoke checks "
+                    "did not run")  # fmt: skip
+    atomic_write(image_state(project, name), json.dumps(record, indent=2))
+    atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+    return record
+
+
+def load(archive: Path, tag: str) -> None:
+    """Load the image archive into the local engine as ``tag``: with ``skopeo copy
+    oci-archive:... docker-daemon:...`` where skopeo is installed, else ``docker load`` (which
+    reads the archive's ``manifest.json``). Raises ImageError with the engine's answer."""
+    if shutil.which("skopeo"):
+        argv = ["skopeo", "copy", "--quiet", f"oci-archive:{archive}", f"docker-daemon:{tag}"]
+    else:
+        argv = ["docker", "load", "--quiet", "--input", str(archive)]
+    try:
+        proc.run(argv, timeout=1800)
+    except proc.ProcessError as e:
+        msg = f"the engine refused the image {display(archive)} as {tag}:\n{e}"
+        raise ImageError(msg) from None
