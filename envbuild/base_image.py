@@ -19,6 +19,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -89,7 +90,7 @@ def from_rootfs(rootfs: Path, output: Path, architecture: str = "amd64", epoch: 
                     out.write(chunk)
 
         layer = arc.stream_blob(lambda out: oci.write_gzip_layer(out, copy_tar))
-        created = "1970-01-01T00:00:00Z"
+        created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         config = {
             "architecture": architecture,
             "os": "linux",

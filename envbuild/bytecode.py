@@ -74,7 +74,8 @@ def _records(prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], str, str]
 
 
 def _key(record: dict[str, Any], interpreter: str, tag: str) -> str:
-    material = f"{record.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash\nstripped"
+    # "relative-B": compiled with -s and -B (see _compile), not reusing older entries
+    material = f"{record.get('sha256')}\n{interpreter}\n{tag}\nchecked-hash\nrelative-B"
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -170,9 +171,11 @@ def _compile(prefix: Path, packages: list[PackageBytecode]) -> None:
     Files that do not compile (Python 2 test data, templates) are left without bytecode."""
     listing = "\n".join(str(prefix / s) for p in packages for s in p.sources) + "\n"
     argv = [
-        str(prefix / "bin" / "python"), "-I", "-m", "compileall", "-q", "-j", "0",
+        str(prefix / "bin" / "python"), "-I", "-B", "-m", "compileall", "-q", "-j", "0",
         "--invalidation-mode", "checked-hash", "-s", str(prefix), "-i", "-",
-    ]  # fmt: skip  # -s: co_filename relative to the prefix, so a pyc is the same at any path
+    ]  # fmt: skip
+    # -s: co_filename relative to the prefix, so a pyc is the same at any path; -B: the
+    # modules compileall itself imports get no timestamp pyc first (compileall would keep it)
     proc.run(argv, check=False, input_text=listing, timeout=3600)
 
 

@@ -22,7 +22,7 @@ from envbuild import proc
 from envbuild.base_image import parse
 from envbuild.epoch import lock_epoch
 from envbuild.errors import ImageError
-from envbuild.fs import atomic_write
+from envbuild.fs import atomic_link, atomic_write
 from envbuild.oci_image import ARCHITECTURES, ImageSpec, image_path, write_image
 from envbuild.project import Project
 from envbuild.recipe_model import Recipe
@@ -34,46 +34,62 @@ log = logging.getLogger("envbuild")
 NOT_RUN = "not run (no engine reachable)"
 
 
-def spec_for(project: Project, recipe: Recipe, info: BuildInfo, sbom: str) -> ImageSpec:
+def kept_image(project: Project, name: str, build_id: str) -> Path:
+    """``dist/history/<name>/<build id>.oci.tar``: the image archive kept with one build
+    (promotion and rollback publish it again; gc removes it with the build)."""
+    return project.path("dist") / "history" / name / f"{build_id}.oci.tar"
+
+
+def spec_for(recipe: Recipe, info: BuildInfo, prefix: Path, source: str, sbom: str) -> ImageSpec:
     from envbuild.build import lock_copy
 
     d = recipe.docker
     return ImageSpec(
         name=recipe.name, platform=info.platform, prefix=d.prefix, user=d.user, uid=d.uid,
-        lock_sha256=info.lock_sha256,
-        epoch=lock_epoch(lock_copy(project.env_prefix(recipe.name).resolve())),
-        imports=recipe.smoke.imports, variables=recipe.variables, source=project.image_source,
+        lock_sha256=info.lock_sha256, epoch=lock_epoch(lock_copy(prefix.resolve())),
+        imports=recipe.smoke.imports, variables=recipe.variables, source=source,
         extra_files=((SBOM_IN_PREFIX, sbom.encode()),),
     )  # fmt: skip
 
 
-def write(project: Project, recipe: Recipe, info: BuildInfo, output: Path | None = None
-          ) -> dict[str, Any]:  # fmt: skip
-    """Write the SBOM and the image archive of the current build (``output``: default
-    ``dist/<name>-<platform>.oci.tar``); with an engine, load it as ``envbuild/<name>:<lock
-    12 hex>`` and run the smoke checks inside. Returns the record written. Raises ImageError
-    (base, disk, engine refusing the load) or DockerError (a check failing inside)."""
+def write(
+    project: Project, recipe: Recipe, info: BuildInfo, output: Path | None = None,
+    prefix: Path | None = None, current: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Write the SBOM and the image archive of build ``info`` (at ``prefix``, default the
+    current environment), kept with the build and, if ``current``, published as
+    ``dist/<name>-<platform>.{oci.tar,cdx.json}`` (``output``: write the archive there
+    instead, nothing else). With an engine, load it as ``envbuild/<name>:<lock 12 hex>`` and
+    run the smoke checks inside. Returns the record (also kept with the build, and current if
+    ``current``). Raises ImageError (base, disk, engine refusing the load) or DockerError (a
+    check failing inside)."""
     name = recipe.name
+    prefix = prefix or project.env_prefix(name)
     base_path, pin = parse(project.image_base)
     if info.platform not in ARCHITECTURES:
         msg = f"{name}: images are Linux images; this build is for {info.platform}"
         raise ImageError(msg)
-    sbom_file, sbom = write_sbom(project, name, info)
-    out = output or image_path(project.path("dist"), name, info.platform)
-    spec = spec_for(project, recipe, info, sbom)
+    sbom_file, sbom = write_sbom(project, name, info, prefix, current and output is None)
+    kept = kept_image(project, name, info.build_id)
+    out = output or kept
+    spec = spec_for(recipe, info, prefix, project.image_source, sbom)
     start = time.monotonic()
     try:
-        img = write_image(project.env_prefix(name), spec, Path(base_path), pin, out)
+        img = write_image(prefix, spec, Path(base_path), pin, out)
     except OSError as e:
         msg = f"{display(out)}: writing the image failed: {e}; the previous image is unchanged"
         raise ImageError(msg) from None
     seconds = time.monotonic() - start
+    published = image_path(project.path("dist"), name, info.platform)
+    if current and output is None:
+        atomic_link(kept, published)
+        out = published
     print(f"{name}: image {display(out)} {img.digest}")
     log.info("wrote image %s in %.1f s (%.1f MB), SBOM %s", display(out), seconds,
              img.size / 1e6, display(sbom_file))  # fmt: skip
     record: dict[str, Any] = {
         "build_id": info.build_id, "lock_sha256": info.lock_sha256, "digest": img.digest,
-        "archive": os.path.relpath(out, project.root), "size": img.size,
+        "archive": os.path.relpath(published, project.root), "size": img.size,
         "base": img.base_digest, "env_bytes": img.env_bytes, "tag": "", "id": "",
         "smoke": NOT_RUN, "seconds": round(seconds, 2),
     }  # fmt: skip
@@ -87,8 +103,10 @@ def write(project: Project, recipe: Recipe, info: BuildInfo, output: Path | None
     else:
         log.warning("no Docker engine reachable: image written, the in-container smoke checks "
                     "did not run")  # fmt: skip
-    atomic_write(image_state(project, name), json.dumps(record, indent=2))
-    atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+    if output is None:
+        atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+    if current and output is None:
+        atomic_write(image_state(project, name), json.dumps(record, indent=2))
     return record
 
 

@@ -136,6 +136,7 @@ def apply(project: Project, sw: Switch) -> None:
         atomic_link(root / sw.tarball, dist)
     else:
         remove_tree(dist)  # that build was never packed: no older tarball may claim it
+    _publish_kept(project, sw.name, sw.build_id, info.platform)
     _kill_point("tarball")
     _switch_context(project, sw)
     _kill_point("context")
@@ -152,6 +153,19 @@ def apply(project: Project, sw: Switch) -> None:
     remove_tree(promotion_journal(project, name))
     remove_tree(candidate_dir(project, name))
     log.info("%s: build %s is current, with its lockfile, tarball and image", name, sw.build_id)
+
+
+def _publish_kept(project: Project, name: str, build_id: str, platform: str) -> None:
+    """Publish the image archive and SBOM kept with build ``build_id`` as
+    ``dist/<name>-<platform>.{oci.tar,cdx.json}``; remove a published one that build never
+    had (no older file may claim it)."""
+    kept = project.path("dist") / "history" / name
+    for suffix in ("oci.tar", "cdx.json"):
+        published = project.path("dist") / f"{name}-{platform}.{suffix}"
+        if (kept / f"{build_id}.{suffix}").exists():
+            atomic_link(kept / f"{build_id}.{suffix}", published)
+        else:
+            remove_tree(published)
 
 
 def _switch_context(project: Project, sw: Switch) -> None:
@@ -216,8 +230,8 @@ def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball
     image = ""
     if engine_available():
         tag = image_mod.tag_for(name, info.lock_sha256)
-        try:
-            if image_mod.inspect(tag).build_id == info.build_id:
+        try:  # a written image has no build id: the same lock is the same image
+            if image_mod.inspect(tag).build_id in (info.build_id, ""):
                 image = tag
         except EnvBuildError:
             pass  # its image is gone (or was never built)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import EnvBuildError
-from envbuild.fs import atomic_write
+from envbuild.fs import atomic_link, atomic_write
 from envbuild.project import Project
 from envbuild.state import BuildInfo
 
@@ -41,20 +41,34 @@ def sbom_path(dist: Path, name: str, platform: str) -> Path:
     return dist / f"{name}-{platform}.cdx.json"
 
 
-def write_sbom(project: Project, name: str, info: BuildInfo) -> tuple[Path, str]:
-    """Write ``dist/<name>-<platform>.cdx.json`` for the current build of ``name`` (from the
-    lock kept with the build and its prefix: the same text whenever it is made); returns its
-    path and text."""
+def kept_sbom(project: Project, name: str, build_id: str) -> Path:
+    """``dist/history/<name>/<build id>.cdx.json``: the SBOM kept with one build (promotion
+    and rollback publish it again; gc removes it with the build)."""
+    return project.path("dist") / "history" / name / f"{build_id}.cdx.json"
+
+
+def write_sbom(
+    project: Project, name: str, info: BuildInfo, prefix: Path | None = None,
+    current: bool = True,
+) -> tuple[Path, str]:  # fmt: skip
+    """Write the SBOM of build ``info`` (at ``prefix``, default the current environment):
+    kept with the build and, if ``current``, published as ``dist/<name>-<platform>.cdx.json``
+    (the same file). Made from the lock kept with the build: the same text whenever it is
+    made. Returns the path written and the text."""
     from envbuild.build import lock_copy
     from envbuild.epoch import lock_epoch
     from envbuild.lockfile import read_packages
 
-    prefix = project.env_prefix(name).resolve()
-    lock = lock_copy(prefix)
-    text = build_sbom(name, info.platform, read_packages(lock).packages, prefix,
+    real = (prefix or project.env_prefix(name)).resolve()
+    lock = lock_copy(real)
+    text = build_sbom(name, info.platform, read_packages(lock).packages, real,
                       info.lock_sha256, lock_epoch(lock))  # fmt: skip
+    kept = kept_sbom(project, name, info.build_id)
+    atomic_write(kept, text)
+    if not current:
+        return kept, text
     path = sbom_path(project.path("dist"), name, info.platform)
-    atomic_write(path, text)
+    atomic_link(kept, path)
     return path, text
 
 

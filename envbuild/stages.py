@@ -20,6 +20,7 @@ from envbuild import pack as pack_mod
 from envbuild import verify as verify_mod
 from envbuild.errors import (
     BuildError,
+    DockerError,
     EnvBuildError,
     LockError,
     PackError,
@@ -250,7 +251,11 @@ def docker(root: str, name: str) -> None:
     ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id)
     text = docker_mod.render(project.path("templates"), ctx)
     with exclusive(project, name, "docker"):
-        path = docker_mod.write_context(tb, project.path("docker") / name, text)
+        try:
+            path = docker_mod.write_context(tb, project.path("docker") / name, text)
+        except OSError as e:  # a full disk, say: staged, so the previous context stays
+            msg = f"writing the Docker context of '{name}' failed: {e}; the previous one is kept"
+            raise DockerError(msg) from None
         atomic_write(
             docker_state(project, name),
             json.dumps({"build_id": info.build_id, "template_sha256": template_sha(project)}),
