@@ -62,9 +62,11 @@ def main() -> None:
             return
         tag = "envbuild-bench/ml:docker-build"
         start = time.perf_counter()
-        subprocess.run(["docker", "build", "--no-cache", "--network", "none", "-q", "-t", tag,
-                        str(root / "docker" / "ml")], check=True, capture_output=True,
-                       env={**os.environ, "DOCKER_BUILDKIT": "0"})  # fmt: skip
+        r = subprocess.run(["docker", "build", "--no-cache", "--network", "none", "-q", "-t", tag,
+                            str(root / "docker" / "ml")], capture_output=True, text=True,
+                           env={**os.environ, "DOCKER_BUILDKIT": "0"}, check=False)  # fmt: skip
+        if r.returncode != 0:
+            sys.exit(f"docker build failed:\n{r.stdout}\n{r.stderr}")
         build_s = time.perf_counter() - start
         print(f"docker build --no-cache of docker/ml:   {build_s:6.1f} s  "
               f"(write / build = {write_s / build_s:.2f}; goal <= 0.5)")  # fmt: skip

@@ -34,7 +34,15 @@ _PINNED = re.compile(r"^(?P<path>.+)@(?P<digest>sha256:[0-9a-f]{64})$")
 def parse(value: str) -> tuple[str, str]:
     """``"PATH"`` or ``"PATH@sha256:<64 hex>"`` -> (path, digest or "")."""
     m = _PINNED.match(value)
-    return (m["path"], m["digest"]) if m else (value, "")
+    if m:
+        return m["path"], m["digest"]
+    if "@sha256:" in value or "@" in value.rsplit("/", 1)[-1]:
+        msg = (
+            f"envbuild.toml: [image] base: {value!r}: a pinned base is PATH@sha256:<64 lowercase "
+            "hex>, the manifest digest (`skopeo inspect oci-archive:PATH` prints it as Digest)"
+        )
+        raise ImageError(msg)
+    return value, ""
 
 
 @contextlib.contextmanager
@@ -51,6 +59,13 @@ def open_base(path: Path, digest: str, architecture: str) -> Iterator[tuple[oci.
         raise ImageError(msg)
     with oci.Layout(path) as layout:
         image = layout.image(architecture)
+        found = (image.config.get("os"), image.config.get("architecture"))
+        if found != ("linux", architecture):
+            msg = (
+                f"base image {display(path)} is for {found[0]}/{found[1]}, not linux/"
+                f"{architecture}; use a base for the environment's platform"
+            )
+            raise ImageError(msg)
         if digest and image.digest != digest:
             msg = (
                 f"base image {display(path)} has manifest digest {image.digest}, but [image] base "

@@ -135,6 +135,9 @@ def env_entries(prefix: Path, spec: ImageSpec) -> list[oci.Entry]:
     from envbuild.pack import activation_files, bytecode_files
 
     root = spec.prefix.strip("/")
+    if not root:
+        msg = f"{spec.name}: docker.prefix: '/' would put the environment over the base's files"
+        raise ImageError(msg)
     collect = _Collect(root)
     try:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))

@@ -45,7 +45,8 @@ def spec_for(recipe: Recipe, info: BuildInfo, prefix: Path, source: str, sbom: s
 
     d = recipe.docker
     return ImageSpec(
-        name=recipe.name, platform=info.platform, prefix=d.prefix, user=d.user, uid=d.uid,
+        name=recipe.name, platform=info.platform, prefix="/" + d.prefix.strip("/"),
+        user=d.user, uid=d.uid,
         lock_sha256=info.lock_sha256, epoch=lock_epoch(lock_copy(prefix.resolve())),
         imports=recipe.smoke.imports, variables=recipe.variables, source=source,
         extra_files=((SBOM_IN_PREFIX, sbom.encode()),),

@@ -80,7 +80,7 @@ def note_candidate(project: Project, name: str, build_id: str) -> None:
 
 def discard_candidate(project: Project, name: str) -> None:
     """Remove the recorded candidate, unless it became current: its build directory, its
-    kept tarball, its image tag (if the image is the candidate's) and the staging directory."""
+    kept tarball (image archive, SBOM), its image tag (if the image is the candidate's) and the staging directory."""
     staging = candidate_dir(project, name)
     build_id = (read_json(staging / "candidate.json") or {}).get("build_id", "")
     current = read_marker(project.env_prefix(name))
@@ -95,8 +95,8 @@ def discard_candidate(project: Project, name: str) -> None:
             except EnvBuildError:
                 pass  # no image was built
         build_mod.remove_build(prefix)
-        for kept in (project.path("dist") / "history" / name).glob(f"{build_id}.tar.*"):
-            remove_tree(kept)
+        for kept in (project.path("dist") / "history" / name).glob(f"{build_id}.*"):
+            remove_tree(kept)  # its tarball, image archive and SBOM
         log.info("discarded the unfinished candidate %s of %s", build_id, name)
     remove_tree(staging)
 

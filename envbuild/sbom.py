@@ -100,6 +100,19 @@ def python_dists(prefix: Path, record: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _license(factory: Any, value: str) -> Any:
+    """The record's license: an SPDX id or expression as such; a long text (some wheels put
+    their whole license file there) as a name, its first line, with the text attached."""
+    from cyclonedx.model import AttachedText
+    from cyclonedx.model.license import DisjunctiveLicense
+
+    value = value.strip()
+    if len(value) <= 200 and "\n" not in value:
+        return factory.make_from_string(value)
+    first = next((ln.strip() for ln in value.splitlines() if ln.strip()), "")[:120]
+    return DisjunctiveLicense(name=first or "see text", text=AttachedText(content=value))
+
+
 def _dep_name(spec: str) -> str:
     return spec.split()[0].split("[")[0] if spec.strip() else ""
 
@@ -183,7 +196,7 @@ def build_sbom(
                     HashType(alg=HashAlgorithm.MD5, content=hashes["md5"])],
         )  # fmt: skip
         if record.get("license"):
-            comp.licenses.add(licenses.make_from_string(str(record["license"])))
+            comp.licenses.add(_license(licenses, str(record["license"])))
         conda[pkg["name"]] = comp
         depends[pkg["name"]] = [_dep_name(d) for d in record.get("depends") or []]
         provides[pkg["name"]] = []

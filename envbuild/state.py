@@ -291,10 +291,15 @@ def docker_is_current(root: Path, name: str) -> bool:
 
 def _written_image_is_current(project: Project, image: dict[str, Any], build_id: str) -> bool:
     from envbuild.base_image import manifest_digest, parse
+    from envbuild.errors import EnvBuildError
 
     archive = project.root / str(image.get("archive") or "-")
     if image.get("build_id") != build_id or not archive.is_file():
         return False
-    if image.get("base") != manifest_digest(Path(parse(project.image_base)[0])):
+    try:
+        base = manifest_digest(Path(parse(project.image_base)[0]))
+    except EnvBuildError:
+        return False  # a malformed [image] base: the stage says what is wrong
+    if image.get("base") != base:
         return False  # the base changed (or is gone): the stage says which
     return image.get("smoke") == "passed" or not engine_available()
