@@ -80,7 +80,8 @@ def note_candidate(project: Project, name: str, build_id: str) -> None:
 
 def discard_candidate(project: Project, name: str) -> None:
     """Remove the recorded candidate, unless it became current: its build directory, its
-    kept tarball (image archive, SBOM), its image tag (if the image is the candidate's) and the staging directory."""
+    kept tarball (image archive, SBOM), its image tag (if the image is the candidate's) and
+    the staging directory."""
     staging = candidate_dir(project, name)
     build_id = (read_json(staging / "candidate.json") or {}).get("build_id", "")
     current = read_marker(project.env_prefix(name))
