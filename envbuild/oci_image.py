@@ -247,20 +247,34 @@ def _relocate_records(entries: dict[str, oci.Entry], root: str, created: str) ->
 def _base_file(layout: oci.Layout, base: oci.Image, path: str) -> bytes:
     """The content of ``path`` in the base image's filesystem (the topmost layer that has
     it), or empty bytes."""
-    import gzip
     import tarfile
+    import zlib
 
     wanted = {path, f"./{path}"}
     for layer in reversed(base.layers):
-        with layout.open(oci.blob_name(layer.digest)) as raw:
-            gz = "gzip" in layer.media_type
-            stream = cast("IO[bytes]", gzip.GzipFile(fileobj=raw)) if gz else raw
-            with tarfile.open(fileobj=stream, mode="r|") as tf:
-                for m in tf:
-                    if m.name in wanted and m.isfile():
-                        f = tf.extractfile(m)
-                        return f.read() if f else b""
+        try:
+            found = _find_in_layer(layout, layer, wanted)
+        except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
+            msg = f"{display(layout.path)}: base layer {layer.digest} cannot be read: {e}"
+            raise ImageError(msg) from None
+        if found is not None:
+            return found
     return b""
+
+
+def _find_in_layer(layout: oci.Layout, layer: oci.Descriptor, wanted: set[str]) -> bytes | None:
+    import gzip
+    import tarfile
+
+    with layout.open(oci.blob_name(layer.digest)) as raw:
+        gz = "gzip" in layer.media_type
+        stream = cast("IO[bytes]", gzip.GzipFile(fileobj=raw)) if gz else raw
+        with tarfile.open(fileobj=stream, mode="r|") as tf:
+            for m in tf:
+                if m.name in wanted and m.isfile():
+                    f = tf.extractfile(m)
+                    return f.read() if f else b""
+    return None
 
 
 def user_entries(layout: oci.Layout, base: oci.Image, spec: ImageSpec) -> list[oci.Entry]:

@@ -70,12 +70,12 @@ def write(
     if info.platform not in ARCHITECTURES:
         msg = f"{name}: images are Linux images; this build is for {info.platform}"
         raise ImageError(msg)
-    sbom_file, sbom = write_sbom(project, name, info, prefix, current and output is None)
     kept = kept_image(project, name, info.build_id)
     out = output or kept
-    spec = spec_for(recipe, info, prefix, project.image_source, sbom)
     start = time.monotonic()
     try:
+        sbom_file, sbom = write_sbom(project, name, info, prefix, current and output is None)
+        spec = spec_for(recipe, info, prefix, project.image_source, sbom)
         img = write_image(prefix, spec, Path(base_path), pin, out)
     except OSError as e:
         msg = f"{display(out)}: writing the image failed: {e}; the previous image is unchanged"
