@@ -105,8 +105,8 @@ class _Collect:
 
     arcroot = ""
 
-    def __init__(self, root: str) -> None:
-        self.root = root
+    def __init__(self, root: str, prefix: Path) -> None:
+        self.root, self.prefix = root, f"{prefix}/"
         self.entries: dict[str, oci.Entry] = {}
 
     def add(self, source: str, target: str) -> None:
@@ -116,6 +116,9 @@ class _Collect:
             self.entries[path] = oci.Entry(path, "link", target=os.readlink(source))
         elif stat.S_ISDIR(st.st_mode):
             self.entries[path] = oci.Entry(path, "dir")
+        elif not source.startswith(self.prefix):  # a scratch file or a conda-pack script:
+            data = Path(source).read_bytes()  # read now, its directory goes before we write
+            self.entries[path] = oci.Entry(path, "file", data=data, mode=st.st_mode)
         else:
             self.entries[path] = oci.Entry(path, "file", source=source, mode=st.st_mode)
 
@@ -138,7 +141,7 @@ def env_entries(prefix: Path, spec: ImageSpec) -> list[oci.Entry]:
     if not root:
         msg = f"{spec.name}: docker.prefix: '/' would put the environment over the base's files"
         raise ImageError(msg)
-    collect = _Collect(root)
+    collect = _Collect(root, prefix)
     try:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
         files = [*env.files, *bytecode_files(prefix, {f.target for f in env.files})]

@@ -99,12 +99,13 @@ def first_epoch(project: Project) -> int:
 
 def test_image_layers_sorted_owned_by_root_user_layer_numeric(project: Project, base: Path) -> None:
     _with_base(project, str(base))
+    project.write_recipe("tiny", TINY_RECIPE.format(name="tiny") + "variables: {GREETING: 'hi $X'}\n")
     project.doit("docker", env=NO_ENGINE)
     with oci.Layout(project.root / "dist" / "tiny-linux-64.oci.tar") as layout:
         image = layout.image("amd64")
         cfg = image.config["config"]
         assert cfg["User"] == "1000:1000" and cfg["WorkingDir"] == "/home/envbuild"
-        assert cfg["Env"][-4].startswith("PATH=/opt/env/bin:")
+        assert cfg["Env"][-5].startswith("PATH=/opt/env/bin:") and cfg["Env"][-1] == "GREETING=hi $X"
         assert cfg["Labels"]["org.envbuild.recipe"] == "tiny"
         assert image.manifest["annotations"]["org.opencontainers.image.revision"] == cfg[
             "Labels"]["org.envbuild.lock-sha256"]  # fmt: skip
@@ -121,6 +122,7 @@ def test_image_layers_sorted_owned_by_root_user_layer_numeric(project: Project, 
     assert not any(m.islnk() for m in members)
     assert "opt/env/etc/envbuild/sbom.cdx.json" in names
     assert "opt/env/bin/conda-unpack" not in names  # relocated at pack time
+    assert "opt/env/etc/conda/activate.d/envbuild-variables.sh" in names
 
 
 def _write_fails(project: Project, *args: str) -> str:
