@@ -79,9 +79,6 @@ def main() -> None:
             print(f"{what:18} in the engine: {size / 1e6:7.1f} MB = base {base / 1e6:.1f} MB"
                   f" + {ratio:.3f} x environment {env_bytes / 1e6:.1f} MB")  # fmt: skip
         subprocess.run(["docker", "rmi", tag, loaded], capture_output=True, check=False)
-        unpack = "label=org.envbuild.stage=unpack"  # the Dockerfile's first stage
-        subprocess.run(["docker", "image", "prune", "-f", "--filter", unpack],
-                       capture_output=True, check=False)  # fmt: skip
         print(json.dumps({"write_s": round(write_s, 1), "build_s": round(build_s, 1)}))
 
 

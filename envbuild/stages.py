@@ -289,7 +289,7 @@ def clean(root: str, stage: str, name: str) -> None:
     (never another environment's, never a lockfile: lockfiles are committed sources).
 
     build: every build of ``name`` and ``envs/<name>`` (under its build mutex); smoke: its
-    record; pack: its tarballs, kept ones included; docker: ``docker/<name>/`` and its
+    record; pack: its tarballs and SBOM, kept ones included; docker: ``docker/<name>/`` and its
     records (images are ``doit gc``'s)."""
     project = load_project(Path(root))
     if stage == "build":
@@ -303,7 +303,8 @@ def clean(root: str, stage: str, name: str) -> None:
     elif stage == "smoke":
         remove_tree(smoke_state(project, name))
     elif stage == "pack":
-        for f in project.path("dist").glob(f"{name}-*.tar.*"):
+        for f in [*project.path("dist").glob(f"{name}-*.tar.*"),
+                  *project.path("dist").glob(f"{name}-*.cdx.json")]:  # fmt: skip
             remove_tree(f)
         remove_tree(project.path("dist") / "history" / name)
     elif stage == "docker":
