@@ -99,6 +99,8 @@ def write(
         image_mod.smoke(spec.tag, recipe.smoke)
         loaded = image_mod.inspect(spec.tag)
         record.update(tag=spec.tag, id=loaded.id, smoke="passed")
+        if current and output is None:  # a candidate's is moved by its promotion
+            image_mod.retag(spec.tag, image_mod.current_tag(name))
         log.info("loaded %s into the engine; smoke checks passed inside it as uid %d",
                  spec.tag, spec.uid)  # fmt: skip
     else:
