@@ -105,8 +105,8 @@ class _Collect:
 
     arcroot = ""
 
-    def __init__(self, root: str, prefix: Path) -> None:
-        self.root, self.prefix = root, f"{prefix}/"
+    def __init__(self, root: str, scratch: str) -> None:
+        self.root, self.scratch = root, f"{scratch}/"
         self.entries: dict[str, oci.Entry] = {}
 
     def add(self, source: str, target: str) -> None:
@@ -116,14 +116,17 @@ class _Collect:
             self.entries[path] = oci.Entry(path, "link", target=os.readlink(source))
         elif stat.S_ISDIR(st.st_mode):
             self.entries[path] = oci.Entry(path, "dir")
-        elif not source.startswith(self.prefix):  # a scratch file or a conda-pack script:
-            data = Path(source).read_bytes()  # read now, its directory goes before we write
+        elif source.startswith(self.scratch):  # read now: its directory goes before we write
+            data = Path(source).read_bytes()
             self.entries[path] = oci.Entry(path, "file", data=data, mode=st.st_mode)
         else:
             self.entries[path] = oci.Entry(path, "file", source=source, mode=st.st_mode)
 
     def add_bytes(self, source: str, data: bytes, target: str) -> None:
         path = f"{self.root}/{target}"
+        if os.path.isfile(source) and Path(source).read_bytes() == data:
+            self.add(source, target)  # a placeholder that was not in it: nothing rewritten
+            return
         mode = os.stat(source).st_mode if os.path.exists(source) else 0o644
         self.entries[path] = oci.Entry(path, "file", data=data, mode=mode)
 
@@ -141,11 +144,12 @@ def env_entries(prefix: Path, spec: ImageSpec) -> list[oci.Entry]:
     if not root:
         msg = f"{spec.name}: docker.prefix: '/' would put the environment over the base's files"
         raise ImageError(msg)
-    collect = _Collect(root, prefix)
     try:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
         files = [*env.files, *bytecode_files(prefix, {f.target for f in env.files})]
         with tempfile.TemporaryDirectory() as scratch:
+            collect = _Collect(root, scratch)  # sources elsewhere (conda-pack takes a file
+            # hard-linked from the package cache from there) are read when the layer is
             files += activation_files(spec.variables, Path(scratch))
             packer = Packer(str(prefix), collect, spec.prefix, None)
             for f in files:

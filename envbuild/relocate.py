@@ -26,13 +26,15 @@ def recompile_relocated(entries: dict[str, oci.Entry], root: str, prefix: Path) 
     source's hash. Bytecode that does not compile again is left out."""
     from envbuild import proc
 
+    bytecode: dict[str, list[str]] = {}  # <folder>/<stem> -> its __pycache__ entries
+    for path in entries:
+        if path.endswith(".pyc") and "/__pycache__/" in path:
+            folder, name = path.rsplit("/__pycache__/", 1)
+            bytecode.setdefault(f"{folder}/{name.split('.', 1)[0]}", []).append(path)
     todo: dict[str, list[str]] = {}  # rewritten source -> its bytecode entries
     for path, e in entries.items():
         if e.kind == "file" and e.data is not None and path.endswith(".py"):
-            folder, name = path.rsplit("/", 1)
-            stem = name[:-3] + "."
-            todo[path] = [p for p in entries if p.startswith(f"{folder}/__pycache__/{stem}")
-                          and p.endswith(".pyc")]  # fmt: skip
+            todo[path] = bytecode.get(path[:-3], [])
     todo = {k: v for k, v in todo.items() if v}
     if not todo:
         return
