@@ -228,7 +228,9 @@ def test_sbom_valid_and_complete(project: Project, base: Path) -> None:
 
 
 def test_sbom_lists_what_pixi_sbom_lists(project: Project, base: Path) -> None:
-    exe = shutil.which("pixi-sbom") or os.environ.get("PIXI_SBOM", "")
+    beside = Path(sys.executable).parent / "pixi-sbom"  # the test extra, in this venv
+    exe = os.environ.get("PIXI_SBOM") or shutil.which("pixi-sbom") or (
+        str(beside) if beside.exists() else "")
     if not exe:
         pytest.skip("pixi-sbom (PyPI) is not installed here")
     _with_base(project, str(base))
