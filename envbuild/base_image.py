@@ -1,80 +1,133 @@
-"""A base image named by registry reference and digest (``[image] base =
-"REGISTRY/debian@sha256:..."``), pulled once into a cache as an OCI image layout directory.
+"""The base image: an input named by path and digest, never by a tag that moves.
 
-Everything is checked against the digest the reference names: the manifest (or the index,
-then this machine's image in it) and every blob, before the layout is moved into place. A
-cached layout is used without asking the registry again: its name is the digest, so its
-content cannot go stale.
+``[image] base`` in ``envbuild.toml`` names a local OCI image layout or its archive,
+optionally pinned, ``"build/base/bookworm.oci.tar@sha256:<hex>"`` (the ``NAME@DIGEST`` form
+of image references). The base's manifest digest is checked against the pin before anything is
+written, recorded with the image and compared by the docker stage's up-to-date check, so a
+changed base rebuilds the image.
+
+No registry is needed: :func:`from_rootfs` turns a root filesystem tar (``debootstrap
+--variant=minbase``, as ``scripts/services.sh`` makes it) into a one-layer OCI archive,
+deterministically (the same tar gives the same digest)::
+
+    python -m envbuild.base_image ROOTFS.tar build/base/bookworm-minbase.oci.tar
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import re
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
-from envbuild.errors import RegistryError
-from envbuild.fs import atomic_write, staged_dir
+from envbuild import oci
+from envbuild.errors import ImageError
+from envbuild.fs import clean_temporaries, staged_file
+from envbuild.validate import display
 
-_INDEXES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
+_PINNED = re.compile(r"^(?P<path>.+)@(?P<digest>sha256:[0-9a-f]{64})$")
 
 
-def cached_layout(ref: str, cache_dir: Path) -> Path:
-    """Where :func:`fetch_base` keeps ``ref`` (``cache_dir/sha256-<hex>``)."""
-    from envbuild.registry import parse_reference
-
-    parsed = parse_reference(ref)
-    if not parsed.digest:
+def parse(value: str) -> tuple[str, str]:
+    """``"PATH"`` or ``"PATH@sha256:<64 hex>"`` -> (path, digest or "")."""
+    m = _PINNED.match(value)
+    if m:
+        return m["path"], m["digest"]
+    if "@sha256:" in value or "@" in value.rsplit("/", 1)[-1]:
         msg = (
-            f"base image {ref!r}: name it by digest (REGISTRY/NAME@sha256:...), so that every "
-            "build uses the same base; `skopeo inspect docker://REF` shows the digest"
+            f"envbuild.toml: [image] base: {value!r}: a pinned base is PATH@sha256:<64 lowercase "
+            "hex>, the manifest digest (`skopeo inspect oci-archive:PATH` prints it as Digest)"
         )
-        raise RegistryError(msg)
-    return cache_dir / parsed.digest.replace(":", "-")
+        raise ImageError(msg)
+    return value, ""
 
 
-def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
-    """The OCI image layout directory of base image ``ref`` (by digest), fetched into
-    ``cache_dir`` the first time. For an index, the image for this machine (linux and its
-    architecture) is fetched and the layout's ``index.json`` names it. Raises RegistryError
-    for a reference without digest, a registry that fails, or content that does not match its
-    digest (nothing is left in the cache then)."""
-    from envbuild.pull import for_this_machine  # the same choice as envbuild pull
-    from envbuild.registry import connect, parse_reference
+@contextlib.contextmanager
+def open_base(path: Path, digest: str, architecture: str) -> Iterator[tuple[oci.Layout, oci.Image]]:
+    """Open the base at ``path`` and select its ``linux/<architecture>`` image; if ``digest``
+    is given, the manifest must have it. Raises ImageError naming the path, the digests and
+    the fix."""
+    if not path.exists():
+        msg = (
+            f"base image {display(path)} does not exist ([image] base in envbuild.toml); "
+            "make it with `python -m envbuild.base_image ROOTFS.tar PATH` or copy one there "
+            "(`skopeo copy docker://debian:bookworm-slim oci-archive:PATH`)"
+        )
+        raise ImageError(msg)
+    with oci.Layout(path) as layout:
+        image = layout.image(architecture)
+        found = (image.config.get("os"), image.config.get("architecture"))
+        if found != ("linux", architecture):
+            msg = (
+                f"base image {display(path)} is for {found[0]}/{found[1]}, not linux/"
+                f"{architecture}; use a base for the environment's platform"
+            )
+            raise ImageError(msg)
+        if digest and image.digest != digest:
+            msg = (
+                f"base image {display(path)} has manifest digest {image.digest}, but [image] base "
+                f"in envbuild.toml pins {digest}; if the base was changed on purpose, pin the new "
+                "digest there"
+            )
+            raise ImageError(msg)
+        yield layout, image
 
-    final = cached_layout(ref, cache_dir)
-    if (final / "index.json").is_file():
-        return final
-    parsed = parse_reference(ref)
-    client = connect(parsed.host, insecure)
-    with staged_dir(final) as tmp:
-        blobs = tmp / "blobs" / "sha256"
-        blobs.mkdir(parents=True)
 
-        data, media, digest = client.get_manifest(parsed)  # checked against parsed.digest
-        (blobs / digest.split(":")[1]).write_bytes(data)
-        manifest = json.loads(data)
-        if media in _INDEXES or "manifests" in manifest:
-            chosen = for_this_machine(manifest.get("manifests", []))
-            if chosen is None:
-                msg = f"base image {ref}: the index has no image for this machine"
-                raise RegistryError(msg)
-            data, media, digest = client.get_manifest(parsed.with_target(chosen["digest"]))
-            (blobs / digest.split(":")[1]).write_bytes(data)
-            manifest = json.loads(data)
-        for d in (manifest["config"], *manifest.get("layers", [])):
-            with (blobs / d["digest"].split(":")[1]).open("wb") as f:
-                client.fetch_blob(parsed.repository, d["digest"], f, int(d["size"]))
-        descriptor = {
-            "mediaType": media,
-            "digest": digest,
-            "size": len(data),
-            "annotations": {"org.opencontainers.image.ref.name": ref},
+def manifest_digest(path: Path, architecture: str = "amd64") -> str:
+    """The manifest digest of the base at ``path`` ("" if it cannot be read): what the up-to-
+    date check compares, without reading any layer."""
+    try:
+        with oci.Layout(path) as layout:
+            return layout.image(architecture).digest
+    except (ImageError, OSError, KeyError, TypeError, AttributeError):
+        return ""
+
+
+def from_rootfs(rootfs: Path, output: Path, architecture: str = "amd64", epoch: int = 0) -> str:
+    """Write ``output``, a one-layer OCI image archive of the root filesystem tar ``rootfs``
+    (its members as they are, gzip-compressed deterministically). Returns the manifest
+    digest. Raises ImageError if ``rootfs`` is not a tar."""
+    import tarfile
+
+    if not tarfile.is_tarfile(rootfs):
+        msg = f"{display(rootfs)}: not a tar of a root filesystem"
+        raise ImageError(msg)
+    clean_temporaries(output)
+    with staged_file(output) as tmp, tmp.open("wb") as f:
+        arc = oci.ArchiveWriter(f, epoch)
+
+        def copy_tar(out: IO[bytes]) -> None:
+            with rootfs.open("rb") as src:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+
+        layer = arc.stream_blob(lambda out: oci.write_gzip_layer(out, copy_tar))
+        created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        config = {
+            "architecture": architecture,
+            "os": "linux",
+            "created": created,
+            "config": {
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["bash"],
+            },
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            "history": [{"created": created, "created_by": f"rootfs {rootfs.name}"}],
         }
-        atomic_write(tmp / "oci-layout", '{"imageLayoutVersion": "1.0.0"}')
-        atomic_write(
-            tmp / "index.json", json.dumps({"schemaVersion": 2, "manifests": [descriptor]})
-        )
-    return final
+        cfg = arc.add_blob(oci.canonical(config), oci.CONFIG)
+        manifest = {"schemaVersion": 2, "mediaType": oci.MANIFEST, "config": cfg.to_json(),
+                    "layers": [layer.to_json()]}  # fmt: skip
+        man = arc.add_blob(oci.canonical(manifest), oci.MANIFEST)
+        index = {"schemaVersion": 2, "mediaType": oci.INDEX, "manifests": [man.to_json()]}
+        arc.add_file("index.json", oci.canonical(index))
+        arc.finish()
+    return man.digest
+
+
+if __name__ == "__main__":  # python -m envbuild.base_image ROOTFS.tar OUTPUT.oci.tar
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m envbuild.base_image ROOTFS.tar OUTPUT.oci.tar")
+    print(from_rootfs(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -39,6 +39,10 @@ class DockerError(EnvBuildError):
     """Rendering the Dockerfile or its build context failed."""
 
 
+class ImageError(EnvBuildError):
+    """Writing, loading or checking an OCI image (or reading its base) failed."""
+
+
 class ProcessError(EnvBuildError):
     """A subprocess exited non-zero (see envbuild.proc)."""
 

@@ -33,6 +33,7 @@ from envbuild.fingerprint import effective_cutoff
 from envbuild.fs import atomic_write, tree_bytes
 from envbuild.project import Project
 from envbuild.recipe_model import Recipe, current_subdir
+from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
 from envbuild.smoke import run_checks
 from envbuild.smoke import write_report as write_smoke_report
 from envbuild.state import (
@@ -154,16 +155,19 @@ def _smoke_and_verify(
 def _publishables(
     recipe: Recipe, project: Project, prefix: Path, info: BuildInfo, lockfile: Path
 ) -> tuple[str, str, promotion.Switch | None]:
-    """Pack the candidate into its kept tarball (with the proof) and, when an engine is
-    reachable, build its image under its lock's tag and smoke-test it inside. The tarball's
-    members carry ``lockfile``'s epoch, as `doit pack` of that lock gives them. Returns
+    """Pack the candidate into its kept tarball (with the proof and its SBOM); write its
+    image archive (``[image] base``) and, when an engine is reachable, load or build its image
+    under its lock's tag and smoke-test it inside. The tarball's members carry
+    ``lockfile``'s epoch, as `doit pack` of that lock gives them. Returns
     (stage, error, None) on failure, else ("", "", the switch that publishes them)."""
     name, root = recipe.name, project.root
     fmt = recipe.pack.format
     kept = pack_mod.history_path(project.path("dist"), name, info.build_id, fmt)
     try:
         epoch = lock_epoch(lockfile)
-        pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables, epoch)
+        _sbom_file, sbom = write_sbom(project, name, info, prefix, current=False)
+        pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables,
+                          epoch, ((SBOM_IN_PREFIX, sbom.encode()),))  # fmt: skip
     except (EnvBuildError, OSError) as e:  # OSError: e.g. ENOSPC in dist/
         return "pack", _reason(e), None
     packed = {"format": fmt, **stage_inputs.stamp(project, recipe, "pack")}
@@ -171,7 +175,11 @@ def _publishables(
     image = ""
     try:
         context = promotion.stage_context(project, recipe, info.build_id, info.lock_sha256, kept)
-        if engine_available():
+        if project.image_base:  # the written image, kept with the candidate, checked inside
+            from envbuild import oci_stage
+
+            image = oci_stage.write(project, recipe, info, prefix=prefix, current=False)["tag"]
+        elif engine_available():
             img = image_mod.build(context, name, info.lock_sha256, info.build_id,
                                   image_mod.project_id(root), current=False)  # fmt: skip
             image_mod.smoke(img.tag, recipe.smoke)

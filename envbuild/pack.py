@@ -48,7 +48,7 @@ def history_path(dist: Path, name: str, build_id: str, fmt: str) -> Path:
     return dist / "history" / name / f"{build_id}.{fmt}"
 
 
-def _bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
+def bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
     """conda-pack ``File``s for the ``pyc_file`` entries of conda-meta that conda-pack does not
     pack itself (it takes a package's files from the package's own paths.json, and drops
     unmanaged ``.pyc``): the bytecode compiled at build time (see :mod:`envbuild.bytecode`),
@@ -66,7 +66,7 @@ def _bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
     return out
 
 
-def _activation_files(variables: tuple[tuple[str, str], ...], scratch: Path) -> list[Any]:
+def activation_files(variables: tuple[tuple[str, str], ...], scratch: Path) -> list[Any]:
     """conda-pack ``File``s that set ``variables`` when the unpacked environment is activated:
     ``etc/conda/{de,}activate.d/envbuild-variables.sh`` (sourced by conda-pack's
     ``bin/activate`` and by ``conda activate``) and ``conda-meta/state`` (conda's record of
@@ -91,6 +91,19 @@ def _activation_files(variables: tuple[tuple[str, str], ...], scratch: Path) -> 
         path = scratch / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+        out.append(File(str(path), rel, is_conda=False))
+    return out
+
+
+def extra_files(extra: tuple[tuple[str, bytes], ...], scratch: Path) -> list[Any]:
+    """conda-pack ``File``s for ``extra``, (path in the prefix, bytes): the SBOM."""
+    from conda_pack.core import File
+
+    out = []
+    for rel, data in extra:
+        path = scratch / "extra" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
         out.append(File(str(path), rel, is_conda=False))
     return out
 
@@ -132,6 +145,7 @@ def write_tarball(
     level: int,
     variables: tuple[tuple[str, str], ...] = (),
     epoch: int = FALLBACK_EPOCH,
+    extra: tuple[tuple[str, bytes], ...] = (),
 ) -> int:
     """conda-pack ``prefix`` into ``output`` (``tar.zst`` or ``tar.gz``), the tar streamed
     straight into the compressor (no plain tar on disk). conda-pack's own Packer decides the
@@ -149,10 +163,11 @@ def write_tarball(
 
     try:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
-        files = [*env.files, *_bytecode_files(prefix, {f.target for f in env.files})]
+        files = [*env.files, *bytecode_files(prefix, {f.target for f in env.files})]
         with contextlib.ExitStack() as stack:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            files += _activation_files(variables, scratch)
+            files += activation_files(variables, scratch)
+            files += extra_files(extra, scratch)
             files.sort(key=lambda f: (_kind(f.target), f.target))
             raw = stack.enter_context(output.open("wb"))
             sink = stack.enter_context(_compressor(raw, fmt, level, epoch))
@@ -279,6 +294,7 @@ def pack_env(
     smoke: Smoke,
     variables: tuple[tuple[str, str], ...] = (),
     epoch: int = FALLBACK_EPOCH,
+    extra: tuple[tuple[str, bytes], ...] = (),
 ) -> Path:
     """Pack ``prefix`` into ``dest`` (.tar.zst or .tar.gz) and prove it; returns ``dest``.
     ``epoch``: the time of every member (the lock's, :func:`envbuild.epoch.lock_epoch`).
@@ -290,7 +306,7 @@ def pack_env(
     clean_temporaries(dest)  # of a run that was killed
     clean_ram_scratch(PROVE_PREFIX)
     with staged_file(dest) as tmp:
-        size = write_tarball(real, tmp, options.format, options.level, variables, epoch)
+        size = write_tarball(real, tmp, options.format, options.level, variables, epoch, extra)
         os.chmod(tmp, 0o644)
         prove(tmp, smoke, name, fmt=options.format, final=dest, variables=variables, size=size)
     log.info("packed %s: %s (%.1f MB)", name, display(dest), dest.stat().st_size / 1e6)

@@ -27,6 +27,10 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     [publish]                     # `doit publish`: where images and tarballs go
     registry = "ghcr.io/org"      # HOST[:PORT]/NAMESPACE; images are <it>/<recipe name>
     insecure = false              # allow plain http / unverified TLS (loopback needs none)
+    [image]                       # the image written without an engine (docker stage)
+    base = "build/base/bookworm-minbase.oci.tar"   # an OCI layout or its archive, optionally
+                                  # pinned: "PATH@sha256:<hex>" (see envbuild.base_image)
+    source = "https://github.com/org/envs"         # org.opencontainers.image.source
 
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
     requirements = ["numpy", "pandas", "scikit-learn", "pip", "ipykernel"]
@@ -71,7 +75,8 @@ _PATH_KEYS = {
     "offline_cache": "build/offline-cache",
     "reports": "reports",
 }
-_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly", "publish"}
+_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly", "publish", "image"}
+_IMAGE_KEYS = ("base", "source")
 NIGHTLY_MODES = ("promote", "propose")
 _LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "pip", "ipykernel")
@@ -103,6 +108,8 @@ class Project:
     nightly_mode: str = "promote"  # "propose": stop before promotion, write lock + diff
     publish_registry: str = ""  # [publish] registry: HOST[:PORT]/NAMESPACE ("": not set)
     publish_insecure: bool = False  # [publish] insecure: plain http / unverified TLS allowed
+    image_base: str = ""  # [image] base: "PATH" or "PATH@sha256:<hex>", PATH absolute
+    image_source: str = ""  # [image] source: the org.opencontainers.image.source URL
 
     def path(self, key: str) -> Path:
         """The absolute directory for ``key`` (one of the [paths] keys)."""
@@ -271,10 +278,16 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
         msg = f'{cfg_path}: nightly: expected a table with mode = "promote" or "propose"'
         raise ConfigError(msg)
     registry, insecure = _publish_table(data.get("publish", {}), cfg_path)
+    image = _check_table(data.get("image", {}), f"{cfg_path}: image", set(_IMAGE_KEYS))
+    base = image.get("base", "")
+    if base and not base.startswith("/"):  # relative to the project, the digest kept
+        base = str(root / base)
     return Project(
         root=root,
         publish_registry=registry,
         publish_insecure=insecure,
+        image_base=base,
+        image_source=image.get("source", ""),
         platforms=platforms,
         channel_alias=alias,
         exclude_newer=cutoff,

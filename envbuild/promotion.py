@@ -79,8 +79,9 @@ class Switch:
 
 def discard_candidate(project: Project, name: str) -> None:
     """Remove the recorded candidate (:func:`envbuild.build.candidate_file`), unless it
-    became current: its build directory, its kept tarball, every image of that build (of this
-    project only), the temporaries its stages left, and the staging directory."""
+    became current: its build directory, its kept tarball (image archive, SBOM), every image of
+    that build (of this project only), the temporaries its stages left, and the staging
+    directory."""
     staging = candidate_dir(project, name)
     build_id = (read_json(build_mod.candidate_file(project, name)) or {}).get("build_id", "")
     current = read_marker(project.env_prefix(name))
@@ -88,8 +89,8 @@ def discard_candidate(project: Project, name: str) -> None:
         if engine_available():
             image_mod.remove_build_images(image_mod.project_id(project.root), build_id)
         build_mod.remove_build(build_mod.builds_root(project, name) / build_id)
-        for kept in (project.path("dist") / "history" / name).glob(f"{build_id}.tar.*"):
-            remove_tree(kept)
+        for kept in (project.path("dist") / "history" / name).glob(f"{build_id}.*"):
+            remove_tree(kept)  # its tarball, image archive and SBOM
         remove_tree(build_record(project, name, build_id, "smoke"))
         remove_tree(build_record(project, name, build_id, "image"))
         log.info("discarded the unfinished candidate %s of %s", build_id, name)
@@ -152,6 +153,7 @@ def apply(project: Project, sw: Switch) -> None:
         atomic_link(root / sw.tarball, dist)
     else:
         remove_tree(dist)  # that build was never packed: no older tarball may claim it
+    _publish_kept(project, sw.name, sw.build_id, info.platform)
     kill_point("tarball")
     _switch_context(project, sw)
     kill_point("context")
@@ -183,6 +185,19 @@ def _untag_current(project: Project, name: str) -> None:
         return
     if img.project in ("", image_mod.project_id(project.root)):
         image_mod.untag(image_mod.current_tag(name))
+
+
+def _publish_kept(project: Project, name: str, build_id: str, platform: str) -> None:
+    """Publish the image archive and SBOM kept with build ``build_id`` as
+    ``dist/<name>-<platform>.{oci.tar,cdx.json}``; remove a published one that build never
+    had (no older file may claim it)."""
+    kept = project.path("dist") / "history" / name
+    for suffix in ("oci.tar", "cdx.json"):
+        published = project.path("dist") / f"{name}-{platform}.{suffix}"
+        if (kept / f"{build_id}.{suffix}").exists():
+            atomic_link(kept / f"{build_id}.{suffix}", published)
+        else:
+            remove_tree(published)
 
 
 def _switch_context(project: Project, sw: Switch) -> None:
@@ -246,6 +261,8 @@ def _image_of(project: Project, name: str, info: build_mod.BuildInfo) -> str:
         img = image_mod.inspect(tag)
     except EnvBuildError:
         return ""  # its image is gone (or was never built)
+    if img.build_id == "":  # a written image has no build id: the same lock, the same image
+        return tag
     return tag if img.project == pid and img.build_id == info.build_id else ""
 
 

@@ -22,6 +22,7 @@ from envbuild import verify as verify_mod
 from envbuild.epoch import lock_epoch
 from envbuild.errors import (
     BuildError,
+    DockerError,
     EnvBuildError,
     LockError,
     PackError,
@@ -266,7 +267,10 @@ def _pack(project: Project, recipe: Recipe, name: str) -> None:
             f"run `doit smoke env={name}`"
         )
         raise PackError(msg)
+    from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
+
     epoch = lock_epoch(project.lockfile(name))
+    _sbom_file, sbom = write_sbom(project, name, info)  # also inside the tarball
     tb = pack_mod.pack_env(
         name,
         project.env_prefix(name),
@@ -275,6 +279,7 @@ def _pack(project: Project, recipe: Recipe, name: str) -> None:
         recipe.smoke,
         recipe.variables,
         epoch,
+        ((SBOM_IN_PREFIX, sbom.encode()),),
     )
     # the same file under a second name: rollback restores it, gc removes it
     atomic_link(tb, history_tarball(project, name, info.build_id))
@@ -318,8 +323,10 @@ def _record_pack(
 
 
 def docker(root: str, name: str) -> None:
-    """Render docker/<name>/ and, when a Docker engine is reachable, build the image and run
-    the smoke checks inside it; without an engine, say so and succeed."""
+    """Render docker/<name>/; with ``[image] base``, write the image archive and SBOM (no
+    engine needed) and, when an engine is reachable, load it and run the smoke checks inside;
+    without a base, build the Dockerfile with the engine. Without an engine, say so and
+    succeed."""
     project, recipe = load(root, name)
     with the_five(project, name) as moved:
         if not (moved and docker_is_current(project.root, name)):
@@ -338,7 +345,11 @@ def _docker(project: Project, recipe: Recipe, name: str) -> None:
     pid = image_mod.project_id(project.root)
     ctx = docker_mod.context_for(recipe, info.lock_sha256, info.build_id, pid)
     text = docker_mod.render(project.path("templates"), ctx)
-    path = docker_mod.write_context(tb, project.path("docker") / name, text)
+    try:
+        path = docker_mod.write_context(tb, project.path("docker") / name, text)
+    except OSError as e:  # a full disk, say: staged, so the previous context stays
+        msg = f"writing the Docker context of '{name}' failed: {e}; the previous one is kept"
+        raise DockerError(msg) from None
     rendered = {
         "build_id": info.build_id,
         "template_sha256": template_sha(project),
@@ -347,6 +358,11 @@ def _docker(project: Project, recipe: Recipe, name: str) -> None:
     }
     atomic_write(docker_state(project, name), json.dumps(rendered, indent=2))
     log.info("rendered %s", display(path))
+    if project.image_base:  # the image written without an engine, then checked in one
+        from envbuild import oci_stage
+
+        oci_stage.write(project, recipe, info)
+        return
     if not image_mod.engine_available():
         log.info("no Docker engine reachable: image for '%s' not built", name)
         return
@@ -371,7 +387,7 @@ def clean(root: str, stage: str, name: str) -> None:
     (never another environment's, never a lockfile: lockfiles are committed sources).
 
     build: every build of ``name`` and ``envs/<name>`` (under its build mutex); smoke: its
-    record; pack: its tarballs, kept ones included; docker: ``docker/<name>/`` and its
+    record; pack: its tarballs and SBOM, kept ones included; docker: ``docker/<name>/`` and its
     records (images are ``doit gc``'s)."""
     project = load_project(Path(root))
     if stage == "build":
@@ -385,11 +401,14 @@ def clean(root: str, stage: str, name: str) -> None:
     elif stage == "smoke":
         remove_tree(smoke_state(project, name))
     elif stage == "pack":
-        for f in project.path("dist").glob(f"{name}-*.tar.*"):
+        for f in [*project.path("dist").glob(f"{name}-*.tar.*"),
+                  *project.path("dist").glob(f"{name}-*.cdx.json")]:  # fmt: skip
             remove_tree(f)
         remove_tree(project.path("dist") / "history" / name)
     elif stage == "docker":
         remove_tree(project.path("docker") / name)
         remove_tree(docker_state(project, name))
         remove_tree(image_state(project, name))
+        for f in project.path("dist").glob(f"{name}-*.oci.tar"):
+            remove_tree(f)
     log.info("cleaned %s of %s", stage, name)

@@ -328,6 +328,24 @@ def docker_is_current(root: Path, name: str) -> bool:
     if not stage_inputs.unchanged(project, name, "docker", rendered, docker_state(project, name)):
         return False
     image = read_json(image_state(project, name)) or {}
+    if project.image_base:  # the written image: of this build, on this base, checked if it can be
+        return _written_image_is_current(project, image, current)
     if not engine_available():
         return True
     return image.get("build_id") == current and image.get("inputs") == rendered.get("inputs")
+
+
+def _written_image_is_current(project: Project, image: dict[str, Any], build_id: str) -> bool:
+    from envbuild.base_image import manifest_digest, parse
+    from envbuild.errors import EnvBuildError
+
+    archive = project.root / str(image.get("archive") or "-")
+    if image.get("build_id") != build_id or not archive.is_file():
+        return False
+    try:
+        base = manifest_digest(Path(parse(project.image_base)[0]))
+    except EnvBuildError:
+        return False  # a malformed [image] base: the stage says what is wrong
+    if image.get("base") != base:
+        return False  # the base changed (or is gone): the stage says which
+    return image.get("smoke") == "passed" or not engine_available()

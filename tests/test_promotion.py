@@ -100,8 +100,8 @@ def _greeting(p: Project) -> str:
 def _no_candidate_left(p: Project, current: str, candidate: str) -> None:
     builds = p.root / "envs" / ".builds" / NAME
     assert [d.name for d in builds.iterdir() if d.is_dir()] == [current]
-    kept = [f.name for f in (p.root / "dist" / "history" / NAME).iterdir()]
-    assert kept == [f"{current}.tar.zst"]
+    kept = sorted(f.name for f in (p.root / "dist" / "history" / NAME).iterdir())
+    assert kept == [f"{current}.cdx.json", f"{current}.tar.zst"]  # tarball and its SBOM
     tagged = _docker("images", "--filter", f"label=org.envbuild.build-id={candidate}",
                      "--filter", "dangling=false", "--format", "{{.Repository}}:{{.Tag}}")  # fmt: skip
     assert tagged == "", f"the failed candidate's image is still tagged: {tagged}"

@@ -347,8 +347,8 @@ def test_plain_http_only_for_loopback_or_insecure(
 
 
 def test_fetch_base_once_digest_checked(plain: Registry, tmp_path: Path) -> None:
-    from envbuild.base_image import fetch_base
     from envbuild.ocilayout import Layout
+    from envbuild.registry_base import fetch_base
 
     digest = write_layout(tmp_path / "layout", text="base")
     publish(f"{plain.host}/base", Release("debian", "linux-64", LOCK, tmp_path / "layout"))

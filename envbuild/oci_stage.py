@@ -1,0 +1,132 @@
+"""The docker stage's engine-free half: the SBOM, the image archive, and (with an engine) the
+image loaded and smoke-tested inside as the non-root user.
+
+Called by :func:`envbuild.stages.docker` when ``[image] base`` is set; without it the stage
+keeps building the rendered Dockerfile with a local engine. Records
+``build/state/<name>.image.json`` (and the build's copy): manifest digest, archive, base
+digest, whether the in-container checks ran.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from envbuild import image as image_mod
+from envbuild import proc
+from envbuild.base_image import parse
+from envbuild.epoch import lock_epoch
+from envbuild.errors import ImageError
+from envbuild.fs import atomic_link, atomic_write
+from envbuild.oci_image import ARCHITECTURES, ImageSpec, image_path, write_image
+from envbuild.project import Project
+from envbuild.recipe_model import Recipe
+from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
+from envbuild.state import BuildInfo, build_record, engine_available, image_state
+from envbuild.validate import display
+
+log = logging.getLogger("envbuild")
+NOT_RUN = "not run (no engine reachable)"
+
+
+def kept_image(project: Project, name: str, build_id: str) -> Path:
+    """``dist/history/<name>/<build id>.oci.tar``: the image archive kept with one build
+    (promotion and rollback publish it again; gc removes it with the build)."""
+    return project.path("dist") / "history" / name / f"{build_id}.oci.tar"
+
+
+def spec_for(recipe: Recipe, info: BuildInfo, prefix: Path, source: str, sbom: str) -> ImageSpec:
+    from envbuild.build import lock_copy
+
+    d = recipe.docker
+    return ImageSpec(
+        name=recipe.name, platform=info.platform, prefix="/" + d.prefix.strip("/"),
+        user=d.user, uid=d.uid,
+        lock_sha256=info.lock_sha256, epoch=lock_epoch(lock_copy(prefix.resolve())),
+        imports=recipe.smoke.imports, variables=recipe.variables, source=source,
+        extra_files=((SBOM_IN_PREFIX, sbom.encode()),),
+    )  # fmt: skip
+
+
+def write(
+    project: Project, recipe: Recipe, info: BuildInfo, output: Path | None = None,
+    prefix: Path | None = None, current: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Write the SBOM and the image archive of build ``info`` (at ``prefix``, default the
+    current environment), kept with the build and, if ``current``, published as
+    ``dist/<name>-<platform>.{oci.tar,cdx.json}`` (``output``: write the archive there
+    instead, nothing else). With an engine, load it as ``envbuild/<name>:<lock 12 hex>`` and
+    run the smoke checks inside. Returns the record (also kept with the build, and current if
+    ``current``). Raises ImageError (base, disk, engine refusing the load) or DockerError (a
+    check failing inside)."""
+    name = recipe.name
+    prefix = prefix or project.env_prefix(name)
+    base_path, pin = parse(project.image_base)
+    if info.platform not in ARCHITECTURES:
+        msg = f"{name}: images are Linux images; this build is for {info.platform}"
+        raise ImageError(msg)
+    kept = kept_image(project, name, info.build_id)
+    out = output or kept
+    start = time.monotonic()
+    try:
+        sbom_file, sbom = write_sbom(project, name, info, prefix, current and output is None)
+        spec = spec_for(recipe, info, prefix, project.image_source, sbom)
+        img = write_image(prefix, spec, Path(base_path), pin, out)
+    except OSError as e:
+        msg = f"{display(out)}: writing the image failed: {e}; the previous image is unchanged"
+        raise ImageError(msg) from None
+    seconds = time.monotonic() - start
+    published = image_path(project.path("dist"), name, info.platform)
+    if current and output is None:
+        atomic_link(kept, published)
+        out = published
+    print(f"{name}: image {display(out)} {img.digest}")
+    log.info("wrote image %s in %.1f s (%.1f MB), SBOM %s", display(out), seconds,
+             img.size / 1e6, display(sbom_file))  # fmt: skip
+    record: dict[str, Any] = {
+        "build_id": info.build_id, "lock_sha256": info.lock_sha256, "digest": img.digest,
+        "archive": os.path.relpath(published, project.root), "size": img.size,
+        "base": img.base_digest, "env_bytes": img.env_bytes, "tag": "", "id": "",
+        "smoke": NOT_RUN, "seconds": round(seconds, 2),
+    }  # fmt: skip
+    if engine_available():
+        # in the engine, the project's own tag (a shared engine holds other projects' images
+        # of the same recipe); the archive itself names no project, so its digest is the same
+        # in every clone
+        tag = image_mod.tag_for(name, info.lock_sha256, image_mod.project_id(project.root))
+        load(out, tag)
+        image_mod.smoke(tag, recipe.smoke)
+        loaded = image_mod.inspect(tag)
+        record.update(tag=tag, id=loaded.id, smoke="passed")
+        if current and output is None:  # a candidate's is moved by its promotion
+            image_mod.retag(tag, image_mod.current_tag(name))
+        log.info("loaded %s into the engine; smoke checks passed inside it as uid %d",
+                 tag, spec.uid)  # fmt: skip
+    else:
+        log.warning("no Docker engine reachable: image written, the in-container smoke checks "
+                    "did not run")  # fmt: skip
+    if output is None:
+        atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+    if current and output is None:
+        atomic_write(image_state(project, name), json.dumps(record, indent=2))
+    return record
+
+
+def load(archive: Path, tag: str) -> None:
+    """Load the image archive into the local engine as ``tag``: with ``skopeo copy
+    oci-archive:... docker-daemon:...`` where skopeo is installed, else ``docker load`` (which
+    reads the archive's ``manifest.json``). Raises ImageError with the engine's answer."""
+    if shutil.which("skopeo"):
+        argv = ["skopeo", "copy", "--quiet", f"oci-archive:{archive}", f"docker-daemon:{tag}"]
+    else:
+        argv = ["docker", "load", "--quiet", "--input", str(archive)]
+    try:
+        proc.run(argv, timeout=1800)
+    except proc.ProcessError as e:
+        msg = f"the engine refused the image {display(archive)} as {tag}:\n{e}"
+        raise ImageError(msg) from None

@@ -1,0 +1,80 @@
+"""A base image named by registry reference and digest (``[image] base =
+"REGISTRY/debian@sha256:..."``), pulled once into a cache as an OCI image layout directory.
+
+Everything is checked against the digest the reference names: the manifest (or the index,
+then this machine's image in it) and every blob, before the layout is moved into place. A
+cached layout is used without asking the registry again: its name is the digest, so its
+content cannot go stale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from envbuild.errors import RegistryError
+from envbuild.fs import atomic_write, staged_dir
+
+_INDEXES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+def cached_layout(ref: str, cache_dir: Path) -> Path:
+    """Where :func:`fetch_base` keeps ``ref`` (``cache_dir/sha256-<hex>``)."""
+    from envbuild.registry import parse_reference
+
+    parsed = parse_reference(ref)
+    if not parsed.digest:
+        msg = (
+            f"base image {ref!r}: name it by digest (REGISTRY/NAME@sha256:...), so that every "
+            "build uses the same base; `skopeo inspect docker://REF` shows the digest"
+        )
+        raise RegistryError(msg)
+    return cache_dir / parsed.digest.replace(":", "-")
+
+
+def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
+    """The OCI image layout directory of base image ``ref`` (by digest), fetched into
+    ``cache_dir`` the first time. For an index, the image for this machine (linux and its
+    architecture) is fetched and the layout's ``index.json`` names it. Raises RegistryError
+    for a reference without digest, a registry that fails, or content that does not match its
+    digest (nothing is left in the cache then)."""
+    from envbuild.pull import for_this_machine  # the same choice as envbuild pull
+    from envbuild.registry import connect, parse_reference
+
+    final = cached_layout(ref, cache_dir)
+    if (final / "index.json").is_file():
+        return final
+    parsed = parse_reference(ref)
+    client = connect(parsed.host, insecure)
+    with staged_dir(final) as tmp:
+        blobs = tmp / "blobs" / "sha256"
+        blobs.mkdir(parents=True)
+
+        data, media, digest = client.get_manifest(parsed)  # checked against parsed.digest
+        (blobs / digest.split(":")[1]).write_bytes(data)
+        manifest = json.loads(data)
+        if media in _INDEXES or "manifests" in manifest:
+            chosen = for_this_machine(manifest.get("manifests", []))
+            if chosen is None:
+                msg = f"base image {ref}: the index has no image for this machine"
+                raise RegistryError(msg)
+            data, media, digest = client.get_manifest(parsed.with_target(chosen["digest"]))
+            (blobs / digest.split(":")[1]).write_bytes(data)
+            manifest = json.loads(data)
+        for d in (manifest["config"], *manifest.get("layers", [])):
+            with (blobs / d["digest"].split(":")[1]).open("wb") as f:
+                client.fetch_blob(parsed.repository, d["digest"], f, int(d["size"]))
+        descriptor = {
+            "mediaType": media,
+            "digest": digest,
+            "size": len(data),
+            "annotations": {"org.opencontainers.image.ref.name": ref},
+        }
+        atomic_write(tmp / "oci-layout", '{"imageLayoutVersion": "1.0.0"}')
+        atomic_write(
+            tmp / "index.json", json.dumps({"schemaVersion": 2, "manifests": [descriptor]})
+        )
+    return final
