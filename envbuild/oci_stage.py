@@ -91,7 +91,8 @@ def write(
     record: dict[str, Any] = {
         "build_id": info.build_id, "lock_sha256": info.lock_sha256, "digest": img.digest,
         "archive": os.path.relpath(published, project.root), "size": img.size,
-        "base": img.base_digest, "env_bytes": img.env_bytes, "tag": "", "id": "",
+        "base": img.base_digest, "architecture": spec.architecture,
+        "env_bytes": img.env_bytes, "tag": "", "id": "",
         "smoke": NOT_RUN, "seconds": round(seconds, 2),
     }  # fmt: skip
     if engine_available():

@@ -343,7 +343,8 @@ def _written_image_is_current(project: Project, image: dict[str, Any], build_id:
     if image.get("build_id") != build_id or not archive.is_file():
         return False
     try:
-        base = manifest_digest(Path(parse(project.image_base)[0]))
+        arch = str(image.get("architecture") or "amd64")
+        base = manifest_digest(Path(parse(project.image_base)[0]), arch)
     except EnvBuildError:
         return False  # a malformed [image] base: the stage says what is wrong
     if image.get("base") != base:
