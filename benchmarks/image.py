@@ -38,8 +38,8 @@ def _size(tag: str) -> int:
 def main() -> None:
     from envbuild import oci_stage
     from envbuild.fs import tree_bytes
+    from envbuild.layout import read_marker
     from envbuild.stages import load
-    from envbuild.state import read_marker
 
     config = f'[image]\nbase = "{BASE}"\n'
     with temp_project(config) as root:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild import bytecode, progress, pypi, rattler_client
-from envbuild.channels import Route, auth_entries
+from envbuild.channels import Route, auth_entries, require_credentials
 from envbuild.errors import BuildError
 from envbuild.fingerprint import fingerprint
 from envbuild.fs import (
@@ -30,12 +30,7 @@ from envbuild.fs import (
     remove_tree,
     replace_symlink,
 )
-from envbuild.lockfile import LockedPackages, install_records, read_packages
-from envbuild.mutex import hold
-from envbuild.project import Project
-from envbuild.recipe_model import Recipe, current_subdir
-from envbuild.secrets import require_credentials
-from envbuild.state import (
+from envbuild.layout import (
     BUILDS_DIR,
     BuildInfo,
     builds_root,
@@ -44,6 +39,10 @@ from envbuild.state import (
     read_json,
     read_marker,
 )
+from envbuild.lockfile import LockedPackages, install_records, read_packages
+from envbuild.mutex import hold
+from envbuild.project import Project
+from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.validate import display
 
 log = logging.getLogger("envbuild")

@@ -22,10 +22,14 @@ Pure: no I/O beyond reading environment variables to check they are set.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from envbuild.errors import ChannelError
 
 DEFAULT_CHANNEL_ALIAS = "https://conda.anaconda.org"
 KNOWN_SUBDIRS = (
@@ -189,3 +193,22 @@ def utc_cutoff(value: object) -> str | None:
             return None  # a time without a zone is ambiguous
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def require(variables: tuple[str, ...], where: str) -> None:
+    """Raise ChannelError naming the first of ``variables`` not set in the environment."""
+    for name in variables:
+        if name not in os.environ:
+            msg = (
+                f"{where}: the channel URL uses ${{{name}}}, but {name} is not set in the "
+                "environment; export it (credentials are never stored in files)"
+            )
+            raise ChannelError(msg)
+
+
+def require_credentials(routes: Iterable[Route]) -> None:
+    """Raise ChannelError if a variable that one of ``routes`` names for its credentials is
+    not set (checked before any request, so the message names the channel, not a 401)."""
+    for r in routes:
+        if r.credential is not None:
+            require(r.credential.variables(), f"channel '{r.name}'")

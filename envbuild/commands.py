@@ -14,10 +14,11 @@ from envbuild import conda_envs, kernels, lockdiff, promotion
 from envbuild import lock as lock_mod
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.fs import atomic_write, remove_tree
+from envbuild.layout import nightly_result, project_at, read_json
 from envbuild.lockfile import read_packages
 from envbuild.project import Project, load_project
 from envbuild.stages import exclusive, load, selected_names, tarball
-from envbuild.state import nightly_result, project_at, read_json, write_lock_stamp
+from envbuild.uptodate import write_lock_stamp
 from envbuild.validate import display
 
 

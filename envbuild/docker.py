@@ -16,9 +16,9 @@ from pathlib import Path
 from envbuild import templates
 from envbuild.errors import DockerError
 from envbuild.fs import atomic_write, clean_temporaries, staged_file
+from envbuild.layout import TEMPLATE  # named there: the up-to-date check hashes it
 from envbuild.pack import open_tar_stream
 from envbuild.recipe_model import Recipe
-from envbuild.state import TEMPLATE  # named there: the up-to-date check hashes it
 from envbuild.validate import display
 
 CONTEXT_ARCHIVE = "env.tar"

@@ -17,10 +17,11 @@ from envbuild import bytecode, cache_stamps, promotion
 from envbuild import image as image_mod
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.fs import remove_tree, tree_bytes
+from envbuild.layout import BUILDS_DIR
 from envbuild.lock import read_lockfile
 from envbuild.mutex import try_hold
 from envbuild.project import Project
-from envbuild.state import BUILDS_DIR, engine_available
+from envbuild.uptodate import engine_available
 
 log = logging.getLogger("envbuild")
 

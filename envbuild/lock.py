@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild import conda_lock_api, lockdiff, pypi, rattler_client
-from envbuild.channels import KNOWN_SUBDIRS, Route, auth_entries
+from envbuild.channels import KNOWN_SUBDIRS, Route, auth_entries, require_credentials
 from envbuild.diagnose import explain
 from envbuild.epoch import EPOCH_KEY, newest_timestamp
 from envbuild.errors import ChannelError, LockError
@@ -41,7 +41,6 @@ from envbuild.lockfile import (  # re-exported: the lock stage's public API
 )
 from envbuild.project import Project
 from envbuild.recipe_model import Recipe
-from envbuild.secrets import require_credentials
 from envbuild.validate import display
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from envbuild.secrets import ScrubFilter
+from envbuild.redact import ScrubFilter
 
 
 def setup_logging() -> None:

@@ -31,18 +31,13 @@ from envbuild.epoch import lock_epoch
 from envbuild.errors import EnvBuildError
 from envbuild.fingerprint import effective_cutoff
 from envbuild.fs import atomic_write, tree_bytes
+from envbuild.layout import BuildInfo, build_record, pack_record
 from envbuild.project import Project
 from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
 from envbuild.smoke import run_checks
 from envbuild.smoke import write_report as write_smoke_report
-from envbuild.state import (
-    BuildInfo,
-    build_is_current,
-    build_record,
-    engine_available,
-    pack_record,
-)
+from envbuild.uptodate import build_is_current, engine_available
 from envbuild.verify import verify_prefix
 
 if TYPE_CHECKING:

@@ -23,11 +23,12 @@ from envbuild.base_image import parse
 from envbuild.epoch import lock_epoch
 from envbuild.errors import ImageError
 from envbuild.fs import atomic_link, atomic_write
+from envbuild.layout import BuildInfo, build_record, image_state
 from envbuild.oci_image import ARCHITECTURES, ImageSpec, image_path, write_image
 from envbuild.project import Project
 from envbuild.recipe_model import Recipe
 from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
-from envbuild.state import BuildInfo, build_record, engine_available, image_state
+from envbuild.uptodate import engine_available
 from envbuild.validate import display
 
 log = logging.getLogger("envbuild")

@@ -35,21 +35,20 @@ from envbuild import lock as lock_mod
 from envbuild import stage_inputs
 from envbuild.errors import BuildError, EnvBuildError
 from envbuild.fs import atomic_link, atomic_write, remove_tree
-from envbuild.project import Project
-from envbuild.recipe_model import Recipe
-from envbuild.state import (
+from envbuild.layout import (
     build_record,
     build_state,
     candidate_dir,
     docker_state,
-    engine_available,
     image_state,
     promotion_journal,
     read_json,
     read_marker,
     smoke_state,
-    template_sha,
 )
+from envbuild.project import Project
+from envbuild.recipe_model import Recipe
+from envbuild.uptodate import engine_available, template_sha
 
 log = logging.getLogger("envbuild")
 # beside a staged context: the docker record fields (inputs, sources) it was rendered from

@@ -354,8 +354,9 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
     ``build/state/<name>.publish.json``. Raises ConfigError without a registry,
     EnvBuildError if an artifact is missing, RegistryError from the registry."""
     from envbuild.fs import atomic_write
+    from envbuild.layout import build_record, read_marker, state_file
     from envbuild.pack import tarball_path
-    from envbuild.state import build_record, pack_is_current, read_marker, state_file
+    from envbuild.uptodate import pack_is_current
 
     name = recipe.name
     if not project.publish_registry:
@@ -401,7 +402,7 @@ def rollback_tags(project: Project, name: str, build_id: str) -> str:
     """After ``doit rollback`` made build ``build_id`` current: point ``:current`` (and its
     lock and date tags) at that build's published image. Returns a line saying what moved.
     A build never published moves nothing (``doit publish`` publishes it)."""
-    from envbuild.state import build_record, builds_root, read_json, read_marker
+    from envbuild.layout import build_record, builds_root, read_json, read_marker
 
     record = read_json(build_record(project, name, build_id, "publish"))
     if not record or record.get("repository", "").rsplit("/", 1)[0] != project.publish_registry:

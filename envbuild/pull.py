@@ -364,7 +364,7 @@ def main(argv: list[str]) -> int:
             parser.error("a reference is required (or --rollback)")
         done = pull(args.reference, Path(args.prefix), args.insecure)
     except EnvBuildError as e:
-        from envbuild.secrets import scrub
+        from envbuild.redact import scrub
 
         print(f"envbuild pull: {scrub(str(e))}", file=sys.stderr)
         return 1

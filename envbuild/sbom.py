@@ -29,8 +29,8 @@ from typing import Any
 
 from envbuild.errors import EnvBuildError
 from envbuild.fs import atomic_link, atomic_write
+from envbuild.layout import BuildInfo
 from envbuild.project import Project
-from envbuild.state import BuildInfo
 
 SBOM_IN_PREFIX = "etc/envbuild/sbom.cdx.json"
 _NAMESPACE = uuid.UUID("6f1d7f3e-8a8e-4c4e-9a0e-0d5b2b0e2b3c")  # envbuild's uuid5 namespace

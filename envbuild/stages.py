@@ -31,29 +31,31 @@ from envbuild.errors import (
     VerifyError,
 )
 from envbuild.fs import atomic_link, atomic_write, file_sha256, remove_tree
+from envbuild.layout import (
+    build_record,
+    build_state,
+    current_build_id,
+    docker_state,
+    image_state,
+    pack_record,
+    pack_state,
+    read_json,
+    smoke_state,
+    verify_report,
+)
 from envbuild.lockfile import read_packages
 from envbuild.mutex import hold
 from envbuild.project import Project, load_project
 from envbuild.recipe import find_recipe, load_recipe
 from envbuild.recipe_model import Recipe, current_subdir
 from envbuild.smoke import smoke_env
-from envbuild.state import (
+from envbuild.uptodate import (
     build_is_current,
-    build_record,
-    build_state,
-    current_build_id,
     docker_is_current,
-    docker_state,
-    image_state,
     lock_is_fresh,
     pack_is_current,
-    pack_record,
-    pack_state,
-    read_json,
     smoke_is_current,
-    smoke_state,
     template_sha,
-    verify_report,
     write_lock_stamp,
 )
 from envbuild.validate import display

@@ -16,12 +16,8 @@ from typing import Any
 
 from envbuild.errors import LockError, RecipeError
 from envbuild.fs import tree_bytes
-from envbuild.lockfile import read_packages
-from envbuild.project import Project
-from envbuild.recipe_io import read_document
-from envbuild.state import (
+from envbuild.layout import (
     image_state,
-    lock_is_fresh,
     nightly_result,
     pack_state,
     read_json,
@@ -29,6 +25,10 @@ from envbuild.state import (
     smoke_state,
     verify_report,
 )
+from envbuild.lockfile import read_packages
+from envbuild.project import Project
+from envbuild.recipe_io import read_document
+from envbuild.uptodate import lock_is_fresh
 
 
 @dataclass(frozen=True, slots=True)

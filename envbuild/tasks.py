@@ -22,11 +22,11 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from envbuild import progress, state
+from envbuild import layout, progress, uptodate
 from envbuild.channels import transport_url
 from envbuild.errors import EnvBuildError
 from envbuild.project import Project
-from envbuild.secrets import scrub
+from envbuild.redact import scrub
 
 TaskDict = dict[str, Any]
 
@@ -85,7 +85,7 @@ class _UpToDate:
 
     def __repr__(self) -> str:
         what = " ".join((self.check.__doc__ or "").split("\n\n")[0].split())
-        return f"envbuild.state.{self.check.__name__}({self.name!r}) -- {what}"
+        return f"envbuild.uptodate.{self.check.__name__}({self.name!r}) -- {what}"
 
 
 def selected(project: Project, env: str | None) -> list[str]:
@@ -154,7 +154,7 @@ def _stage(
 
 def _lock(project: Project, name: str, update: str = "") -> TaskDict:
     root = str(project.root)
-    fresh = _UpToDate(state.lock_is_fresh, root, name)
+    fresh = _UpToDate(uptodate.lock_is_fresh, root, name)
     return {
         "actions": [action("lock", root, name, update)],
         "targets": [project.lockfile(name)],
@@ -206,21 +206,21 @@ STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
     ),
     "build": (
         "install the locked packages into envs/<name> (staged, then switched)",
-        _after("lock", "build", state.build_is_current, state.build_state),
+        _after("lock", "build", uptodate.build_is_current, layout.build_state),
     ),
     "smoke": (
         "run each recipe's smoke imports and commands in its environment",
-        _after("build", "smoke", state.smoke_is_current, state.smoke_state),
+        _after("build", "smoke", uptodate.smoke_is_current, layout.smoke_state),
     ),
     "pack": (
         "conda-pack each environment into dist/ and prove the tarball",
         # the tarball's name depends on the recipe's pack format: no target, so that loading
         # the graph never parses recipes (pack_is_current checks the tarball itself)
-        _after("smoke", "pack", state.pack_is_current, None),
+        _after("smoke", "pack", uptodate.pack_is_current, None),
     ),
     "docker": (
         "render docker/<name>/Dockerfile and its build context (and image, with an engine)",
-        _after("pack", "docker", state.docker_is_current, _dockerfile),
+        _after("pack", "docker", uptodate.docker_is_current, _dockerfile),
     ),
     "verify": ("compare each environment with its lockfile; fails on any drift", _verify),
     "publish": (
@@ -247,7 +247,7 @@ def stage_tasks(
 ) -> Iterator[TaskDict]:
     """The doit subtasks of ``stage`` for the selected environments of the project at
     ``root``; ``update`` (lock only) names packages to update with the rest pinned."""
-    project = state.project_at(root)
+    project = layout.project_at(root)
     doc, make = STAGES[stage]
     if stage == "lock" and update:
         yield from _stage(
@@ -295,7 +295,7 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
     """``nightly`` (with per-recipe ``_nightly_env:<name>``, internal), ``relock``,
     ``ci_merge``, ``rollback:<name>``, ``gc``, ``status`` and ``schedule``: tasks that always
     run when asked for."""
-    project = state.project_at(root)
+    project = layout.project_at(root)
     names = selected(project, env)
     r = str(root)
     # internal: a leading "_" hides it from `doit list`
@@ -424,7 +424,7 @@ def check_task(root: Path, env: str | None) -> TaskDict:
 
 def offline_channel_task(root: Path) -> TaskDict:
     """The doit task dict of the offline channel for the project at ``root``."""
-    return task_offline_channel(state.project_at(root))
+    return task_offline_channel(layout.project_at(root))
 
 
 __all__ = [

@@ -13,11 +13,11 @@ import pytest
 
 from envbuild import bytecode, verify
 from envbuild.fs import reflink_supported
+from envbuild.layout import read_marker
 from envbuild.lock import read_lockfile
 from envbuild.pack import open_tar_stream
 from envbuild.project import load_project
 from envbuild.recipe import current_subdir
-from envbuild.state import read_marker
 
 from .conftest import Project
 

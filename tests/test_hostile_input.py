@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import state
+from envbuild import uptodate
 from envbuild.errors import ConfigError, LockError, RecipeError
 from envbuild.lockfile import read_packages
 from envbuild.project import load_project
@@ -111,7 +111,7 @@ def test_a_fifo_recipe_does_not_hang_the_up_to_date_check(tmp_path: Path) -> Non
     (tmp_path / "recipes").mkdir()
     os.mkfifo(tmp_path / "recipes" / "ml.yml")
     with within(10):
-        assert not state.lock_is_fresh(tmp_path, "ml")
+        assert not uptodate.lock_is_fresh(tmp_path, "ml")
 
 
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
