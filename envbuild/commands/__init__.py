@@ -1,0 +1,1 @@
+"""What each doit action runs: the per-environment stages and the other commands."""

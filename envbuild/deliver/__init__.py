@@ -1,0 +1,1 @@
+"""To and from OCI registries: publish, pull, a base image by digest."""

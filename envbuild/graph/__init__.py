@@ -1,0 +1,1 @@
+"""The doit task graph and its up-to-date decisions (small stamps, no heavy imports)."""

@@ -1,0 +1,1 @@
+"""Lockfile -> prefix: install exactly the locked records, bytecode, PyPI layer."""

@@ -1,0 +1,1 @@
+"""Over time and across environments: nightly, promotion, rollback, gc, CI, status."""

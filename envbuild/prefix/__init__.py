@@ -1,0 +1,1 @@
+"""Examine any conda prefix: verify against its lock, doctor, adopt."""

@@ -1,0 +1,1 @@
+"""What the user declared: recipes/*.yml (and environment.yml) into a frozen Recipe."""

@@ -1,0 +1,1 @@
+"""Prefix -> smoke-checked tarball, Dockerfile, OCI image and SBOM."""

@@ -1,0 +1,1 @@
+"""Helpers with no conda concept: files, processes, locks, logging, progress, templates."""
