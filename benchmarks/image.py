@@ -36,10 +36,10 @@ def _size(tag: str) -> int:
 
 
 def main() -> None:
-    from envbuild import oci_stage
-    from envbuild.fs import tree_bytes
+    from envbuild.commands.stages import load
     from envbuild.layout import read_marker
-    from envbuild.stages import load
+    from envbuild.ship import oci_stage
+    from envbuild.util.fs import tree_bytes
 
     config = f'[image]\nbase = "{BASE}"\n'
     with temp_project(config) as root:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from envbuild.lock import lock_recipe
+from envbuild.lock.solve import lock_recipe
 from envbuild.project import load_project
-from envbuild.recipe import load_recipe
+from envbuild.recipe.load import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "repodata"

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from _project import doit, temp_project
 
-from envbuild.pack import write_tarball
+from envbuild.ship.pack import write_tarball
 
 
 def timed(argv: list[str], **kw: object) -> float:

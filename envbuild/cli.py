@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 from envbuild.errors import EnvBuildError
-from envbuild.fs import atomic_write
-from envbuild.progress import QUIET_ENV
 from envbuild.project import CONFIG_FILE
+from envbuild.util.fs import atomic_write
+from envbuild.util.progress import QUIET_ENV
 
 DOIT_COMMANDS = ("list", "info", "forget", "clean", "help", "ignore", "dumpdb", "strace", "run")
 
@@ -91,9 +91,9 @@ def init(directory: Path, ci: bool = False) -> list[Path]:
         atomic_write(path, text)
     written = list(files)
     if ci:
-        from envbuild import schedule
+        from envbuild.ops import schedule
         from envbuild.project import load_project
-        from envbuild.recipe import load_recipe
+        from envbuild.recipe.load import load_recipe
 
         project = load_project(directory)
         recipes = [load_recipe(directory / "recipes" / "example.yml", project.platforms)]
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         args = [a for a in args if a not in ("-q", "--quiet")]
     try:
         if args[:1] == ["pull"]:  # needs no project: a published environment at a path
-            from envbuild.pull import main as pull_main
+            from envbuild.deliver.pull import main as pull_main
 
             return pull_main(args[1:])
         if args[:1] == ["init"]:

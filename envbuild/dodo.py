@@ -7,7 +7,7 @@
 directory doit runs in: doit changes into the ``dodo.py``'s directory before loading it, and
 ``envbuild`` into the nearest directory holding ``envbuild.toml``. Command-line variables
 (``env=ml``, ``update=numpy``, ``prefix=PATH``, ``name=NAME``, ``force=1``) are read when the
-tasks are generated. Everything is delegated to :mod:`envbuild.tasks`.
+tasks are generated. Everything is delegated to :mod:`envbuild.graph.tasks`.
 """
 
 import atexit
@@ -19,15 +19,15 @@ from typing import Any
 from doit import get_var
 
 from envbuild.errors import EnvBuildError
-from envbuild.log import setup_logging
-from envbuild.project import load_project
-from envbuild.tasks import (
+from envbuild.graph.tasks import (
     check_task,
     maintenance_tasks,
     offline_channel_task,
     prefix_tasks,
     stage_tasks,
 )
+from envbuild.project import load_project
+from envbuild.util.log import setup_logging
 
 ROOT = Path.cwd().resolve()
 

@@ -44,7 +44,7 @@ class ImageError(EnvBuildError):
 
 
 class ProcessError(EnvBuildError):
-    """A subprocess exited non-zero (see envbuild.proc)."""
+    """A subprocess exited non-zero (see envbuild.util.proc)."""
 
 
 class VerifyError(EnvBuildError):
@@ -53,4 +53,4 @@ class VerifyError(EnvBuildError):
 
 class RegistryError(EnvBuildError):
     """An OCI registry could not be reached, refused a request, or served content that does
-    not match its digest (see envbuild.registry)."""
+    not match its digest (see envbuild.deliver.registry)."""

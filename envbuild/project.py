@@ -29,7 +29,7 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     insecure = false              # allow plain http / unverified TLS (loopback needs none)
     [image]                       # the image written without an engine (docker stage)
     base = "build/base/bookworm-minbase.oci.tar"   # an OCI layout or its archive, optionally
-                                  # pinned: "PATH@sha256:<hex>" (see envbuild.base_image)
+                                  # pinned: "PATH@sha256:<hex>" (see envbuild.ship.base_image)
     source = "https://github.com/org/envs"         # org.opencontainers.image.source
 
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
@@ -53,7 +53,7 @@ from typing import Any
 
 from envbuild import channels
 from envbuild.errors import ConfigError
-from envbuild.fs import read_bounded
+from envbuild.util.fs import read_bounded
 
 CONFIG_FILE = "envbuild.toml"
 MAX_CONFIG_BYTES = 1 << 20

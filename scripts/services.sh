@@ -48,7 +48,7 @@ if [ ! -s "$cache" ]; then
 fi
 if [ ! -s build/base/bookworm-minbase.oci.tar ] && [ -x .venv/bin/python ]; then
   mkdir -p build/base
-  digest=$(.venv/bin/python -m envbuild.base_image "$cache" build/base/bookworm-minbase.oci.tar)
+  digest=$(.venv/bin/python -m envbuild.ship.base_image "$cache" build/base/bookworm-minbase.oci.tar)
   echo "services: base build/base/bookworm-minbase.oci.tar $digest"
 fi
 if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then

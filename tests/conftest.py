@@ -74,7 +74,7 @@ def cf_channel(tmp_path_factory: pytest.TempPathFactory, channel: Path) -> Path:
     repackaged as python 3.11, indexed as one channel."""
     if not SAMPLE.is_dir():
         pytest.skip(f"{SAMPLE} (real conda-forge archives) is not on this machine")
-    from envbuild import rattler_client
+    from envbuild.rattler import client as rattler_client
 
     root = tmp_path_factory.mktemp("cf") / "channel"
     for subdir in ("linux-64", "noarch"):
@@ -311,7 +311,7 @@ def built_own(make_project, channel: Path, tmp_path: Path) -> tuple[Project, Pat
 @pytest.fixture(scope="session")
 def engine() -> None:
     """A Docker engine with the base image, else skip (fail where CI requires one)."""
-    from envbuild import image
+    from envbuild.ship import engine as image
 
     ok = (
         image.engine_available()

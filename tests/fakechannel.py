@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conda_package_handling import api as cph
 
-from envbuild import rattler_client
+from envbuild.rattler import client as rattler_client
 
 PLATFORMS = ("linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.build import new_build_id, read_marker
+from envbuild.install.build import new_build_id, read_marker
 
 from .conftest import TINY_RECIPE, Project, imports_ok, kill_after
 
@@ -75,10 +75,10 @@ def test_interrupted_builds_leave_previous_environment(
 def test_stale_lock_is_refused(project: Project) -> None:
     project.doit("lock")
     project.write_recipe("tiny", WITH_THREADPOOLCTL)
-    from envbuild.build import build_env
     from envbuild.errors import BuildError
+    from envbuild.install.build import build_env
     from envbuild.project import load_project
-    from envbuild.recipe import load_recipe
+    from envbuild.recipe.load import load_recipe
 
     p = load_project(project.root)
     with pytest.raises(BuildError, match=r"tiny\.conda-lock\.yml is stale"):

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import bytecode, verify
-from envbuild.fs import reflink_supported
+from envbuild.install import bytecode
 from envbuild.layout import read_marker
-from envbuild.lock import read_lockfile
-from envbuild.pack import open_tar_stream
+from envbuild.lock.solve import read_lockfile
+from envbuild.prefix import verify
 from envbuild.project import load_project
-from envbuild.recipe import current_subdir
+from envbuild.recipe.load import current_subdir
+from envbuild.ship.pack import open_tar_stream
+from envbuild.util.fs import reflink_supported
 
 from .conftest import Project
 

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from envbuild import cache_stamps
+from envbuild.rattler import cache_stamps
 
 
 def _entry(cache: Path) -> Path:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import ci
+from envbuild.ops import ci
 from envbuild.project import load_project
-from envbuild.recipe import load_recipe
+from envbuild.recipe.load import load_recipe
 
 PLATFORMS = ("linux-64", "osx-arm64")
 RECIPE = """\

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.pack import open_tar_stream
+from envbuild.ship.pack import open_tar_stream
 
 from .conftest import SAMPLE, Project
 

@@ -339,7 +339,7 @@ NOARCH_RECORD = {  # conda's record of a noarch: python package (conda 26.7.1)
 
 
 def test_conda_noarch_paths_are_read_where_they_landed() -> None:
-    from envbuild.prefix_files import record_entries, site_packages_dir
+    from envbuild.prefix.files import record_entries, site_packages_dir
 
     site = site_packages_dir([NOARCH_RECORD, {"name": "python", "version": "3.11.7"}])
     assert site == "lib/python3.11/site-packages"
@@ -364,7 +364,7 @@ def test_conda_noarch_paths_are_read_where_they_landed() -> None:
     ],
 )
 def test_history_specs_become_recipe_lines(spec: str, line: str) -> None:
-    from envbuild.adopt import recipe_spec
+    from envbuild.prefix.adopt import recipe_spec
 
     assert recipe_spec(spec, "conda-forge") == line
 
@@ -397,7 +397,7 @@ def _unpacked_env(root: Path, config_names_old_prefix: bool) -> Path:
 
 
 def test_doctor_tells_conda_unpacks_skipped_scripts_from_a_moved_prefix(tmp_path: Path) -> None:
-    from envbuild import doctor
+    from envbuild.prefix import doctor
 
     relocated = doctor.examine(_unpacked_env(tmp_path / "a", config_names_old_prefix=True))
     assert [(f.kind, f.path, f.severity) for f in relocated] == [

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from envbuild import doctor
-from envbuild.findings import ADVICE, DoctorError
+from envbuild.prefix import doctor
+from envbuild.prefix.findings import ADVICE, DoctorError
 
 from .conftest import CACHE, Project, pinned
 
@@ -159,7 +159,7 @@ def test_a_clean_build_and_a_relocated_tarball_have_no_findings(
     assert p.doit("doctor", f"prefix={p.root / 'envs' / 'tiny'}").returncode == 0
     assert (p.root / "envs" / "tiny" / "bin" / "2to3").resolve().is_file()  # the link resolves
     tarball = next((p.root / "dist").glob("tiny-*.tar.*"))
-    from envbuild.pack import extract
+    from envbuild.ship.pack import extract
 
     moved = tmp_path / "unpacked-elsewhere"
     extract(tarball, moved)
@@ -253,7 +253,7 @@ def test_adopt_turns_the_rotted_environment_into_a_rebuilt_one(
 
 
 def test_history_with_unknown_syntax_names_the_line(tmp_path: Path) -> None:
-    from envbuild.adopt import requested_specs
+    from envbuild.prefix.adopt import requested_specs
 
     history = tmp_path / "history"
     history.write_text("==> 2024-01-01 00:00:00 <==\n# cmd: conda install numpy\n"
@@ -273,7 +273,7 @@ def test_history_with_unknown_syntax_names_the_line(tmp_path: Path) -> None:
 def test_without_history_adopt_takes_the_packages_nothing_depends_on(
     rotted: tuple[Project, Path], tmp_path: Path
 ) -> None:
-    from envbuild import adopt
+    from envbuild.prefix import adopt
 
     _, prefix = rotted
     copy = tmp_path / "no-history"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import docker
 from envbuild.errors import RecipeError
-from envbuild.pack import open_tar_stream
-from envbuild.recipe import load_recipe
-from envbuild.templates import PACKAGE_TEMPLATES
+from envbuild.recipe.load import load_recipe
+from envbuild.ship import docker
+from envbuild.ship.pack import open_tar_stream
+from envbuild.util.templates import PACKAGE_TEMPLATES
 
 from .conftest import Project
 

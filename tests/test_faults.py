@@ -12,14 +12,16 @@ from typing import Any
 
 import pytest
 
-from envbuild import build, bytecode, rattler_client, verify
-from envbuild.build import read_marker
-from envbuild.fs import clean_ram_scratch, file_sha256
-from envbuild.lockfile import read_lockfile
-from envbuild.pack import PROVE_PREFIX, open_tar_stream
+from envbuild.install import build, bytecode
+from envbuild.install.build import read_marker
+from envbuild.lock.lockfile import read_lockfile
+from envbuild.prefix import verify
 from envbuild.project import load_project
-from envbuild.recipe import load_recipe
-from envbuild.recipe_model import current_subdir
+from envbuild.rattler import client as rattler_client
+from envbuild.recipe.load import load_recipe
+from envbuild.recipe.model import current_subdir
+from envbuild.ship.pack import PROVE_PREFIX, open_tar_stream
+from envbuild.util.fs import clean_ram_scratch, file_sha256
 
 from .conftest import TINY_RECIPE, Project, imports_ok, kill_after
 from .httpchannel import Faults, serve

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import uptodate
 from envbuild.errors import ConfigError, LockError, RecipeError
-from envbuild.lockfile import read_packages
+from envbuild.graph import uptodate
+from envbuild.lock.lockfile import read_packages
 from envbuild.project import load_project
-from envbuild.recipe import load_recipe
+from envbuild.recipe.load import load_recipe
 
 HEAD = "name: ml\ndependencies: [python]\n"
 

@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
-from envbuild import image
-from envbuild.fs import tree_bytes
-from envbuild.templates import PACKAGE_TEMPLATES
+from envbuild.ship import engine as image
+from envbuild.util.fs import tree_bytes
+from envbuild.util.templates import PACKAGE_TEMPLATES
 
 from .conftest import Project
 
@@ -38,7 +38,7 @@ def _inspect_size(tag: str) -> str:
 def test_image_built_and_checked_inside(engine: None, project: Project) -> None:
     proc = project.doit("docker")
     assert "smoke checks passed inside it" in proc.stderr
-    lock_sha = __import__("envbuild.build", fromlist=["x"]).file_sha256(
+    lock_sha = __import__("envbuild.install.build", fromlist=["x"]).file_sha256(
         project.root / "locks" / "tiny.conda-lock.yml"
     )
     tag = image.tag_for("tiny", lock_sha, image.project_id(project.root))

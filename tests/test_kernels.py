@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from envbuild.errors import RecipeError
-from envbuild.recipe import load_recipe
+from envbuild.recipe.load import load_recipe
 
 from .conftest import Project
 

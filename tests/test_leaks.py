@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.pack import open_tar_stream
+from envbuild.ship.pack import open_tar_stream
 
 from .conftest import Project
 from .httpchannel import Faults, serve
@@ -152,7 +152,7 @@ def test_the_image_holds_no_secret(engine: None, tmp_path: Path, channel: Path) 
     """The image built through a ``${VAR}`` token mirror: its layers, history and config."""
     import subprocess
 
-    from envbuild import image
+    from envbuild.ship import engine as image
 
     served = tmp_path / "served"
     shutil.copytree(channel, served / "chan")

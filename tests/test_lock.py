@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import lock
 from envbuild.errors import ChannelError, LockError
+from envbuild.lock import solve as lock
 from envbuild.project import load_project
-from envbuild.recipe import load_recipe
+from envbuild.recipe.load import load_recipe
 
 from .conftest import TINY_RECIPE, Project
 
@@ -139,7 +139,7 @@ def test_lock_does_not_import_conda_lock_cli(project: Project) -> None:
         "from envbuild import lock\n"
         "from pathlib import Path\n"
         "from envbuild.project import load_project\n"
-        "from envbuild.recipe import load_recipe\n"
+        "from envbuild.recipe.load import load_recipe\n"
         f"p = load_project(Path({str(project.root)!r}))\n"
         "lock.lock_recipe(load_recipe(p.recipe_file('tiny')), p)\n"
         "print(sorted(m for m in ('conda_lock.conda_lock', 'ensureconda', 'conda_lock.pypi_solver')"

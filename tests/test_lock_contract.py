@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import rattler_client
 from envbuild.errors import LockError
-from envbuild.fs import file_sha256
+from envbuild.rattler import client as rattler_client
+from envbuild.util.fs import file_sha256
 
 from .conftest import REPO, Project, imports_ok
 from .fakechannel import write_package
@@ -75,9 +75,9 @@ def test_recipe_without_platforms_locks_for_the_project_default(make_project) ->
 
 
 def test_specs_for_one_package_combine_and_extends_replaces(project: Project) -> None:
-    from envbuild import lock
+    from envbuild.lock import solve as lock
     from envbuild.project import load_project
-    from envbuild.recipe import load_recipe
+    from envbuild.recipe.load import load_recipe
 
     p = load_project(project.root)
     project.write_recipe("both", "dependencies: ['python >=3.10', 'python <3.11']\n")
@@ -232,7 +232,7 @@ def test_an_unusable_build_lock_is_a_message(project: Project) -> None:
     ],
 )
 def test_exclude_newer_is_a_utc_cutoff(tmp_path: Path, value: str, expected: str) -> None:
-    from envbuild.recipe import load_recipe
+    from envbuild.recipe.load import load_recipe
 
     (tmp_path / "r.yml").write_text(f"dependencies: [python]\nexclude-newer: {value}\n")
     assert load_recipe(tmp_path / "r.yml").exclude_newer == expected
@@ -241,7 +241,7 @@ def test_exclude_newer_is_a_utc_cutoff(tmp_path: Path, value: str, expected: str
 @pytest.mark.parametrize("value", ["yesterday", "'2026-01-31T12:00:00'", "42"])
 def test_bad_exclude_newer_says_how_to_write_it(tmp_path: Path, value: str) -> None:
     from envbuild.errors import RecipeError
-    from envbuild.recipe import load_recipe
+    from envbuild.recipe.load import load_recipe
 
     (tmp_path / "r.yml").write_text(f"dependencies: [python]\nexclude-newer: {value}\n")
     with pytest.raises(RecipeError, match=r"r\.yml: exclude-newer: .* write e\.g\. 2026-01-31"):
@@ -250,9 +250,9 @@ def test_bad_exclude_newer_says_how_to_write_it(tmp_path: Path, value: str) -> N
 
 def test_exclude_newer_limits_the_solve_and_is_recorded(project: Project) -> None:
     """python-dateutil in the test channel was published now; python carries no timestamp."""
-    from envbuild import lock
+    from envbuild.lock import solve as lock
     from envbuild.project import load_project
-    from envbuild.recipe import load_recipe
+    from envbuild.recipe.load import load_recipe
 
     p = load_project(project.root)
     project.write_recipe(

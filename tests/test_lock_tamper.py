@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from envbuild import build, doctor, stages
+from envbuild.commands import stages
 from envbuild.errors import EnvBuildError
-from envbuild.recipe import current_subdir
+from envbuild.install import build
+from envbuild.prefix import doctor
+from envbuild.recipe.load import current_subdir
 
 from .conftest import Project
 

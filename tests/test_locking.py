@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import lock
 from envbuild.errors import LockError, RecipeError
+from envbuild.lock import solve as lock
 from envbuild.project import load_project
-from envbuild.recipe import load_recipe
+from envbuild.recipe.load import load_recipe
 
 from .conftest import Project
 from .fakechannel import PLATFORMS, add_newer_versions, multi_platform_channel
@@ -131,7 +131,7 @@ def test_diff_kinds() -> None:
     from conda_lock.lockfile.v1.models import HashModel, LockMeta
     from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 
-    from envbuild import lockdiff
+    from envbuild.lock import diff as lockdiff
 
     def lf(pkgs: list[tuple[str, str, str]]) -> Lockfile:
         return Lockfile(

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import pack
 from envbuild.offline.channel import build_offline_channel
-from envbuild.recipe import current_subdir
+from envbuild.recipe.load import current_subdir
+from envbuild.ship import pack
 
 from .conftest import CACHE, DEMO_PINS, REPO, Project
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import bytecode, gc, image
-from envbuild.build import complete_builds, lock_copy, read_marker, retired_builds
+from envbuild.install import bytecode
+from envbuild.install.build import complete_builds, lock_copy, read_marker, retired_builds
+from envbuild.ops import gc
 from envbuild.project import load_project
+from envbuild.ship import engine as image
 
 from .conftest import TINY_RECIPE, Project
 from .fakechannel import index, make_module_package

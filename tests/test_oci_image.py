@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import base_image, oci, oci_stage, sbom
 from envbuild.errors import ImageError
+from envbuild.ship import base_image, oci, oci_stage, sbom
 
 from .conftest import CACHE, TINY_RECIPE, Project
 
@@ -92,7 +92,7 @@ def test_written_without_engine_same_digest_in_two_clones(
 
 
 def first_epoch(project: Project) -> int:
-    from envbuild.epoch import lock_epoch
+    from envbuild.lock.epoch import lock_epoch
 
     return lock_epoch(project.root / "locks" / "tiny.conda-lock.yml")
 
@@ -219,7 +219,7 @@ def test_sbom_valid_and_complete(project: Project, base: Path) -> None:
     deps = {d["ref"]: d.get("dependsOn", []) for d in doc["dependencies"]}
     assert any(r.startswith("pkg:conda/python@") for r in deps[dateutil["bom-ref"]])
     # the same SBOM inside the tarball (the image's is checked by the loaded-image test)
-    from envbuild.pack import open_tar_stream
+    from envbuild.ship.pack import open_tar_stream
 
     with open_tar_stream(project.root / "dist" / "tiny-linux-64.tar.zst") as stream, \
             tarfile.open(fileobj=stream, mode="r|") as tf:  # fmt: skip

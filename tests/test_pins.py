@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.epoch import FALLBACK_EPOCH
 from envbuild.errors import ChannelError, ConfigError
+from envbuild.lock.epoch import FALLBACK_EPOCH
 from envbuild.offline.archives import rewrite_conda, wheel_epoch
 from envbuild.offline.channel import build_offline_channel
 from envbuild.offline.pins import check_interpreter, read_pins

@@ -24,7 +24,7 @@ _IMPORT_ALL = textwrap.dedent(
     )
     for name in names:
         importlib.import_module(name)
-    from envbuild.mutex import hold, try_hold
+    from envbuild.util.mutex import hold, try_hold
     with tempfile.TemporaryDirectory() as tmp:
         with hold(pathlib.Path(tmp) / "x.lock", "test"):
             pass

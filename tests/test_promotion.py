@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from envbuild.build import lock_copy, read_marker
-from envbuild.promotion import STEPS
+from envbuild.install.build import lock_copy, read_marker
+from envbuild.ops.promotion import STEPS
 
 from .conftest import Project, kill_after
 from .fakechannel import index, make_module_package

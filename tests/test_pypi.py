@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import lock
 from envbuild.errors import LockError
+from envbuild.lock import solve as lock
 from envbuild.project import load_project
-from envbuild.recipe import load_recipe
+from envbuild.recipe.load import load_recipe
 
 from .conftest import CACHE, Project
 from .fakechannel import index
@@ -144,6 +144,6 @@ def test_pypi_wheel_overwriting_conda_file_fails_build(
     ],
 )
 def test_import_names_of_installed_paths(path: str, name: str) -> None:
-    from envbuild.pypi import top_level
+    from envbuild.lock.pypi import top_level
 
     assert top_level(path) == name

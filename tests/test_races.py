@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.build import read_marker
-from envbuild.fs import atomic_link
-from envbuild.image import project_id
+from envbuild.install.build import read_marker
+from envbuild.ship.engine import project_id
+from envbuild.util.fs import atomic_link
 
 from .conftest import Project
 from .test_promotion import NAME, _docker, _greeting, _publish, _published, greet

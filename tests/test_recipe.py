@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from envbuild.errors import RecipeError
-from envbuild.recipe import current_subdir, find_recipe, load_recipe
+from envbuild.recipe.load import current_subdir, find_recipe, load_recipe
 
 GOOD = """\
 name: ml

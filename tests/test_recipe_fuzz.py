@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envbuild.errors import RecipeError
-from envbuild.recipe import Recipe, load_recipe
+from envbuild.recipe.load import Recipe, load_recipe
 
 KNOWN = [
     "name",

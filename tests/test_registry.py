@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import pull as pull_mod
+from envbuild.deliver import pull as pull_mod
+from envbuild.deliver.publish import ENV_ARTIFACT, SBOM_ARTIFACT, Release, publish
+from envbuild.deliver.registry import is_loopback, parse_reference
 from envbuild.errors import EnvBuildError, RegistryError
-from envbuild.publish import ENV_ARTIFACT, SBOM_ARTIFACT, Release, publish
-from envbuild.registry import is_loopback, parse_reference
 
 from .conftest import REPO, TINY_RECIPE, Project, imports_ok
 from .ociregistry import Registry, TokenServer, layout_archive, running_registry, write_layout
@@ -230,7 +230,7 @@ def test_kill_during_publish_moves_no_tag_and_next_publish_finishes(
     script.write_text(
         textwrap.dedent(f"""\
         from pathlib import Path
-        from envbuild.publish import Release, publish
+        from envbuild.deliver.publish import Release, publish
         r = Release("killed", "linux-64", {LOCK!r}, Path({str(release.image)!r}), Path({str(release.tarball)!r}))
         print(publish({plain.host + "/team"!r}, r).to_json())
     """)
@@ -347,8 +347,8 @@ def test_plain_http_only_for_loopback_or_insecure(
 
 
 def test_fetch_base_once_digest_checked(plain: Registry, tmp_path: Path) -> None:
-    from envbuild.ocilayout import Layout
-    from envbuild.registry_base import fetch_base
+    from envbuild.deliver.ocilayout import Layout
+    from envbuild.deliver.registry_base import fetch_base
 
     digest = write_layout(tmp_path / "layout", text="base")
     publish(f"{plain.host}/base", Release("debian", "linux-64", LOCK, tmp_path / "layout"))
@@ -381,7 +381,7 @@ def test_fetch_base_once_digest_checked(plain: Registry, tmp_path: Path) -> None
 def test_publish_a_project_build(
     plain: Registry, packed_project: Project, packed: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from envbuild import commands
+    from envbuild.commands import maintenance as commands
     from envbuild.errors import ConfigError
 
     root = packed_project.root
@@ -504,7 +504,7 @@ def test_push_by_digest_then_move_tags_as_a_switch_step(
 ) -> None:
     """What a journaled switch needs: push without tags, then move them in one repeatable step
     (and back, for a rollback)."""
-    from envbuild.publish import move_tags
+    from envbuild.deliver.publish import move_tags
 
     first = publish(f"{plain.host}/sw", release)
     write_layout(tmp_path / "layout2", text="candidate")
@@ -545,14 +545,14 @@ def test_registry_libraries_stay_off_the_no_op_path(packed_project: Project) -> 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-    assert "envbuild.uptodate" in imported
+    assert "envbuild.graph.uptodate" in imported
     assert not {
         m for m in imported if m.split(".")[0] in ("oras", "requests", "urllib3", "jsonschema")
     }
     assert not {
         m
         for m in imported
-        if m.startswith(("envbuild.registry", "envbuild.publish", "envbuild.pull"))
+        if m.startswith(("envbuild.deliver.registry", "envbuild.deliver.publish", "envbuild.deliver.pull"))
     }
 
 
@@ -571,8 +571,8 @@ def test_registry_out_of_space_then_next_publish_finishes(release: Release, tmp_
 
 def test_rollback_moves_current_back(plain: Registry, packed_project: Project) -> None:
     """Two published builds; `doit rollback` switches the environment and :current back."""
-    from envbuild import commands
-    from envbuild.ocilayout import Layout
+    from envbuild.commands import maintenance as commands
+    from envbuild.deliver.ocilayout import Layout
 
     root = packed_project.root
     config, recipe = root / "envbuild.toml", root / "recipes" / "tiny.yml"

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import pack
-from envbuild.epoch import FALLBACK_EPOCH, lock_epoch
 from envbuild.errors import LockError
-from envbuild.recipe import current_subdir
-from envbuild.reproducible import reproducible_bytes
+from envbuild.lock.epoch import FALLBACK_EPOCH, lock_epoch
+from envbuild.recipe.load import current_subdir
+from envbuild.ship import pack
+from envbuild.ship.reproducible import reproducible_bytes
 
 from .conftest import REPO, Project
 

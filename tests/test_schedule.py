@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import schedule
-from envbuild.recipe import load_recipe
+from envbuild.ops import schedule
+from envbuild.recipe.load import load_recipe
 
 from .conftest import REPO, TINY_RECIPE, Project
 from .fakechannel import add_newer_versions, multi_platform_channel

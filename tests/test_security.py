@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from envbuild.errors import ConfigError, RecipeError
-from envbuild.pack import open_tar_stream
 from envbuild.project import load_project
-from envbuild.recipe import find_recipe
+from envbuild.recipe.load import find_recipe
+from envbuild.ship.pack import open_tar_stream
 
 from .conftest import Project
 from .httpchannel import Faults, serve

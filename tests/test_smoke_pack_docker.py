@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import docker, fs, pack, proc
 from envbuild.errors import DockerError, PackError, ProcessError, SmokeError
-from envbuild.recipe import DockerOptions, PackOptions, Recipe, Smoke, current_subdir
-from envbuild.smoke import run_checks, smoke_env
-from envbuild.templates import PACKAGE_TEMPLATES
+from envbuild.recipe.load import DockerOptions, PackOptions, Recipe, Smoke, current_subdir
+from envbuild.ship import docker, pack
+from envbuild.ship.smoke import run_checks, smoke_env
+from envbuild.util import fs, proc
+from envbuild.util.templates import PACKAGE_TEMPLATES
 
 from .conftest import Project
 

@@ -9,9 +9,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from envbuild import tasks
+from envbuild.graph import tasks
 from envbuild.layout import read_marker
-from envbuild.recipe import current_subdir
+from envbuild.recipe.load import current_subdir
 
 from .conftest import TINY_RECIPE, Project
 
@@ -145,7 +145,7 @@ def test_noop_imports_no_conda_lock_pydantic_or_rattler(project: Project) -> Non
     assert proc.returncode == 0, proc.stderr
     assert project.executed(proc) == []
     imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-    assert "doit" in imported and "envbuild.uptodate" in imported  # the probe itself works
+    assert "doit" in imported and "envbuild.graph.uptodate" in imported  # the probe itself works
     heavy = {m for m in imported if m.split(".")[0] in ("conda_lock", "pydantic", "rattler")}
     assert heavy == set()
     # the offline channel's up-to-date inputs are computed only when that task is checked
@@ -173,7 +173,7 @@ def test_status_reports_every_stage_without_heavy_imports(project: Project) -> N
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-    assert "envbuild.status" in imported
+    assert "envbuild.ops.status" in imported
     assert not {m for m in imported if m.split(".")[0] in ("conda_lock", "pydantic", "rattler")}
     rows = json.loads(proc.stdout[proc.stdout.index("[") :])
     (row,) = rows
@@ -200,7 +200,7 @@ def test_doit_list_info_and_clean_as_doit_users_expect(make_project) -> None:  #
     assert (
         info.returncode == 1
         and "status     : run" in why
-        and "envbuild.uptodate.build_is_current('tiny')" in why
+        and "envbuild.graph.uptodate.build_is_current('tiny')" in why
     )
     p.doit("build")
     p.doit("clean", "pack:tiny")

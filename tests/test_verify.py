@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import verify
-from envbuild.build import read_marker
-from envbuild.lock import read_lockfile
-from envbuild.recipe import current_subdir
+from envbuild.install.build import read_marker
+from envbuild.lock.solve import read_lockfile
+from envbuild.prefix import verify
+from envbuild.recipe.load import current_subdir
 
 from .conftest import TINY_RECIPE, Project
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import proc, rattler_client
 from envbuild.errors import ProcessError
+from envbuild.rattler import client as rattler_client
+from envbuild.util import proc
 
 
 def _channel_copy(channel: Path, tmp_path: Path) -> Path:

@@ -1,8 +1,8 @@
 """Executors of the commands that are not stages of the chain (they always run when asked):
 ``relock``, ``ci_merge``, ``export``, ``doctor``, ``adopt``, ``nightly_env``,
 ``nightly_report``, ``publish``, ``rollback``, ``gc``, ``status``, ``schedule``. Same contract as
-:mod:`envbuild.stages`: ``(project root, arguments as strings)`` -> side effect, EnvBuildError
-for anything the user must fix.
+:mod:`envbuild.commands.stages`: ``(project root, arguments as strings)`` -> side effect,
+EnvBuildError for anything the user must fix.
 """
 
 from __future__ import annotations
@@ -10,23 +10,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from envbuild import conda_envs, kernels, lockdiff, promotion
-from envbuild import lock as lock_mod
+from envbuild.commands.stages import exclusive, load, selected_names, tarball
 from envbuild.errors import EnvBuildError, LockError
-from envbuild.fs import atomic_write, remove_tree
+from envbuild.graph.uptodate import write_lock_stamp
+from envbuild.install import conda_envs
 from envbuild.layout import nightly_result, project_at, read_json
-from envbuild.lockfile import read_packages
+from envbuild.lock import diff as lockdiff
+from envbuild.lock import solve as lock_mod
+from envbuild.lock.lockfile import read_packages
+from envbuild.ops import promotion
 from envbuild.project import Project, load_project
-from envbuild.stages import exclusive, load, selected_names, tarball
-from envbuild.uptodate import write_lock_stamp
-from envbuild.validate import display
+from envbuild.recipe.validate import display
+from envbuild.ship import kernels
+from envbuild.util.fs import atomic_write, remove_tree
 
 
 def relock(root: str, name: str) -> None:
     """A nightly's lock step alone: solve ``name`` afresh for every platform it names (the
     current lock never constrains it; cutoff as the nightly's) and publish the lockfile,
     explicit files and diff reports only if the packages changed. Prints one line."""
-    from envbuild.nightly import night_cutoff, same_packages
+    from envbuild.ops.nightly import night_cutoff, same_packages
 
     project, recipe = load(root, name)
     with exclusive(project, name, "lock"):
@@ -42,9 +45,9 @@ def relock(root: str, name: str) -> None:
 
 
 def ci_merge(root: str, artifacts: str, env: str = "") -> None:
-    """The scheduled workflow's merge step (see :mod:`envbuild.ci`): print the outcome per
+    """The scheduled workflow's merge step (see :mod:`envbuild.ops.ci`): print the outcome per
     recipe; the pull-request body goes to reports/nightly-pr.md."""
-    from envbuild import ci
+    from envbuild.ops import ci
 
     project = load_project(Path(root))
     recipes = [load(root, n)[1] for n in selected_names(project, env)]
@@ -58,8 +61,8 @@ def export(root: str, name: str) -> None:
     """``doit export env=NAME``: ``dist/<name>.environment.yml`` (the recipe's top-level specs,
     for ``conda env create -f``) and ``dist/<name>-<platform>.explicit.txt`` (the lock's
     explicit files, for ``conda create --file``). Raises LockError if it is not locked."""
-    from envbuild import environment_yml
-    from envbuild.lockfile import explicit_path
+    from envbuild.lock.lockfile import explicit_path
+    from envbuild.recipe import environment_yml
 
     project, recipe = load(root, name)
     locked = read_packages(project.lockfile(name))
@@ -96,8 +99,8 @@ def doctor(root: str, prefix: str, as_json: bool = False) -> None:
     """``doit doctor prefix=PATH [--json]``: examine any conda prefix; print a table (or
     JSON), write ``reports/doctor/<prefix name>-<path hash>.json``; EnvBuildError (non-zero
     exit) if there are findings."""
-    from envbuild import doctor as doctor_mod
-    from envbuild.findings import problems
+    from envbuild.prefix import doctor as doctor_mod
+    from envbuild.prefix.findings import problems
 
     if not prefix:
         msg = "doit doctor needs the environment to examine: doit doctor prefix=PATH"
@@ -117,7 +120,7 @@ def doctor(root: str, prefix: str, as_json: bool = False) -> None:
 def nightly_env(root: str, name: str) -> None:
     """One recipe's nightly rebuild; the outcome (never an exception for an expected failure)
     goes to build/state/nightly/<name>.result.json for :func:`nightly_report`."""
-    from envbuild.nightly import NightlyResult, nightly_recipe
+    from envbuild.ops.nightly import NightlyResult, nightly_recipe
 
     project = load_project(Path(root))
     try:
@@ -134,7 +137,7 @@ def nightly_env(root: str, name: str) -> None:
 def nightly_report(root: str, env: str = "") -> None:
     """Write reports/nightly.md and .json from the selected recipes' results; raise (non-zero
     exit) if any environment failed."""
-    from envbuild.nightly import NightlyResult, write_report
+    from envbuild.ops.nightly import NightlyResult, write_report
 
     project = load_project(Path(root))
     names = selected_names(project, env)
@@ -163,8 +166,8 @@ def nightly_report(root: str, env: str = "") -> None:
 
 def publish(root: str, name: str) -> None:
     """``doit publish env=NAME``: push the current build's image, tarball and SBOM to the
-    ``[publish]`` registry (see :mod:`envbuild.publish`) and print what moved."""
-    from envbuild import publish as publish_mod
+    ``[publish]`` registry (see :mod:`envbuild.deliver.publish`) and print what moved."""
+    from envbuild.deliver import publish as publish_mod
 
     project, recipe = load(root, name)
     with exclusive(project, name, "publish"):
@@ -177,14 +180,14 @@ def rollback(root: str, name: str) -> None:
     build_id = promotion.rollback(project, recipe, tarball(project, name))
     print(f"{name}: now at build {build_id}")
     if project.publish_registry:  # a step of its own after the switch; `doit publish` redoes it
-        from envbuild import publish as publish_mod
+        from envbuild.deliver import publish as publish_mod
 
         print(publish_mod.rollback_tags(project, name, build_id))
 
 
 def gc(root: str, dry_run: bool = False) -> None:
-    """Remove (or with ``dry_run`` only list) what :func:`envbuild.gc.plan` finds."""
-    from envbuild import gc as gc_mod
+    """Remove (or with ``dry_run`` only list) what :func:`envbuild.ops.gc.plan` finds."""
+    from envbuild.ops import gc as gc_mod
 
     project = load_project(Path(root))
     items = gc_mod.plan(project)
@@ -214,7 +217,7 @@ def _kernel_recipes(root: str, project: Project) -> set[str]:
 
 def status(root: str, env: str = "", as_json: bool = False) -> None:
     """Print every selected environment's status (table, or JSON with ``as_json``)."""
-    from envbuild import status as status_mod
+    from envbuild.ops import status as status_mod
 
     project = project_at(Path(root))
     rows = [status_mod.env_status(project, name) for name in selected_names(project, env)]
@@ -222,7 +225,7 @@ def status(root: str, env: str = "", as_json: bool = False) -> None:
 
 
 def schedule(root: str, env: str = "") -> None:
-    from envbuild import schedule as schedule_mod
+    from envbuild.ops import schedule as schedule_mod
 
     project = load_project(Path(root))
     names = selected_names(project, env)
@@ -263,7 +266,7 @@ def _lock_then_write(project: Project, recipe_path: Path, text: str) -> None:
     solve (or a kill) never loses it."""
     from dataclasses import replace
 
-    from envbuild.recipe import load_recipe
+    from envbuild.recipe.load import load_recipe
 
     name = recipe_path.stem
     staged = project.path("state") / "adopt" / f"{name}.yml"
@@ -287,10 +290,10 @@ def adopt(root: str, prefix: str, name: str, force: str = "") -> None:
     prefix; never overwrites a recipe unless ``force``. Raises EnvBuildError."""
     from dataclasses import asdict
 
-    from envbuild import adopt as adopt_mod
-    from envbuild import doctor as doctor_mod
-    from envbuild import stages
-    from envbuild.recipe_model import NAME_RE, NAME_RULE, current_subdir
+    from envbuild.commands import stages
+    from envbuild.prefix import adopt as adopt_mod
+    from envbuild.prefix import doctor as doctor_mod
+    from envbuild.recipe.model import NAME_RE, NAME_RULE, current_subdir
 
     if not prefix or not name:
         msg = "doit adopt needs the environment and a name: doit adopt prefix=PATH name=NAME"

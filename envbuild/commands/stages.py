@@ -12,14 +12,6 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from envbuild import build as build_mod
-from envbuild import conda_envs, kernels, promotion, stage_inputs
-from envbuild import docker as docker_mod
-from envbuild import image as image_mod
-from envbuild import lock as lock_mod
-from envbuild import pack as pack_mod
-from envbuild import verify as verify_mod
-from envbuild.epoch import lock_epoch
 from envbuild.errors import (
     BuildError,
     DockerError,
@@ -30,7 +22,18 @@ from envbuild.errors import (
     SmokeError,
     VerifyError,
 )
-from envbuild.fs import atomic_link, atomic_write, file_sha256, remove_tree
+from envbuild.graph import stage_inputs
+from envbuild.graph.uptodate import (
+    build_is_current,
+    docker_is_current,
+    lock_is_fresh,
+    pack_is_current,
+    smoke_is_current,
+    template_sha,
+    write_lock_stamp,
+)
+from envbuild.install import build as build_mod
+from envbuild.install import conda_envs
 from envbuild.layout import (
     build_record,
     build_state,
@@ -43,22 +46,22 @@ from envbuild.layout import (
     smoke_state,
     verify_report,
 )
-from envbuild.lockfile import read_packages
-from envbuild.mutex import hold
+from envbuild.lock import solve as lock_mod
+from envbuild.lock.epoch import lock_epoch
+from envbuild.lock.lockfile import read_packages
+from envbuild.ops import promotion
+from envbuild.prefix import verify as verify_mod
 from envbuild.project import Project, load_project
-from envbuild.recipe import find_recipe, load_recipe
-from envbuild.recipe_model import Recipe, current_subdir
-from envbuild.smoke import smoke_env
-from envbuild.uptodate import (
-    build_is_current,
-    docker_is_current,
-    lock_is_fresh,
-    pack_is_current,
-    smoke_is_current,
-    template_sha,
-    write_lock_stamp,
-)
-from envbuild.validate import display
+from envbuild.recipe.load import find_recipe, load_recipe
+from envbuild.recipe.model import Recipe, current_subdir
+from envbuild.recipe.validate import display
+from envbuild.ship import docker as docker_mod
+from envbuild.ship import engine as image_mod
+from envbuild.ship import kernels
+from envbuild.ship import pack as pack_mod
+from envbuild.ship.smoke import smoke_env
+from envbuild.util.fs import atomic_link, atomic_write, file_sha256, remove_tree
+from envbuild.util.mutex import hold
 
 log = logging.getLogger("envbuild")
 
@@ -269,7 +272,7 @@ def _pack(project: Project, recipe: Recipe, name: str) -> None:
             f"run `doit smoke env={name}`"
         )
         raise PackError(msg)
-    from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
+    from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
 
     epoch = lock_epoch(project.lockfile(name))
     _sbom_file, sbom = write_sbom(project, name, info)  # also inside the tarball
@@ -361,7 +364,7 @@ def _docker(project: Project, recipe: Recipe, name: str) -> None:
     atomic_write(docker_state(project, name), json.dumps(rendered, indent=2))
     log.info("rendered %s", display(path))
     if project.image_base:  # the image written without an engine, then checked in one
-        from envbuild import oci_stage
+        from envbuild.ship import oci_stage
 
         oci_stage.write(project, recipe, info)
         return

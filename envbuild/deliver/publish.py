@@ -39,11 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild.errors import ConfigError, EnvBuildError, RegistryError
-from envbuild.ocilayout import Layout
-from envbuild.project import CONFIG_FILE, Project
-from envbuild.recipe_model import Recipe
-from envbuild.registry import (
+from envbuild.deliver.ocilayout import Layout
+from envbuild.deliver.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     Client,
@@ -53,6 +50,9 @@ from envbuild.registry import (
     parse_reference,
     sha256_digest,
 )
+from envbuild.errors import ConfigError, EnvBuildError, RegistryError
+from envbuild.project import CONFIG_FILE, Project
+from envbuild.recipe.model import Recipe
 
 log = logging.getLogger("envbuild")
 
@@ -163,7 +163,7 @@ def _artifact(
 ) -> tuple[dict[str, Any], int]:
     """Push ``file`` as a one-layer artifact whose ``subject`` is ``subject``. Returns (the
     artifact manifest's descriptor, for the referrers index; uploads made)."""
-    from envbuild.fs import file_sha256
+    from envbuild.util.fs import file_sha256
 
     size = file.stat().st_size
     digest = "sha256:" + file_sha256(file)
@@ -353,10 +353,10 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
     SBOM ``dist/<name>-<platform>.cdx.json`` if there is one. Records the outcome in
     ``build/state/<name>.publish.json``. Raises ConfigError without a registry,
     EnvBuildError if an artifact is missing, RegistryError from the registry."""
-    from envbuild.fs import atomic_write
+    from envbuild.graph.uptodate import pack_is_current
     from envbuild.layout import build_record, read_marker, state_file
-    from envbuild.pack import tarball_path
-    from envbuild.uptodate import pack_is_current
+    from envbuild.ship.pack import tarball_path
+    from envbuild.util.fs import atomic_write
 
     name = recipe.name
     if not project.publish_registry:

@@ -3,7 +3,7 @@ previous one kept for rollback. Needs no project and no recipe, only envbuild.
 
 ``REF`` names an image (``HOST/NAMESPACE/NAME:current``, ``...@sha256:...``) published by
 ``doit publish``, or the environment artifact itself. The environment is the conda-pack
-tarball attached to the image as an OCI referrer (:data:`envbuild.publish.ENV_ARTIFACT`).
+tarball attached to the image as an OCI referrer (:data:`envbuild.deliver.publish.ENV_ARTIFACT`).
 
 Beside PATH lives ``.<name>.pulls/``: one directory per pulled artifact (named by 12 hex of
 its digest) with a completion record ``<id>.json`` beside it. PATH itself is a symlink to the
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import EnvBuildError, RegistryError
-from envbuild.fs import atomic_write, remove_tree, replace_symlink
+from envbuild.util.fs import atomic_write, remove_tree, replace_symlink
 
 log = logging.getLogger("envbuild")
 
@@ -99,7 +99,7 @@ def _check_target(prefix: Path) -> None:
 
 def _find_environment(client: Any, ref: Any) -> tuple[str, dict[str, Any], str]:
     """(image digest, the environment artifact's manifest, its digest) for ``ref``."""
-    from envbuild.publish import ENV_ARTIFACT
+    from envbuild.deliver.publish import ENV_ARTIFACT
 
     data, _, digest = client.get_manifest(ref)
     manifest = json.loads(data)
@@ -166,8 +166,8 @@ def for_this_machine(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _untar(tarball: Path, dest: Path) -> None:
-    from envbuild import proc
-    from envbuild.pack import open_tar_stream
+    from envbuild.ship.pack import open_tar_stream
+    from envbuild.util import proc
 
     dest.mkdir(parents=True)
     with open_tar_stream(tarball) as stream, proc.feeding(_UNTAR, cwd=dest) as tar:
@@ -205,8 +205,8 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
     ``prefix`` is then as it was."""
     from filelock import FileLock
 
-    from envbuild.publish import ANN_IMPORTS
-    from envbuild.registry import connect, parse_reference
+    from envbuild.deliver.publish import ANN_IMPORTS
+    from envbuild.deliver.registry import connect, parse_reference
 
     start = time.perf_counter()
     prefix = Path(os.path.abspath(prefix))
@@ -293,9 +293,9 @@ def _unpack_and_check(tarball: Path, dest: Path, imports: tuple[str, ...], ref: 
     ``imports`` with its interpreter. Raises EnvBuildError naming the step."""
     import zstandard
 
-    from envbuild import proc
-    from envbuild.recipe_model import Smoke
-    from envbuild.smoke import activated_env, failure_message, run_checks
+    from envbuild.recipe.model import Smoke
+    from envbuild.ship.smoke import activated_env, failure_message, run_checks
+    from envbuild.util import proc
 
     remove_tree(dest)
     try:
@@ -364,7 +364,7 @@ def main(argv: list[str]) -> int:
             parser.error("a reference is required (or --rollback)")
         done = pull(args.reference, Path(args.prefix), args.insecure)
     except EnvBuildError as e:
-        from envbuild.redact import scrub
+        from envbuild.util.redact import scrub
 
         print(f"envbuild pull: {scrub(str(e))}", file=sys.stderr)
         return 1

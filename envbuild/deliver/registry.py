@@ -14,7 +14,7 @@ no digest, it has no referrers call, its token cache ignores the scope a challen
 registry that is down. Heavy imports (requests, oras) happen in :func:`connect` only.
 
 Docker's conventions (credentials file, CAs, when plain http is allowed) are in
-:mod:`envbuild.registry_auth`.
+:mod:`envbuild.deliver.registry_auth`.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from envbuild.errors import RegistryError
-from envbuild.registry_auth import (
+from envbuild.deliver.registry_auth import (
     docker_config,
     is_loopback,
     read_docker_config,
     tls_fix,
     verify_for,
 )
+from envbuild.errors import RegistryError
 
 log = logging.getLogger("envbuild")
 

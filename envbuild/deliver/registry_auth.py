@@ -4,7 +4,7 @@ which CA a registry's TLS is checked against, which hosts may be spoken to in pl
 TLS is verified, with the system's CAs plus a registry's own CA where Docker keeps one
 (``/etc/docker/certs.d/HOST[:PORT]/*.crt``; the directory is ``$ENVBUILD_CERTS_D`` when set).
 Plain http is used only for a loopback registry that does not speak TLS (as Docker allows), or
-with ``insecure`` (TLS unverified, else http): :func:`envbuild.registry.connect` decides.
+with ``insecure`` (TLS unverified, else http): :func:`envbuild.deliver.registry.connect` decides.
 """
 
 from __future__ import annotations

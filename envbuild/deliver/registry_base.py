@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from envbuild.errors import RegistryError
-from envbuild.fs import atomic_write, staged_dir
+from envbuild.util.fs import atomic_write, staged_dir
 
 _INDEXES = (
     "application/vnd.oci.image.index.v1+json",
@@ -23,7 +23,7 @@ _INDEXES = (
 
 def cached_layout(ref: str, cache_dir: Path) -> Path:
     """Where :func:`fetch_base` keeps ``ref`` (``cache_dir/sha256-<hex>``)."""
-    from envbuild.registry import parse_reference
+    from envbuild.deliver.registry import parse_reference
 
     parsed = parse_reference(ref)
     if not parsed.digest:
@@ -41,8 +41,8 @@ def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
     architecture) is fetched and the layout's ``index.json`` names it. Raises RegistryError
     for a reference without digest, a registry that fails, or content that does not match its
     digest (nothing is left in the cache then)."""
-    from envbuild.pull import for_this_machine  # the same choice as envbuild pull
-    from envbuild.registry import connect, parse_reference
+    from envbuild.deliver.pull import for_this_machine  # the same choice as envbuild pull
+    from envbuild.deliver.registry import connect, parse_reference
 
     final = cached_layout(ref, cache_dir)
     if (final / "index.json").is_file():

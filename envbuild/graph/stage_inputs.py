@@ -17,7 +17,7 @@ A record keeps the fingerprint and the sha256 of each file it was computed from 
 chain, ``envbuild.toml``). Deciding "nothing to do" hashes those few small files only; if one
 changed (a comment, say), the recipe is loaded and the fingerprint compared (doit's
 ``config_changed`` idea with a cheap first look, as the lock's stamp does), and an equal one
-refreshes the record. Light: the standard library, :mod:`envbuild.fs` and
+refreshes the record. Light: the standard library, :mod:`envbuild.util.fs` and
 :mod:`envbuild.project` only at import time.
 """
 
@@ -30,12 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envbuild.fs import atomic_write, file_sha256
 from envbuild.project import CONFIG_FILE
+from envbuild.util.fs import atomic_write, file_sha256
 
 if TYPE_CHECKING:
     from envbuild.project import Project
-    from envbuild.recipe_model import Recipe
+    from envbuild.recipe.model import Recipe
 
 # Bump when the meaning of a stage's inputs changes: every record is then out of date once.
 STAGE_SCHEMA = 1
@@ -138,7 +138,7 @@ def unchanged(
     if sources(project, files) == recorded:
         return True
     from envbuild.errors import EnvBuildError
-    from envbuild.recipe import load_recipe
+    from envbuild.recipe.load import load_recipe
 
     try:
         recipe = load_recipe(project.recipe_file(name), project.platforms)

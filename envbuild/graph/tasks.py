@@ -22,16 +22,18 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from envbuild import layout, progress, uptodate
+from envbuild import layout
 from envbuild.channels import transport_url
 from envbuild.errors import EnvBuildError
+from envbuild.graph import actions, uptodate
 from envbuild.project import Project
-from envbuild.redact import scrub
+from envbuild.util import progress
+from envbuild.util.redact import scrub
 
 TaskDict = dict[str, Any]
 
 
-# per-environment steps shown with their duration (see :mod:`envbuild.progress`)
+# per-environment steps shown with their duration (see :mod:`envbuild.util.progress`)
 _SHOWN = frozenset(
     {"lock", "relock", "build", "smoke", "pack", "docker", "export", "nightly_env", "publish"}
 )
@@ -46,28 +48,25 @@ _WORKER_FIRST: dict[str, Callable[[], bool]] = {
 
 
 def _guard(stage: str, *args: str) -> TaskFailed | None:
-    from envbuild import rattler_client
+    from envbuild.rattler import client as rattler_client
 
     first = _WORKER_FIRST.get(stage)
     what = f"{stage.removesuffix('_env')} {args[1]}" if stage in _SHOWN else ""
     try:
         with rattler_client.warm(first()) if first else contextlib.nullcontext():
-            # imported when an action runs, not when doit loads the graph: stages and
-            # commands pull in conda-lock, pydantic and the stage modules
-            from envbuild import commands, stages
-
+            run = actions.executor(stage)  # imported now, not when doit loads the graph
             with progress.step(what) if what else contextlib.nullcontext():
-                getattr(stages if hasattr(stages, stage) else commands, stage)(*args)
+                run(*args)
     except EnvBuildError as e:
         return TaskFailed(scrub(str(e)), report=True)
     return None
 
 
 def action(stage: str, *args: str) -> tuple[Callable[..., object], list[str]]:
-    """A doit python-action calling ``envbuild.stages.<stage>(*args)`` (or
-    ``envbuild.commands.<stage>``) with the error
-    boundary applied (module-level and picklable, for ``doit -n``)."""
-    return (_guard, [stage, *args])
+    """A doit python-action running action ``stage`` of :data:`actions.EXECUTORS` with
+    ``args``, the error boundary applied (module-level and picklable, for ``doit -n``).
+    Raises KeyError for a name not in the table, as the graph loads."""
+    return (_guard, [actions.check(stage), *args])
 
 
 class _UpToDate:
@@ -85,7 +84,7 @@ class _UpToDate:
 
     def __repr__(self) -> str:
         what = " ".join((self.check.__doc__ or "").split("\n\n")[0].split())
-        return f"envbuild.uptodate.{self.check.__name__}({self.name!r}) -- {what}"
+        return f"envbuild.graph.uptodate.{self.check.__name__}({self.name!r}) -- {what}"
 
 
 def selected(project: Project, env: str | None) -> list[str]:

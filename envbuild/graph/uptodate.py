@@ -6,7 +6,7 @@ every file the lock's fingerprint was computed from (recipe chain, ``envbuild.to
 still match, the lock is fresh without loading a recipe; when one differs (a comment was added,
 say), the full fingerprint is compared (doit's ``config_changed`` idea, with a cheap first
 look). Smoke, pack and docker records keep the fingerprint of their inputs
-(:mod:`envbuild.stage_inputs`): a stage is current only for the same build *and* inputs.
+(:mod:`envbuild.graph.stage_inputs`): a stage is current only for the same build *and* inputs.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from envbuild import stage_inputs
-from envbuild.fs import atomic_write, file_sha256
+from envbuild.graph import stage_inputs
 from envbuild.layout import (
     TEMPLATE,
     build_state,
@@ -37,6 +36,7 @@ from envbuild.layout import (
     verify_report,
 )
 from envbuild.project import CONFIG_FILE, Project
+from envbuild.util.fs import atomic_write, file_sha256
 
 
 def _sources(project: Project, files: tuple[Path, ...]) -> dict[str, str]:
@@ -77,9 +77,9 @@ def lock_is_fresh(root: Path, name: str) -> bool:
         if current == sources:
             return True
     # the slow path: recipe parsing and normalising (py-rattler's match spec parser)
-    from envbuild.fingerprint import fingerprint
-    from envbuild.lockfile import locked_fingerprint
-    from envbuild.recipe import load_recipe
+    from envbuild.lock.lockfile import locked_fingerprint
+    from envbuild.recipe.fingerprint import fingerprint
+    from envbuild.recipe.load import load_recipe
 
     recipe = load_recipe(project.recipe_file(name), project.platforms)
     recorded = locked_fingerprint(lockfile)
@@ -157,7 +157,7 @@ def pack_is_current(root: Path, name: str) -> bool:
 
 def template_sha(project: Project) -> str:
     """sha256 of the Dockerfile template in effect (the project's, else envbuild's)."""
-    from envbuild.templates import find
+    from envbuild.util.templates import find
 
     return file_sha256(find(project.path("templates"), TEMPLATE))
 
@@ -165,7 +165,7 @@ def template_sha(project: Project) -> str:
 @functools.lru_cache(maxsize=1)
 def engine_available() -> bool:
     """Whether a Docker engine answers, asked once per process (not once per environment)."""
-    from envbuild import image
+    from envbuild.ship import engine as image
 
     return image.engine_available()
 
@@ -198,8 +198,8 @@ def docker_is_current(root: Path, name: str) -> bool:
 
 
 def _written_image_is_current(project: Project, image: dict[str, Any], build_id: str) -> bool:
-    from envbuild.base_image import manifest_digest, parse
     from envbuild.errors import EnvBuildError
+    from envbuild.ship.base_image import manifest_digest, parse
 
     archive = project.root / str(image.get("archive") or "-")
     if image.get("build_id") != build_id or not archive.is_file():

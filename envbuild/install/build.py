@@ -19,17 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from envbuild import bytecode, progress, pypi, rattler_client
 from envbuild.channels import Route, auth_entries, require_credentials
 from envbuild.errors import BuildError
-from envbuild.fingerprint import fingerprint
-from envbuild.fs import (
-    atomic_write,
-    file_sha256,
-    reflink_supported,
-    remove_tree,
-    replace_symlink,
-)
+from envbuild.install import bytecode
 from envbuild.layout import (
     BUILDS_DIR,
     BuildInfo,
@@ -39,11 +31,22 @@ from envbuild.layout import (
     read_json,
     read_marker,
 )
-from envbuild.lockfile import LockedPackages, install_records, read_packages
-from envbuild.mutex import hold
+from envbuild.lock import pypi
+from envbuild.lock.lockfile import LockedPackages, install_records, read_packages
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe, current_subdir
-from envbuild.validate import display
+from envbuild.rattler import client as rattler_client
+from envbuild.recipe.fingerprint import fingerprint
+from envbuild.recipe.model import Recipe, current_subdir
+from envbuild.recipe.validate import display
+from envbuild.util import progress
+from envbuild.util.fs import (
+    atomic_write,
+    file_sha256,
+    reflink_supported,
+    remove_tree,
+    replace_symlink,
+)
+from envbuild.util.mutex import hold
 
 log = logging.getLogger("envbuild")
 
@@ -132,7 +135,7 @@ def build_locked(recipe: Recipe, project: Project) -> Path:
 def candidate_file(project: Project, name: str) -> Path:
     """``build/state/candidate/<name>/candidate.json``: the build id of the build being made
     (written before its directory exists), so that whatever a killed run left is known to
-    recovery (:func:`envbuild.promotion.recover` discards it) and never kept as a build."""
+    recovery (:func:`envbuild.ops.promotion.recover` discards it) and never kept as a build."""
     return candidate_dir(project, name) / "candidate.json"
 
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild import proc
-from envbuild.fs import atomic_write, file_sha256, remove_tree, staged_dir
-from envbuild.mutex import hold
+from envbuild.util import proc
+from envbuild.util.fs import atomic_write, file_sha256, remove_tree, staged_dir
+from envbuild.util.mutex import hold
 
 MANIFEST = "manifest.json"
 _SKIP_TYPES = ("directory", "softlink", "pyc_file")
@@ -156,7 +156,8 @@ def _stamp(path: Path) -> list[int]:
 def _cached(entry: Path) -> dict[str, tuple[str, int]] | None:
     """The pyc path -> (sha256, size) map of a complete cache entry whose files are intact:
     each file still has the size and mtime it had when it was hashed (a write through any hard
-    link changes them; :mod:`envbuild.cache_stamps` trusts the same for the package cache)."""
+    link changes them; :mod:`envbuild.rattler.cache_stamps` trusts the same for the package
+    cache)."""
     try:
         manifest: dict[str, list[Any]] = json.loads((entry / MANIFEST).read_text())
         if all(_stamp(entry / rel) == stamp for rel, (_, *stamp) in manifest.items()):

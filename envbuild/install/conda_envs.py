@@ -17,8 +17,8 @@ import logging
 import os
 from pathlib import Path
 
-from envbuild.fs import atomic_write
 from envbuild.project import Project
+from envbuild.util.fs import atomic_write
 
 log = logging.getLogger("envbuild")
 

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from envbuild.project import did_you_mean
-from envbuild.recipe_model import Recipe, spec_name
+from envbuild.recipe.model import Recipe, spec_name
 
 _VIRTUAL = re.compile(r"(__[a-z]+)[^\n,]*?(?:,|\s)+for which no candidates", re.IGNORECASE)
 _VIRTUAL_ANY = re.compile(r"\b(__(?:cuda|glibc|osx|win|linux|unix|archspec))\b([^\n]*)")

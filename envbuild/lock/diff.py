@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envbuild.fs import atomic_write
+from envbuild.util.fs import atomic_write
 
 if TYPE_CHECKING:  # conda-lock's models cost ~0.5 s to import
     from conda_lock.lockfile.v2prelim.models import Lockfile

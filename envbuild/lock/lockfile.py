@@ -1,5 +1,5 @@
 """The lockfile format: conda-lock's v1 lockfile read and written with conda-lock's own
-parser, models and writer (imported without conda-lock's CLI: :mod:`envbuild.conda_lock_api`);
+parser, models and writer (imported without conda-lock's CLI: :mod:`envbuild.lock.conda_lock_api`);
 per-platform ``@EXPLICIT`` files rendered as conda-lock's ``render_lockfile_for_platform``
 renders them; install records taken from it.
 
@@ -14,11 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envbuild import conda_lock_api
 from envbuild.errors import LockError
-from envbuild.fs import atomic_write, clean_temporaries, open_regular, read_bounded, staged_file
+from envbuild.lock import conda_lock_api
 from envbuild.project import Project
-from envbuild.validate import display
+from envbuild.recipe.validate import display
+from envbuild.util.fs import (
+    atomic_write,
+    clean_temporaries,
+    open_regular,
+    read_bounded,
+    staged_file,
+)
 
 if TYPE_CHECKING:  # conda-lock (and pydantic) cost ~0.5 s to import: only when writing
     from conda_lock.lockfile.v2prelim.models import Lockfile

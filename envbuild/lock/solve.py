@@ -18,18 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envbuild import conda_lock_api, lockdiff, pypi, rattler_client
 from envbuild.channels import KNOWN_SUBDIRS, Route, auth_entries, require_credentials
-from envbuild.diagnose import explain
-from envbuild.epoch import EPOCH_KEY, newest_timestamp
 from envbuild.errors import ChannelError, LockError
-from envbuild.fingerprint import (
-    FINGERPRINT_SCHEMA,
-    effective_cutoff,
-    fingerprint,
-    virtual_packages,
-)
-from envbuild.lockfile import (  # re-exported: the lock stage's public API
+from envbuild.lock import conda_lock_api, pypi
+from envbuild.lock import diff as lockdiff
+from envbuild.lock.diagnose import explain
+from envbuild.lock.epoch import EPOCH_KEY, newest_timestamp
+from envbuild.lock.lockfile import (  # re-exported: the lock stage's public API
     FINGERPRINT_KEY,
     explicit_path,
     install_records,
@@ -40,8 +35,15 @@ from envbuild.lockfile import (  # re-exported: the lock stage's public API
     write_lockfile,
 )
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe
-from envbuild.validate import display
+from envbuild.rattler import client as rattler_client
+from envbuild.recipe.fingerprint import (
+    FINGERPRINT_SCHEMA,
+    effective_cutoff,
+    fingerprint,
+    virtual_packages,
+)
+from envbuild.recipe.model import Recipe
+from envbuild.recipe.validate import display
 
 if TYPE_CHECKING:
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -186,7 +188,7 @@ def to_lockfile(
     Conda packages carry their canonical url (mirrors never recorded), md5, sha256 and full
     dependency specs; pip packages url and sha256. The recipe
     fingerprint is in ``metadata.custom_metadata``, and per platform in ``content_hash``;
-    so is the newest package timestamp of the solve, the lock's epoch (:mod:`envbuild.epoch`).
+    so is the newest package timestamp of the solve, the lock's epoch (:mod:`envbuild.lock.epoch`).
     """
     conda_lock_api.prepare()
     from conda_lock.lockfile.v1.models import HashModel, LockMeta

@@ -33,7 +33,7 @@ from typing import Any
 
 import zstandard
 
-from envbuild.epoch import FALLBACK_EPOCH
+from envbuild.lock.epoch import FALLBACK_EPOCH
 
 ZSTD_LEVEL = 9
 _ZIP_MIN = 315532800  # 1980-01-01T00:00:00Z: the earliest time a zip entry can carry
@@ -47,7 +47,7 @@ def source_date_epoch(default: int) -> int:
 
 def wheel_epoch(wheel: Path) -> int:
     """The newest member date of the wheel ``wheel`` (a zip; dates read as UTC), or
-    :data:`~envbuild.epoch.FALLBACK_EPOCH` when every member has zip's minimum date: a time
+    :data:`~envbuild.lock.epoch.FALLBACK_EPOCH` when every member has zip's minimum date: a time
     that comes from the input itself, the same on every machine."""
     import calendar
 

@@ -22,13 +22,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from envbuild import proc, rattler_client
-from envbuild.epoch import FALLBACK_EPOCH
 from envbuild.errors import ChannelError, ConfigError, EnvBuildError
-from envbuild.fs import file_sha256, remove_tree, staged_dir
+from envbuild.lock.epoch import FALLBACK_EPOCH
 from envbuild.offline.archives import rewrite_conda, source_date_epoch, wheel_epoch
 from envbuild.offline.pins import PinFile, check_interpreter, normalize, read_pins, update_command
 from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
+from envbuild.rattler import client as rattler_client
+from envbuild.util import proc
+from envbuild.util.fs import file_sha256, remove_tree, staged_dir
 
 log = logging.getLogger("envbuild")
 SCHEMA = 3  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix
@@ -203,7 +204,7 @@ def build_offline_channel(
     must have been made from (envbuild.toml ``[offline] requirements``). Every archive is
     written reproducibly (:mod:`envbuild.offline.archives`): converted wheels timestamped from
     the wheel (or ``SOURCE_DATE_EPOCH``), the interpreter's packages ``SOURCE_DATE_EPOCH`` or
-    :data:`envbuild.epoch.FALLBACK_EPOCH`. Output: ``channel_dir``. Raises ConfigError for a
+    :data:`envbuild.lock.epoch.FALLBACK_EPOCH`. Output: ``channel_dir``. Raises ConfigError for a
     missing or stale pin file or another interpreter, ChannelError for a wheel without its
     pinned hash, ProcessError when whl2conda or patchelf fail, EnvBuildError for a
     non-CPython interpreter.

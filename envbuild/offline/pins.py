@@ -157,8 +157,8 @@ def compile_pins(path: Path, requirements: tuple[str, ...]) -> Path:
     Raises ProcessError when uv fails."""
     import json
 
-    from envbuild import proc
-    from envbuild.fs import atomic_write
+    from envbuild.util import proc
+    from envbuild.util.fs import atomic_write
 
     short = ".".join(map(str, sys.version_info[:2]))
     uv = Path(sys.executable).parent / "uv"

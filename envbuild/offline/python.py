@@ -22,10 +22,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from envbuild import proc
 from envbuild.errors import EnvBuildError
-from envbuild.fs import file_sha256, remove_tree
-from envbuild.recipe_model import current_subdir
+from envbuild.recipe.model import current_subdir
+from envbuild.util import proc
+from envbuild.util.fs import file_sha256, remove_tree
 
 # Interpreter-owned entry points in bin/; everything else there belongs to installed packages.
 _OWN_BIN = re.compile(r"^(python|pydoc|idle|2to3)(-?[0-9.]+)?(-config)?$")  # 2to3 -> 2to3-3.11

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import EnvBuildError
-from envbuild.validate import display
+from envbuild.recipe.validate import display
 
 RESULT_LIMIT = 64 * 1024  # a result.json is a few hundred bytes
 FILE_LIMIT = 64 * 1024 * 1024  # lockfiles and explicit files of thousands of packages

@@ -26,13 +26,13 @@ import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from envbuild.artifacts import FILE_LIMIT, read_json_object, read_regular, sha256
-from envbuild.build import build_mutex
 from envbuild.errors import EnvBuildError
-from envbuild.fs import atomic_write, file_sha256, remove_tree
+from envbuild.install.build import build_mutex
+from envbuild.ops.artifacts import FILE_LIMIT, read_json_object, read_regular, sha256
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe
-from envbuild.validate import display
+from envbuild.recipe.model import Recipe
+from envbuild.recipe.validate import display
+from envbuild.util.fs import atomic_write, file_sha256, remove_tree
 
 # conda platforms envbuild builds and tests on; others (win-64) are locked but not built
 BUILDABLE = ("linux-64", "linux-aarch64", "osx-64", "osx-arm64")
@@ -298,9 +298,9 @@ def merge(project: Project, recipes: list[Recipe], artifacts: Path) -> Merged:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m envbuild.ci record --recipe R --platform P --status S --out DIR``: the
+    """``python -m envbuild.ops.ci record --recipe R --platform P --status S --out DIR``: the
     workflow's "Record the result" step (run in the checkout, beside ``locks/``)."""
-    parser = argparse.ArgumentParser(prog="python -m envbuild.ci")
+    parser = argparse.ArgumentParser(prog="python -m envbuild.ops.ci")
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="record one build job's result")
     for opt in ("recipe", "platform", "status", "out"):

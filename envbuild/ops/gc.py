@@ -12,16 +12,18 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from envbuild import build as build_mod
-from envbuild import bytecode, cache_stamps, promotion
-from envbuild import image as image_mod
 from envbuild.errors import EnvBuildError, LockError
-from envbuild.fs import remove_tree, tree_bytes
+from envbuild.graph.uptodate import engine_available
+from envbuild.install import build as build_mod
+from envbuild.install import bytecode
 from envbuild.layout import BUILDS_DIR
-from envbuild.lock import read_lockfile
-from envbuild.mutex import try_hold
+from envbuild.lock.solve import read_lockfile
+from envbuild.ops import promotion
 from envbuild.project import Project
-from envbuild.uptodate import engine_available
+from envbuild.rattler import cache_stamps
+from envbuild.ship import engine as image_mod
+from envbuild.util.fs import remove_tree, tree_bytes
+from envbuild.util.mutex import try_hold
 
 log = logging.getLogger("envbuild")
 

@@ -6,7 +6,7 @@ current lock never constrains it) and its diff; the same packages as the current
 mean "unchanged": nothing is built; (2) a brand-new environment is built from it in its own
 build directory; (3) smoke checks and verification against the candidate lock; (4) it is packed
 (with the tarball's proof) into its kept tarball and imaged (with the in-container smoke
-checks) under its lock's tag only; (5) only then :mod:`envbuild.promotion` switches environment,
+checks) under its lock's tag only; (5) only then :mod:`envbuild.ops.promotion` switches environment,
 lockfile, explicit files, tarball and image tag together, journaled. A failure at any step
 discards the candidate and leaves all five as they were.
 """
@@ -22,23 +22,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envbuild import build as build_mod
-from envbuild import image as image_mod
-from envbuild import lock as lock_mod
-from envbuild import lockdiff, promotion, stage_inputs
-from envbuild import pack as pack_mod
-from envbuild.epoch import lock_epoch
 from envbuild.errors import EnvBuildError
-from envbuild.fingerprint import effective_cutoff
-from envbuild.fs import atomic_write, tree_bytes
+from envbuild.graph import stage_inputs
+from envbuild.graph.uptodate import build_is_current, engine_available
+from envbuild.install import build as build_mod
 from envbuild.layout import BuildInfo, build_record, pack_record
+from envbuild.lock import diff as lockdiff
+from envbuild.lock import solve as lock_mod
+from envbuild.lock.epoch import lock_epoch
+from envbuild.ops import promotion
+from envbuild.prefix.verify import verify_prefix
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe, current_subdir
-from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
-from envbuild.smoke import run_checks
-from envbuild.smoke import write_report as write_smoke_report
-from envbuild.uptodate import build_is_current, engine_available
-from envbuild.verify import verify_prefix
+from envbuild.recipe.fingerprint import effective_cutoff
+from envbuild.recipe.model import Recipe, current_subdir
+from envbuild.ship import engine as image_mod
+from envbuild.ship import pack as pack_mod
+from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
+from envbuild.ship.smoke import run_checks
+from envbuild.ship.smoke import write_report as write_smoke_report
+from envbuild.util.fs import atomic_write, tree_bytes
 
 if TYPE_CHECKING:
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -171,7 +173,7 @@ def _publishables(
     try:
         context = promotion.stage_context(project, recipe, info.build_id, info.lock_sha256, kept)
         if project.image_base:  # the written image, kept with the candidate, checked inside
-            from envbuild import oci_stage
+            from envbuild.ship import oci_stage
 
             image = oci_stage.write(project, recipe, info, prefix=prefix, current=False)["tag"]
         elif engine_available():

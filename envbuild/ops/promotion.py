@@ -11,11 +11,11 @@ command that takes the environment's build mutex (``doit build``, ``doit nightly
 ``doit rollback``, and every other command that takes the mutex): :func:`recover`. Before
 the journal exists nothing current has changed, and a leftover candidate (its build, kept
 tarball, staged context, images and temporaries) is discarded by :func:`recover` instead.
-A candidate's id is recorded (:func:`envbuild.build.candidate_file`) before its build
+A candidate's id is recorded (:func:`envbuild.install.build.candidate_file`) before its build
 directory is created, so no kill leaves a build that recovery does not know; rollback only
 targets builds that can be published whole (:func:`missing_for_rollback`).
 
-Callers hold the environment's build mutex (:func:`envbuild.build.build_mutex`).
+Callers hold the environment's build mutex (:func:`envbuild.install.build.build_mutex`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,10 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from envbuild import build as build_mod
-from envbuild import docker as docker_mod
-from envbuild import image as image_mod
-from envbuild import lock as lock_mod
-from envbuild import stage_inputs
 from envbuild.errors import BuildError, EnvBuildError
-from envbuild.fs import atomic_link, atomic_write, remove_tree
+from envbuild.graph import stage_inputs
+from envbuild.graph.uptodate import engine_available, template_sha
+from envbuild.install import build as build_mod
 from envbuild.layout import (
     build_record,
     build_state,
@@ -46,9 +43,12 @@ from envbuild.layout import (
     read_marker,
     smoke_state,
 )
+from envbuild.lock import solve as lock_mod
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe
-from envbuild.uptodate import engine_available, template_sha
+from envbuild.recipe.model import Recipe
+from envbuild.ship import docker as docker_mod
+from envbuild.ship import engine as image_mod
+from envbuild.util.fs import atomic_link, atomic_write, remove_tree
 
 log = logging.getLogger("envbuild")
 # beside a staged context: the docker record fields (inputs, sources) it was rendered from
@@ -77,7 +77,7 @@ class Switch:
 
 
 def discard_candidate(project: Project, name: str) -> None:
-    """Remove the recorded candidate (:func:`envbuild.build.candidate_file`), unless it
+    """Remove the recorded candidate (:func:`envbuild.install.build.candidate_file`), unless it
     became current: its build directory, its kept tarball (image archive, SBOM), every image of
     that build (of this project only), the temporaries its stages left, and the staging
     directory."""

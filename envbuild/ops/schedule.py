@@ -3,9 +3,9 @@ service + timer pair and a crontab line.
 
 The workflow locks every recipe for all its platforms in one job (``doit relock``), builds,
 smoke-tests and packs each recipe on native runners for the platforms envbuild builds on
-(:data:`envbuild.ci.BUILDABLE`; ``win-64`` is locked but its build is unsupported until
+(:data:`envbuild.ops.ci.BUILDABLE`; ``win-64`` is locked but its build is unsupported until
 tested), and merges the per-platform results into one lockfile per recipe and one pull request
-(``doit ci_merge``, :mod:`envbuild.ci`).
+(``doit ci_merge``, :mod:`envbuild.ops.ci`).
 
 Rendered from ``schedule/*.j2`` (the project's ``templates/`` first, then envbuild's) with
 ``<< >>``/``<% %>`` delimiters, so that GitHub's
@@ -23,12 +23,12 @@ from typing import Any
 
 import jinja2
 
-from envbuild import templates
-from envbuild.ci import BUILDABLE
 from envbuild.errors import ConfigError
-from envbuild.fs import atomic_write
+from envbuild.ops.ci import BUILDABLE
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe
+from envbuild.recipe.model import Recipe
+from envbuild.util import templates
+from envbuild.util.fs import atomic_write
 
 DEFAULT_CRON = "17 3 * * *"
 RUNNERS = {  # GitHub-hosted runners per conda platform (native, no emulation)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import LockError, RecipeError
-from envbuild.fs import tree_bytes
+from envbuild.graph.uptodate import lock_is_fresh
 from envbuild.layout import (
     image_state,
     nightly_result,
@@ -25,10 +25,10 @@ from envbuild.layout import (
     smoke_state,
     verify_report,
 )
-from envbuild.lockfile import read_packages
+from envbuild.lock.lockfile import read_packages
 from envbuild.project import Project
-from envbuild.recipe_io import read_document
-from envbuild.uptodate import lock_is_fresh
+from envbuild.recipe.io import read_document
+from envbuild.util.fs import tree_bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild import site_packages
-from envbuild.doctor import Installed, channel_name, channels_of, first_channel, owners
-from envbuild.findings import DoctorError
+from envbuild.prefix import site_packages
+from envbuild.prefix.doctor import Installed, channel_name, channels_of, first_channel, owners
+from envbuild.prefix.findings import DoctorError
 
 _SPECS_LINE = re.compile(r"^#\s*(update|install|create|remove|uninstall|neutered) specs:\s*(.*)$")
 

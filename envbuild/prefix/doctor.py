@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from envbuild import site_packages
-from envbuild.findings import ADVICE, DoctorError, Finding, finding
-from envbuild.prefix_files import check_file, record_entries, site_packages_dir
-from envbuild.prefix_python import interpreter_findings
-from envbuild.recipe_model import current_subdir
+from envbuild.prefix import site_packages
+from envbuild.prefix.files import check_file, record_entries, site_packages_dir
+from envbuild.prefix.findings import ADVICE, DoctorError, Finding, finding
+from envbuild.prefix.python import interpreter_findings
+from envbuild.recipe.model import current_subdir
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class Installed:
 
     def paths(self) -> list[dict[str, Any]]:
         """``paths_data.paths`` with prefix-relative paths, or the plain ``files`` list when
-        a tool wrote no paths_data (:func:`envbuild.prefix_files.record_entries`)."""
+        a tool wrote no paths_data (:func:`envbuild.prefix.files.record_entries`)."""
         return record_entries(self.data, self.site)
 
 

@@ -1,5 +1,5 @@
 """Doctor findings: the kinds, what to do about each, and the error for a path that cannot be
-examined. Shared by :mod:`envbuild.doctor` and :mod:`envbuild.prefix_python`."""
+examined. Shared by :mod:`envbuild.prefix.doctor` and :mod:`envbuild.prefix.python`."""
 
 from __future__ import annotations
 

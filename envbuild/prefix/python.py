@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from envbuild.findings import Finding, finding
+from envbuild.prefix.findings import Finding, finding
 
 
 def _python(prefix: Path) -> Path | None:

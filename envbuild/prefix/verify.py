@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from envbuild.fs import atomic_write, file_sha256
-from envbuild.prefix_files import record_entries, site_packages_dir
+from envbuild.prefix.files import record_entries, site_packages_dir
+from envbuild.util.fs import atomic_write, file_sha256
 
 if TYPE_CHECKING:  # conda-lock's models cost ~0.5 s to import
     from conda_lock.lockfile.v2prelim.models import Lockfile

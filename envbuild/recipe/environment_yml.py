@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from envbuild.validate import Checker, show
+from envbuild.recipe.validate import Checker, show
 
 NODEFAULTS = "nodefaults"
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")

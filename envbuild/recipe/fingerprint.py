@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe
+from envbuild.recipe.model import Recipe
 
 # Bump when the meaning of the fingerprint's inputs changes.
 FINGERPRINT_SCHEMA = 3

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from envbuild.fs import read_bounded
-from envbuild.validate import Checker, show
+from envbuild.recipe.validate import Checker, show
+from envbuild.util.fs import read_bounded
 
 MAX_RECIPE_BYTES = 1 << 20
 

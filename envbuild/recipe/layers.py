@@ -24,9 +24,9 @@ from pathlib import Path
 
 from envbuild.errors import RecipeError
 from envbuild.project import did_you_mean
-from envbuild.recipe_io import read_document
-from envbuild.recipe_model import NAME_RE, Recipe, Smoke, parse_document, pypi_name, spec_name
-from envbuild.validate import display
+from envbuild.recipe.io import read_document
+from envbuild.recipe.model import NAME_RE, Recipe, Smoke, parse_document, pypi_name, spec_name
+from envbuild.recipe.validate import display
 
 DEFAULT_CHANNELS = ("conda-forge",)
 

@@ -1,5 +1,5 @@
 """Loading recipes: ``recipes/<name>.yml`` with its ``extends`` parents merged in
-(:mod:`envbuild.layers`), each document validated by :mod:`envbuild.recipe_model` (the recipe
+(:mod:`envbuild.recipe.layers`), each document validated by :mod:`envbuild.recipe.model` (the recipe
 format is documented there), and finding a recipe file by environment name. The model's names
 are re-exported here for callers that only load recipes.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from envbuild.errors import RecipeError
-from envbuild.layers import load_layered
 from envbuild.project import did_you_mean
-from envbuild.recipe_model import (
+from envbuild.recipe.layers import load_layered
+from envbuild.recipe.model import (
     DEFAULT_PLATFORMS,
     MODULE_RE,
     NAME_RE,
@@ -27,7 +27,7 @@ from envbuild.recipe_model import (
     pypi_name,
     spec_name,
 )
-from envbuild.validate import display, show
+from envbuild.recipe.validate import display, show
 
 
 def load_recipe(path: Path, default_platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> Recipe:

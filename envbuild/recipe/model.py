@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuild import environment_yml
 from envbuild.channels import KNOWN_SUBDIRS, utc_cutoff
 from envbuild.project import did_you_mean
-from envbuild.validate import Checker, display, show
+from envbuild.recipe import environment_yml
+from envbuild.recipe.validate import Checker, display, show
 
 # A recipe name is also the image repository envbuild/<name>: Docker's path component grammar
 # (lower case; '.', '_', '__' or dashes only between letters and digits), at most 64
@@ -76,7 +76,7 @@ class PackOptions:
 @dataclass(frozen=True, slots=True)
 class JupyterOptions:
     """``jupyter: {kernel: true, display_name: ...}``: register a Jupyter kernel for the
-    environment (see :mod:`envbuild.kernels`)."""
+    environment (see :mod:`envbuild.ship.kernels`)."""
 
     kernel: bool = False
     display_name: str = ""
@@ -294,7 +294,7 @@ DEFAULT_PLATFORMS = ("linux-64",)
 
 def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Recipe, set[str]]:
     """Validate one loaded YAML document ``data`` read from ``path`` on its own (no parents
-    merged: :mod:`envbuild.layers` does that; ``has_parents`` relaxes the required keys).
+    merged: :mod:`envbuild.recipe.layers` does that; ``has_parents`` relaxes the required keys).
     Returns (the recipe as the file states it, the top-level keys the file sets).
 
     Raises RecipeError naming ``path``, the key path and the bad value.

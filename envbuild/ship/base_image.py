@@ -10,7 +10,7 @@ No registry is needed: :func:`from_rootfs` turns a root filesystem tar (``deboot
 --variant=minbase``, as ``scripts/services.sh`` makes it) into a one-layer OCI archive,
 deterministically (the same tar gives the same digest)::
 
-    python -m envbuild.base_image ROOTFS.tar build/base/bookworm-minbase.oci.tar
+    python -m envbuild.ship.base_image ROOTFS.tar build/base/bookworm-minbase.oci.tar
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from envbuild import oci
 from envbuild.errors import ImageError
-from envbuild.fs import clean_temporaries, staged_file
-from envbuild.validate import display
+from envbuild.recipe.validate import display
+from envbuild.ship import oci
+from envbuild.util.fs import clean_temporaries, staged_file
 
 _PINNED = re.compile(r"^(?P<path>.+)@(?P<digest>sha256:[0-9a-f]{64})$")
 
@@ -53,7 +53,7 @@ def open_base(path: Path, digest: str, architecture: str) -> Iterator[tuple[oci.
     if not path.exists():
         msg = (
             f"base image {display(path)} does not exist ([image] base in envbuild.toml); "
-            "make it with `python -m envbuild.base_image ROOTFS.tar PATH` or copy one there "
+            "make it with `python -m envbuild.ship.base_image ROOTFS.tar PATH` or copy one there "
             "(`skopeo copy docker://debian:bookworm-slim oci-archive:PATH`)"
         )
         raise ImageError(msg)
@@ -127,7 +127,7 @@ def from_rootfs(rootfs: Path, output: Path, architecture: str = "amd64", epoch: 
     return man.digest
 
 
-if __name__ == "__main__":  # python -m envbuild.base_image ROOTFS.tar OUTPUT.oci.tar
+if __name__ == "__main__":  # python -m envbuild.ship.base_image ROOTFS.tar OUTPUT.oci.tar
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m envbuild.base_image ROOTFS.tar OUTPUT.oci.tar")
+        sys.exit("usage: python -m envbuild.ship.base_image ROOTFS.tar OUTPUT.oci.tar")
     print(from_rootfs(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -13,13 +13,13 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from envbuild import templates
 from envbuild.errors import DockerError
-from envbuild.fs import atomic_write, clean_temporaries, staged_file
 from envbuild.layout import TEMPLATE  # named there: the up-to-date check hashes it
-from envbuild.pack import open_tar_stream
-from envbuild.recipe_model import Recipe
-from envbuild.validate import display
+from envbuild.recipe.model import Recipe
+from envbuild.recipe.validate import display
+from envbuild.ship.pack import open_tar_stream
+from envbuild.util import templates
+from envbuild.util.fs import atomic_write, clean_temporaries, staged_file
 
 CONTEXT_ARCHIVE = "env.tar"
 
@@ -69,7 +69,7 @@ def _quoted(value: str) -> str:
 
 def render(template_dir: Path, ctx: DockerContext) -> str:
     """Render ``Dockerfile.j2`` with ``ctx``: the project's ``<template_dir>/Dockerfile.j2`` if
-    it has one, else envbuild's (:mod:`envbuild.templates`). Raises DockerError if the
+    it has one, else envbuild's (:mod:`envbuild.util.templates`). Raises DockerError if the
     template is invalid or uses an undefined variable."""
     import jinja2  # ~16 ms: only when a Dockerfile is rendered, not for every stage
 

@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from envbuild import proc
 from envbuild.errors import DockerError
-from envbuild.recipe_model import Smoke
+from envbuild.recipe.model import Smoke
+from envbuild.util import proc
 
 LABEL_RECIPE = "org.envbuild.recipe"
 LABEL_LOCK = "org.envbuild.lock-sha256"

@@ -17,9 +17,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from envbuild.fs import atomic_write
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe
+from envbuild.recipe.model import Recipe
+from envbuild.util.fs import atomic_write
 
 PREFIX = "envbuild-"
 

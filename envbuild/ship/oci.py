@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from envbuild.errors import ImageError
-from envbuild.validate import display
+from envbuild.recipe.validate import display
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"

@@ -12,7 +12,7 @@ The image is the base image's layers unchanged, plus two layers:
 Its config runs as that user (numeric ``uid:gid``, so Kubernetes' ``runAsNonRoot`` can check
 it), the environment first on ``PATH`` and the recipe's ``variables`` set. Labels and
 annotations name the recipe and the lock, never a build id or the clock: ``created`` and every
-mtime are the lock's epoch (:func:`envbuild.epoch.lock_epoch`), so the same lock and base give
+mtime are the lock's epoch (:func:`envbuild.lock.epoch.lock_epoch`), so the same lock and base give
 the same manifest digest on any machine, at any path.
 """
 
@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
-from envbuild import oci
 from envbuild.errors import ImageError
-from envbuild.fs import clean_temporaries, staged_file
-from envbuild.relocate import recompile_relocated, relocate_records
-from envbuild.validate import display
+from envbuild.recipe.validate import display
+from envbuild.ship import oci
+from envbuild.ship.relocate import recompile_relocated, relocate_records
+from envbuild.util.fs import clean_temporaries, staged_file
 
 ARCHITECTURES = {
     "linux-64": "amd64",
@@ -138,7 +138,7 @@ def env_entries(prefix: Path, spec: ImageSpec) -> list[oci.Entry]:
     import conda_pack
     from conda_pack.core import Packer
 
-    from envbuild.pack import activation_files, bytecode_files
+    from envbuild.ship.pack import activation_files, bytecode_files
 
     root = spec.prefix.strip("/")
     if not root:
@@ -282,7 +282,7 @@ def write_image(
     (an OCI layout or its archive; ``base_digest``: the manifest digest it must have, empty
     to take any) into the archive ``output``, atomically. Raises ImageError (bad base, digest
     mismatch, conda-pack) or OSError (a full disk); ``output`` is then left as it was."""
-    from envbuild.base_image import open_base
+    from envbuild.ship.base_image import open_base
 
     clean_temporaries(output)  # of a run that was killed
     with open_base(base_path, base_digest, spec.architecture) as (layout, base):

@@ -1,7 +1,7 @@
 """The docker stage's engine-free half: the SBOM, the image archive, and (with an engine) the
 image loaded and smoke-tested inside as the non-root user.
 
-Called by :func:`envbuild.stages.docker` when ``[image] base`` is set; without it the stage
+Called by :func:`envbuild.commands.stages.docker` when ``[image] base`` is set; without it the stage
 keeps building the rendered Dockerfile with a local engine. Records
 ``build/state/<name>.image.json`` (and the build's copy): manifest digest, archive, base
 digest, whether the in-container checks ran.
@@ -17,19 +17,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envbuild import image as image_mod
-from envbuild import proc
-from envbuild.base_image import parse
-from envbuild.epoch import lock_epoch
 from envbuild.errors import ImageError
-from envbuild.fs import atomic_link, atomic_write
 from envbuild.layout import BuildInfo, build_record, image_state
-from envbuild.oci_image import ARCHITECTURES, ImageSpec, image_path, write_image
+from envbuild.lock.epoch import lock_epoch
 from envbuild.project import Project
-from envbuild.recipe_model import Recipe
-from envbuild.sbom import SBOM_IN_PREFIX, write_sbom
-from envbuild.uptodate import engine_available
-from envbuild.validate import display
+from envbuild.recipe.model import Recipe
+from envbuild.recipe.validate import display
+from envbuild.ship import engine as image_mod
+from envbuild.ship.base_image import parse
+from envbuild.ship.engine import engine_available
+from envbuild.ship.oci_image import ARCHITECTURES, ImageSpec, image_path, write_image
+from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
+from envbuild.util import proc
+from envbuild.util.fs import atomic_link, atomic_write
 
 log = logging.getLogger("envbuild")
 NOT_RUN = "not run (no engine reachable)"
@@ -42,7 +42,7 @@ def kept_image(project: Project, name: str, build_id: str) -> Path:
 
 
 def spec_for(recipe: Recipe, info: BuildInfo, prefix: Path, source: str, sbom: str) -> ImageSpec:
-    from envbuild.build import lock_copy
+    from envbuild.install.build import lock_copy
 
     d = recipe.docker
     return ImageSpec(

@@ -25,14 +25,14 @@ from typing import IO, Any, cast
 
 import zstandard
 
-from envbuild import proc, progress
-from envbuild.epoch import FALLBACK_EPOCH
 from envbuild.errors import PackError
-from envbuild.fs import clean_ram_scratch, clean_temporaries, ram_scratch, staged_file
-from envbuild.recipe_model import PackOptions, Smoke
-from envbuild.reproducible import prefixed_bytecode, tar_class
-from envbuild.smoke import activated_env, failure_message, run_checks
-from envbuild.validate import display
+from envbuild.lock.epoch import FALLBACK_EPOCH
+from envbuild.recipe.model import PackOptions, Smoke
+from envbuild.recipe.validate import display
+from envbuild.ship.reproducible import prefixed_bytecode, tar_class
+from envbuild.ship.smoke import activated_env, failure_message, run_checks
+from envbuild.util import proc, progress
+from envbuild.util.fs import clean_ram_scratch, clean_temporaries, ram_scratch, staged_file
 
 log = logging.getLogger("envbuild")
 
@@ -51,7 +51,7 @@ def history_path(dist: Path, name: str, build_id: str, fmt: str) -> Path:
 def bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
     """conda-pack ``File``s for the ``pyc_file`` entries of conda-meta that conda-pack does not
     pack itself (it takes a package's files from the package's own paths.json, and drops
-    unmanaged ``.pyc``): the bytecode compiled at build time (see :mod:`envbuild.bytecode`),
+    unmanaged ``.pyc``): the bytecode compiled at build time (see :mod:`envbuild.install.bytecode`),
     except :func:`prefixed_bytecode`."""
     from conda_pack.core import File
 
@@ -152,12 +152,13 @@ def write_tarball(
     files and adds conda-unpack; the build's bytecode is added to them, and all are ordered
     by kind, then path (:func:`_kind`). ``level`` is the zstd (1-19) or gzip (1-9) level.
     Reproducible: every member and the gzip header carry ``epoch`` (the lock's,
-    :func:`envbuild.epoch.lock_epoch`), see :mod:`envbuild.reproducible`; conda-pack already blanks
+    :func:`envbuild.lock.epoch.lock_epoch`), see :mod:`envbuild.ship.reproducible`; conda-pack
+    already blanks
     the package cache paths of conda-meta records (``extracted_package_dir``,
     ``package_tarball_full_path``, ``link.source``) and writes them with sorted keys.
     Returns the bytes of the files packed (about the unpacked size). Raises PackError if
     conda-pack refuses the prefix; ``output`` is then partial (the caller writes it through
-    :func:`envbuild.fs.staged_file`)."""
+    :func:`envbuild.util.fs.staged_file`)."""
     import conda_pack
     from conda_pack.core import Packer
 
@@ -250,7 +251,7 @@ def prove(
     then the smoke imports there.
 
     ``size`` (bytes, about the unpacked size) lets the copy go to a RAM-backed directory
-    (:func:`envbuild.fs.ram_scratch`): unpacking 20,000 files there takes a tenth of the time
+    (:func:`envbuild.util.fs.ram_scratch`): unpacking 20,000 files there takes a tenth of the time
     it takes on a journaling disk; otherwise it goes beside ``final``. Raises PackError with
     the failing step's output.
     """
@@ -297,7 +298,7 @@ def pack_env(
     extra: tuple[tuple[str, bytes], ...] = (),
 ) -> Path:
     """Pack ``prefix`` into ``dest`` (.tar.zst or .tar.gz) and prove it; returns ``dest``.
-    ``epoch``: the time of every member (the lock's, :func:`envbuild.epoch.lock_epoch`).
+    ``epoch``: the time of every member (the lock's, :func:`envbuild.lock.epoch.lock_epoch`).
 
     The previous tarball at ``dest`` is replaced only after the new one proved out; on any
     failure (or Ctrl-C) it is left as it was. Raises PackError.

@@ -15,16 +15,16 @@ import re
 import tempfile
 from pathlib import Path
 
-from envbuild import oci
+from envbuild.ship import oci
 
 
 def recompile_relocated(entries: dict[str, oci.Entry], root: str, prefix: Path) -> None:
     """Compile again the bytecode of the sources conda-pack rewrote for the image's prefix
     (``_sysconfigdata``, ``python-config``: their constants name the prefix), with the
-    environment's interpreter as :mod:`envbuild.bytecode` does (checked-hash, prefix-relative
-    names): the build's bytecode would name the build's prefix, and no longer match its
-    source's hash. Bytecode that does not compile again is left out."""
-    from envbuild import proc
+    environment's interpreter as :mod:`envbuild.install.bytecode` does (checked-hash,
+    prefix-relative names): the build's bytecode would name the build's prefix, and no longer
+    match its source's hash. Bytecode that does not compile again is left out."""
+    from envbuild.util import proc
 
     bytecode: dict[str, list[str]] = {}  # <folder>/<stem> -> its __pycache__ entries
     for path in entries:

@@ -1,4 +1,4 @@
-"""Reproducible tarballs: what :func:`envbuild.pack.write_tarball` changes in conda-pack's
+"""Reproducible tarballs: what :func:`envbuild.ship.pack.write_tarball` changes in conda-pack's
 output so that the same lock packs to the same bytes (https://reproducible-builds.org/docs/
 archives/): one mtime for every member (the lock's epoch), normalized owner, group and modes, no
 hard-link members, conda-meta without install-time or machine-specific values, scripts without

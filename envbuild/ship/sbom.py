@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import EnvBuildError
-from envbuild.fs import atomic_link, atomic_write
 from envbuild.layout import BuildInfo
 from envbuild.project import Project
+from envbuild.util.fs import atomic_link, atomic_write
 
 SBOM_IN_PREFIX = "etc/envbuild/sbom.cdx.json"
 _NAMESPACE = uuid.UUID("6f1d7f3e-8a8e-4c4e-9a0e-0d5b2b0e2b3c")  # envbuild's uuid5 namespace
@@ -55,9 +55,9 @@ def write_sbom(
     kept with the build and, if ``current``, published as ``dist/<name>-<platform>.cdx.json``
     (the same file). Made from the lock kept with the build: the same text whenever it is
     made. Returns the path written and the text."""
-    from envbuild.build import lock_copy
-    from envbuild.epoch import lock_epoch
-    from envbuild.lockfile import read_packages
+    from envbuild.install.build import lock_copy
+    from envbuild.lock.epoch import lock_epoch
+    from envbuild.lock.lockfile import read_packages
 
     real = (prefix or project.env_prefix(name)).resolve()
     lock = lock_copy(real)

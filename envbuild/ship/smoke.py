@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild import proc
 from envbuild.errors import SmokeError
-from envbuild.fs import atomic_write
-from envbuild.recipe_model import Smoke
-from envbuild.validate import display
+from envbuild.recipe.model import Smoke
+from envbuild.recipe.validate import display
+from envbuild.util import proc
+from envbuild.util.fs import atomic_write
 
 log = logging.getLogger("envbuild")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -160,7 +160,7 @@ def smoke_env(
     record: dict[str, Any] | None = None,
 ) -> list[CheckResult]:
     """Run the smoke checks; on success write ``report`` (JSON) atomically, with the fields
-    of ``record`` (what the checks were made from: :mod:`envbuild.stage_inputs`) added.
+    of ``record`` (what the checks were made from: :mod:`envbuild.graph.stage_inputs`) added.
 
     Raises SmokeError naming each failed module/command, its exit code and stderr; the report
     is then not written (so later stages see the checks as not passed).

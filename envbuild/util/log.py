@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from envbuild.redact import ScrubFilter
+from envbuild.util.redact import ScrubFilter
 
 
 def setup_logging() -> None:

@@ -55,7 +55,7 @@ def describe_exit(returncode: int) -> str:
 def format_failure(result: Result, what: str = "command failed") -> str:
     """A multi-line message: what failed, argv, exit status, stdout and stderr indented
     (credentials scrubbed)."""
-    from envbuild.redact import scrub
+    from envbuild.util.redact import scrub
 
     return scrub(
         f"{what}: {' '.join(result.argv)}\n"

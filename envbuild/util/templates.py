@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
+PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def search_path(project_templates: Path, subdir: str = "") -> list[Path]:

@@ -12,8 +12,8 @@ re-extracted entry loses its stamp with the old directory). Any write to a file,
 hard link, moves its mtime, so an entry whose stamp still matches holds what was validated;
 only then does the installer use fast validation (see ``_rattler_worker.install``). A
 mismatch, a missing stamp or an unreadable entry means full validation, which re-extracts
-the damaged entry. The same trust as the bytecode cache's manifest (:mod:`envbuild.bytecode`):
-a deliberate ``touch -r`` after an edit is not detected.
+the damaged entry. The same trust as the bytecode cache's manifest
+(:mod:`envbuild.install.bytecode`): a deliberate ``touch -r`` after an edit is not detected.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import json
 import os
 from pathlib import Path
 
-from envbuild.fs import atomic_write
+from envbuild.util.fs import atomic_write
 
 STAMP = Path("info") / "envbuild-stamp.json"
 _ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")

@@ -23,11 +23,11 @@ from packaging import tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from envbuild import proc, progress
 from envbuild.errors import BuildError, LockError
-from envbuild.recipe_model import Recipe, pypi_name
-from envbuild.validate import display
-from envbuild.verify import conda_owned_files, dist_infos, dist_name, record_paths
+from envbuild.prefix.verify import conda_owned_files, dist_infos, dist_name, record_paths
+from envbuild.recipe.model import Recipe, pypi_name
+from envbuild.recipe.validate import display
+from envbuild.util import proc, progress
 
 UV = [sys.executable, "-m", "uv"]
 

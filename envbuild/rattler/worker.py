@@ -1,13 +1,13 @@
-"""Child process that runs py-rattler's async calls: ``python -m envbuild._rattler_worker``.
+"""Child process that runs py-rattler's async calls: ``python -m envbuild.rattler.worker``.
 
 Why a child process: on our machines 2-6% of short Python processes that made async py-rattler
 calls crash at interpreter exit (SIGSEGV or a ``PyGILState_Release`` fatal error) after their
 work is done. The worker therefore writes its result file atomically and leaves with
 ``os._exit``, skipping the interpreter finalisation where the crash happens; the parent
-(:mod:`envbuild.rattler_client`) trusts the result file, not the exit status.
+(:mod:`envbuild.rattler.client`) trusts the result file, not the exit status.
 
-Protocol: ``python -m envbuild._rattler_worker OP REQUEST.json RESULT.json``, or with no
-arguments (started ahead by :func:`envbuild.rattler_client.warm`) the JSON list
+Protocol: ``python -m envbuild.rattler.worker OP REQUEST.json RESULT.json``, or with no
+arguments (started ahead by :func:`envbuild.rattler.client.warm`) the JSON list
 ``[OP, REQUEST.json, RESULT.json]`` as one line on stdin (end of input: leave). The result is
 ``{"ok": <value>}`` or ``{"error": {"type": <exception class>, "message": str, ...}}``.
 
@@ -33,8 +33,8 @@ from typing import Any
 import rattler
 from rattler.index import index_fs
 
-from envbuild import cache_stamps
-from envbuild import records as records_mod
+from envbuild.rattler import cache_stamps
+from envbuild.rattler import records as records_mod
 
 
 def _client(req: dict[str, Any]) -> rattler.Client:
@@ -275,7 +275,7 @@ async def install(req: dict[str, Any]) -> int:
     )
     # Full validation re-hashes every cache entry; it is skipped only when every entry this
     # install would reuse still matches the stamp taken when it was last validated
-    # (:mod:`envbuild.cache_stamps`). Afterwards every entry validated in full or extracted
+    # (:mod:`envbuild.rattler.cache_stamps`). Afterwards every entry validated in full or extracted
     # by this install is stamped.
     cache_dir = Path(req["cache_dir"])
     entries = [cache_stamps.entry_dir(cache_dir, j["fn"]) for j in locked]

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import rattler
 
-from envbuild.fs import file_sha256
+from envbuild.util.fs import file_sha256
 
 # Fields taken from the package's own index.json (the lock's reduced copy lacks them).
 _INDEX_FIELDS = (
@@ -133,7 +133,7 @@ def _complete_record(meta: Path, prefix: Path, index: dict[str, Any]) -> None:
             continue
         if e.get("path_type") == "hardlink" and "prefix_placeholder" not in e and e.get("sha256"):
             # linked or copied from a cache file validated against this hash (in full, or
-            # unchanged since by its stamp: envbuild.cache_stamps)
+            # unchanged since by its stamp: envbuild.rattler.cache_stamps)
             e["sha256_in_prefix"] = e["sha256"]
         else:
             todo.append(e)

@@ -1,4 +1,4 @@
-"""Run py-rattler operations in a child process (see :mod:`envbuild._rattler_worker`).
+"""Run py-rattler operations in a child process (see :mod:`envbuild.rattler.worker`).
 
 The parent never imports py-rattler's async machinery, so no envbuild command or test can
 crash at exit because of it. Each call costs one interpreter start with py-rattler's import
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from envbuild import proc
 from envbuild.errors import EnvBuildError
+from envbuild.util import proc
 
 
 class WorkerFailure(NamedTuple):
@@ -36,7 +36,7 @@ class RattlerCallError(EnvBuildError):
         self.failure = failure
 
 
-_WORKER = (sys.executable, "-m", "envbuild._rattler_worker")
+_WORKER = (sys.executable, "-m", "envbuild.rattler.worker")
 _warm: list[proc.Started] = []  # the worker warm() started, until a call takes it
 
 
