@@ -19,13 +19,13 @@ from typing import Any
 from doit import get_var
 
 from envbuild.errors import EnvBuildError
-from envbuild.graph.tasks import (
+from envbuild.graph.command_tasks import (
     check_task,
     maintenance_tasks,
     offline_channel_task,
     prefix_tasks,
-    stage_tasks,
 )
+from envbuild.graph.tasks import stage_tasks
 from envbuild.project import load_project
 from envbuild.util.log import setup_logging
 

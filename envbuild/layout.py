@@ -170,3 +170,7 @@ def current_tarball(project: Project, name: str) -> Path | None:
     return project.path("dist") / f"{name}-{info.platform}.{record['format']}"
 
 
+def lock_copy(prefix: Path) -> Path:
+    """The copy of the lockfile a build was made from, beside it (for rollback)."""
+    real = prefix.resolve()
+    return real.with_name(real.name + ".conda-lock.yml")

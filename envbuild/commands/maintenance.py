@@ -167,7 +167,7 @@ def nightly_report(root: str, env: str = "") -> None:
 def publish(root: str, name: str) -> None:
     """``doit publish env=NAME``: push the current build's image, tarball and SBOM to the
     ``[publish]`` registry (see :mod:`envbuild.deliver.publish`) and print what moved."""
-    from envbuild.deliver import publish as publish_mod
+    from envbuild.deliver import release as publish_mod
 
     project, recipe = load(root, name)
     with exclusive(project, name, "publish"):
@@ -180,7 +180,7 @@ def rollback(root: str, name: str) -> None:
     build_id = promotion.rollback(project, recipe, tarball(project, name))
     print(f"{name}: now at build {build_id}")
     if project.publish_registry:  # a step of its own after the switch; `doit publish` redoes it
-        from envbuild.deliver import publish as publish_mod
+        from envbuild.deliver import release as publish_mod
 
         print(publish_mod.rollback_tags(project, name, build_id))
 

@@ -206,7 +206,8 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
     from filelock import FileLock
 
     from envbuild.deliver.publish import ANN_IMPORTS
-    from envbuild.deliver.registry import connect, parse_reference
+    from envbuild.deliver.reference import parse_reference
+    from envbuild.deliver.registry import connect
 
     start = time.perf_counter()
     prefix = Path(os.path.abspath(prefix))

@@ -23,7 +23,7 @@ _INDEXES = (
 
 def cached_layout(ref: str, cache_dir: Path) -> Path:
     """Where :func:`fetch_base` keeps ``ref`` (``cache_dir/sha256-<hex>``)."""
-    from envbuild.deliver.registry import parse_reference
+    from envbuild.deliver.reference import parse_reference
 
     parsed = parse_reference(ref)
     if not parsed.digest:
@@ -42,7 +42,8 @@ def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
     for a reference without digest, a registry that fails, or content that does not match its
     digest (nothing is left in the cache then)."""
     from envbuild.deliver.pull import for_this_machine  # the same choice as envbuild pull
-    from envbuild.deliver.registry import connect, parse_reference
+    from envbuild.deliver.reference import parse_reference
+    from envbuild.deliver.registry import connect
 
     final = cached_layout(ref, cache_dir)
     if (final / "index.json").is_file():

@@ -25,7 +25,7 @@ EXECUTORS: dict[str, tuple[str, str]] = {
     "smoke": (STAGES, "smoke"),
     "pack": (STAGES, "pack"),
     "docker": (STAGES, "docker"),
-    "clean": (STAGES, "clean"),
+    "clean": ("envbuild.commands.clean", "clean"),
     "relock": (COMMANDS, "relock"),
     "ci_merge": (COMMANDS, "ci_merge"),
     "export": (COMMANDS, "export"),

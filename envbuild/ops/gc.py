@@ -15,7 +15,7 @@ from pathlib import Path
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.graph.uptodate import engine_available
 from envbuild.install import build as build_mod
-from envbuild.install import bytecode
+from envbuild.install import bytecode, trash
 from envbuild.layout import BUILDS_DIR
 from envbuild.lock.solve import read_lockfile
 from envbuild.ops import promotion
@@ -58,7 +58,7 @@ def _env_names(project: Project) -> list[str]:
         for d in (builds_dir.iterdir() if builds_dir.is_dir() else [])
         if d.is_dir() and not d.name.startswith(".")  # .<name>.trash: retired builds
     }
-    names |= {name for name, _ in build_mod.retired_builds(project)}
+    names |= {name for name, _ in trash.retired_builds(project)}
     history = project.path("dist") / "history"
     names |= {d.name for d in (history.iterdir() if history.is_dir() else []) if d.is_dir()}
     return sorted(names)
@@ -77,7 +77,7 @@ def plan_env(
     garbage = [Garbage("build", str(d), tree_bytes(d), name) for d in removable]
     garbage += [
         Garbage("retired", str(d), tree_bytes(d), name)
-        for owner, d in build_mod.retired_builds(project)
+        for owner, d in trash.retired_builds(project)
         if owner == name
     ]
     history = project.path("dist") / "history" / name

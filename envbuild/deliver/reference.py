@@ -1,0 +1,74 @@
+"""Image references, ``HOST[:PORT]/REPOSITORY[:TAG][@sha256:HEX]``, parsed and checked as
+the distribution spec names them (https://github.com/distribution/reference)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from envbuild.errors import RegistryError
+
+DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_NAME = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """``HOST[:PORT]/REPOSITORY[:TAG][@sha256:HEX]``; ``tag`` is empty when a digest is given
+    without one (then ``digest`` decides)."""
+
+    host: str
+    repository: str
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def target(self) -> str:
+        """What a manifest request names: the digest if given, else the tag."""
+        return self.digest or self.tag or "latest"
+
+    def with_target(self, target: str) -> Reference:
+        """The same repository at ``target`` (a tag, or a ``sha256:`` digest)."""
+        if target.startswith("sha256:"):
+            return Reference(self.host, self.repository, "", target)
+        return Reference(self.host, self.repository, target, "")
+
+    def __str__(self) -> str:
+        out = f"{self.host}/{self.repository}"
+        out += f":{self.tag}" if self.tag else ""
+        return out + (f"@{self.digest}" if self.digest else "")
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse ``HOST[:PORT]/NAMESPACE/NAME[:TAG][@sha256:HEX]`` (the host is required: no
+    implicit Docker Hub). Raises RegistryError naming the part that is wrong."""
+    text = text.strip()
+    rest, _, digest = text.partition("@")
+    host, _, path = rest.partition("/")
+    tag = ""
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, tag = path.rsplit(":", 1)
+    problem = ""
+    if not path or not ("." in host or ":" in host or host == "localhost"):
+        problem = "it needs a registry host and a repository, e.g. ghcr.io/org/ml:current"
+    elif not _NAME.match(path):
+        problem = f"repository {path!r} must be lower-case letters, digits and . _ - /"
+    elif digest and not _DIGEST.match(digest):
+        problem = f"digest {digest!r} is not sha256: followed by 64 lower-case hex digits"
+    elif tag and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", tag):
+        problem = f"tag {tag!r} is not a valid tag"
+    if problem:
+        msg = f"image reference {text!r}: {problem}"
+        raise RegistryError(msg)
+    if host in DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"  # Docker Hub's official images
+    return Reference(host, path, tag or ("" if digest else "latest"), digest)
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
