@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from envbuild.install import bytecode
-from envbuild.install.build import complete_builds, lock_copy, read_marker, retired_builds
+from envbuild.install.build import complete_builds
+from envbuild.install.trash import retired_builds
+from envbuild.layout import lock_copy, read_marker
 from envbuild.ops import gc
 from envbuild.project import load_project
 from envbuild.ship import engine as image

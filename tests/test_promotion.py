@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from envbuild.install.build import lock_copy, read_marker
+from envbuild.layout import lock_copy, read_marker
 from envbuild.ops.promotion import STEPS
 
 from .conftest import Project, kill_after
