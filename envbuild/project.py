@@ -54,6 +54,7 @@ from typing import Any
 from envbuild import channels
 from envbuild.errors import ConfigError
 from envbuild.util.fs import read_bounded
+from envbuild.util.redact import scrub
 
 CONFIG_FILE = "envbuild.toml"
 MAX_CONFIG_BYTES = 1 << 20
@@ -357,6 +358,12 @@ def _publish_table(data: Any, cfg_path: Path) -> tuple[str, bool]:
             raise ConfigError(msg)
     registry = data.get("registry", "")
     insecure = data.get("insecure", False)
+    if isinstance(registry, str) and "://" in registry:  # never quote what may hold a password
+        msg = (
+            f"{where}.registry: {scrub(registry)!r} names a scheme; write HOST[:PORT]/NAMESPACE "
+            f"(credentials go in docker login's config.json), e.g. {example}"
+        )
+        raise ConfigError(msg)
     host, _, namespace = str(registry).partition("/")
     if not isinstance(registry, str) or (
         registry and not (namespace and ("." in host or ":" in host or host == "localhost"))

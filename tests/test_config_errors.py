@@ -65,3 +65,17 @@ def test_status_shows_a_recipe_that_does_not_parse(tmp_path: Path) -> None:
     out = p.doit("status", "--json").stdout
     (row,) = json.loads(out[out.index("[") :])
     assert row["lock"] == "invalid" and "broken.yml" in row["recipe_error"]
+
+
+def test_status_shows_an_invalid_recipe_that_has_a_lock(tmp_path: Path) -> None:
+    """The YAML parses, the recipe does not (a key), and a lockfile exists: the freshness
+    check would load the recipe; status still lists every recipe, this one invalid."""
+    p = _project(tmp_path, "")
+    p.write_recipe("typo", "name: typo\ndependencies: [python]\nsmok: {imports: [json]}\n")
+    (p.root / "locks").mkdir(exist_ok=True)
+    (p.root / "locks" / "typo.conda-lock.yml").write_text("version: 1\npackage: []\n")
+    p.write_recipe("other")
+    out = p.doit("status", "--json").stdout
+    rows = {r["recipe"]: r for r in json.loads(out[out.index("[") :])}
+    assert rows["typo"]["lock"] == "invalid" and "smok" in rows["typo"]["recipe_error"]
+    assert "other" in rows

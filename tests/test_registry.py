@@ -75,11 +75,18 @@ def release(tmp_path: Path, packed: Path) -> Release:
         ("ghcr.io/Org/ML:current", "must be lower-case"),
         ("ghcr.io/org/ml@sha256:abc", "64 lower-case hex"),
         ("ghcr.io/org/ml:bad/tag", "must be lower-case"),
+        ("https://ghcr.io/org/x:1", "without a scheme"),
     ],
 )
 def test_bad_references_are_named(text: str, message: str) -> None:
     with pytest.raises(RegistryError, match=message):
         parse_reference(text)
+
+
+def test_a_reference_with_credentials_is_refused_without_them() -> None:
+    with pytest.raises(RegistryError, match="without a scheme") as e:
+        parse_reference("HTTP://alice:s3cret@host/org/x")
+    assert "s3cret" not in str(e.value) and "alice" not in str(e.value)
 
 
 def test_references_and_loopback() -> None:
@@ -420,6 +427,7 @@ def test_publish_a_project_build(
         ('registy = "ghcr.io/org"', "did you mean 'registry'"),
         ('registry = "ghcr.io/Org"', "must be lower-case"),
         ('registry = "ghcr.io/org"\ninsecure = "yes"', "insecure: expected true or false"),
+        ('registry = "HTTP://user:s3cret@host/x"', "names a scheme"),
     ],
 )
 def test_bad_publish_tables(tmp_path: Path, table: str, message: str) -> None:
@@ -427,8 +435,9 @@ def test_bad_publish_tables(tmp_path: Path, table: str, message: str) -> None:
     from envbuild.project import load_project
 
     (tmp_path / "envbuild.toml").write_text(f"[publish]\n{table}\n")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as e:
         load_project(tmp_path)
+    assert "s3cret" not in str(e.value)
 
 
 def test_bearer_token_from_the_realm(

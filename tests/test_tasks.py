@@ -210,3 +210,12 @@ def test_doit_list_info_and_clean_as_doit_users_expect(make_project) -> None:  #
     assert read_marker(p.root / "envs" / "other") is not None  # never another environment's
     assert (p.root / "locks" / "tiny.conda-lock.yml").exists()  # lockfiles are sources
     assert Project.executed(p.doit("build")) == ["build:tiny"]
+
+
+def test_an_environment_named_twice_is_one_task(tmp_path: Path) -> None:
+    """`envbuild build ml ml` (doit build env=ml,ml): one task per environment, not doit's
+    'duplicated definition' error."""
+    from envbuild.project import load_project
+
+    (tmp_path / "recipes").mkdir()
+    assert tasks.selected(load_project(tmp_path), "a, a,b,a") == ["a", "b"]

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from envbuild.errors import RegistryError
+from envbuild.util.redact import scrub
 
 DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -47,6 +48,13 @@ def parse_reference(text: str) -> Reference:
     """Parse ``HOST[:PORT]/NAMESPACE/NAME[:TAG][@sha256:HEX]`` (the host is required: no
     implicit Docker Hub). Raises RegistryError naming the part that is wrong."""
     text = text.strip()
+    if "://" in text:  # a pasted URL: say so, never quote its parts (a password may be there)
+        msg = (
+            f"image reference {scrub(text)!r}: write it without a scheme, as "
+            "HOST[:PORT]/REPOSITORY[:TAG][@sha256:HEX] (credentials go in docker login's "
+            "config.json)"
+        )
+        raise RegistryError(msg)
     rest, _, digest = text.partition("@")
     host, _, path = rest.partition("/")
     tag = ""

@@ -90,7 +90,7 @@ class _UpToDate:
 def selected(project: Project, env: str | None) -> list[str]:
     """The environments to make tasks for: ``env`` (comma-separated) or every recipe."""
     if env:
-        return [e.strip() for e in env.split(",") if e.strip()]
+        return list(dict.fromkeys(e.strip() for e in env.split(",") if e.strip()))  # once each
     return project.recipe_names()
 
 

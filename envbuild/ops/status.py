@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild.errors import LockError, RecipeError
+from envbuild.errors import EnvBuildError, LockError, RecipeError
 from envbuild.graph.uptodate import lock_is_fresh
 from envbuild.layout import (
     image_state,
@@ -72,7 +72,10 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         recipe_error = str(e)
     lockfile = project.lockfile(name)
     has_lock = lockfile.exists()
-    fresh = has_lock and lock_is_fresh(project.root, name)
+    try:
+        fresh = has_lock and not recipe_error and lock_is_fresh(project.root, name)
+    except EnvBuildError as e:  # the YAML parses, the recipe does not (a key, a spec, extends)
+        recipe_error, fresh = str(e), False
     info = read_marker(project.env_prefix(name))
     build_id = info.build_id if info else ""
     smoke = read_json(smoke_state(project, name)) or {}
