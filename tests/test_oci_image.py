@@ -115,8 +115,18 @@ def test_image_layers_sorted_owned_by_root_user_layer_numeric(project: Project, 
         with layout.open(oci.blob_name(image.layers[-2].digest)) as raw, tarfile.open(
             fileobj=gzip.GzipFile(fileobj=raw), mode="r|"
         ) as tf:
-            members = list(tf)
+            members, records = [], []
+            for m in tf:
+                members.append(m)
+                if m.name.startswith("opt/env/conda-meta/") and m.name.endswith(".json"):
+                    f = tf.extractfile(m)
+                    assert f is not None
+                    records.append(json.load(f))
     names = [m.name for m in members]
+    # every file a record names is in the layer: bytecode left out (compiled from a source
+    # naming the build's prefix) has no record, whose hash would name the build's path
+    described = {f"opt/env/{p['_path']}" for r in records for p in r["paths_data"]["paths"]}
+    assert records and described <= set(names), sorted(described - set(names))[:5]
     assert names == sorted(names, key=lambda n: n.split("/"))
     assert {(m.uid, m.gid, m.uname) for m in members} == {(0, 0, "")}
     assert not any(m.islnk() for m in members)

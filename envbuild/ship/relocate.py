@@ -60,7 +60,8 @@ _HISTORY_HEADER = re.compile(rb"^==> [0-9-]+ [0-9:]+ <==$", re.MULTILINE)
 
 def relocate_records(entries: dict[str, oci.Entry], root: str, created: str) -> None:
     """Make the records describe the files as they are in the image: ``sha256_in_prefix`` and
-    size of each file conda-pack rewrote for the new prefix (and of links to one), and the date of
+    size of each file conda-pack rewrote for the new prefix (and of links to one), no entry for
+    bytecode the layer leaves out, and the date of
     ``conda-meta/history``'s entries, the epoch's (they held the build's clock and path, so
     two builds of one lock would differ)."""
     import hashlib
@@ -88,7 +89,18 @@ def relocate_records(entries: dict[str, oci.Entry], root: str, created: str) -> 
             continue
         record = json.loads(e.data)
         changed = False
-        for p in (record.get("paths_data") or {}).get("paths", []):
+        paths = (record.get("paths_data") or {}).get("paths", [])
+        # bytecode the layer does not hold (compiled from a source naming the build's prefix,
+        # left out as in the tarball: envbuild.ship.reproducible): no record may describe it
+        gone = {
+            p["_path"] for p in paths
+            if p.get("path_type") == "pyc_file" and f"{root}/{p['_path']}" not in entries
+        }  # fmt: skip
+        if gone:
+            record["paths_data"]["paths"] = paths = [p for p in paths if p["_path"] not in gone]
+            record["files"] = [f for f in record.get("files", []) if f not in gone]
+            changed = True
+        for p in paths:
             data = rewritten(p["_path"]) if "sha256_in_prefix" in p else None
             if data is not None:
                 p["sha256_in_prefix"] = hashlib.sha256(data).hexdigest()
