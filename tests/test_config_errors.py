@@ -16,7 +16,8 @@ import pytest
 from .conftest import REPO, Project
 
 BAD = [
-    ("[pubish]\nx = 1\n", r"envbuild.toml: line 1: unknown key 'pubish' \(known: builds, lock"),
+    ("[pubish]\nx = 1\n", r"envbuild.toml: line 1: unknown key 'pubish' \(did you mean 'publish'\?\)"),
+    ("[zzz]\nx = 1\n", r"envbuild.toml: line 1: unknown key 'zzz' \(known: builds, "),
     (
         "[lock]\nplatfroms = ['linux-64']\n",
         r"line 2: lock: unknown key 'platfroms' \(did you mean 'platforms'\?\)",

@@ -164,7 +164,7 @@ def test_the_image_holds_no_secret(engine: None, tmp_path: Path, channel: Path) 
         )
         (project.root / "recipes" / "tiny.yml").unlink()
         proc = project.doit("docker", env={"EB_T": SECRET})
-    tags = [i.tag for i in image.images("leak19")]
+    tags = [i.tag for i in image.images(image.project_id(project.root), "leak19")]
     assert tags, proc.stdout
     try:
         for tag in tags:

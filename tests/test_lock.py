@@ -136,7 +136,7 @@ def test_lock_does_not_import_conda_lock_cli(project: Project) -> None:
     imported to lock, write the lockfile and the explicit files."""
     code = (
         "import sys\n"
-        "from envbuild import lock\n"
+        "from envbuild.lock import solve as lock\n"
         "from pathlib import Path\n"
         "from envbuild.project import load_project\n"
         "from envbuild.recipe.load import load_recipe\n"

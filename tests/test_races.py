@@ -97,7 +97,7 @@ def _stage(p: Project, *stages: str) -> subprocess.Popen[str]:
 
 
 def _stage_of(p: Project, name: str, *stages: str) -> subprocess.Popen[str]:
-    code = "import sys; from envbuild import stages\n" + "".join(
+    code = "import sys; from envbuild.commands import stages\n" + "".join(
         f"stages.{s}(sys.argv[1], {name!r})\n" for s in stages
     )
     return subprocess.Popen(

@@ -260,9 +260,9 @@ def _image_of(project: Project, name: str, info: build_mod.BuildInfo) -> str:
         img = image_mod.inspect(tag)
     except EnvBuildError:
         return ""  # its image is gone (or was never built)
-    if img.build_id == "":  # a written image has no build id: the same lock, the same image
-        return tag
-    return tag if img.project == pid and img.build_id == info.build_id else ""
+    # the tag names the lock: another build of the same lock (a forced rebuild) made the same
+    # bytes (reproducible), and a written image has no build id at all
+    return tag if img.project in (pid, "") else ""
 
 
 def _kept_tarball(
