@@ -4,29 +4,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from envbuild.deliver.publish import Published, Release, move_tags, publish
 from envbuild.errors import ConfigError, EnvBuildError
 from envbuild.project import CONFIG_FILE, Project
 from envbuild.recipe.model import Recipe
-
-log = logging.getLogger("envbuild")
-
-ENV_ARTIFACT = "application/vnd.envbuild.environment.v1"
-SBOM_ARTIFACT = "application/vnd.cyclonedx+json"
-EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
-EMPTY = b"{}"
-TARBALL_TYPES = {
-    "tar.zst": "application/vnd.conda-pack.tar+zstd",
-    "tar.gz": "application/vnd.conda-pack.tar+gzip",
-}
-ANN_RECIPE = "org.envbuild.recipe"
-ANN_LOCK = "org.envbuild.lock-sha256"  # as the image labels it
-ANN_PLATFORM = "org.envbuild.platform"
-ANN_IMPORTS = "org.envbuild.smoke.imports"
-ANN_TITLE = "org.opencontainers.image.title"
-KILL_ENV = "ENVBUILD_KILL_AT"  # publish:<step>: the tests' kill -9 at a chosen point
 
 
 def publish_project(project: Project, recipe: Recipe) -> Published:
