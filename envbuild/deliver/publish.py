@@ -32,8 +32,6 @@ import functools
 import io
 import json
 import logging
-import os
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from envbuild.deliver.ocilayout import Layout
 from envbuild.deliver.reference import Reference, parse_reference, sha256_digest
 from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, Client, connect, fallback_tag
 from envbuild.errors import RegistryError
+from envbuild.util.proc import kill_point
 
 log = logging.getLogger("envbuild")
 
@@ -59,7 +58,6 @@ ANN_LOCK = "org.envbuild.lock-sha256"  # as the image labels it
 ANN_PLATFORM = "org.envbuild.platform"
 ANN_IMPORTS = "org.envbuild.smoke.imports"
 ANN_TITLE = "org.opencontainers.image.title"
-KILL_ENV = "ENVBUILD_KILL_AT"  # publish:<step>: the tests' kill -9 at a chosen point
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +102,6 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _kill_point(step: str) -> None:
-    if os.environ.get(KILL_ENV) == f"publish:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _put_manifest_once(client: Client, ref: Reference, data: bytes, media: str) -> bool:
@@ -127,7 +122,7 @@ def push_layout(client: Client, ref: Reference, layout: Layout) -> tuple[dict[st
         if is_manifest:
             data = layout.read_blob(blob.digest)
             uploads += _put_manifest_once(client, ref, data, blob.media_type)
-            _kill_point("manifest")
+            kill_point("publish:manifest")
         else:
             uploads += client.push_blob(
                 ref.repository,
@@ -135,7 +130,7 @@ def push_layout(client: Client, ref: Reference, layout: Layout) -> tuple[dict[st
                 blob.size,
                 functools.partial(layout.open_blob, blob.digest),
             )
-            _kill_point("blob")
+            kill_point("publish:blob")
     media = image.get("mediaType") or json.loads(layout.read_blob(image["digest"])).get(
         "mediaType", OCI_MANIFEST
     )
@@ -160,7 +155,7 @@ def _artifact(
     uploads = int(client.push_blob(ref.repository, digest, size, lambda: file.open("rb")))
     empty = sha256_digest(EMPTY)
     uploads += client.push_blob(ref.repository, empty, len(EMPTY), lambda: io.BytesIO(EMPTY))
-    _kill_point("blob")
+    kill_point("publish:blob")
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -179,7 +174,7 @@ def _artifact(
     }
     data = canonical(manifest)
     uploads += _put_manifest_once(client, ref, data, OCI_MANIFEST)
-    _kill_point("manifest")
+    kill_point("publish:manifest")
     descriptor = {
         "mediaType": OCI_MANIFEST,
         "digest": sha256_digest(data),
@@ -209,7 +204,7 @@ def _update_referrers_tag(
         return False, 0
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*have, *missing]}
     client.put_manifest(ref.with_target(fallback_tag(subject)), canonical(index), OCI_INDEX)
-    _kill_point("referrers")
+    kill_point("publish:referrers")
     return False, 1
 
 
@@ -333,5 +328,5 @@ def _move_tags(
         if client.manifest_digest(at) != subject["digest"]:
             client.put_manifest(at, data, subject["mediaType"])
             moved.append(tag)
-            _kill_point("tag")
+            kill_point("publish:tag")
     return tuple(moved)

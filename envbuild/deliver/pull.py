@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -33,6 +32,7 @@ from typing import Any
 
 from envbuild.errors import EnvBuildError, RegistryError
 from envbuild.util.fs import atomic_write, remove_tree, replace_symlink
+from envbuild.util.proc import kill_point
 
 log = logging.getLogger("envbuild")
 
@@ -59,10 +59,6 @@ class Pulled:
         return json.dumps(asdict(self), indent=2)
 
 
-def _kill_point(step: str) -> None:
-    """``ENVBUILD_KILL_AT=pull:<step>``: the tests' kill -9 at a chosen point."""
-    if os.environ.get("ENVBUILD_KILL_AT") == f"pull:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pulls_dir(prefix: Path) -> Path:
@@ -251,9 +247,9 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
             ).replace("/", "_")
             with tarball.open("wb") as f:
                 client.fetch_blob(ref.repository, blob["digest"], f, int(blob["size"]))
-            _kill_point("fetched")
+            kill_point("pull:fetched")
             _unpack_and_check(tarball, dest, imports, str(ref))
-            _kill_point("unpacked")
+            kill_point("pull:unpacked")
             record = Pulled(
                 str(ref), image, art_digest, blob["digest"], str(dest), imports,
                 client.transfer.received, round(time.perf_counter() - start, 3),

@@ -41,6 +41,7 @@ from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
 from envbuild.ship.smoke import run_checks
 from envbuild.ship.smoke import write_report as write_smoke_report
 from envbuild.util.fs import atomic_write, tree_bytes
+from envbuild.util.proc import kill_point
 
 if TYPE_CHECKING:
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -227,7 +228,7 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
             prefix, info = build_mod.install_build(recipe, project, candidate_path)
         except (EnvBuildError, OSError) as e:  # OSError: a full disk, said as a failure
             return _fail(res, "build", _reason(e), start)
-        promotion.kill_point("built")
+        kill_point("built")
         res.update(build_id=info.build_id, build_seconds=info.seconds)
         stage, switch = "smoke", None
         try:

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +48,7 @@ from envbuild.recipe.model import Recipe
 from envbuild.ship import docker as docker_mod
 from envbuild.ship import engine as image_mod
 from envbuild.util.fs import atomic_link, atomic_write, remove_tree
+from envbuild.util.proc import kill_point
 
 log = logging.getLogger("envbuild")
 # beside a staged context: the docker record fields (inputs, sources) it was rendered from
@@ -57,7 +57,6 @@ DOCKER_INPUTS = "docker.inputs.json"
 # The steps of a switch, in order. ENVBUILD_KILL_AT=<step> makes the process kill itself
 # (SIGKILL) right after that step: how the tests cut a switch at every point for real.
 STEPS = ("journal", "environment", "lockfile", "explicit", "tarball", "context", "image", "state")
-KILL_ENV = "ENVBUILD_KILL_AT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +114,6 @@ def leftovers(project: Project, name: str) -> list[Path]:
     return sorted(found)
 
 
-def kill_point(step: str) -> None:
-    """SIGKILL this process if ``ENVBUILD_KILL_AT`` names ``step`` (a switch step, or
-    ``built``: the nightly's candidate complete, before its checks)."""
-    if os.environ.get(KILL_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _copy_record(source: Path, dest: Path) -> None:
