@@ -29,7 +29,8 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     insecure = false              # allow plain http / unverified TLS (loopback needs none)
     [image]                       # the image written without an engine (docker stage)
     base = "build/base/bookworm-minbase.oci.tar"   # an OCI layout or its archive, optionally
-                                  # pinned: "PATH@sha256:<hex>" (see envbuild.ship.base_image)
+                                  # pinned: "PATH@sha256:<hex>", or "REGISTRY/NAME@sha256:<hex>"
+                                  # pulled once (see envbuild.ship.base_image)
     source = "https://github.com/org/envs"         # org.opencontainers.image.source
 
     [offline]                     # what `doit offline_channel` converts from PyPI wheels
@@ -74,6 +75,7 @@ _PATH_KEYS = {
     "repodata_cache": "build/repodata-cache",
     "offline_channel": "build/offline-channel",
     "offline_cache": "build/offline-cache",
+    "base_cache": "build/base-cache",  # [image] base images pulled from a registry
     "reports": "reports",
 }
 _TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly", "publish", "image"}
@@ -281,7 +283,13 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
     registry, insecure = _publish_table(data.get("publish", {}), cfg_path)
     image = _check_table(data.get("image", {}), f"{cfg_path}: image", set(_IMAGE_KEYS))
     base = image.get("base", "")
-    if base and not base.startswith("/"):  # relative to the project, the digest kept
+    if not isinstance(base, str):
+        msg = f'{cfg_path}: image.base: expected a string, e.g. "build/base/bookworm.oci.tar"'
+        raise ConfigError(msg)
+    if base and is_registry_ref(base) and not re.fullmatch(r".+@sha256:[0-9a-f]{64}", base):
+        msg = f"{cfg_path}: image.base: {scrub(base)!r} names a registry; pin it by digest, "
+        raise ConfigError(msg + "REGISTRY/NAME@sha256:<64 hex> (`skopeo inspect` prints it)")
+    if base and not is_registry_ref(base) and not base.startswith("/"):  # the digest kept
         base = str(root / base)
     return Project(
         root=root,
@@ -344,6 +352,16 @@ def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str, str]:
             )
             raise ConfigError(msg)
     return tuple(dict.fromkeys(platforms)), alias.rstrip("/"), cutoff
+
+
+_HOST = re.compile(r"^(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9.-]+:[0-9]+)$")
+
+
+def is_registry_ref(value: str) -> bool:
+    """True if ``[image] base`` ``value`` names a registry (``HOST[:PORT]/REPO...``: its first
+    component has a dot or a port, or is ``localhost``, Docker's rule) rather than a path."""
+    head, sep, _ = value.partition("/")
+    return bool(sep) and not value.startswith((".", "/")) and bool(_HOST.match(head))
 
 
 def _publish_table(data: Any, cfg_path: Path) -> tuple[str, bool]:

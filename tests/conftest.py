@@ -309,6 +309,20 @@ def built_own(make_project, channel: Path, tmp_path: Path) -> tuple[Project, Pat
 
 
 @pytest.fixture(scope="session")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-layer OCI base archive made from the debootstrap minbase tar that
+    scripts/services.sh caches (skipped without it)."""
+    rootfs = CACHE / "minbase-bookworm.tar"
+    if not rootfs.is_file():
+        pytest.skip(f"{rootfs} (debootstrap minbase) is missing; scripts/services.sh makes it")
+    out = tmp_path_factory.mktemp("base") / "bookworm-minbase.oci.tar"
+    from envbuild.ship import base_image
+
+    base_image.from_rootfs(rootfs, out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def engine() -> None:
     """A Docker engine with the base image, else skip (fail where CI requires one)."""
     from envbuild.ship import engine as image

@@ -23,18 +23,6 @@ from .conftest import CACHE, TINY_RECIPE, Project
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
-@pytest.fixture(scope="session")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-layer OCI base archive made from the debootstrap minbase tar that
-    scripts/services.sh caches (skipped without it)."""
-    rootfs = CACHE / "minbase-bookworm.tar"
-    if not rootfs.is_file():
-        pytest.skip(f"{rootfs} (debootstrap minbase) is missing; scripts/services.sh makes it")
-    out = tmp_path_factory.mktemp("base") / "bookworm-minbase.oci.tar"
-    base_image.from_rootfs(rootfs, out)
-    return out
-
-
 def _with_base(project: Project, base: str) -> Project:
     cfg = project.root / "envbuild.toml"
     cfg.write_text(cfg.read_text() + f'[image]\nbase = "{base}"\n')

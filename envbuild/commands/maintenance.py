@@ -14,7 +14,7 @@ from envbuild.commands.stages import exclusive, load, selected_names, tarball
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.graph.uptodate import write_lock_stamp
 from envbuild.install import conda_envs
-from envbuild.layout import nightly_result, project_at, read_json
+from envbuild.layout import nightly_result, project_at, read_json, state_file
 from envbuild.lock import diff as lockdiff
 from envbuild.lock import solve as lock_mod
 from envbuild.lock.lockfile import read_packages
@@ -179,10 +179,9 @@ def rollback(root: str, name: str) -> None:
     project, recipe = load(root, name)
     build_id = promotion.rollback(project, recipe, tarball(project, name))
     print(f"{name}: now at build {build_id}")
-    if project.publish_registry:  # a step of its own after the switch; `doit publish` redoes it
-        from envbuild.deliver import release as publish_mod
-
-        print(publish_mod.rollback_tags(project, name, build_id))
+    if project.publish_registry:  # moved inside the switch's journal
+        record = read_json(state_file(project, name, "publish")) or {}
+        print(f"{record.get('repository', '?')}:current is {record.get('image', '?')}")
 
 
 def gc(root: str, dry_run: bool = False) -> None:

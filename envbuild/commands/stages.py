@@ -364,8 +364,10 @@ def _docker(project: Project, recipe: Recipe, name: str) -> None:
     atomic_write(docker_state(project, name), json.dumps(rendered, indent=2))
     log.info("rendered %s", display(path))
     if project.image_base:  # the image written without an engine, then checked in one
+        from envbuild.deliver.registry_base import ensure_base
         from envbuild.ship import oci_stage
 
+        ensure_base(project)  # a base named by registry and digest: pulled once
         oci_stage.write(project, recipe, info)
         return
     if not image_mod.engine_available():

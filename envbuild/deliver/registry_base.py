@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from envbuild.errors import RegistryError
+from envbuild.project import Project, is_registry_ref
 from envbuild.util.fs import atomic_write, staged_dir
 
 _INDEXES = (
@@ -79,3 +80,17 @@ def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
             tmp / "index.json", json.dumps({"schemaVersion": 2, "manifests": [descriptor]})
         )
     return final
+
+
+def ensure_base(project: Project) -> Path | None:
+    """Fetch the project's ``[image] base`` into ``[paths] base_cache`` if it names a registry
+    and is not there yet (:func:`fetch_base`); the stages that write an image call this first.
+    ``[publish] insecure`` applies when the base is on the publish registry's host. Returns
+    the cached layout directory, or None for a base that is a local path. Raises
+    RegistryError (the registry, the step, the digests)."""
+    ref = project.image_base
+    if not ref or not is_registry_ref(ref):
+        return None
+    host = ref.split("/", 1)[0]
+    insecure = project.publish_insecure and project.publish_registry.split("/", 1)[0] == host
+    return fetch_base(ref, project.path("base_cache"), insecure)

@@ -1,8 +1,11 @@
 """The project's side of publishing: the current build of a recipe to ``[publish] registry``
-(``doit publish``), and ``:current`` moved back on ``doit rollback``. The registry steps are
-:mod:`envbuild.deliver.publish`."""
+(``doit publish``); a nightly candidate or rollback target pushed by digest before its switch,
+and ``:current`` moved as a step of that journaled switch (:mod:`envbuild.ops.promotion`).
+The registry steps are :mod:`envbuild.deliver.publish`."""
 
 from __future__ import annotations
+
+import json
 
 from envbuild.deliver.publish import Published, Release, move_tags, publish
 from envbuild.errors import ConfigError, EnvBuildError
@@ -55,31 +58,70 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
         smoke_imports=recipe.smoke.imports,
     )
     done = publish(project.publish_registry, release, project.publish_insecure)
-    atomic_write(state_file(project, name, "publish"), done.to_json())
+    atomic_write(state_file(project, name, "publish"), _record(done, info.build_id))
     # kept with the build, for `doit rollback` to move :current back to its image
-    atomic_write(build_record(project, name, info.build_id, "publish"), done.to_json())
+    atomic_write(
+        build_record(project, name, info.build_id, "publish"), _record(done, info.build_id)
+    )
     return done
 
 
-def rollback_tags(project: Project, name: str, build_id: str) -> str:
-    """After ``doit rollback`` made build ``build_id`` current: point ``:current`` (and its
-    lock and date tags) at that build's published image. Returns a line saying what moved.
-    A build never published moves nothing (``doit publish`` publishes it)."""
+def push_build(project: Project, recipe: Recipe, build_id: str) -> str:
+    """Push build ``build_id`` of ``recipe`` to the ``[publish]`` registry by digest, moving
+    no tag: its kept image archive (``dist/history/<name>/<id>.oci.tar``), tarball and SBOM.
+    The step a nightly candidate (or a rollback target never published) takes before its
+    journaled switch, which then moves the tags (:func:`move_current`). Records the outcome
+    with the build (``envs/.builds/<name>/<id>.publish.json``); a build already pushed to this
+    registry is not pushed again. Returns the image's manifest digest. Raises EnvBuildError
+    without a kept image archive, RegistryError from the registry (no tag moved)."""
     from envbuild.layout import build_record, builds_root, read_json, read_marker
+    from envbuild.util.fs import atomic_write
 
-    record = read_json(build_record(project, name, build_id, "publish"))
-    if not record or record.get("repository", "").rsplit("/", 1)[0] != project.publish_registry:
-        return (
-            f"{name}: build {build_id} was never published to {project.publish_registry}; "
-            f":current is unchanged (run `doit publish env={name}`)"
+    name, registry = recipe.name, project.publish_registry
+    record = build_record(project, name, build_id, "publish")
+    done = read_json(record) or {}
+    if done.get("image") and done.get("repository") == f"{registry}/{name.lower()}":
+        return str(done["image"])
+    info = read_marker(builds_root(project, name) / build_id)
+    history = project.path("dist") / "history" / name
+    image = history / f"{build_id}.oci.tar"
+    if info is None or not image.is_file():
+        msg = (
+            f"{name}: build {build_id} has no image archive ({image}) to publish to {registry}; "
+            '[publish] needs the image written without an engine: set [image] base = "..."'
         )
+        raise EnvBuildError(msg)
+    tarball = next(iter(sorted(history.glob(f"{build_id}.tar.*"))), None)
+    release = Release(name=name, platform=info.platform, lock_sha256=info.lock_sha256,
+                      image=image, tarball=tarball, sbom=history / f"{build_id}.cdx.json",
+                      smoke_imports=recipe.smoke.imports)  # fmt: skip
+    pushed = publish(registry, release, project.publish_insecure, tags=False)
+    atomic_write(record, _record(pushed, build_id))
+    return pushed.image
+
+
+def move_current(project: Project, name: str, registry: str, image: str, build_id: str) -> str:
+    """The registry step of a journaled switch (nightly, rollback): point ``registry/<name>``'s
+    ``:current``, ``:<lock 12 hex>`` and ``:<date>`` at ``image`` (a digest already pushed),
+    repeatable after kill -9, then make build ``build_id``'s publish record current
+    (``build/state/<name>.publish.json``). Returns a line saying what moved. Raises
+    RegistryError (the registry is down: the journal stays, the next command finishes)."""
+    from envbuild.layout import build_record, builds_root, read_json, read_marker, state_file
+    from envbuild.util.fs import atomic_write
+
     info = read_marker(builds_root(project, name) / build_id)
     lock = info.lock_sha256 if info else ""
-    moved = move_tags(
-        project.publish_registry, name, record["image"], lock, project.publish_insecure
-    )
+    insecure = project.publish_insecure and registry == project.publish_registry
+    moved = move_tags(registry, name, image, lock, insecure)
+    record = read_json(build_record(project, name, build_id, "publish"))
+    if record is not None:
+        atomic_write(state_file(project, name, "publish"), json.dumps(record, indent=2))
     tags = ", ".join(f":{t}" for t in moved) or "no tag (already there)"
-    return f"{record['repository']}@{record['image']}: moved {tags}"
+    return f"{registry}/{name.lower()}@{image}: moved {tags}"
+
+
+def _record(done: Published, build_id: str) -> str:
+    return json.dumps({**json.loads(done.to_json()), "build_id": build_id}, indent=2)
 
 
 def summary(done: Published) -> str:

@@ -226,7 +226,8 @@ STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
         "push image, tarball and SBOM to the [publish] registry; tags :current, :<lock>, :<date>",
         lambda project, name: {
             "actions": [action("publish", str(project.root), name)],
-            "task_dep": [f"docker:{name}"],
+            # without [publish] the action says so at once, before building anything
+            "task_dep": [f"docker:{name}"] if project.publish_registry else [],
             "uptodate": [False],  # asks the registry (HEAD requests only when all is there)
         },
     ),

@@ -199,14 +199,15 @@ def docker_is_current(root: Path, name: str) -> bool:
 
 def _written_image_is_current(project: Project, image: dict[str, Any], build_id: str) -> bool:
     from envbuild.errors import EnvBuildError
-    from envbuild.ship.base_image import manifest_digest, parse
+    from envbuild.ship.base_image import local_base, manifest_digest
 
     archive = project.root / str(image.get("archive") or "-")
     if image.get("build_id") != build_id or not archive.is_file():
         return False
     try:
         arch = str(image.get("architecture") or "amd64")
-        base = manifest_digest(Path(parse(project.image_base)[0]), arch)
+        cache = project.path("base_cache")
+        base = manifest_digest(Path(local_base(project.image_base, cache)[0]), arch)
     except EnvBuildError:
         return False  # a malformed [image] base: the stage says what is wrong
     if image.get("base") != base:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envbuild.deliver import release
 from envbuild.errors import EnvBuildError
 from envbuild.graph import stage_inputs
 from envbuild.graph.uptodate import build_is_current, engine_available
@@ -174,8 +175,10 @@ def _publishables(
     try:
         context = promotion.stage_context(project, recipe, info.build_id, info.lock_sha256, kept)
         if project.image_base:  # the written image, kept with the candidate, checked inside
+            from envbuild.deliver.registry_base import ensure_base
             from envbuild.ship import oci_stage
 
+            ensure_base(project)
             image = oci_stage.write(project, recipe, info, prefix=prefix, current=False)["tag"]
         elif engine_available():
             img = image_mod.build(context, name, info.lock_sha256, info.build_id,
@@ -187,6 +190,13 @@ def _publishables(
             image = img.tag
     except (EnvBuildError, OSError) as e:
         return "docker", _reason(e), None
+    pushed = ""
+    if project.publish_registry:  # by digest, no tag: the switch moves :current
+        try:
+            pushed = release.push_build(project, recipe, info.build_id)
+        except (EnvBuildError, OSError) as e:
+            return "publish", _reason(e), None
+        kill_point("pushed")
     dist = pack_mod.tarball_path(project.path("dist"), name, info.platform, fmt)
     return (
         "",
@@ -198,6 +208,8 @@ def _publishables(
             tarball=os.path.relpath(kept, root),
             context=os.path.relpath(context, root),
             image=image,
+            registry=project.publish_registry if pushed else "",
+            registry_image=pushed,
         ),
     )
 
@@ -243,7 +255,11 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
         if stage or switch is None:
             promotion.discard_candidate(project, name)
             return _fail(res, stage, error, start)
-        promotion.apply(project, switch)
+        try:
+            promotion.apply(project, switch)
+        except EnvBuildError as e:  # the registry step: journaled, the next command finishes
+            return _fail(res, "switch", f"{e}\nthe switch is journaled; the next doit command "
+                         f"that builds {name} finishes it", start)  # fmt: skip
         lockdiff.write_reports(project.path("reports"), name, lockdiff.diff(current, candidate))
     res["tarball_bytes"] = (project.root / switch.tarball).stat().st_size
     res["image"] = switch.image

@@ -27,7 +27,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from envbuild.errors import BuildError, EnvBuildError
+from envbuild.deliver import release
+from envbuild.errors import BuildError, EnvBuildError, RegistryError
 from envbuild.graph import stage_inputs
 from envbuild.graph.uptodate import engine_available, template_sha
 from envbuild.install import build as build_mod
@@ -47,6 +48,7 @@ from envbuild.project import Project
 from envbuild.recipe.model import Recipe
 from envbuild.ship import docker as docker_mod
 from envbuild.ship import engine as image_mod
+from envbuild.ship.oci_stage import kept_image
 from envbuild.util.fs import atomic_link, atomic_write, remove_tree
 from envbuild.util.proc import kill_point
 
@@ -56,7 +58,10 @@ DOCKER_INPUTS = "docker.inputs.json"
 
 # The steps of a switch, in order. ENVBUILD_KILL_AT=<step> makes the process kill itself
 # (SIGKILL) right after that step: how the tests cut a switch at every point for real.
-STEPS = ("journal", "environment", "lockfile", "explicit", "tarball", "context", "image", "state")
+STEPS = (
+    "journal", "environment", "lockfile", "explicit", "tarball", "context", "image", "registry",
+    "state",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +70,9 @@ class Switch:
     the kept tarball (``dist/history/<name>/<id>.<fmt>``) to publish at ``dist_tarball``
     (both relative to the project root; an empty ``tarball`` removes the published one);
     ``context``, a staged Docker context directory (relative; empty: none); ``image``, the
-    image tag to point ``envbuild/<name>:current`` at (empty: remove that tag)."""
+    image tag to point ``envbuild/<name>:current`` at (empty: remove that tag);
+    ``registry_image``, the manifest digest already pushed to ``registry`` (``[publish]``
+    ``HOST/NAMESPACE``) whose ``:current`` moves to it (empty: no registry step)."""
 
     name: str
     build_id: str
@@ -73,6 +80,8 @@ class Switch:
     tarball: str = ""
     context: str = ""
     image: str = ""
+    registry: str = ""
+    registry_image: str = ""
 
 
 def discard_candidate(project: Project, name: str) -> None:
@@ -112,8 +121,6 @@ def leftovers(project: Project, name: str) -> list[Path]:
     envs = project.path("envs")
     found += sorted(envs.glob(f".{name}.link-*")) if envs.is_dir() else []
     return sorted(found)
-
-
 
 
 def _copy_record(source: Path, dest: Path) -> None:
@@ -156,6 +163,10 @@ def apply(project: Project, sw: Switch) -> None:
         else:
             _untag_current(project, name)
     kill_point("image")
+    if sw.registry and sw.registry_image:
+        log.info("%s", release.move_current(project, name, sw.registry, sw.registry_image,
+                                            sw.build_id))  # fmt: skip
+    kill_point("registry")
     atomic_write(build_state(project, name), info.to_json())
     _copy_record(build_record(project, name, sw.build_id, "smoke"), smoke_state(project, name))
     _copy_record(build_record(project, name, sw.build_id, "image"), image_state(project, name))
@@ -166,6 +177,8 @@ def apply(project: Project, sw: Switch) -> None:
     published.append("tarball" if sw.tarball else "no tarball (removed)")
     if engine_available():
         published.append(f"image {sw.image}" if sw.image else "no image (tag removed)")
+    if sw.registry_image:
+        published.append(f"{sw.registry}/{name.lower()}:current")
     log.info("%s: build %s is current, with %s", name, sw.build_id, ", ".join(published))
 
 
@@ -223,7 +236,14 @@ def recover(project: Project, name: str) -> bool:
             sw = None
         if sw is not None and read_marker(build_mod.builds_root(project, name) / sw.build_id):
             log.info("finishing the interrupted switch of %s to build %s", name, sw.build_id)
-            apply(project, sw)
+            try:
+                apply(project, sw)
+            except RegistryError as e:  # the journal stays: the next command finishes it
+                msg = (
+                    f"the interrupted switch of '{name}' to build {sw.build_id} could not "
+                    f"finish: {e}\nits journal is kept; rerun once {sw.registry} answers"
+                )
+                raise RegistryError(msg) from None
             return True
         remove_tree(promotion_journal(project, name))  # unreadable, or its build is gone
     if candidate_dir(project, name).exists():
@@ -285,12 +305,17 @@ def missing_for_rollback(project: Project, name: str, build_id: str) -> list[str
     if engine_available() and not _image_of(project, name, info):
         tag = image_mod.tag_for(name, info.lock_sha256, image_mod.project_id(project.root))
         missing.append(f"its image ({tag} of this build)")
+    registry, archive = project.publish_registry, kept_image(project, name, build_id)
+    pushed = read_json(build_record(project, name, build_id, "publish")) or {}
+    if registry and not archive.is_file() and pushed.get("repository") != f"{registry}/{name}":
+        missing.append(f"its image archive ({archive.name}) for {registry}")  # :current moves
     return missing
 
 
 def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball: Path) -> Switch:
     """The switch back to the complete build ``target``: its kept tarball and image if they
-    still exist, a context rendered from that tarball."""
+    still exist, a context rendered from that tarball, and with ``[publish]`` its image
+    pushed by digest (RegistryError if the registry fails: nothing switched)."""
     info = read_marker(target)
     assert info is not None
     name, root = recipe.name, project.root
@@ -303,6 +328,10 @@ def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball
             stage_context(project, recipe, info.build_id, info.lock_sha256, kept), root
         )
     image = _image_of(project, name, info) if engine_available() else ""
+    registry = project.publish_registry
+    # pushed by digest before the journal (a no-op for a build already there); the switch
+    # moves :current
+    pushed = release.push_build(project, recipe, info.build_id) if registry else ""
     return Switch(
         name=name,
         build_id=info.build_id,
@@ -310,6 +339,8 @@ def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball
         tarball=os.path.relpath(kept, root) if kept else "",
         context=context,
         image=image,
+        registry=registry,
+        registry_image=pushed,
     )
 
 

@@ -23,6 +23,7 @@ from envbuild.layout import (
     read_json,
     read_marker,
     smoke_state,
+    state_file,
     verify_report,
 )
 from envbuild.lock.lockfile import read_packages
@@ -52,6 +53,8 @@ class EnvStatus:
     image_smoke: str  # "passed", or why the in-container checks did not run
     verify: str  # "clean", "drifted", "not run" (for the current build)
     nightly: str  # last nightly outcome: promoted/proposed/unchanged/failed at <stage>/""
+    published: str = ""  # REGISTRY/NAMESPACE/<name>@sha256:... :current was moved to last
+    published_build: str = ""  # the build that image is of
     recipe_error: str = ""  # why the recipe file does not parse ("" when it does)
 
 
@@ -83,6 +86,7 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
     image = read_json(image_state(project, name)) or {}
     nightly = read_json(nightly_result(project, name)) or {}
     packed = read_json(pack_state(project, name)) or {}
+    published = read_json(state_file(project, name, "publish")) or {}
     tarball = next(iter(sorted(project.path("dist").glob(f"{name}-*.tar.*"))), None)
     tarball_build = ""
     history = project.path("dist") / "history" / name
@@ -121,6 +125,10 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         if info and verify.get("build_id") == build_id
         else "not run",
         nightly=nightly_status,
+        published=f"{published['repository']}@{published['image']}"
+        if published.get("repository") and published.get("image")
+        else "",
+        published_build=str(published.get("build_id", "")),
         recipe_error=recipe_error,
     )
 
@@ -137,8 +145,10 @@ def _for(build: str, current: str) -> str:
 
 
 def table(rows: list[EnvStatus]) -> str:
-    """One line per environment: recipe, lock, build, smoke, tarball, image, verify, nightly."""
-    header = ("recipe", "lock", "build", "smoke", "tarball", "image", "verify", "nightly")
+    """One line per environment: recipe, lock, build, smoke, tarball, image, verify, nightly,
+    published (the registry's ``:current``, as the last publish or switch left it)."""
+    header = ("recipe", "lock", "build", "smoke", "tarball", "image", "verify", "nightly",
+              "published")  # fmt: skip
     lines = [header]
     for r in rows:
         lock = (
@@ -158,7 +168,14 @@ def table(rows: list[EnvStatus]) -> str:
         if r.image_digest:  # written without an engine: its digest, and whether checked inside
             checked = "" if r.image_smoke == "passed" else ", not checked inside"
             image = f"{r.image_digest[:19]}{_for(r.image_build, r.build_id)}{checked}"
-        lines.append((r.recipe, lock, build, r.smoke, tarball, image, r.verify, r.nightly or "-"))
+        published = (
+            f"{r.published.split('@')[0]}@{r.published.split('@')[1][:19]}"
+            f"{_for(r.published_build, r.build_id)}"
+            if r.published
+            else "-"
+        )
+        lines.append((r.recipe, lock, build, r.smoke, tarball, image, r.verify,
+                      r.nightly or "-", published))  # fmt: skip
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in lines)  # fmt: skip

@@ -6,6 +6,12 @@ of image references). The base's manifest digest is checked against the pin befo
 written, recorded with the image and compared by the docker stage's up-to-date check, so a
 changed base rebuilds the image.
 
+It may also name a registry, by digest only: ``"REGISTRY/NAMESPACE/debian@sha256:<hex>"``
+(a first component with a dot, a port or ``localhost``, as Docker tells hosts from paths).
+:mod:`envbuild.deliver.registry_base` pulls it once, checks every blob against the digest and
+keeps it as a layout directory named by that digest (``[paths] base_cache``); from then on it
+is used like a local one, with no registry asked again.
+
 No registry is needed: :func:`from_rootfs` turns a root filesystem tar (``debootstrap
 --variant=minbase``, as ``scripts/services.sh`` makes it) into a one-layer OCI archive,
 deterministically (the same tar gives the same digest)::
@@ -24,11 +30,31 @@ from pathlib import Path
 from typing import IO
 
 from envbuild.errors import ImageError
+from envbuild.project import is_registry_ref
 from envbuild.recipe.validate import display
 from envbuild.ship import oci
 from envbuild.util.fs import clean_temporaries, staged_file
 
 _PINNED = re.compile(r"^(?P<path>.+)@(?P<digest>sha256:[0-9a-f]{64})$")
+
+
+def local_base(value: str, cache_dir: Path) -> tuple[str, str]:
+    """Where ``[image] base`` ``value`` is on this machine: ``(path, pin)`` as :func:`parse`
+    gives them for a path; for a registry reference, the layout directory it is cached in
+    (``cache_dir/sha256-<hex>``, there once fetched) and no pin (every blob was checked
+    against the reference's digest when it was fetched). Raises ImageError for a registry
+    reference without a digest."""
+    if not is_registry_ref(value):
+        return parse(value)
+    m = _PINNED.match(value)
+    if m is None:
+        msg = (
+            f"envbuild.toml: [image] base: {value!r}: name a registry base by digest, "
+            "REGISTRY/NAME@sha256:<64 hex> (`skopeo inspect docker://REF` prints it), so that "
+            "every build uses the same base"
+        )
+        raise ImageError(msg)
+    return str(cache_dir / m["digest"].replace(":", "-")), ""
 
 
 def parse(value: str) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from envbuild.project import Project
 from envbuild.recipe.model import Recipe
 from envbuild.recipe.validate import display
 from envbuild.ship import engine as image_mod
-from envbuild.ship.base_image import parse
+from envbuild.ship.base_image import local_base
 from envbuild.ship.engine import engine_available
 from envbuild.ship.oci_image import ARCHITECTURES, ImageSpec, image_path, write_image
 from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
@@ -67,7 +67,7 @@ def write(
     check failing inside)."""
     name = recipe.name
     prefix = prefix or project.env_prefix(name)
-    base_path, pin = parse(project.image_base)
+    base_path, pin = local_base(project.image_base, project.path("base_cache"))
     if info.platform not in ARCHITECTURES:
         msg = f"{name}: images are Linux images; this build is for {info.platform}"
         raise ImageError(msg)
