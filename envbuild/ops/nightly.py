@@ -6,9 +6,10 @@ current lock never constrains it) and its diff; the same packages as the current
 mean "unchanged": nothing is built; (2) a brand-new environment is built from it in its own
 build directory; (3) smoke checks and verification against the candidate lock; (4) it is packed
 (with the tarball's proof) into its kept tarball and imaged (with the in-container smoke
-checks) under its lock's tag only; (5) only then :mod:`envbuild.ops.promotion` switches environment,
-lockfile, explicit files, tarball and image tag together, journaled. A failure at any step
-discards the candidate and leaves all five as they were.
+checks) under its lock's tag only; with ``[publish]``, its image, tarball and SBOM are pushed by
+digest, no tag moved; (5) only then :mod:`envbuild.ops.promotion` switches environment,
+lockfile, explicit files, tarball, image tag and the registry's ``:current`` together,
+journaled. A failure at any step discards the candidate and leaves all six as they were.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Switching an environment's five published artifacts together: the environment
-(``envs/<name>``), the lockfile, the explicit files, the tarball (``dist/``) and the image tag
-(``envbuild/<name>:current``), with the Docker context and the stage records that describe
-them.
+"""Switching an environment's published artifacts together: the environment
+(``envs/<name>``), the lockfile, the explicit files, the tarball (``dist/``), the image tag
+(``envbuild/<name>:current``) and, with ``[publish]``, the registry's ``:current`` (its image
+pushed by digest before the switch), with the Docker context and the stage records that
+describe them.
 
 A nightly candidate (or a rollback target) is made complete first: built, smoke-tested,
 verified, packed with its proof, imaged with its in-container smoke. Only then is a journal
