@@ -25,6 +25,7 @@ from envbuild.graph.command_tasks import (
     offline_channel_task,
     prefix_tasks,
 )
+from envbuild.graph.reporter import Reporter
 from envbuild.graph.tasks import stage_tasks
 from envbuild.project import load_project
 from envbuild.util.log import setup_logging
@@ -37,6 +38,7 @@ DOIT_CONFIG = {
     "backend": "sqlite3",
     "dep_file": str(ROOT / ".doit.db"),
     "verbosity": 2,
+    "reporter": Reporter,  # doit's, without the title line before --json output
 }
 setup_logging()
 try:  # envbuild.toml is read while doit loads the tasks: its errors are one line, exit 1

@@ -117,3 +117,19 @@ def test_the_wheel_in_a_fresh_venv_runs_a_project_of_its_own(
     assert "example" in _run(installed, sub, "envbuild", "status").stdout  # found upwards
     outside = _run(installed, tmp_path, "envbuild", "lock", check=False)
     assert outside.returncode == 1 and "run `envbuild init`" in outside.stderr
+
+
+def test_json_output_is_json_only_and_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """``envbuild status --json`` prints JSON and nothing else on stdout (no doit title
+    line); ``envbuild status | true`` ends without a traceback."""
+    import json
+
+    init(tmp_path)
+    exe = [sys.executable, "-m", "envbuild.cli"]
+    out = subprocess.run([*exe, "status", "--json"], cwd=tmp_path, capture_output=True,
+                         text=True, check=True, timeout=120).stdout  # fmt: skip
+    assert json.loads(out)[0]["recipe"] == "example"
+    # `true` has exited long before envbuild (0.5 s to start) writes: every write is EPIPE
+    piped = subprocess.run(f"{' '.join(exe)} status | true", shell=True, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "Traceback" not in piped.stderr and "Broken pipe" not in piped.stderr, piped.stderr
