@@ -287,6 +287,11 @@ def test_environments_are_registered_where_conda_lists_them(
     assert str(tiny) in _conda_env_list(conda_peer)
     activate = conda_peer.run("shell.posix", "activate", str(tiny)).stdout
     assert f"export CONDA_PREFIX='{tiny}'" in activate
+    # `doit clean build:tiny` removes the environment: conda no longer lists it
+    p.doit("clean", "build:tiny")
+    assert str(tiny) not in conda_peer.environments_txt.read_text().splitlines()
+    p.doit("build", "env=tiny")
+    assert str(tiny) in conda_peer.environments_txt.read_text().splitlines()
     # removing a recipe: gc takes its environment out; turning registration off: all of ours
     (p.root / "recipes" / "other.yml").unlink()
     assert f"removed {other}" in p.doit("gc").stdout

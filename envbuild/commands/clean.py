@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from envbuild.install import build as build_mod
-from envbuild.install import trash
+from envbuild.install import conda_envs, trash
 from envbuild.layout import (
     build_state,
     docker_state,
@@ -35,6 +35,7 @@ def clean(root: str, stage: str, name: str) -> None:
             remove_tree(build_mod.builds_root(project, name))
             remove_tree(trash.trash_dir(project, name))
             remove_tree(build_state(project, name))
+            conda_envs.unregister(project, name)  # conda env list no longer shows it
     elif stage == "smoke":
         remove_tree(smoke_state(project, name))
     elif stage == "pack":

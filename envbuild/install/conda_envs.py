@@ -4,7 +4,8 @@ conda lists every environment it created in ``~/.conda/environments.txt``, one a
 line (conda/core/envs_manager.py, ``register_env``); ``conda env list`` shows them and
 ``conda doctor`` reports an environment missing from it. envbuild adds each environment's
 stable path (``envs/<name>``, which rebuilds, promotions and rollbacks keep) after a build, and
-:func:`prune` takes out this project's entries whose recipe is gone (``doit gc``). ``[builds]
+:func:`prune` takes out this project's entries whose recipe is gone (``doit gc``), and
+``doit clean build:<name>`` the one it removed. ``[builds]
 register = false`` in ``envbuild.toml`` turns it off (gc then takes this project's entries
 out). ``ENVBUILD_CONDA_ENVIRONMENTS_TXT`` names another file (a machine that keeps conda's
 registry elsewhere; tests). A file that cannot be written is a warning, as in conda, never a
@@ -78,3 +79,12 @@ def prune(project: Project, wanted: set[str]) -> list[str]:
     if gone and _write([line for line in _lines() if line not in gone]):
         return sorted(line.strip() for line in gone)
     return []
+
+
+def unregister(project: Project, name: str) -> bool:
+    """Take ``envs/<name>`` out of the registry (``doit clean build:<name>`` removed it),
+    whatever ``[builds] register`` says. Returns True if a line was removed."""
+    prefix = os.path.normpath(project.env_prefix(name))
+    lines = _lines()
+    kept = [x for x in lines if not x.strip() or os.path.normpath(x.strip()) != prefix]
+    return len(kept) < len(lines) and _write(kept)
