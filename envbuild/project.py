@@ -85,6 +85,7 @@ _LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "pip", "ipykernel")
 DEFAULT_OFFLINE_PINS = "pins/offline-channel.txt"
 _OFFLINE_KEYS = ("requirements", "pins")
+_VAR_FIX = "write it as ${VAR} (e.g. https://host/t/${CONDA_TOKEN}/channel) and export it"
 
 
 def did_you_mean(word: str, choices: object) -> str:
@@ -136,18 +137,9 @@ class Project:
         """How ``channel`` is recorded (canonical URL) and fetched (mirror or itself), with
         its credentials as variable names. Raises ConfigError for a URL with literal
         credentials."""
-        target = self.mirrors.get(channel, channel)
-        problem = channels.literal_credentials(target)
-        if problem:
-            where = (
-                f"{self.root / CONFIG_FILE} [mirrors]"
-                if channel in self.mirrors
-                else "the recipe's channels"
-            )
-            msg = (
-                f"{where}: channel '{channel}' has {problem}; write it as ${{VAR}} "
-                "(e.g. https://host/t/${CONDA_TOKEN}/channel) and export the variable"
-            )
+        problem = channels.literal_credentials(self.mirrors.get(channel, channel))
+        if problem:  # a mirror's was refused when envbuild.toml was read
+            msg = f"the recipe's channels: channel '{channel}' has {problem}; {_VAR_FIX}"
             raise ConfigError(msg)
         return channels.route(channel, self.mirrors, self.root, self.channel_alias)
 
@@ -233,6 +225,10 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
     """The :class:`Project` of the parsed ``envbuild.toml`` ``data``."""
     _check_table(data, str(cfg_path), _TOP_KEYS)
     mirrors = _check_table(data.get("mirrors", {}), f"{cfg_path}: mirrors", None)
+    for key, url in mirrors.items():  # refused before any task runs, never quoted
+        problem = channels.literal_credentials(url) if isinstance(url, str) else None
+        if problem:
+            raise ConfigError(f"{cfg_path}: mirrors.{key}: has {problem}; {_VAR_FIX}")
     paths_cfg = _check_table(data.get("paths", {}), f"{cfg_path}: paths", set(_PATH_KEYS))
     paths = {k: (root / paths_cfg.get(k, default)).resolve() for k, default in _PATH_KEYS.items()}
     if "bytecode_cache" not in paths_cfg:  # beside the package cache: same disk, same sharing
