@@ -288,3 +288,15 @@ def test_nightly_promotes_and_rollback_restores_the_written_image(
     p.doit("rollback", "env=good", env=NO_ENGINE)
     assert oci.archive_digest(archive) == first and _record(p, "good")["digest"] == first
     assert "threadpoolctl" not in (p.root / "dist" / "good-linux-64.cdx.json").read_text()
+
+
+def test_base_image_command_bad_input_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notatar.tar").write_text("hello\n")
+    for rootfs in (tmp_path / "missing.tar", tmp_path / "notatar.tar"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "envbuild.ship.base_image", str(rootfs), str(tmp_path / "o.tar")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.startswith(f"envbuild.ship.base_image: {rootfs}"), proc.stderr
+        assert not (tmp_path / "o.tar").exists()

@@ -118,6 +118,9 @@ def from_rootfs(rootfs: Path, output: Path, architecture: str = "amd64", epoch: 
     digest. Raises ImageError if ``rootfs`` is not a tar."""
     import tarfile
 
+    if not rootfs.is_file():
+        msg = f"{display(rootfs)}: no such file (a root filesystem tar, e.g. from debootstrap)"
+        raise ImageError(msg)
     if not tarfile.is_tarfile(rootfs):
         msg = f"{display(rootfs)}: not a tar of a root filesystem"
         raise ImageError(msg)
@@ -156,4 +159,7 @@ def from_rootfs(rootfs: Path, output: Path, architecture: str = "amd64", epoch: 
 if __name__ == "__main__":  # python -m envbuild.ship.base_image ROOTFS.tar OUTPUT.oci.tar
     if len(sys.argv) != 3:
         sys.exit("usage: python -m envbuild.ship.base_image ROOTFS.tar OUTPUT.oci.tar")
-    print(from_rootfs(Path(sys.argv[1]), Path(sys.argv[2])))
+    try:
+        print(from_rootfs(Path(sys.argv[1]), Path(sys.argv[2])))
+    except (ImageError, OSError) as e:  # one line, no traceback
+        sys.exit(f"envbuild.ship.base_image: {e}")
