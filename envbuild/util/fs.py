@@ -23,13 +23,18 @@ from typing import BinaryIO
 PARTIAL_SUFFIX = ".partial"
 
 
-def open_regular(path: Path) -> BinaryIO:
-    """``path`` opened for reading if it is a regular file (after symlinks); OSError
-    otherwise. Opened without blocking first, so a FIFO cannot hang the caller, and checked
-    on the open descriptor, so it cannot be swapped between the check and the read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+def open_regular(path: Path, follow_symlinks: bool = True) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (after symlinks, unless
+    ``follow_symlinks`` is False: then a symlink is refused, ``ELOOP``); OSError otherwise.
+    Opened without blocking first, so a FIFO cannot hang the caller, and checked on the open
+    descriptor, so it cannot be swapped between the check and the read."""
+    nofollow = 0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | nofollow)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise OSError(errno.EISDIR, "a directory")
+        if not stat.S_ISREG(mode):
             raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or directory)")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -38,11 +43,12 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
-def read_bounded(path: Path, limit: int) -> bytes:
+def read_bounded(path: Path, limit: int, follow_symlinks: bool = True) -> bytes:
     """The bytes of regular file ``path``, checking its size before reading: OSError (with
-    ``strerror`` saying why) for a FIFO, device or directory, or for more than ``limit``
-    bytes (``/dev/zero`` behind a symlink is never read)."""
-    with open_regular(path) as f:
+    ``strerror`` saying why) for a FIFO, device or directory, a symlink if not
+    ``follow_symlinks``, or more than ``limit`` bytes (``EFBIG``; ``/dev/zero`` behind a
+    symlink is never read)."""
+    with open_regular(path, follow_symlinks) as f:
         size = os.fstat(f.fileno()).st_size
         data = f.read(limit + 1) if size <= limit else b""
         if size > limit or len(data) > limit:
