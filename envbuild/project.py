@@ -282,9 +282,10 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
     if not isinstance(base, str):
         msg = f'{cfg_path}: image.base: expected a string, e.g. "build/base/bookworm.oci.tar"'
         raise ConfigError(msg)
-    if base and is_registry_ref(base) and not re.fullmatch(r".+@sha256:[0-9a-f]{64}", base):
-        msg = f"{cfg_path}: image.base: {scrub(base)!r} names a registry; pin it by digest, "
-        raise ConfigError(msg + "REGISTRY/NAME@sha256:<64 hex> (`skopeo inspect` prints it)")
+    userinfo = "@" in base.split("/")[0] and _HOST.match(base.split("/")[0].rsplit("@")[-1])
+    if userinfo or (is_registry_ref(base) and not re.fullmatch(r".+@sha256:[0-9a-f]{64}", base)):
+        msg = f"{cfg_path}: image.base: {scrub('https://' + base)[8:]!r} names a registry; pin "
+        raise ConfigError(msg + "it by digest, REGISTRY/NAME@sha256:<64 hex> (no credentials)")
     if base and not is_registry_ref(base) and not base.startswith("/"):  # the digest kept
         base = str(root / base)
     return Project(
@@ -372,16 +373,12 @@ def _publish_table(data: Any, cfg_path: Path) -> tuple[str, bool]:
             raise ConfigError(msg)
     registry = data.get("registry", "")
     insecure = data.get("insecure", False)
-    if isinstance(registry, str) and "://" in registry:  # never quote what may hold a password
-        msg = (
-            f"{where}.registry: {scrub(registry)!r} names a scheme; write HOST[:PORT]/NAMESPACE "
-            f"(credentials go in docker login's config.json), e.g. {example}"
-        )
-        raise ConfigError(msg)
     host, _, namespace = str(registry).partition("/")
-    if not isinstance(registry, str) or (
-        registry and not (namespace and ("." in host or ":" in host or host == "localhost"))
-    ):
+    if isinstance(registry, str) and ("://" in registry or "@" in host):  # never quote secrets
+        shown = scrub("https://" + registry.split("://")[-1])[8:]
+        msg = f"{where}.registry: {shown!r} names a scheme or credentials; write HOST[:PORT]/"
+        raise ConfigError(msg + f"NAMESPACE (credentials: docker login), e.g. {example}")
+    if not isinstance(registry, str) or (registry and not (namespace and _HOST.match(host))):
         msg = f"{where}.registry: {registry!r} is not HOST[:PORT]/NAMESPACE; write e.g. {example}"
         raise ConfigError(msg)
     if namespace and not re.fullmatch(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*/?", namespace):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from envbuild.commands.stages import exclusive, load, selected_names, tarball
+from envbuild.commands.stages import exclusive, load, selected_names, tarball, the_five
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.graph.uptodate import write_lock_stamp
 from envbuild.install import conda_envs
@@ -170,7 +170,11 @@ def publish(root: str, name: str) -> None:
     from envbuild.deliver import release as publish_mod
 
     project, recipe = load(root, name)
-    with exclusive(project, name, "publish"):
+    if not project.publish_registry:  # says so before waiting for any lock
+        publish_mod.publish_project(project, recipe)
+    # the build mutex too: a nightly or rollback switching meanwhile would otherwise be
+    # raced (this build's marker read before, another build's image archive after)
+    with exclusive(project, name, "publish"), the_five(project, name):
         done = publish_mod.publish_project(project, recipe)
     print(publish_mod.summary(done))
 

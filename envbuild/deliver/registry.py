@@ -98,6 +98,13 @@ class Client:
                     stream=stream, verify=self.verify, timeout=_TIMEOUT, allow_redirects=True,
                 )  # fmt: skip
             except requests.exceptions.SSLError as e:
+                if data is not None and "CERTIFICATE_VERIFY_FAILED" not in str(e):
+                    # the certificate was accepted before; the registry cut the upload
+                    raise self._fail(
+                        step,
+                        f"the registry closed the connection during the upload ({_reason(e)}): "
+                        "out of space, or a fault on its side (its log says which)",
+                    ) from None
                 raise self._fail(
                     step, f"TLS verification failed ({_reason(e)}); {tls_fix(self.host)}"
                 ) from None

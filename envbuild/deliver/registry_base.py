@@ -48,6 +48,7 @@ def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
 
     final = cached_layout(ref, cache_dir)
     if (final / "index.json").is_file():
+        _check_cached(ref, final)
         return final
     parsed = parse_reference(ref)
     client = connect(parsed.host, insecure)
@@ -94,3 +95,39 @@ def ensure_base(project: Project) -> Path | None:
     host = ref.split("/", 1)[0]
     insecure = project.publish_insecure and project.publish_registry.split("/", 1)[0] == host
     return fetch_base(ref, project.path("base_cache"), insecure)
+
+
+def _check_cached(ref: str, layout: Path) -> None:
+    """The cached layout must still be what ``ref``'s digest names: the manifest (or index)
+    blob of that digest, and ``index.json`` naming that manifest or one its index lists, each
+    blob hashing to its name (layers are checked as the image is written). Raises
+    RegistryError naming the directory otherwise (tampered with, or another image put there)."""
+    import hashlib
+
+    from envbuild.deliver.reference import parse_reference
+
+    digest = parse_reference(ref).digest
+    blobs = layout / "blobs" / "sha256"
+
+    def blob(d: str) -> bytes:
+        data = (blobs / d.split(":", 1)[1]).read_bytes()
+        if "sha256:" + hashlib.sha256(data).hexdigest() != d:
+            raise ValueError(d)
+        return data
+
+    try:
+        top = json.loads(blob(digest))
+        allowed = {digest} | {str(m.get("digest")) for m in top.get("manifests", [])}
+        named = [str(m["digest"]) for m in json.loads((layout / "index.json").read_text())
+                 ["manifests"]]  # fmt: skip
+        if not named or any(d not in allowed for d in named):
+            raise ValueError(named)
+        for d in named:
+            blob(d)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        msg = (
+            f"the cached base {layout} is not the image {digest} that [image] base names "
+            f"({type(e).__name__}: it was altered, or another image was put there); delete that "
+            "directory and the next run fetches it again"
+        )
+        raise RegistryError(msg) from None

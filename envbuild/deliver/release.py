@@ -80,11 +80,17 @@ def push_build(project: Project, recipe: Recipe, build_id: str) -> str:
     name, registry = recipe.name, project.publish_registry
     record = build_record(project, name, build_id, "publish")
     done = read_json(record) or {}
-    if done.get("image") and done.get("repository") == f"{registry}/{name.lower()}":
-        return str(done["image"])
     info = read_marker(builds_root(project, name) / build_id)
     history = project.path("dist") / "history" / name
     image = history / f"{build_id}.oci.tar"
+    # the record alone is not trusted while the archive is there: the registry may have lost
+    # the image since (HEAD requests only when it has everything)
+    if (
+        done.get("image")
+        and done.get("repository") == f"{registry}/{name.lower()}"
+        and not (image.is_file())
+    ):
+        return str(done["image"])
     if info is None or not image.is_file():
         msg = (
             f"{name}: build {build_id} has no image archive ({image}) to publish to {registry}; "
