@@ -283,9 +283,14 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
         msg = f'{cfg_path}: image.base: expected a string, e.g. "build/base/bookworm.oci.tar"'
         raise ConfigError(msg)
     userinfo = "@" in base.split("/")[0] and _HOST.match(base.split("/")[0].rsplit("@")[-1])
-    if userinfo or (is_registry_ref(base) and not re.fullmatch(r".+@sha256:[0-9a-f]{64}", base)):
-        msg = f"{cfg_path}: image.base: {scrub('https://' + base)[8:]!r} names a registry; pin "
-        raise ConfigError(msg + "it by digest, REGISTRY/NAME@sha256:<64 hex> (no credentials)")
+    if (
+        "://" in base
+        or userinfo
+        or (is_registry_ref(base) and not re.fullmatch(r".+@sha256:[0-9a-f]{64}", base))
+    ):
+        shown = scrub("https://" + base.split("://")[-1])[8:]
+        msg = f"{cfg_path}: image.base: {shown!r} names a registry; write it by digest, no "
+        raise ConfigError(msg + "scheme, no credentials: REGISTRY/NAME@sha256:<64 hex>")
     if base and not is_registry_ref(base) and not base.startswith("/"):  # the digest kept
         base = str(root / base)
     return Project(

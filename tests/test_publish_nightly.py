@@ -175,7 +175,7 @@ def test_base_named_by_registry_and_digest_is_pulled_once(
     toml = project.root / "envbuild.toml"
     toml.write_text(toml.read_text() + f'[image]\nbase = "{ref}:bookworm"\n')
     refused = project.doit("docker", check=False, env=NO_ENGINE)
-    assert refused.returncode != 0 and "pin it by digest" in refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "write it by digest" in refused.stdout + refused.stderr
     toml.write_text(toml.read_text().replace(f"{ref}:bookworm", f"{ref}@{digest}"))
     project.doit("docker", env=NO_ENGINE)
     record = json.loads((project.root / "build" / "state" / "tiny.image.json").read_text())
@@ -189,3 +189,87 @@ def test_base_named_by_registry_and_digest_is_pulled_once(
     assert "docker:tiny" in Project.executed(forced)
     again = json.loads((project.root / "build" / "state" / "tiny.image.json").read_text())
     assert again["digest"] == record["digest"]
+    # a cache that is not what the digest names is refused, never used
+    index = (cached / "index.json").read_bytes()
+    (cached / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    tampered = project.doit("run", "--always-execute", "docker", check=False, env=NO_ENGINE)
+    assert tampered.returncode != 0 and f"the cached base {cached}" in tampered.stdout
+    (cached / "index.json").write_bytes(index)
+    layer = max((cached / "blobs" / "sha256").iterdir(), key=lambda f: f.stat().st_size)
+    data = layer.read_bytes()
+    layer.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    corrupt = project.doit("run", "--always-execute", "docker", check=False, env=NO_ENGINE)
+    out = corrupt.stdout + corrupt.stderr
+    assert corrupt.returncode != 0 and "the base is corrupt" in out, out
+    assert "is the cached copy of [image] base" in out and "delete it" in out
+
+
+def _forget(reg: Registry, repo: str) -> None:
+    """The registry loses ``repo`` (its manifests, tags and layer links): a reset or a
+    registry-side garbage collection."""
+    shutil.rmtree(reg.root / "docker" / "registry" / "v2" / "repositories" / repo.split("/", 1)[1])
+
+
+@pytest.mark.slow
+def test_a_registry_that_lost_the_images_is_pushed_again_by_the_switch(
+    pgreet: tuple[Project, Path], registry: Registry
+) -> None:
+    """Rollback after the registry lost everything pushes the target again; a switch cut after
+    its journal, with the registry reset meanwhile, is finished by the next command, and
+    `doit status` says it is pending until then; `doit publish` of what the nightly pushed
+    uploads nothing (the same artifacts, titled as doit publish titles them)."""
+    p, channel = pgreet
+    first = _six(p, registry)
+    time.sleep(1)
+    _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
+    p.doit("nightly", env=NO_ENGINE)
+    _forget(registry, _repo(p))
+    p.doit("rollback", f"env={NAME}", env=NO_ENGINE)
+    assert _six(p, registry) == first
+
+    time.sleep(1)
+    _publish(channel, "1.2", "MESSAGE = 'hello 1.2'\n")
+    killed = p.doit(
+        f"_nightly_env:{NAME}", check=False, env={**NO_ENGINE, "ENVBUILD_KILL_AT": "image"}
+    )
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    journal = json.loads((p.root / "build" / "state" / f"{NAME}.promotion.json").read_text())
+    pending = f"the switch to build {journal['build_id']} was interrupted"
+    assert pending in p.doit("status", env=NO_ENGINE).stdout
+    _forget(registry, _repo(p))
+    p.doit("build", f"env={NAME}", env=NO_ENGINE)
+    third = _six(p, registry)
+    assert third["build_id"] == journal["build_id"] and _greeting(p) == "hello 1.2"
+    assert pending not in p.doit("status", env=NO_ENGINE).stdout
+    again = p.doit("publish", f"env={NAME}", env=NO_ENGINE).stdout
+    assert "0 upload(s), 0.0 MB sent, no tag moved" in again, again
+    index = json.loads(registry.skopeo("inspect", "--raw",
+                                       f"docker://{_repo(p)}:sha256-{third['image'][7:]}"))  # fmt: skip
+    assert len(index["manifests"]) == 2  # one tarball, one SBOM: not one more of each
+
+
+def test_publish_waits_for_a_switch_in_progress(
+    pgreet: tuple[Project, Path], registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envbuild.install.build import build_mutex
+    from envbuild.project import load_project
+
+    p, _ = pgreet
+    monkeypatch.setenv("DOCKER_HOST", NO_ENGINE["DOCKER_HOST"])
+    with build_mutex(load_project(p.root), NAME):  # as a nightly or rollback switching holds it
+        proc = p.popen("publish", f"env={NAME}", output=True)
+        time.sleep(5)
+        assert proc.poll() is None, "doit publish did not wait for the build mutex"
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "waiting for another build" in err, out + err
+
+
+def test_publish_without_an_image_archive_fails_the_night_before_building(
+    project: Project, registry: Registry
+) -> None:
+    toml = project.root / "envbuild.toml"
+    toml.write_text(toml.read_text() + f'[publish]\nregistry = "{registry.host}/nobase"\n')
+    night = project.doit("nightly", check=False, env=NO_ENGINE)
+    assert night.returncode != 0 and "| tiny | FAILED at publish |" in night.stdout
+    assert "set [image] base" in night.stdout and "nothing was built" in night.stdout
+    assert not (project.root / "envs" / ".builds" / "tiny").exists()

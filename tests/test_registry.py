@@ -428,6 +428,7 @@ def test_publish_a_project_build(
         ('registry = "ghcr.io/Org"', "must be lower-case"),
         ('registry = "ghcr.io/org"\ninsecure = "yes"', "insecure: expected true or false"),
         ('registry = "HTTP://user:s3cret@host/x"', "names a scheme"),
+        ('registry = "alice:s3cret@127.0.0.1:5000/ns"', "names a scheme or credentials"),
     ],
 )
 def test_bad_publish_tables(tmp_path: Path, table: str, message: str) -> None:
@@ -438,6 +439,24 @@ def test_bad_publish_tables(tmp_path: Path, table: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as e:
         load_project(tmp_path)
     assert "s3cret" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        ("registry.example.org/library/debian:bookworm", "names a registry; write it by digest"),
+        ("alice:s3cret@127.0.0.1:5000/b/debian@sha256:" + "a" * 64, "no credentials"),
+        ("https://alice:s3cret@registry.example.org/debian@sha256:" + "a" * 64, "no scheme"),
+    ],
+)
+def test_bad_registry_bases_are_refused_unquoted(tmp_path: Path, base: str, message: str) -> None:
+    from envbuild.errors import ConfigError
+    from envbuild.project import load_project
+
+    (tmp_path / "envbuild.toml").write_text(f'[image]\nbase = "{base}"\n')
+    with pytest.raises(ConfigError, match=message) as e:
+        load_project(tmp_path)
+    assert "s3cret" not in str(e.value) and "image.base" in str(e.value)
 
 
 def test_bearer_token_from_the_realm(

@@ -159,7 +159,8 @@ def nightly_report(root: str, env: str = "") -> None:
     failed = [r.recipe for r in results if r.status not in ("promoted", "proposed", "unchanged")]
     if failed:
         msg = (
-            f"nightly failed for {', '.join(failed)} (kept their current builds); see {display(md)}"
+            f"nightly failed for {', '.join(failed)}; see {display(md)} (a failed candidate "
+            "changed nothing; a failed switch is finished by the next command)"
         )
         raise EnvBuildError(msg)
 

@@ -65,7 +65,9 @@ class Release:
     """What one publish sends: environment ``name`` for ``platform``, built from the lock
     with ``lock_sha256``; ``image`` an OCI layout (directory or archive); ``tarball`` a
     conda-pack tarball and ``sbom`` a CycloneDX file (each optional); ``smoke_imports`` the
-    modules a pull imports before switching."""
+    modules a pull imports before switching; ``tarball_title``, ``sbom_title``: the file
+    names the artifacts carry (``org.opencontainers.image.title``, what ``oras pull`` writes;
+    default: the files' own names), so a kept copy publishes as its published name."""
 
     name: str
     platform: str
@@ -74,6 +76,8 @@ class Release:
     tarball: Path | None = None
     sbom: Path | None = None
     smoke_imports: tuple[str, ...] = ()
+    tarball_title: str = ""
+    sbom_title: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +147,11 @@ def _artifact(
     layer_type: str,
     subject: dict[str, Any],
     annotations: dict[str, str],
+    title: str = "",
 ) -> tuple[dict[str, Any], int]:
-    """Push ``file`` as a one-layer artifact whose ``subject`` is ``subject``. Returns (the
-    artifact manifest's descriptor, for the referrers index; uploads made)."""
+    """Push ``file`` as a one-layer artifact whose ``subject`` is ``subject``, its layer
+    titled ``title`` (default: the file's name). Returns (the artifact manifest's
+    descriptor, for the referrers index; uploads made)."""
     from envbuild.util.fs import file_sha256
 
     size = file.stat().st_size
@@ -164,7 +170,7 @@ def _artifact(
                 "mediaType": layer_type,
                 "digest": digest,
                 "size": size,
-                "annotations": {ANN_TITLE: file.name},
+                "annotations": {ANN_TITLE: title or file.name},
             }
         ],
         "subject": subject,
@@ -255,15 +261,13 @@ def _publish(
             msg = f"{release.tarball}: not a .tar.zst or .tar.gz conda-pack tarball"
             raise RegistryError(msg)
         ann = {**common, ANN_IMPORTS: ",".join(release.smoke_imports)}
-        desc, n = _artifact(
-            client, ref, release.tarball, ENV_ARTIFACT, TARBALL_TYPES[fmt], subject, ann
-        )
+        desc, n = _artifact(client, ref, release.tarball, ENV_ARTIFACT, TARBALL_TYPES[fmt],
+                            subject, ann, release.tarball_title)  # fmt: skip
         referrers.append(desc)
         tarball, uploads = desc["digest"], uploads + n
     if release.sbom is not None and release.sbom.exists():
-        desc, n = _artifact(
-            client, ref, release.sbom, SBOM_ARTIFACT, SBOM_ARTIFACT, subject, dict(common)
-        )
+        desc, n = _artifact(client, ref, release.sbom, SBOM_ARTIFACT, SBOM_ARTIFACT, subject,
+                            dict(common), release.sbom_title)  # fmt: skip
         referrers.append(desc)
         sbom, uploads = desc["digest"], uploads + n
     api, n = _update_referrers_tag(client, ref, subject["digest"], referrers)

@@ -58,76 +58,86 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
         smoke_imports=recipe.smoke.imports,
     )
     done = publish(project.publish_registry, release, project.publish_insecure)
-    atomic_write(state_file(project, name, "publish"), _record(done, info.build_id))
+    atomic_write(
+        state_file(project, name, "publish"), _record(done, info.build_id, recipe.smoke.imports)
+    )
     # kept with the build, for `doit rollback` to move :current back to its image
     atomic_write(
-        build_record(project, name, info.build_id, "publish"), _record(done, info.build_id)
+        build_record(project, name, info.build_id, "publish"),
+        _record(done, info.build_id, recipe.smoke.imports),
     )
     return done
 
 
-def push_build(project: Project, recipe: Recipe, build_id: str) -> str:
-    """Push build ``build_id`` of ``recipe`` to the ``[publish]`` registry by digest, moving
-    no tag: its kept image archive (``dist/history/<name>/<id>.oci.tar``), tarball and SBOM.
-    The step a nightly candidate (or a rollback target never published) takes before its
+def push_build(project: Project, name: str, build_id: str, smoke_imports: tuple[str, ...]) -> str:
+    """Push build ``build_id`` of recipe ``name`` to the ``[publish]`` registry by digest,
+    moving no tag: its kept image archive (``dist/history/<name>/<id>.oci.tar``), tarball and
+    SBOM, titled as ``doit publish`` titles them (``<name>-<platform>.<ext>``), so either
+    publish of one build makes the same artifacts. What the registry has is not sent again
+    (HEAD requests only). The step a nightly candidate (or a rollback target) takes before its
     journaled switch, which then moves the tags (:func:`move_current`). Records the outcome
-    with the build (``envs/.builds/<name>/<id>.publish.json``); a build already pushed to this
-    registry is not pushed again. Returns the image's manifest digest. Raises EnvBuildError
-    without a kept image archive, RegistryError from the registry (no tag moved)."""
+    with the build (``envs/.builds/<name>/<id>.publish.json``). Returns the image's manifest
+    digest. Raises EnvBuildError without a kept image archive (a build pushed before, whose
+    archive is gone, returns its recorded digest), RegistryError from the registry (no tag
+    moved)."""
     from envbuild.layout import build_record, builds_root, read_json, read_marker
     from envbuild.util.fs import atomic_write
 
-    name, registry = recipe.name, project.publish_registry
+    registry = project.publish_registry
     record = build_record(project, name, build_id, "publish")
     done = read_json(record) or {}
     info = read_marker(builds_root(project, name) / build_id)
     history = project.path("dist") / "history" / name
     image = history / f"{build_id}.oci.tar"
-    # the record alone is not trusted while the archive is there: the registry may have lost
-    # the image since (HEAD requests only when it has everything)
-    if (
-        done.get("image")
-        and done.get("repository") == f"{registry}/{name.lower()}"
-        and not (image.is_file())
-    ):
-        return str(done["image"])
     if info is None or not image.is_file():
+        if done.get("image") and done.get("repository") == f"{registry}/{name.lower()}":
+            return str(done["image"])  # nothing to push from: the registry must still have it
         msg = (
             f"{name}: build {build_id} has no image archive ({image}) to publish to {registry}; "
             '[publish] needs the image written without an engine: set [image] base = "..."'
         )
         raise EnvBuildError(msg)
     tarball = next(iter(sorted(history.glob(f"{build_id}.tar.*"))), None)
+    stem = f"{name}-{info.platform}"
     release = Release(name=name, platform=info.platform, lock_sha256=info.lock_sha256,
                       image=image, tarball=tarball, sbom=history / f"{build_id}.cdx.json",
-                      smoke_imports=recipe.smoke.imports)  # fmt: skip
+                      smoke_imports=smoke_imports,
+                      tarball_title=f"{stem}.{tarball.name.split('.', 1)[1]}" if tarball else "",
+                      sbom_title=f"{stem}.cdx.json")  # fmt: skip
     pushed = publish(registry, release, project.publish_insecure, tags=False)
-    atomic_write(record, _record(pushed, build_id))
+    atomic_write(record, _record(pushed, build_id, smoke_imports))
     return pushed.image
 
 
 def move_current(project: Project, name: str, registry: str, image: str, build_id: str) -> str:
-    """The registry step of a journaled switch (nightly, rollback): point ``registry/<name>``'s
-    ``:current``, ``:<lock 12 hex>`` and ``:<date>`` at ``image`` (a digest already pushed),
-    repeatable after kill -9, then make build ``build_id``'s publish record current
+    """The registry step of a journaled switch (nightly, rollback): make sure ``registry``
+    (the project's ``[publish]`` one) has build ``build_id``'s image ``image``, pushing it
+    again from the kept archive if it lost it (HEAD requests when it has it), then point
+    ``registry/<name>``'s ``:current``, ``:<lock 12 hex>`` and ``:<date>`` at it, repeatable
+    after kill -9, and make the build's publish record current
     (``build/state/<name>.publish.json``). Returns a line saying what moved. Raises
-    RegistryError (the registry is down: the journal stays, the next command finishes)."""
+    RegistryError (the journal stays, the next command finishes)."""
     from envbuild.layout import build_record, builds_root, read_json, read_marker, state_file
     from envbuild.util.fs import atomic_write
 
     info = read_marker(builds_root(project, name) / build_id)
+    record = read_json(build_record(project, name, build_id, "publish")) or {}
+    imports = tuple(record.get("smoke_imports") or ())
+    if push_build(project, name, build_id, imports) != image:
+        msg = f"{name}: build {build_id}'s image archive is not the image {image} its switch names"
+        raise EnvBuildError(msg)
     lock = info.lock_sha256 if info else ""
-    insecure = project.publish_insecure and registry == project.publish_registry
-    moved = move_tags(registry, name, image, lock, insecure)
-    record = read_json(build_record(project, name, build_id, "publish"))
-    if record is not None:
-        atomic_write(state_file(project, name, "publish"), json.dumps(record, indent=2))
+    moved = move_tags(registry, name, image, lock, project.publish_insecure)
+    pushed = read_json(build_record(project, name, build_id, "publish"))
+    if pushed is not None:
+        atomic_write(state_file(project, name, "publish"), json.dumps(pushed, indent=2))
     tags = ", ".join(f":{t}" for t in moved) or "no tag (already there)"
     return f"{registry}/{name.lower()}@{image}: moved {tags}"
 
 
-def _record(done: Published, build_id: str) -> str:
-    return json.dumps({**json.loads(done.to_json()), "build_id": build_id}, indent=2)
+def _record(done: Published, build_id: str, smoke_imports: tuple[str, ...] = ()) -> str:
+    data = {**json.loads(done.to_json()), "build_id": build_id}
+    return json.dumps({**data, "smoke_imports": list(smoke_imports)}, indent=2)
 
 
 def summary(done: Published) -> str:

@@ -194,7 +194,7 @@ def _publishables(
     pushed = ""
     if project.publish_registry:  # by digest, no tag: the switch moves :current
         try:
-            pushed = release.push_build(project, recipe, info.build_id)
+            pushed = release.push_build(project, name, info.build_id, recipe.smoke.imports)
         except (EnvBuildError, OSError) as e:
             return "publish", _reason(e), None
         kill_point("pushed")
@@ -222,7 +222,10 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
     name = recipe.name
     res: dict[str, Any] = {"recipe": name}
     with build_mod.build_mutex(project, name):
-        promotion.recover(project, name)
+        try:
+            promotion.recover(project, name)
+        except EnvBuildError as e:  # an interrupted switch that cannot finish yet
+            return _fail(res, "recover", str(e), start)
         current_path = project.lockfile(name)
         current = lock_mod.read_lockfile(current_path) if current_path.exists() else None
         candidate_path = project.path("state") / "nightly" / f"{name}.conda-lock.yml"
@@ -237,6 +240,13 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
             seconds = round(time.monotonic() - start, 2)
             log.info("nightly %s: unchanged (checked in %.1f s)", name, seconds)
             return NightlyResult(**res, status="unchanged", seconds=seconds)
+        if project.publish_registry and not project.image_base:  # said before building
+            msg = (
+                f"[publish] registry = {project.publish_registry!r} needs the candidate's image "
+                'as an archive: set [image] base = "..." in envbuild.toml (the image is then '
+                "written without an engine), or remove [publish]; nothing was built"
+            )
+            return _fail(res, "publish", msg, start)
         try:
             prefix, info = build_mod.install_build(recipe, project, candidate_path)
         except (EnvBuildError, OSError) as e:  # OSError: a full disk, said as a failure

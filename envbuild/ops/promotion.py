@@ -164,9 +164,12 @@ def apply(project: Project, sw: Switch) -> None:
         else:
             _untag_current(project, name)
     kill_point("image")
-    if sw.registry and sw.registry_image:
+    if sw.registry and sw.registry_image and sw.registry == project.publish_registry:
         log.info("%s", release.move_current(project, name, sw.registry, sw.registry_image,
                                             sw.build_id))  # fmt: skip
+    elif sw.registry:  # [publish] changed since: that is how a switch gives the registry up
+        log.warning("%s: [publish] no longer names %s; its :current is left as it is",
+                    name, sw.registry)  # fmt: skip
     kill_point("registry")
     atomic_write(build_state(project, name), info.to_json())
     _copy_record(build_record(project, name, sw.build_id, "smoke"), smoke_state(project, name))
@@ -242,7 +245,8 @@ def recover(project: Project, name: str) -> bool:
             except RegistryError as e:  # the journal stays: the next command finishes it
                 msg = (
                     f"the interrupted switch of '{name}' to build {sw.build_id} could not "
-                    f"finish: {e}\nits journal is kept; rerun once {sw.registry} answers"
+                    f"finish: {e}\nits journal is kept: the next command finishes it once that "
+                    f"registry step succeeds (or change [publish] to leave {sw.registry} as it is)"
                 )
                 raise RegistryError(msg) from None
             return True
@@ -332,7 +336,9 @@ def rollback_switch(project: Project, recipe: Recipe, target: Path, dist_tarball
     registry = project.publish_registry
     # pushed by digest before the journal (a no-op for a build already there); the switch
     # moves :current
-    pushed = release.push_build(project, recipe, info.build_id) if registry else ""
+    pushed = (
+        release.push_build(project, name, info.build_id, recipe.smoke.imports) if registry else ""
+    )
     return Switch(
         name=name,
         build_id=info.build_id,

@@ -20,6 +20,7 @@ from envbuild.layout import (
     image_state,
     nightly_result,
     pack_state,
+    promotion_journal,
     read_json,
     read_marker,
     smoke_state,
@@ -55,6 +56,7 @@ class EnvStatus:
     nightly: str  # last nightly outcome: promoted/proposed/unchanged/failed at <stage>/""
     published: str = ""  # REGISTRY/NAMESPACE/<name>@sha256:... :current was moved to last
     published_build: str = ""  # the build that image is of
+    pending_switch: str = ""  # the build an interrupted switch goes to (its journal exists)
     recipe_error: str = ""  # why the recipe file does not parse ("" when it does)
 
 
@@ -129,6 +131,7 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         if published.get("repository") and published.get("image")
         else "",
         published_build=str(published.get("build_id", "")),
+        pending_switch=str((read_json(promotion_journal(project, name)) or {}).get("build_id", "")),
         recipe_error=recipe_error,
     )
 
@@ -180,7 +183,13 @@ def table(rows: list[EnvStatus]) -> str:
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in lines)  # fmt: skip
     invalid = [f"invalid recipe: {r.recipe_error}" for r in rows if r.recipe_error]
-    return "\n".join([text, *invalid])
+    pending = [
+        f"{r.recipe}: the switch to build {r.pending_switch} was interrupted; the next "
+        f"`doit build env={r.recipe}` finishes it"
+        for r in rows
+        if r.pending_switch
+    ]
+    return "\n".join([text, *invalid, *pending])
 
 
 def to_json(rows: list[EnvStatus]) -> str:

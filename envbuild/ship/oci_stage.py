@@ -20,7 +20,7 @@ from typing import Any
 from envbuild.errors import ImageError
 from envbuild.layout import BuildInfo, build_record, image_state
 from envbuild.lock.epoch import lock_epoch
-from envbuild.project import Project
+from envbuild.project import Project, is_registry_ref
 from envbuild.recipe.model import Recipe
 from envbuild.recipe.validate import display
 from envbuild.ship import engine as image_mod
@@ -80,6 +80,12 @@ def write(
         img = write_image(prefix, spec, Path(base_path), pin, out)
     except OSError as e:
         msg = f"{display(out)}: writing the image failed: {e}; the previous image is unchanged"
+        raise ImageError(msg) from None
+    except ImageError as e:
+        if not is_registry_ref(project.image_base):
+            raise
+        msg = (f"{e}\n{display(Path(base_path))} is the cached copy of [image] base "
+               f"{project.image_base}: delete it and the next run fetches it again")  # fmt: skip
         raise ImageError(msg) from None
     seconds = time.monotonic() - start
     published = image_path(project.path("dist"), name, info.platform)
