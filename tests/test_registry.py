@@ -355,8 +355,8 @@ def test_plain_http_only_for_loopback_or_insecure(
 
 
 def test_fetch_base_once_digest_checked(plain: Registry, tmp_path: Path) -> None:
-    from envbuild.deliver.ocilayout import Layout
     from envbuild.deliver.registry_base import fetch_base
+    from envbuild.ship.oci import Layout
 
     digest = write_layout(tmp_path / "layout", text="base")
     publish(f"{plain.host}/base", Release("debian", "linux-64", LOCK, tmp_path / "layout"))
@@ -374,7 +374,7 @@ def test_fetch_base_once_digest_checked(plain: Registry, tmp_path: Path) -> None
     path.write_bytes(good)
     cached = fetch_base(ref, tmp_path / "cache")
     with Layout(cached) as layout:
-        assert layout.image()["digest"] == digest
+        assert layout.read_json("index.json")["manifests"][0]["digest"] == digest
         assert (
             layout.read_blob(layer["digest"])
             == (
@@ -581,7 +581,9 @@ def test_registry_libraries_stay_off_the_no_op_path(packed_project: Project) -> 
     assert not {
         m
         for m in imported
-        if m.startswith(("envbuild.deliver.registry", "envbuild.deliver.publish", "envbuild.deliver.pull"))
+        if m.startswith(
+            ("envbuild.deliver.registry", "envbuild.deliver.publish", "envbuild.deliver.pull")
+        )
     }
 
 
@@ -601,7 +603,7 @@ def test_registry_out_of_space_then_next_publish_finishes(release: Release, tmp_
 def test_rollback_moves_current_back(plain: Registry, packed_project: Project) -> None:
     """Two published builds; `doit rollback` switches the environment and :current back."""
     from envbuild.commands import maintenance as commands
-    from envbuild.deliver.ocilayout import Layout
+    from envbuild.ship.oci import Layout
 
     root = packed_project.root
     config, recipe = root / "envbuild.toml", root / "recipes" / "tiny.yml"
@@ -624,7 +626,7 @@ def test_rollback_moves_current_back(plain: Registry, packed_project: Project) -
                 tarball.with_name(tarball.name.replace(".tar.zst", ".oci.tar")),
             )
             with Layout(root / "build" / f"layout-{text}") as layout:
-                digests.append(layout.image()["digest"])
+                digests.append(layout.read_json("index.json")["manifests"][0]["digest"])
             commands.publish(str(root), "tiny")  # (doit publish would first run doit docker)
         assert (
             json.loads(plain.skopeo("inspect", f"docker://{plain.host}/rb/tiny:current"))["Digest"]

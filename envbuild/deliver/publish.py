@@ -37,10 +37,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild.deliver.ocilayout import Layout
 from envbuild.deliver.reference import Reference, parse_reference, sha256_digest
 from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, Client, connect, fallback_tag
 from envbuild.errors import RegistryError
+from envbuild.ship.oci import DOCKER_LIST, Layout
 from envbuild.util.proc import kill_point
 
 log = logging.getLogger("envbuild")
@@ -115,12 +115,52 @@ def _put_manifest_once(client: Client, ref: Reference, data: bytes, media: str) 
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """One blob a registry needs: ``digest`` (``sha256:<hex>``), ``size`` in bytes,
+    ``media_type`` as the descriptor naming it says."""
+
+    digest: str
+    size: int
+    media_type: str
+
+
+def the_image(layout: Layout) -> dict[str, Any]:
+    """The one manifest descriptor the layout's ``index.json`` lists (an image, or an index of
+    images). Raises RegistryError if it lists none or several."""
+    entries = layout.read_json("index.json").get("manifests") or []
+    if len(entries) != 1:
+        msg = (
+            f"{layout.path}: index.json lists {len(entries)} manifests; envbuild publishes a "
+            "layout holding exactly one image"
+        )
+        raise RegistryError(msg)
+    return dict(entries[0])
+
+
+def walk(layout: Layout, descriptor: dict[str, Any]) -> list[tuple[Blob, bool]]:
+    """Everything ``descriptor`` needs on a registry, children first: (blob, is a manifest).
+    Layers and configs precede their manifest; images precede their index."""
+    data = layout.read_blob(descriptor["digest"])
+    manifest = json.loads(data)
+    media = descriptor.get("mediaType") or manifest.get("mediaType", "")
+    out: list[tuple[Blob, bool]] = []
+    if media in (OCI_INDEX, DOCKER_LIST) or "manifests" in manifest:
+        for child in manifest.get("manifests", []):
+            out += walk(layout, child)
+    else:
+        for d in (manifest["config"], *manifest.get("layers", [])):
+            out.append((Blob(d["digest"], int(d["size"]), d.get("mediaType", "")), False))
+    out.append((Blob(descriptor["digest"], len(data), media), True))
+    return out
+
+
 def push_layout(client: Client, ref: Reference, layout: Layout) -> tuple[dict[str, Any], int]:
     """Push the one image of ``layout`` to ``ref``'s repository by digest: blobs the registry
     lacks, then manifests, children first. Returns (its descriptor, uploads made)."""
-    image = layout.image()
+    image = the_image(layout)
     uploads = 0
-    for blob, is_manifest in layout.walk(image):
+    for blob, is_manifest in walk(layout, image):
         if is_manifest:
             data = layout.read_blob(blob.digest)
             uploads += _put_manifest_once(client, ref, data, blob.media_type)

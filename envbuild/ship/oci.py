@@ -291,21 +291,35 @@ class Layout:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def open(self, name: str) -> Iterator[IO[bytes]]:
-        """The member ``name`` (``index.json``, ``blobs/sha256/<hex>``); ImageError if absent."""
+    def stream(self, name: str) -> IO[bytes]:
+        """A fresh stream of member ``name`` (``index.json``, ``blobs/sha256/<hex>``; an
+        archive's ``./name`` too), read where it lies (never copied); ImageError if absent."""
         try:
             if self._tar is None:
-                with (self.path / name).open("rb") as f:
-                    yield f
-                return
-            member = self._tar.extractfile(name)
-            if member is None:
-                raise KeyError(name)
-            yield member
-        except (KeyError, FileNotFoundError):
-            msg = f"{display(self.path)}: no {name}: not an OCI image layout"
-            raise ImageError(msg) from None
+                return (self.path / name).open("rb")
+            for candidate in (name, f"./{name}"):
+                with contextlib.suppress(KeyError):
+                    member = self._tar.extractfile(candidate)
+                    if member is not None:
+                        return member
+        except OSError:
+            pass
+        msg = f"{display(self.path)}: no {name}: not an OCI image layout"
+        raise ImageError(msg)
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[IO[bytes]]:
+        """:meth:`stream`, closed after the block."""
+        with self.stream(name) as f:
+            yield f
+
+    def open_blob(self, digest: str) -> IO[bytes]:
+        """A fresh stream of blob ``digest`` (``sha256:<hex>``)."""
+        return self.stream(blob_name(digest))
+
+    def read_blob(self, digest: str) -> bytes:
+        with self.open_blob(digest) as f:
+            return f.read()
 
     def read_json(self, name: str, digest: str = "") -> Any:
         with self.open(name) as f:
