@@ -214,23 +214,26 @@ class Bytecode:
         interpreter, tag = self.found
         try:
             self.linked = link_kept(self.prefix, self.cache, self.records, self.link)
-            seen: set[str] = set()
+            metas = {r["name"]: "{name}-{version}-{build}.json".format(**r) for r in self.records}
+            # py-rattler writes a record once the package's files are all there: the
+            # interpreter can run when its own record exists
+            python = self.prefix / "conda-meta" / metas["python"]
+            # records whose bytecode was linked are never read (a rebuild reads none)
+            seen = {metas[r["name"]] for r in self.records if _key(r, *self.found) in self.linked}
             waiting: list[PackageBytecode] = []
-            ready = False
             while not self._stop.is_set():
                 for meta in sorted(self.prefix.glob("conda-meta/*.json")):
-                    try:  # py-rattler may be writing it: read it at the next look
-                        rec = json.loads(meta.read_text()) if meta.name not in seen else None
+                    if meta.name in seen:
+                        continue
+                    try:  # being written (a later look reads it) or a stray file
+                        rec = json.loads(meta.read_text())
                     except (OSError, ValueError):
                         continue
-                    if rec is None:
-                        continue
                     seen.add(meta.name)
-                    ready = ready or rec.get("name") == "python"
                     package = _package(meta, rec, interpreter, tag)
                     if package is not None and package.key not in self.linked:
                         waiting.append(package)
-                if ready:
+                if waiting and python.exists():
                     for package in waiting:
                         self._submit(package)
                     waiting = []
