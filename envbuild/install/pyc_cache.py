@@ -63,11 +63,19 @@ def _stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _safe(rel: str) -> bool:
+    """A relative path to a ``.pyc`` inside the directory it is joined to."""
+    parts = rel.split("/")  # a leading "/" makes an empty first part
+    return rel.endswith(".pyc") and ".." not in parts and "" not in parts
+
+
 def cached(entry: Path) -> Manifest | None:
     """The manifest of a complete cache entry whose files are intact, or None (missing,
     incomplete, unreadable, or a file changed since it was hashed)."""
     try:
         manifest: dict[str, list[Any]] = json.loads((entry / MANIFEST).read_text())
+        if not all(_safe(rel) for rel in manifest):
+            return None  # written by hand: never links outside the prefix
         if all(_stamp(entry / rel) == stamp for rel, (_, *stamp) in manifest.items()):
             return {rel: (digest, size) for rel, (digest, size, _) in manifest.items()}
     except (OSError, ValueError, TypeError, AttributeError):
