@@ -76,6 +76,7 @@ def _unbuilt_copy(prefix: Path, dest: Path) -> Path:
 def test_parallel_compile_gives_the_bytes_of_one_compileall(
     project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _own_bytecode_cache(project, tmp_path / "pyc")  # compiled in this prefix, not linked
     project.doit("build")
     built = (project.root / "envs" / "tiny").resolve()
     # the reference: one compileall over the listed files, as the first version ran it
