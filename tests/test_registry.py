@@ -562,7 +562,9 @@ def test_registry_libraries_stay_off_the_no_op_path(packed_project: Project) -> 
     assert not {
         m
         for m in imported
-        if m.startswith(("envbuild.deliver.registry", "envbuild.deliver.publish", "envbuild.deliver.pull"))
+        if m.startswith(
+            ("envbuild.deliver.registry", "envbuild.deliver.publish", "envbuild.deliver.pull")
+        )
     }
 
 

@@ -102,8 +102,6 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-
-
 def _put_manifest_once(client: Client, ref: Reference, data: bytes, media: str) -> bool:
     """PUT manifest ``data`` by its digest unless the registry has it. True if uploaded."""
     at = ref.with_target(sha256_digest(data))

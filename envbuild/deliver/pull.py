@@ -59,8 +59,6 @@ class Pulled:
         return json.dumps(asdict(self), indent=2)
 
 
-
-
 def pulls_dir(prefix: Path) -> Path:
     """``<parent>/.<name>.pulls``: the pulled environments behind the symlink ``prefix``."""
     return prefix.parent / f".{prefix.name}.pulls"

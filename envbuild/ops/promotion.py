@@ -114,8 +114,6 @@ def leftovers(project: Project, name: str) -> list[Path]:
     return sorted(found)
 
 
-
-
 def _copy_record(source: Path, dest: Path) -> None:
     data = read_json(source)
     if data is None:
