@@ -116,7 +116,11 @@ def test_no_private_names_across_modules() -> None:
 def test_few_modules_on_top_and_every_module_small() -> None:
     top = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
     assert len(top) <= MAX_TOP_LEVEL_MODULES, sorted(top)
-    long = {str(p.relative_to(PACKAGE)): n for p in MODULES if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in MODULES
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, long
 
 

@@ -16,7 +16,10 @@ import pytest
 from .conftest import REPO, Project
 
 BAD = [
-    ("[pubish]\nx = 1\n", r"envbuild.toml: line 1: unknown key 'pubish' \(did you mean 'publish'\?\)"),
+    (
+        "[pubish]\nx = 1\n",
+        r"envbuild.toml: line 1: unknown key 'pubish' \(did you mean 'publish'\?\)",
+    ),
     ("[zzz]\nx = 1\n", r"envbuild.toml: line 1: unknown key 'zzz' \(known: builds, "),
     (
         "[lock]\nplatfroms = ['linux-64']\n",

@@ -157,7 +157,9 @@ def test_rollback_and_gc(nightly_project: Project) -> None:
     assert [d.name for d in complete_builds(project, "good")] == ids[1:]  # keep = 2
     assert [d.name for _, d in retired_builds(project)] == ids[:1]  # moved aside, not deleted
     tarball = next((p.root / "dist").glob("good-*.tar.zst"))
-    history = {f.name.split(".")[0]: f for f in (p.root / "dist" / "history" / "good").glob("*.tar.*")}
+    history = {
+        f.name.split(".")[0]: f for f in (p.root / "dist" / "history" / "good").glob("*.tar.*")
+    }
     assert set(history) == set(ids)  # gc has not run yet
     explicit = p.root / "locks" / "good-linux-64.explicit.txt"
     assert "threadpoolctl" not in explicit.read_text()  # variant 2 is current

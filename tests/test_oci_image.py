@@ -64,7 +64,7 @@ def test_written_without_engine_same_digest_in_two_clones(
     assert "index.json" in names and "manifest.json" in names
     assert oci.archive_digest(archive) == first["digest"]
     out = project.doit("status", "--json", env=NO_ENGINE).stdout
-    status = json.loads(out[out.index("["):])
+    status = json.loads(out[out.index("[") :])
     assert status[0]["image_digest"] == first["digest"]
     assert status[0]["image_smoke"] == oci_stage.NOT_RUN
     # a rebuild of the same lock: the same digest
@@ -87,22 +87,27 @@ def first_epoch(project: Project) -> int:
 
 def test_image_layers_sorted_owned_by_root_user_layer_numeric(project: Project, base: Path) -> None:
     _with_base(project, str(base))
-    project.write_recipe("tiny", TINY_RECIPE.format(name="tiny") + "variables: {GREETING: 'hi $X'}\n")
+    project.write_recipe(
+        "tiny", TINY_RECIPE.format(name="tiny") + "variables: {GREETING: 'hi $X'}\n"
+    )
     project.doit("docker", env=NO_ENGINE)
     with oci.Layout(project.root / "dist" / "tiny-linux-64.oci.tar") as layout:
         image = layout.image("amd64")
         cfg = image.config["config"]
         assert cfg["User"] == "1000:1000" and cfg["WorkingDir"] == "/home/envbuild"
-        assert cfg["Env"][-5].startswith("PATH=/opt/env/bin:") and cfg["Env"][-1] == "GREETING=hi $X"
+        assert (
+            cfg["Env"][-5].startswith("PATH=/opt/env/bin:") and cfg["Env"][-1] == "GREETING=hi $X"
+        )
         assert cfg["Labels"]["org.envbuild.recipe"] == "tiny"
         assert image.manifest["annotations"]["org.opencontainers.image.revision"] == cfg[
             "Labels"]["org.envbuild.lock-sha256"]  # fmt: skip
         assert not any("build-id" in k for k in cfg["Labels"])  # no per-build ids
         import gzip
 
-        with layout.open(oci.blob_name(image.layers[-2].digest)) as raw, tarfile.open(
-            fileobj=gzip.GzipFile(fileobj=raw), mode="r|"
-        ) as tf:
+        with (
+            layout.open(oci.blob_name(image.layers[-2].digest)) as raw,
+            tarfile.open(fileobj=gzip.GzipFile(fileobj=raw), mode="r|") as tf,
+        ):
             members, records = [], []
             for m in tf:
                 members.append(m)
@@ -206,13 +211,19 @@ def test_sbom_valid_and_complete(project: Project, base: Path) -> None:
     doc = json.loads(text)
     assert doc["specVersion"] == "1.6"
     purls = {c["purl"] for c in doc["components"]}
-    lock = __import__("yaml").safe_load((project.root / "locks" / "tiny.conda-lock.yml").read_text())
+    lock = __import__("yaml").safe_load(
+        (project.root / "locks" / "tiny.conda-lock.yml").read_text()
+    )
     for pkg in lock["package"]:
-        assert any(p.startswith(f"pkg:conda/{pkg['name']}@{pkg['version']}?build=") for p in purls), pkg["name"]
+        assert any(
+            p.startswith(f"pkg:conda/{pkg['name']}@{pkg['version']}?build=") for p in purls
+        ), pkg["name"]
     assert any(p.startswith("pkg:pypi/python-dateutil@") for p in purls)
     props = {p["name"]: p["value"] for p in doc["metadata"]["properties"]}
     assert props["envbuild:recipe"] == "tiny" and len(props["envbuild:lock-sha256"]) == 64
-    dateutil = next(c for c in doc["components"] if c["purl"].startswith("pkg:conda/python-dateutil"))
+    dateutil = next(
+        c for c in doc["components"] if c["purl"].startswith("pkg:conda/python-dateutil")
+    )
     assert {h["alg"] for h in dateutil["hashes"]} == {"SHA-256", "MD5"}
     deps = {d["ref"]: d.get("dependsOn", []) for d in doc["dependencies"]}
     assert any(r.startswith("pkg:conda/python@") for r in deps[dateutil["bom-ref"]])
@@ -227,8 +238,11 @@ def test_sbom_valid_and_complete(project: Project, base: Path) -> None:
 
 def test_sbom_lists_what_pixi_sbom_lists(project: Project, base: Path) -> None:
     beside = Path(sys.executable).parent / "pixi-sbom"  # the test extra, in this venv
-    exe = os.environ.get("PIXI_SBOM") or shutil.which("pixi-sbom") or (
-        str(beside) if beside.exists() else "")
+    exe = (
+        os.environ.get("PIXI_SBOM")
+        or shutil.which("pixi-sbom")
+        or (str(beside) if beside.exists() else "")
+    )
     if not exe:
         pytest.skip("pixi-sbom (PyPI) is not installed here")
     _with_base(project, str(base))
@@ -247,9 +261,7 @@ def test_sbom_lists_what_pixi_sbom_lists(project: Project, base: Path) -> None:
             assert c["purl"].split("?")[0].lower() in ours_ids, c["purl"]
 
 
-def test_loaded_into_engine_runs_as_non_root(
-    engine: None, project: Project, base: Path
-) -> None:
+def test_loaded_into_engine_runs_as_non_root(engine: None, project: Project, base: Path) -> None:
     _with_base(project, str(base))
     proc = project.doit("docker")
     record = _record(project)
@@ -273,7 +285,9 @@ def test_nightly_promotes_and_rollback_restores_the_written_image(
     make_project: Callable[..., Project], base: Path
 ) -> None:
     p = _with_base(make_project(recipes={"good": None}), str(base))
-    (p.root / "envbuild.toml").write_text((p.root / "envbuild.toml").read_text() + "[builds]\nkeep = 3\n")
+    (p.root / "envbuild.toml").write_text(
+        (p.root / "envbuild.toml").read_text() + "[builds]\nkeep = 3\n"
+    )
     p.doit("nightly", "env=good", env=NO_ENGINE)
     archive = p.root / "dist" / "good-linux-64.oci.tar"
     first = oci.archive_digest(archive)

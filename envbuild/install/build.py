@@ -210,17 +210,18 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
     prefix.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     cache, link = project.path("bytecode_cache"), project.link_mode == "auto"
+    # while the worker process installs the packages, a thread links the kept bytecode and
+    # compiles each package the installer has finished; another deletes the builds earlier
+    # switches retired
+    pyc = bytecode.Bytecode(prefix, cache, records, link)
     try:
-        # while the worker process installs the packages, threads link the kept bytecode and
-        # delete the builds earlier switches retired
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            linking = pool.submit(bytecode.link_kept, prefix, cache, records, link)
+        with ThreadPoolExecutor(max_workers=1) as pool:
             emptying = pool.submit(empty_trash, project, recipe.name)
-            attempts = _install(records, prefix, project, platform, recipe, linking.result)
-            # a retry emptied the prefix (after the linking finished): link again below
-            linked = linking.result() if attempts == 1 else {}
+            pyc.start()
+            # a retry empties the prefix: everything writing into it stops first
+            _install(records, prefix, project, platform, recipe, pyc.abandon)
             emptying.result()
-        reused, compiled = bytecode.compile_prefix(prefix, cache, link=link, linked=linked)
+        reused, compiled = pyc.finish()
         log.info("bytecode for %s: %d packages linked, %d compiled", recipe.name, reused, compiled)
         pypi.install(prefix, pip_records, recipe)
         info = BuildInfo(
@@ -236,6 +237,7 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
         atomic_write(lock_copy(prefix), lock_path.read_bytes())
         atomic_write(marker_path(prefix), info.to_json())
     except BaseException:
+        pyc.abandon()  # nothing writes into the prefix while it is removed
         remove_build(prefix)
         remove_tree(candidate_dir(project, recipe.name))  # nothing else is staged yet
         raise

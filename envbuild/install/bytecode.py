@@ -10,11 +10,20 @@ import compiles from source, every time, as every user of a read-only prefix (th
   linked copy stays valid in any build and any relocated prefix. The source path it records
   (``co_filename``) is prefix-relative (``compileall -s <prefix>``), so the bytes are the same
   whatever the build directory (importlib sets the real path on load).
-* Kept in the bytecode cache (default ``<package cache>-pyc/<key>/``), ``key`` being the
-  sha256 of the package's archive sha256, the interpreter's record and the bytecode tag
-  (``cpython-311``): a changed package or interpreter never reuses stale bytecode. Each kept
-  file must still have the size and mtime it had when hashed before it is linked again (a file
-  edited through a hard link is never reused).
+* Only what the packages do not ship: a ``.py`` whose ``.pyc`` for this interpreter's tag the
+  package itself installs (conda-forge's compiled packages) is left alone; noarch: python
+  packages, which conda compiles at link time, and our offline packages are compiled.
+* In parallel and while the installer runs (:class:`Bytecode`): as soon as the interpreter's
+  package is linked, each package whose ``conda-meta`` record has appeared (py-rattler writes
+  it after the package's files) is compiled in place by a pool of interpreters
+  (:mod:`envbuild.install.compiler`), one per core; the bytes are those of compiling after the
+  install (same sources, same recorded path).
+* Kept in the bytecode cache (default ``<package cache>-pyc/<key>/``,
+  :mod:`envbuild.install.pyc_cache`), ``key`` being the sha256 of the package's archive
+  sha256, the interpreter's record and the bytecode tag (``cpython-311``): a changed package or
+  interpreter never reuses stale bytecode. Each kept file must still have the size and mtime it
+  had when hashed before it is linked again (a file edited through a hard link is never
+  reused).
 * Recorded in each package's ``conda-meta`` record as ``pyc_file`` entries (conda's path type
   for bytecode it compiles itself), with sha256, so verify, pack, gc and the image treat them as
   part of the environment.
@@ -22,21 +31,22 @@ import compiles from source, every time, as every user of a read-only prefix (th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import shutil
+import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envbuild.util import proc
-from envbuild.util.fs import atomic_write, file_sha256, remove_tree, staged_dir
-from envbuild.util.mutex import hold
+from envbuild.install import pyc_cache
+from envbuild.install.compiler import Compiler
+from envbuild.util.fs import atomic_write, file_sha256
 
-MANIFEST = "manifest.json"
+log = logging.getLogger("envbuild")
+
 _SKIP_TYPES = ("directory", "softlink", "pyc_file")
+_POLL = 0.05  # seconds between looks at conda-meta while the installer runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,7 @@ class PackageBytecode:
     key: str  # bytecode cache key (64 hex)
     sources: tuple[str, ...]  # prefix-relative .py paths
     pycs: tuple[str, ...]  # prefix-relative __pycache__/<stem>.<tag>.pyc paths, same order
+    sizes: tuple[int, ...] = ()  # bytes of each source, as recorded (0: unknown)
 
 
 def _pyc_path(source: str, tag: str) -> str:
@@ -79,6 +90,25 @@ def _key(record: dict[str, Any], interpreter: str, tag: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def _package(meta: Path, rec: dict[str, Any], interpreter: str, tag: str) -> PackageBytecode | None:
+    """The bytecode plan of one conda-meta record (None: no ``.py`` files that need it)."""
+    entries = rec.get("paths_data", {}).get("paths", [])
+    have = {e["_path"] for e in entries}
+    wanted = [
+        e
+        for e in entries
+        if e["_path"].endswith(".py")
+        and e.get("path_type") not in _SKIP_TYPES
+        and _pyc_path(e["_path"], tag) not in have  # shipped by the package itself
+    ]
+    if not wanted:
+        return None
+    sources = tuple(e["_path"] for e in wanted)
+    pycs = tuple(_pyc_path(s, tag) for s in sources)
+    sizes = tuple(int(e.get("size_in_bytes") or 0) for e in wanted)
+    return PackageBytecode(meta, _key(rec, interpreter, tag), sources, pycs, sizes)
+
+
 def plan(prefix: Path) -> list[PackageBytecode]:
     """What to compile in ``prefix`` (reads conda-meta only): for each package with ``.py``
     files, their bytecode paths and cache key. Empty without a CPython in the environment."""
@@ -86,21 +116,8 @@ def plan(prefix: Path) -> list[PackageBytecode]:
     if found is None:
         return []
     records, interpreter, tag = found
-    out = []
-    for meta, rec in records:
-        entries = rec.get("paths_data", {}).get("paths", [])
-        have = {e["_path"] for e in entries}
-        sources = tuple(
-            e["_path"]
-            for e in entries
-            if e["_path"].endswith(".py")
-            and e.get("path_type") not in _SKIP_TYPES
-            and _pyc_path(e["_path"], tag) not in have
-        )
-        if sources:
-            pycs = tuple(_pyc_path(s, tag) for s in sources)
-            out.append(PackageBytecode(meta, _key(rec, interpreter, tag), sources, pycs))
-    return out
+    packages = (_package(meta, rec, interpreter, tag) for meta, rec in records)
+    return [p for p in packages if p is not None]
 
 
 def keys_in_use(prefix: Path) -> set[str]:
@@ -117,72 +134,7 @@ def keys_in_use(prefix: Path) -> set[str]:
     }
 
 
-def _link_or_copy(src: str | Path, dest: str | Path, link: bool) -> None:
-    """Hard-link (``link``) or copy ``src`` to ``dest``. An existing ``dest`` is replaced,
-    never written through: it may be a hard link into a cache."""
-    if link:
-        try:
-            os.link(src, dest)
-            return
-        except FileExistsError:
-            os.unlink(dest)
-            return _link_or_copy(src, dest, link)
-        except OSError:
-            pass  # another filesystem, or links not allowed: copy
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(dest)
-    shutil.copy2(src, dest)
-
-
-def _link_tree(src: Path, dest: Path, files: list[str], link: bool) -> None:
-    """Link (or copy) ``files`` (relative paths) from ``src`` to ``dest``, making directories
-    once each (thousands of files per package: plain strings, no pathlib, on purpose)."""
-    made: set[str] = set()
-    base_src, base_dest = str(src), str(dest)
-    for rel in files:
-        target = f"{base_dest}/{rel}"
-        parent = os.path.dirname(target)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        _link_or_copy(f"{base_src}/{rel}", target, link)
-
-
-def _stamp(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
-
-
-def _cached(entry: Path) -> dict[str, tuple[str, int]] | None:
-    """The pyc path -> (sha256, size) map of a complete cache entry whose files are intact:
-    each file still has the size and mtime it had when it was hashed (a write through any hard
-    link changes them; :mod:`envbuild.rattler.cache_stamps` trusts the same for the package
-    cache)."""
-    try:
-        manifest: dict[str, list[Any]] = json.loads((entry / MANIFEST).read_text())
-        if all(_stamp(entry / rel) == stamp for rel, (_, *stamp) in manifest.items()):
-            return {rel: (digest, size) for rel, (digest, size, _) in manifest.items()}
-    except (OSError, ValueError, TypeError):
-        pass
-    return None
-
-
-def _compile(prefix: Path, packages: list[PackageBytecode]) -> None:
-    """Compile the sources of ``packages`` with the environment's interpreter (all cores).
-    Files that do not compile (Python 2 test data, templates) are left without bytecode."""
-    listing = "\n".join(str(prefix / s) for p in packages for s in p.sources) + "\n"
-    # -s: the source path recorded in each .pyc (co_filename) is prefix-relative, so the
-    # bytes do not depend on the build directory; importlib sets the real path on load.
-    # -B -f: the modules compileall itself imports must not leave import-time (timestamp,
-    # absolute path) .pyc files that it would then skip as up to date
-    argv = [
-        str(prefix / "bin" / "python"), "-I", "-B", "-m", "compileall", "-q", "-f", "-j", "0",
-        "--invalidation-mode", "checked-hash", "-s", str(prefix), "-i", "-",
-    ]  # fmt: skip
-    proc.run(argv, check=False, input_text=listing, timeout=3600)
-
-
-def _record(package: PackageBytecode, manifest: dict[str, tuple[str, int]]) -> None:
+def _record(package: PackageBytecode, manifest: pyc_cache.Manifest) -> None:
     """Add the package's bytecode (path -> (sha256, size)) to its conda-meta record as
     ``pyc_file`` entries."""
     data: dict[str, Any] = json.loads(package.record.read_text())
@@ -201,14 +153,13 @@ def _record(package: PackageBytecode, manifest: dict[str, tuple[str, int]]) -> N
 
 def link_kept(
     prefix: Path, cache: Path, records: list[dict[str, Any]], link: bool = True
-) -> dict[str, dict[str, tuple[str, int]]]:
+) -> dict[str, pyc_cache.Manifest]:
     """Link (``link``) or copy into ``prefix`` the kept bytecode of ``records`` (the lock's
     install records), before or while py-rattler installs the packages themselves: the
     cache key needs only each record's sha256 and the interpreter's. Touches no conda-meta.
 
-    Output: cache key -> {pyc path: (sha256, size)} of what was linked, for
-    :func:`compile_prefix`. Packages without kept bytecode are left to it. Never raises for a
-    missing or damaged cache entry (it is compiled again later)."""
+    Output: cache key -> manifest of what was linked. Packages without kept bytecode are left
+    out. Never raises for a missing or damaged cache entry (it is compiled again later)."""
     found = _interpreter(records)
     if found is None:
         return {}
@@ -216,54 +167,153 @@ def link_kept(
     linked = {}
     for record in records:
         key = _key(record, interpreter, tag)
-        manifest = _cached(cache / key)
+        manifest = pyc_cache.link_entry(cache, key, prefix, link)
         if manifest is not None:
-            _link_tree(cache / key, prefix, list(manifest), link)
             linked[key] = manifest
     return linked
 
 
-def compile_prefix(
-    prefix: Path,
-    cache: Path,
-    link: bool = True,
-    linked: dict[str, dict[str, tuple[str, int]]] | None = None,
-) -> tuple[int, int]:
-    """Give every package in ``prefix`` its bytecode: linked (``link``) or copied from
-    ``cache`` when kept there (or already linked by :func:`link_kept`: ``linked``), else
-    compiled and kept. Records the files in conda-meta.
+class Bytecode:
+    """The bytecode of one build into ``prefix`` of the lock's install ``records``: kept
+    bytecode linked and the rest compiled while the installer runs (:meth:`start`), what
+    is left after it (:meth:`finish`), all recorded in conda-meta. :meth:`abandon` stops
+    everything writing into ``prefix`` (before it is emptied or removed)."""
 
-    Output: (packages served from the cache, packages compiled). Raises ProcessError only if
-    the interpreter cannot be started."""
-    packages = plan(prefix)
-    reused = 0
-    todo = []
-    for package in packages:
-        manifest = (linked or {}).get(package.key)
-        if manifest is None:
-            manifest = _cached(cache / package.key)
-            if manifest is None:
-                todo.append(package)
-                continue
-            _link_tree(cache / package.key, prefix, list(manifest), link)
-        _record(package, manifest)
-        reused += 1
-    if todo:
-        _compile(prefix, todo)
-    for package in todo:
+    def __init__(
+        self,
+        prefix: Path,
+        cache: Path,
+        records: list[dict[str, Any]],
+        link: bool = True,
+        workers: int | None = None,
+    ) -> None:
+        self.prefix, self.cache, self.records, self.link = prefix, cache, records, link
+        self.workers = workers
+        self.found = _interpreter(records)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.linked: dict[str, pyc_cache.Manifest] = {}
+        self.compiled: dict[str, pyc_cache.Manifest] = {}
+        self.submitted: dict[str, PackageBytecode] = {}
+        self._compiler: Compiler | None = None
+
+    def start(self) -> None:
+        """In a thread: link the kept bytecode, then compile each package the installer has
+        finished, once the interpreter's own package is there."""
+        if self.found is not None:
+            self._watcher = threading.Thread(target=self._watch, daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        assert self.found is not None
+        interpreter, tag = self.found
+        try:
+            self.linked = link_kept(self.prefix, self.cache, self.records, self.link)
+            metas = {r["name"]: "{name}-{version}-{build}.json".format(**r) for r in self.records}
+            # py-rattler writes a record once the package's files are all there: the
+            # interpreter can run when its own record exists
+            python = self.prefix / "conda-meta" / metas["python"]
+            # records whose bytecode was linked are never read (a rebuild reads none)
+            seen = {metas[r["name"]] for r in self.records if _key(r, *self.found) in self.linked}
+            waiting: list[PackageBytecode] = []
+            while not self._stop.is_set():
+                for meta in sorted(self.prefix.glob("conda-meta/*.json")):
+                    if meta.name in seen:
+                        continue
+                    try:  # being written (a later look reads it) or a stray file
+                        rec = json.loads(meta.read_text())
+                    except (OSError, ValueError):
+                        continue
+                    seen.add(meta.name)
+                    package = _package(meta, rec, interpreter, tag)
+                    if package is not None and package.key not in self.linked:
+                        waiting.append(package)
+                if waiting and python.exists():
+                    for package in waiting:
+                        self._submit(package)
+                    waiting = []
+                self._stop.wait(_POLL)
+        except BaseException as e:  # raised by finish()
+            self._error = e
+
+    def _submit(self, package: PackageBytecode) -> None:
+        if self._compiler is None:
+            python = self.prefix / "bin" / "python"
+            self._compiler = Compiler(python, self.prefix, self._done, self.workers)
+        self.submitted[package.key] = package
+        self._compiler.add(package.key, list(zip(package.sources, package.sizes, strict=True)))
+
+    def _done(self, key: str) -> None:
+        """One package compiled (a compiler thread): hash its bytecode and keep it."""
+        package = self.submitted[key]
         produced = {
-            rel: file_sha256(prefix / rel) for rel in package.pycs if (prefix / rel).exists()
+            rel: file_sha256(self.prefix / rel)
+            for rel in package.pycs
+            if (self.prefix / rel).exists()
         }
-        entry = cache / package.key
-        with hold(cache / f".{package.key}.lock", "bytecode cache entry"):
-            remove_tree(entry)  # a damaged entry, or one a killed run left
-            with staged_dir(entry) as tmp:
-                _link_tree(prefix, tmp, list(produced), link)
-                stamps = {rel: _stamp(tmp / rel) for rel in produced}
-                kept = {rel: [digest, *stamps[rel]] for rel, digest in produced.items()}
-                atomic_write(tmp / MANIFEST, json.dumps(kept, indent=1, sort_keys=True))
-        _record(package, {rel: (digest, stamps[rel][0]) for rel, digest in produced.items()})
-    return reused, len(todo)
+        manifest = pyc_cache.keep(self.cache, key, self.prefix, produced, self.link)
+        with self._lock:
+            self.compiled[key] = manifest
+
+    def _stop_watching(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+
+    def abandon(self) -> None:
+        """Stop linking and compiling into ``prefix`` and forget what was done there (the
+        prefix is about to be emptied or removed); kept cache entries stay. Idempotent."""
+        self._stop_watching()
+        if self._compiler is not None:
+            self._compiler.abandon()
+        self._error = None
+        self._reset()
+
+    def finish(self) -> tuple[int, int]:
+        """After the install: give every package in ``prefix`` its bytecode (linked from the
+        cache, compiled meanwhile, or compiled now) and record it in conda-meta.
+
+        Output: (packages served from the cache, packages compiled). Raises ProcessError if
+        an interpreter cannot be started or dies, OSError if the cache cannot be written."""
+        self._stop_watching()
+        if self._error is not None:
+            self.abandon()
+            raise self._error
+        packages = plan(self.prefix)
+        try:
+            for package in packages:
+                if package.key in self.linked or package.key in self.submitted:
+                    continue
+                manifest = pyc_cache.link_entry(self.cache, package.key, self.prefix, self.link)
+                if manifest is not None:
+                    self.linked[package.key] = manifest
+                else:
+                    self._submit(package)
+            if self._compiler is not None:
+                self._compiler.finish()
+        except BaseException:
+            self.abandon()
+            raise
+        for package in packages:
+            manifest = self.linked.get(package.key, self.compiled.get(package.key))
+            if manifest is not None:
+                _record(package, manifest)
+        return len(self.linked), len(self.compiled)
 
 
-__all__ = ["PackageBytecode", "compile_prefix", "keys_in_use", "link_kept", "plan"]
+def compile_prefix(prefix: Path, cache: Path, link: bool = True) -> tuple[int, int]:
+    """Give every package in the installed ``prefix`` its bytecode (linked from ``cache``
+    or compiled there, in parallel) and record it: :class:`Bytecode` without an installer
+    running. Output: (packages served from the cache, packages compiled)."""
+    found = _records(prefix)
+    records = [rec for _, rec in found[0]] if found else []
+    return Bytecode(prefix, cache, records, link).finish()
+
+
+__all__ = ["Bytecode", "PackageBytecode", "compile_prefix", "keys_in_use", "link_kept", "plan"]

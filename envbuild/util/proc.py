@@ -190,6 +190,78 @@ def start(argv: Sequence[str | os.PathLike[str]], *, stream_stderr: bool = False
     return Started(args, stream_stderr)
 
 
+class Dialogue:
+    """A command that answers one line of input with one line of output, for as long as it
+    runs (:func:`converse`): a pool of interpreters fed work as it comes, without paying
+    their start-up per item. It is killed if this process dies (Linux)."""
+
+    def __init__(self, args: tuple[str, ...]) -> None:
+        self.args = args
+        # a file, not a pipe: a chatty command never blocks on its stderr
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        try:
+            self._child = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._err,
+                preexec_fn=_die_with_parent if os.name == "posix" else None,
+            )
+        except FileNotFoundError as e:
+            self._err.close()
+            raise ProcessError(_not_found(args)) from e
+
+    def ask(self, line: str) -> str:
+        """Send ``line`` (no newline in it) and return its one-line answer, without the
+        newline. Raises ProcessError (argv, exit status, stderr) if the command has left or
+        leaves before answering."""
+        stdin, stdout = self._child.stdin, self._child.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            stdin.write(line.encode() + b"\n")
+            stdin.flush()
+            answer = stdout.readline()
+        except BrokenPipeError:
+            answer = b""
+        if not answer.endswith(b"\n"):
+            self._child.kill()
+            raise ProcessError(format_failure(self._result(), "command left while asked"))
+        return answer[:-1].decode(errors="replace")
+
+    def close(self, timeout: float = 30) -> None:
+        """Close its input and wait for it to leave (killed after ``timeout`` seconds)."""
+        with contextlib.suppress(OSError):
+            if self._child.stdin is not None:
+                self._child.stdin.close()
+        try:
+            self._child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        if self._child.stdout is not None:
+            self._child.stdout.close()
+        self._err.close()
+
+    def kill(self) -> None:
+        """End it now (SIGKILL); :meth:`close` still follows (a thread blocked in
+        :meth:`ask` gets a ProcessError)."""
+        self._child.kill()
+
+    def _result(self) -> Result:
+        self._child.wait()
+        self._err.seek(0)
+        err = self._err.read().decode(errors="replace")
+        return Result(self.args, self._child.returncode, "", err)
+
+
+def converse(argv: Sequence[str | os.PathLike[str]]) -> Dialogue:
+    """Start ``argv`` for a line-by-line exchange (:class:`Dialogue`). Raises ProcessError
+    if it is missing."""
+    args = tuple(os.fspath(a) for a in argv)
+    log.debug("converse: %s", " ".join(args))
+    return Dialogue(args)
+
+
 @contextlib.contextmanager
 def feeding(
     argv: Sequence[str | os.PathLike[str]],
