@@ -9,6 +9,8 @@ from pathlib import Path
 
 from envbuild.rattler import cache_stamps
 
+from .conftest import Project
+
 
 def _entry(cache: Path) -> Path:
     entry = cache_stamps.entry_dir(cache, "pkg-1.0-h0_0.conda")
@@ -51,3 +53,31 @@ def test_missing_file_or_unreadable_stamp_is_not_intact(tmp_path: Path) -> None:
     assert not cache_stamps.intact(entry)
     cache_stamps.stamp(entry)  # a file paths.json lists is gone: nothing to stamp
     assert not cache_stamps.intact(entry)
+
+
+def test_an_intact_entry_of_the_locked_archive_is_linked_without_reading_it(
+    built_own: tuple[Project, Path], tmp_path: Path
+) -> None:
+    """A warm build does not hash an archive whose intact cache entry was extracted from the
+    locked bytes (py-rattler never reads it): a damaged copy in the channel changes nothing.
+    Once the entry is damaged too, the archive is read again, and refused."""
+    import subprocess
+
+    project, channel = built_own
+    archive = next(channel.glob("noarch/python-dateutil-*.conda"))
+    entry = cache_stamps.entry_dir(tmp_path / "pkgs", archive.name)
+    assert cache_stamps.intact(entry) and cache_stamps.extracted_from(entry)
+    archive.write_bytes(b"not the locked archive")
+    state = project.root / "build" / "state" / "tiny.build.json"
+    state.unlink()
+    project.doit("build", "env=tiny")
+    env = project.root / "envs" / "tiny"
+    probe = [str(env / "bin" / "python"), "-I", "-c", "import dateutil; print(dateutil.__file__)"]
+    assert subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
+    listed = json.loads((entry / "info" / "paths.json").read_text())["paths"]
+    victim = entry / next(p["_path"] for p in listed if p["_path"].endswith(".py"))
+    with victim.open("ab") as f:  # the entry is no longer what was extracted
+        f.write(b"\n# edited\n")
+    state.unlink()
+    refused = project.doit("build", "env=tiny", check=False)
+    assert refused.returncode != 0 and archive.name in refused.stdout + refused.stderr

@@ -65,9 +65,12 @@ def _normalized(info: tarfile.TarInfo, epoch: int) -> tarfile.TarInfo:
     return info
 
 
-def _members(component: bytes) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+Members = list[tuple[tarfile.TarInfo, bytes | None]]
+
+
+def _members(component: bytes) -> Members:
     """Every file and link of a component tar (``.tar.zst`` bytes), with its data."""
-    out: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    out: Members = []
     raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(component))
     with tarfile.open(fileobj=raw, mode="r|") as tf:
         for info in tf:
@@ -100,13 +103,15 @@ def rewrite_conda(
     dest: Path,
     epoch: int,
     edit_index: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    edit_members: Callable[[Members, Members], tuple[Members, Members]] | None = None,
 ) -> Path:
     """Write the ``.conda`` package ``src`` again as ``dest``, reproducibly (module docstring).
 
     ``edit_index`` may change ``info/index.json`` (its ``timestamp`` is set to ``epoch`` in
-    milliseconds after it). ``dest`` is written through a temporary file in its directory and
-    moved into place; ``src`` may be ``dest``. Raises zipfile/tarfile/zstd errors for a
-    damaged archive, KeyError when a component is missing.
+    milliseconds after it); ``edit_members`` may add or change members, ``(pkg, info) ->
+    (pkg, info)`` (:func:`envbuild.offline.pycs.with_bytecode`). ``dest`` is written through
+    a temporary file in its directory and moved into place; ``src`` may be ``dest``. Raises
+    zipfile/tarfile/zstd errors for a damaged archive, KeyError when a component is missing.
     """
     with zipfile.ZipFile(src) as zf:
         names = zf.namelist()
@@ -115,6 +120,8 @@ def rewrite_conda(
         metadata = zf.read("metadata.json") if "metadata.json" in names else None
         pkg = _members(zf.read(pkg_name))
         info = _members(zf.read(info_name))
+    if edit_members is not None:
+        pkg, info = edit_members(pkg, info)
     for i, (member, data) in enumerate(info):
         if member.name == "info/index.json" and data is not None:
             index = json.loads(data)

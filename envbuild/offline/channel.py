@@ -26,13 +26,15 @@ from envbuild.errors import ChannelError, ConfigError, EnvBuildError
 from envbuild.lock.epoch import FALLBACK_EPOCH
 from envbuild.offline.archives import rewrite_conda, source_date_epoch, wheel_epoch
 from envbuild.offline.pins import PinFile, check_interpreter, normalize, read_pins, update_command
+from envbuild.offline.pycs import with_bytecode
 from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
 from envbuild.rattler import client as rattler_client
 from envbuild.util import proc
 from envbuild.util.fs import file_sha256, remove_tree, staged_dir
 
 log = logging.getLogger("envbuild")
-SCHEMA = 3  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix
+SCHEMA = 4  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix;
+# 4: python and binary packages ship their bytecode (as conda-forge's do)
 
 
 def inputs(pins: Path, requirements: tuple[str, ...] = ()) -> dict[str, object]:
@@ -176,7 +178,10 @@ def _placed(pkg: Path, known: set[str], out_dir: Path, epoch: int) -> Path:
             fixed.append(dash + sep + rest if dash in known and name not in known else dep)
         return index | {"depends": fixed}
 
-    return rewrite_conda(pkg, out_dir / pkg.name, epoch, dashed)
+    # a binary package ships its bytecode, as conda-forge's do; noarch: python ones leave it
+    # to the installer
+    bytecode = None if out_dir.name == "noarch" else with_bytecode
+    return rewrite_conda(pkg, out_dir / pkg.name, epoch, dashed, bytecode)
 
 
 def _repodata_fixed(channel: Path, epoch: int) -> None:
@@ -227,7 +232,7 @@ def build_offline_channel(
         (tmp / "noarch").mkdir()  # every channel has noarch, even an empty one
         work = cache_dir / f"work-{os.getpid()}"  # caches are shared by concurrent builds
         for made in (build_python_package(tmp, work), build_python_abi_package(tmp, work)):
-            rewrite_conda(made, made, own_epoch)
+            rewrite_conda(made, made, own_epoch, edit_members=with_bytecode)
         packages = [convert_wheel(w, cache_dir / "converted", renames) for w in wheels]
         indexes = [_index_of(pkg) for pkg in packages]
         known = {str(index["name"]) for index in indexes}

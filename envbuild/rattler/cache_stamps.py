@@ -77,4 +77,27 @@ def stamp(entry: Path) -> None:
             atomic_write(entry / STAMP, json.dumps({"files": digest}))
 
 
-__all__ = ["STAMP", "entry_dir", "entry_name", "intact", "stamp"]
+def extracted_from(entry: Path) -> str:
+    """The sha256 (hex) of the archive py-rattler extracted ``entry`` from, as its cache lock
+    file ``<entry>.lock`` records it (rattler_cache: a big-endian u64 revision, then the 32-byte
+    sha256), or "" when it records none or cannot be read: then the archive is hashed as usual.
+    """
+    try:
+        with open(f"{entry}.lock", "rb") as f:
+            data = f.read(41)
+    except OSError:
+        return ""
+    return data[8:].hex() if len(data) == 40 else ""
+
+
+def lock_state(entry: Path) -> tuple[int, int, int]:
+    """(inode, size, mtime in ns) of ``<entry>.lock``, which py-rattler rewrites whenever it
+    extracts the entry again; (0, 0, 0) if it cannot be read."""
+    try:
+        st = os.stat(f"{entry}.lock")
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+__all__ = ["STAMP", "entry_dir", "entry_name", "extracted_from", "intact", "lock_state", "stamp"]

@@ -260,7 +260,20 @@ async def install(req: dict[str, Any]) -> int:
     from rattler.package_cache import PackageCache, PackageCacheLayer, ValidationMode
 
     locked = req["records"]
-    sizes = records_mod.verify_archives(locked)
+    cache_dir = Path(req["cache_dir"])
+    entries = [cache_stamps.entry_dir(cache_dir, j["fn"]) for j in locked]
+    stamped = {e for e in entries if e.is_dir() and cache_stamps.intact(e)}
+    trusted = all(e in stamped for e in entries if e.is_dir())
+    # with every entry intact (fast validation), an archive whose entry was extracted from the
+    # locked bytes is not read by the installer: hashing it again would only cost time (~0.1 s
+    # for ml); should its entry be re-extracted after all, it is hashed afterwards
+    unread = frozenset(
+        j["fn"]
+        for j, e in zip(locked, entries, strict=True)
+        if trusted and e in stamped and cache_stamps.extracted_from(e) == j["sha256"]
+    )
+    before = {j["fn"]: cache_stamps.lock_state(e) for j, e in zip(locked, entries, strict=True)}
+    sizes = records_mod.verify_archives(locked, unread)
     records = [_repodata_record(j) for j in locked]
     # "auto": py-rattler reflinks where the filesystem can, else hard-links, as conda and pixi
     # do; "copy" never shares a file with the cache. Either way an entry altered through a
@@ -277,10 +290,6 @@ async def install(req: dict[str, Any]) -> int:
     # install would reuse still matches the stamp taken when it was last validated
     # (:mod:`envbuild.rattler.cache_stamps`). Afterwards every entry validated in full or extracted
     # by this install is stamped.
-    cache_dir = Path(req["cache_dir"])
-    entries = [cache_stamps.entry_dir(cache_dir, j["fn"]) for j in locked]
-    stamped = {e for e in entries if e.is_dir() and cache_stamps.intact(e)}
-    trusted = all(e in stamped for e in entries if e.is_dir())
     mode = ValidationMode.fast() if trusted else ValidationMode.full()
     layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(mode)
     prefix = Path(req["prefix"])
@@ -294,6 +303,9 @@ async def install(req: dict[str, Any]) -> int:
         execute_link_scripts=False,
         client=_client(req),
     )
+    redone = [j for j, e in zip(locked, entries, strict=True)
+              if j["fn"] in unread and cache_stamps.lock_state(e) != before[j["fn"]]]  # fmt: skip
+    records_mod.verify_archives(redone)  # re-extracted after all: from the locked bytes?
     for entry in entries:
         if not (trusted and entry in stamped):  # validated in full, or extracted just now
             cache_stamps.stamp(entry)
