@@ -91,8 +91,9 @@ def test_parallel_compile_gives_the_bytes_of_one_compileall(
     records = [json.loads(m.read_text()) for m in (many / "conda-meta").glob("*.json")]
     reused, compiled = bytecode.Bytecode(many, tmp_path / "cache", records, workers=3).finish()
     assert (reused, compiled) == (0, len(bytecode.plan(one)))
-    assert len(_pycs(one)) > 500
-    assert _pycs(one) == _pycs(many) == _pycs(built)  # also the build's, compiled meanwhile
+    assert len(_pycs(one)) > 20  # noarch packages' (python ships its own, as conda-forge's)
+    assert _pycs(one) == _pycs(many)
+    assert _pycs(one).items() <= _pycs(built).items()  # the build's, compiled meanwhile
     assert _pyc_records(many) == _pyc_records(built)
 
 
