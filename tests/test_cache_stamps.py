@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from envbuild.rattler import cache_stamps
@@ -55,29 +56,37 @@ def test_missing_file_or_unreadable_stamp_is_not_intact(tmp_path: Path) -> None:
     assert not cache_stamps.intact(entry)
 
 
-def test_an_intact_entry_of_the_locked_archive_is_linked_without_reading_it(
-    built_own: tuple[Project, Path], tmp_path: Path
+def test_an_entry_is_used_only_if_extracted_from_the_locked_archive(
+    make_project: Callable[..., Project], channel: Path, tmp_path: Path
 ) -> None:
-    """A warm build does not hash an archive whose intact cache entry was extracted from the
-    locked bytes (py-rattler never reads it): a damaged copy in the channel changes nothing.
-    Once the entry is damaged too, the archive is read again, and refused."""
+    """py-rattler keys its cache by file name and records the sha256 it was asked for before
+    it fetches. A channel that rebuilt a package under the same file name, with a fetch of it
+    that failed once, left the old bytes in an entry py-rattler took for the new archive; the
+    entry is now used only if envbuild stamped it as extracted from the locked archive."""
+    import shutil
     import subprocess
 
-    project, channel = built_own
-    archive = next(channel.glob("noarch/python-dateutil-*.conda"))
-    entry = cache_stamps.entry_dir(tmp_path / "pkgs", archive.name)
-    assert cache_stamps.intact(entry) and cache_stamps.extracted_from(entry)
-    archive.write_bytes(b"not the locked archive")
-    state = project.root / "build" / "state" / "tiny.build.json"
-    state.unlink()
-    project.doit("build", "env=tiny")
-    env = project.root / "envs" / "tiny"
-    probe = [str(env / "bin" / "python"), "-I", "-c", "import dateutil; print(dateutil.__file__)"]
-    assert subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
-    listed = json.loads((entry / "info" / "paths.json").read_text())["paths"]
-    victim = entry / next(p["_path"] for p in listed if p["_path"].endswith(".py"))
-    with victim.open("ab") as f:  # the entry is no longer what was extracted
-        f.write(b"\n# edited\n")
-    state.unlink()
-    refused = project.doit("build", "env=tiny", check=False)
-    assert refused.returncode != 0 and archive.name in refused.stdout + refused.stderr
+    from .fakechannel import index, make_module_package
+
+    own = tmp_path / "own-channel"
+    shutil.copytree(channel, own)
+    make_module_package(own, "greeting", "1.0", "MESSAGE = 'A'\n")
+    index(own)
+    p = make_project(mirror=str(own), recipes={"g": "dependencies: ['python 3.11.*', greeting]\n"})
+    (p.root / "envbuild.toml").write_text(  # its own package cache
+        f'[mirrors]\nconda-forge = "{own}"\n[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n'
+    )
+    p.doit("build", "env=g")
+    archive = next(own.glob("noarch/greeting-1.0-*.conda"))
+    make_module_package(own, "greeting", "1.0", "MESSAGE = 'B'\n")  # same file name
+    index(own)
+    p.doit("lock", "env=g", "update=greeting")
+    moved = archive.with_name("away.conda")
+    archive.rename(moved)
+    assert p.doit("build", "env=g", check=False).returncode != 0  # the fetch fails
+    moved.rename(archive)
+    p.doit("build", "env=g")
+    py = p.root / "envs" / "g" / "bin" / "python"
+    out = subprocess.run([str(py), "-I", "-c", "import greeting; print(greeting.MESSAGE)"],
+                         capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    assert out.stdout.strip() == "B"

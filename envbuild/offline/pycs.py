@@ -50,13 +50,31 @@ def _info(members: Members, name: str) -> bytes | None:
     return next((data for m, data in members if m.name == name), None)
 
 
+def _rewritten(info: Members) -> set[str]:
+    """The paths the installer rewrites: ``prefix_placeholder`` entries of
+    ``info/paths.json``, and the last field of each ``info/has_prefix`` line (``PATH``, or
+    ``PLACEHOLDER MODE PATH``, quoted when it holds spaces; CRLF tolerated)."""
+    import shlex
+
+    out = set()
+    for entry in json.loads(_info(info, "info/paths.json") or b"{}").get("paths", []):
+        if entry.get("prefix_placeholder"):
+            out.add(str(entry["_path"]))
+    for line in (_info(info, "info/has_prefix") or b"").decode(errors="replace").splitlines():
+        if line.strip():
+            try:
+                out.add(shlex.split(line)[-1])
+            except ValueError:  # unbalanced quotes: the last field as written
+                out.add(line.strip().rsplit(" ", 1)[-1].strip('"'))
+    return out
+
+
 def with_bytecode(pkg: Members, info: Members) -> tuple[Members, Members]:
     """``pkg`` with the bytecode of its ``.py`` files added, and ``info`` with them listed
     (module docstring). Files that do not compile (Python 2 leftovers) get none. Returns the
     new (pkg, info) members; both unchanged for a package without ``.py`` files. Raises
     ProcessError if the interpreter cannot run."""
-    rewritten = set((_info(info, "info/has_prefix") or b"").decode().split("\n"))
-    rewritten = {line.rsplit(" ", 2)[-1] if " " in line else line for line in rewritten}
+    rewritten = _rewritten(info)
     shipped = {m.name for m, _ in pkg}
     sources = sorted(
         m.name

@@ -6,14 +6,16 @@ shared through hard links: a file edited in place in any environment edits the c
 Its fast validation only checks that the files exist.
 
 A stamp is the sha256 of every listed file's (path, size, mtime in ns), taken right after an
-entry was validated in full or freshly extracted, and kept in the entry as
-``info/envbuild-stamp.json`` (py-rattler reads only the files paths.json lists; a
-re-extracted entry loses its stamp with the old directory). Any write to a file, through any
-hard link, moves its mtime, so an entry whose stamp still matches holds what was validated;
-only then does the installer use fast validation (see ``_rattler_worker.install``). A
-mismatch, a missing stamp or an unreadable entry means full validation, which re-extracts
-the damaged entry. The same trust as the bytecode cache's manifest
-(:mod:`envbuild.install.bytecode`): a deliberate ``touch -r`` after an edit is not detected.
+entry was extracted from an archive whose sha256 envbuild checked against the lock, with that
+sha256, and kept in the entry as ``info/envbuild-stamp.json`` (py-rattler reads only the files
+paths.json lists; a re-extracted entry loses its stamp with the old directory). Any write to a
+file, through any hard link, moves its mtime, so an entry whose stamp still matches holds what
+was extracted from that archive. py-rattler's own record (``<entry>.lock``) cannot say so: it
+keys entries by file name and writes the sha256 it was asked for before it fetches. The
+installer (``envbuild.rattler.worker.install``) therefore discards every entry whose stamp
+does not match the locked sha256 and its files, and links the rest with fast validation. The
+same trust as the bytecode cache's manifest (:mod:`envbuild.install.bytecode`): a deliberate
+``touch -r`` after an edit is not detected.
 """
 
 from __future__ import annotations
@@ -59,45 +61,30 @@ def _digest(entry: Path) -> str | None:
     return sha.hexdigest()
 
 
-def intact(entry: Path) -> bool:
-    """True if ``entry`` has a stamp and its files still have the sizes and mtimes stamped."""
+def intact(entry: Path, sha256: str = "") -> bool:
+    """True if ``entry`` has a stamp, its files still have the sizes and mtimes stamped and,
+    if ``sha256`` is given, the stamp says it was extracted from the archive with that
+    sha256 (py-rattler keys its cache by file name, and records the sha256 it was asked for
+    before it fetches, so its own record does not say what the entry holds)."""
     try:
-        stamped = json.loads((entry / STAMP).read_bytes())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        data = json.loads((entry / STAMP).read_bytes())
+        stamped, origin = data["files"], data.get("sha256", "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    if sha256 and origin != sha256:
         return False
     return stamped is not None and stamped == _digest(entry)
 
 
-def stamp(entry: Path) -> None:
-    """Stamp ``entry`` as it is now. Call only right after it was validated in full or
-    extracted. An entry that cannot be read is left without a stamp (never raises)."""
+def stamp(entry: Path, sha256: str = "") -> None:
+    """Stamp ``entry`` as it is now, extracted from the archive with ``sha256`` (hex). Call
+    only right after it was extracted from that archive, checked against the lock, or
+    validated in full. An entry that cannot be read is left without a stamp (never
+    raises)."""
     digest = _digest(entry)
     if digest is not None:
         with contextlib.suppress(OSError):
-            atomic_write(entry / STAMP, json.dumps({"files": digest}))
+            atomic_write(entry / STAMP, json.dumps({"files": digest, "sha256": sha256}))
 
 
-def extracted_from(entry: Path) -> str:
-    """The sha256 (hex) of the archive py-rattler extracted ``entry`` from, as its cache lock
-    file ``<entry>.lock`` records it (rattler_cache: a big-endian u64 revision, then the 32-byte
-    sha256), or "" when it records none or cannot be read: then the archive is hashed as usual.
-    """
-    try:
-        with open(f"{entry}.lock", "rb") as f:
-            data = f.read(41)
-    except OSError:
-        return ""
-    return data[8:].hex() if len(data) == 40 else ""
-
-
-def lock_state(entry: Path) -> tuple[int, int, int]:
-    """(inode, size, mtime in ns) of ``<entry>.lock``, which py-rattler rewrites whenever it
-    extracts the entry again; (0, 0, 0) if it cannot be read."""
-    try:
-        st = os.stat(f"{entry}.lock")
-    except OSError:
-        return (0, 0, 0)
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-__all__ = ["STAMP", "entry_dir", "entry_name", "extracted_from", "intact", "lock_state", "stamp"]
+__all__ = ["STAMP", "entry_dir", "entry_name", "intact", "stamp"]

@@ -71,13 +71,9 @@ def local_path(url: str) -> Path | None:
     return Path(unquote(parts.path)) if parts.scheme == "file" else None
 
 
-def verify_archives(
-    records: list[dict[str, Any]], unread: frozenset[str] = frozenset()
-) -> dict[str, int]:
+def verify_archives(records: list[dict[str, Any]]) -> dict[str, int]:
     """Hash every ``file://`` archive of ``records`` (``url`` = where it is fetched from,
-    ``sha256`` = what the lock names) in parallel threads, except those named in ``unread``
-    (file names the installer will not read: their cache entry is intact and was extracted
-    from an archive with the locked sha256), which are only sized.
+    ``sha256`` = what the lock names) in parallel threads.
 
     Output: fn -> size in bytes of each verified local archive. Raises ArchiveMismatch naming
     every archive whose sha256 differs or that cannot be read (a missing one is left to
@@ -88,8 +84,6 @@ def verify_archives(
     def check(item: tuple[dict[str, Any], Path]) -> tuple[str, int, str]:
         r, path = item
         try:
-            if r["fn"] in unread:
-                return r["fn"], path.stat().st_size, r["sha256"]
             return r["fn"], path.stat().st_size, file_sha256(path)
         except OSError as e:
             return r["fn"], -1, f"(unreadable: {e.strerror})"

@@ -248,6 +248,16 @@ def _repodata_record(j: dict[str, Any]) -> rattler.RepoDataRecord:
     return rattler.RepoDataRecord(pr, j["fn"], j["url"], j["channel"])
 
 
+def _discard(entry: Path) -> None:
+    """Remove package cache ``entry`` under py-rattler's lock of it (as ``doit gc`` does):
+    the next fetch extracts it again. Raises RuntimeError if another install holds it."""
+    from envbuild.util.fs import remove_tree
+    from envbuild.util.mutex import hold
+
+    with hold(Path(f"{entry}.lock"), f"use of package cache entry {entry.name}", timeout=600):
+        remove_tree(entry)
+
+
 async def install(req: dict[str, Any]) -> int:
     """Install exactly ``req["records"]`` into ``req["prefix"]``; no solve. Returns the count.
 
@@ -260,37 +270,33 @@ async def install(req: dict[str, Any]) -> int:
     from rattler.package_cache import PackageCache, PackageCacheLayer, ValidationMode
 
     locked = req["records"]
-    cache_dir = Path(req["cache_dir"])
-    entries = [cache_stamps.entry_dir(cache_dir, j["fn"]) for j in locked]
-    stamped = {e for e in entries if e.is_dir() and cache_stamps.intact(e)}
-    trusted = all(e in stamped for e in entries if e.is_dir())
-    # with every entry intact (fast validation), an archive whose entry was extracted from the
-    # locked bytes is not read by the installer: hashing it again would only cost time (~0.1 s
-    # for ml); should its entry be re-extracted after all, it is hashed afterwards
-    unread = frozenset(
-        j["fn"]
-        for j, e in zip(locked, entries, strict=True)
-        if trusted and e in stamped and cache_stamps.extracted_from(e) == j["sha256"]
-    )
-    before = {j["fn"]: cache_stamps.lock_state(e) for j, e in zip(locked, entries, strict=True)}
-    sizes = records_mod.verify_archives(locked, unread)
+    sizes = records_mod.verify_archives(locked)
     records = [_repodata_record(j) for j in locked]
     # "auto": py-rattler reflinks where the filesystem can, else hard-links, as conda and pixi
     # do; "copy" never shares a file with the cache. Either way an entry altered through a
-    # hard link (an environment file edited in place) fails its stamp, so full validation
-    # re-hashes the cache against paths.json and re-extracts it: it is never linked again.
-    # A reflink is only tried where the parent found the filesystem supports it (a failed
-    # attempt per file costs more than the whole link on ext4).
+    # hard link (an environment file edited in place) fails its stamp, so it is discarded
+    # and extracted again (below): it is never linked again. A reflink is only tried where
+    # the parent found the filesystem supports it (a failed attempt per file costs more than
+    # the whole link on ext4).
     links = "true" if req.get("link_mode", "auto") == "auto" else "false"
     reflinks = "true" if req.get("reflink") else "false"
     config, _ = rattler.Config.from_toml_with_unused_keys(
         f"allow-hard-links = {links}\nallow-ref-links = {reflinks}\n"
     )
-    # Full validation re-hashes every cache entry; it is skipped only when every entry this
-    # install would reuse still matches the stamp taken when it was last validated
-    # (:mod:`envbuild.rattler.cache_stamps`). Afterwards every entry validated in full or extracted
-    # by this install is stamped.
-    mode = ValidationMode.fast() if trusted else ValidationMode.full()
+    # Every entry this install reuses matches the stamp taken when it was extracted from the
+    # locked archive (:mod:`envbuild.rattler.cache_stamps`); every entry it extracts is
+    # stamped afterwards.
+    cache_dir = Path(req["cache_dir"])
+    entries = [cache_stamps.entry_dir(cache_dir, j["fn"]) for j in locked]
+    # An entry not stamped as extracted from the locked archive may hold other bytes under
+    # the same file name (a channel that rebuilt a package, a fetch that failed after
+    # py-rattler recorded the new sha256): it is discarded, so that it is extracted again
+    # from the archive checked above. What stays is intact: fast validation.
+    for j, entry in zip(locked, entries, strict=True):
+        if entry.is_dir() and not cache_stamps.intact(entry, j["sha256"]):
+            _discard(entry)
+    stamped = {e for e in entries if e.is_dir()}
+    mode = ValidationMode.fast()
     layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(mode)
     prefix = Path(req["prefix"])
     await rattler.install(
@@ -303,12 +309,9 @@ async def install(req: dict[str, Any]) -> int:
         execute_link_scripts=False,
         client=_client(req),
     )
-    redone = [j for j, e in zip(locked, entries, strict=True)
-              if j["fn"] in unread and cache_stamps.lock_state(e) != before[j["fn"]]]  # fmt: skip
-    records_mod.verify_archives(redone)  # re-extracted after all: from the locked bytes?
-    for entry in entries:
-        if not (trusted and entry in stamped):  # validated in full, or extracted just now
-            cache_stamps.stamp(entry)
+    for j, entry in zip(locked, entries, strict=True):
+        if entry not in stamped:  # extracted just now, from the archive checked above
+            cache_stamps.stamp(entry, j["sha256"])
     records_mod.finalize_records(prefix, locked, sizes, req.get("specs", []))
     records_mod.write_history(prefix, locked, req.get("specs", []))
     return len(records)
