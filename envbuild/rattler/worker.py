@@ -267,10 +267,13 @@ async def install(req: dict[str, Any]) -> int:
     records are then completed from each package's own index.json and ``conda-meta/history``
     written with ``req["specs"]``. Raises records.ArchiveMismatch naming each bad archive.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from rattler.package_cache import PackageCache, PackageCacheLayer, ValidationMode
 
     locked = req["records"]
-    sizes = records_mod.verify_archives(locked)
+    background = ThreadPoolExecutor(1)  # the archives are hashed while the stamps are checked
+    hashing = background.submit(records_mod.verify_archives, locked)
     records = [_repodata_record(j) for j in locked]
     # "auto": py-rattler reflinks where the filesystem can, else hard-links, as conda and pixi
     # do; "copy" never shares a file with the cache. Either way an entry altered through a
@@ -296,6 +299,8 @@ async def install(req: dict[str, Any]) -> int:
         if entry.is_dir() and not cache_stamps.intact(entry, j["sha256"]):
             _discard(entry)
     stamped = {e for e in entries if e.is_dir()}
+    sizes = hashing.result()  # raises ArchiveMismatch before anything is installed
+    background.shutdown()
     mode = ValidationMode.fast()
     layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(mode)
     prefix = Path(req["prefix"])
