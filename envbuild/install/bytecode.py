@@ -60,7 +60,9 @@ class PackageBytecode:
     sizes: tuple[int, ...] = ()  # bytes of each source, as recorded (0: unknown)
 
 
-def _pyc_path(source: str, tag: str) -> str:
+def pyc_path(source: str, tag: str) -> str:
+    """Where PEP 3147 puts the bytecode of ``source`` (a ``/``-separated relative ``.py``
+    path) for bytecode ``tag`` (``cpython-311``): ``<dir>/__pycache__/<stem>.<tag>.pyc``."""
     head, _, name = source.rpartition("/")
     stem = name[: -len(".py")]
     return f"{head}/__pycache__/{stem}.{tag}.pyc" if head else f"__pycache__/{stem}.{tag}.pyc"
@@ -99,12 +101,12 @@ def _package(meta: Path, rec: dict[str, Any], interpreter: str, tag: str) -> Pac
         for e in entries
         if e["_path"].endswith(".py")
         and e.get("path_type") not in _SKIP_TYPES
-        and _pyc_path(e["_path"], tag) not in have  # shipped by the package itself
+        and pyc_path(e["_path"], tag) not in have  # shipped by the package itself
     ]
     if not wanted:
         return None
     sources = tuple(e["_path"] for e in wanted)
-    pycs = tuple(_pyc_path(s, tag) for s in sources)
+    pycs = tuple(pyc_path(s, tag) for s in sources)
     sizes = tuple(int(e.get("size_in_bytes") or 0) for e in wanted)
     return PackageBytecode(meta, _key(rec, interpreter, tag), sources, pycs, sizes)
 

@@ -12,7 +12,7 @@ comparison with conda in ``benchmarks/vs_conda.py`` was of unlike channels).
 those the installer rewrites (``info/has_prefix``: their bytecode would name another source),
 compiled by this interpreter in a fresh process, in sorted order, with ``--invalidation-mode
 checked-hash`` (PEP 552: valid wherever the package is installed) and the prefix-relative path
-as ``co_filename``, exactly as :mod:`envbuild.install.compiler` compiles; listed in
+as ``co_filename``, by :mod:`envbuild.install.compiler`'s own driver; listed in
 ``info/paths.json`` (``hardlink``, sha256, size) and ``info/files``. Same package in, same bytes
 out.
 """
@@ -26,24 +26,14 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from envbuild.install.bytecode import pyc_path
+from envbuild.install.compiler import DRIVER
 from envbuild.offline.archives import Members
 from envbuild.util import proc
 
-_COMPILE = """\
-import compileall, py_compile, sys
-root = sys.argv[1]
-mode = py_compile.PycInvalidationMode.CHECKED_HASH
-for rel in sys.stdin.read().split("\\0"):
-    if rel:
-        compileall.compile_file(root + "/" + rel, force=True, quiet=2, stripdir=root,
-                                invalidation_mode=mode)
-"""
-
 
 def _pyc(source: str) -> str:
-    head, _, name = source.rpartition("/")
-    pyc = f"__pycache__/{name[: -len('.py')]}.{sys.implementation.cache_tag}.pyc"
-    return f"{head}/{pyc}" if head else pyc
+    return pyc_path(source, sys.implementation.cache_tag)
 
 
 def _info(members: Members, name: str) -> bytes | None:
@@ -90,8 +80,9 @@ def with_bytecode(pkg: Members, info: Members) -> tuple[Members, Members]:
         for rel in sources:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data_of[rel] or b"")
-        proc.run([sys.executable, "-I", "-c", _COMPILE, str(root)],
-                 input_text="\0".join(sources), timeout=1800)  # fmt: skip
+        # the installer's own compile driver: the same call, the same bytes
+        proc.run([sys.executable, "-I", "-B", "-c", DRIVER],
+                 input_text=json.dumps([str(root), sources]) + "\n", timeout=1800)  # fmt: skip
         added: Members = []
         for rel in sources:
             pyc = root / _pyc(rel)
