@@ -58,15 +58,21 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
         smoke_imports=recipe.smoke.imports,
     )
     done = publish(project.publish_registry, release, project.publish_insecure)
-    atomic_write(
-        state_file(project, name, "publish"), _record(done, info.build_id, recipe.smoke.imports)
-    )
+    record = _record(done, info.build_id, recipe.smoke.imports)
+    atomic_write(state_file(project, name, "publish"), record)
     # kept with the build, for `doit rollback` to move :current back to its image
-    atomic_write(
-        build_record(project, name, info.build_id, "publish"),
-        _record(done, info.build_id, recipe.smoke.imports),
-    )
+    atomic_write(build_record(project, name, info.build_id, "publish"), record)
     return done
+
+
+def recorded_image(project: Project, name: str, build_id: str) -> str:
+    """The image digest build ``build_id`` of ``name`` was pushed as to the project's
+    ``[publish]`` registry, as its publish record says ("" if never pushed there)."""
+    from envbuild.layout import build_record, read_json
+
+    done = read_json(build_record(project, name, build_id, "publish")) or {}
+    same = done.get("repository") == f"{project.publish_registry}/{name.lower()}"
+    return str(done.get("image") or "") if same else ""
 
 
 def push_build(project: Project, name: str, build_id: str, smoke_imports: tuple[str, ...]) -> str:
@@ -80,18 +86,17 @@ def push_build(project: Project, name: str, build_id: str, smoke_imports: tuple[
     digest. Raises EnvBuildError without a kept image archive (a build pushed before, whose
     archive is gone, returns its recorded digest), RegistryError from the registry (no tag
     moved)."""
-    from envbuild.layout import build_record, builds_root, read_json, read_marker
+    from envbuild.layout import build_record, builds_root, read_marker
+    from envbuild.ship.oci_stage import kept_image
     from envbuild.util.fs import atomic_write
 
     registry = project.publish_registry
-    record = build_record(project, name, build_id, "publish")
-    done = read_json(record) or {}
     info = read_marker(builds_root(project, name) / build_id)
     history = project.path("dist") / "history" / name
-    image = history / f"{build_id}.oci.tar"
+    image = kept_image(project, name, build_id)
     if info is None or not image.is_file():
-        if done.get("image") and done.get("repository") == f"{registry}/{name.lower()}":
-            return str(done["image"])  # nothing to push from: the registry must still have it
+        if recorded := recorded_image(project, name, build_id):
+            return recorded  # nothing to push from: the registry must still have it
         msg = (
             f"{name}: build {build_id} has no image archive ({image}) to publish to {registry}; "
             '[publish] needs the image written without an engine: set [image] base = "..."'
@@ -105,7 +110,8 @@ def push_build(project: Project, name: str, build_id: str, smoke_imports: tuple[
                       tarball_title=f"{stem}.{tarball.name.split('.', 1)[1]}" if tarball else "",
                       sbom_title=f"{stem}.cdx.json")  # fmt: skip
     pushed = publish(registry, release, project.publish_insecure, tags=False)
-    atomic_write(record, _record(pushed, build_id, smoke_imports))
+    atomic_write(build_record(project, name, build_id, "publish"),
+                 _record(pushed, build_id, smoke_imports))  # fmt: skip
     return pushed.image
 
 

@@ -311,8 +311,7 @@ def missing_for_rollback(project: Project, name: str, build_id: str) -> list[str
         tag = image_mod.tag_for(name, info.lock_sha256, image_mod.project_id(project.root))
         missing.append(f"its image ({tag} of this build)")
     registry, archive = project.publish_registry, kept_image(project, name, build_id)
-    pushed = read_json(build_record(project, name, build_id, "publish")) or {}
-    if registry and not archive.is_file() and pushed.get("repository") != f"{registry}/{name}":
+    if registry and not archive.is_file() and not release.recorded_image(project, name, build_id):
         missing.append(f"its image archive ({archive.name}) for {registry}")  # :current moves
     return missing
 
