@@ -7,6 +7,25 @@ smoke-tests and packs each recipe on native runners for the platforms envbuild b
 tested), and merges the per-platform results into one lockfile per recipe and one pull request
 (``doit ci_merge``, :mod:`envbuild.ops.ci`).
 
+The workflow is hardened as GitHub's guide says
+(https://docs.github.com/en/actions/security-for-github-actions/security-guides/security-hardening-for-github-actions)
+and ``zizmor --offline`` finds nothing of medium or higher in it (tests/test_schedule.py): the
+token is read-only (``permissions: contents: read``) except in the job that opens the pull
+request, which runs no Python package, and the publish job (``packages: write``); every action
+is pinned by commit from :data:`envbuild.ops.actions.PINS`; checkouts keep no credentials
+(``persist-credentials: false``); ``${{ }}`` values reach scripts through ``env:``, never
+expanded inside ``run:``.
+
+Which envbuild the workflow installs (:func:`install_command`), so that the nightly runs the
+tool that wrote it rather than whatever PyPI serves that day:
+
+- envbuild's own checkout (``pyproject.toml`` names ``envbuild``): the checkout, ``pip install .``;
+- a repository that keeps the lock :data:`REQUIREMENTS_LOCK` (``requirements/envbuild.txt``,
+  e.g. from ``uv pip compile --generate-hashes``): ``pip install --require-hashes -r`` that
+  file. It must pin ``envbuild==<this version>`` with a ``--hash=``, or writing the workflow
+  fails with a ConfigError saying how to regenerate it;
+- otherwise ``pip install envbuild==<this version>`` (``envbuild.__version__``).
+
 Rendered from ``schedule/*.j2`` (the project's ``templates/`` first, then envbuild's) with
 ``<< >>``/``<% %>`` delimiters, so that GitHub's
 own ``${{ }}`` expressions pass through untouched. Workflow syntax:
@@ -23,12 +42,14 @@ from typing import Any
 
 import jinja2
 
+from envbuild import __version__
 from envbuild.errors import ConfigError
+from envbuild.ops import actions
 from envbuild.ops.ci import BUILDABLE
 from envbuild.project import Project
 from envbuild.recipe.model import Recipe
 from envbuild.util import templates
-from envbuild.util.fs import atomic_write
+from envbuild.util.fs import atomic_write, read_bounded
 
 DEFAULT_CRON = "17 3 * * *"
 RUNNERS = {  # GitHub-hosted runners per conda platform (native, no emulation)
@@ -45,6 +66,8 @@ OUTPUTS = {
     "crontab.j2": "deploy/cron/envbuild-nightly.cron",
 }
 _DAILY = re.compile(r"^(\d{1,2}) (\d{1,2}) \* \* \*$")
+REQUIREMENTS_LOCK = "requirements/envbuild.txt"  # relative to the project root
+_LOCK_LIMIT = 4 * 1024 * 1024
 
 
 def jobs(recipes: list[Recipe]) -> list[dict[str, str]]:
@@ -77,12 +100,41 @@ def on_calendar(cron: str) -> str:
     return f"*-*-* {int(m.group(2)):02d}:{int(m.group(1)):02d}:00"
 
 
-def _install_target(project: Project) -> str:
-    """What the workflow pip-installs: this checkout if it is envbuild itself, else the
-    ``envbuild`` package."""
+def _pins_envbuild(text: str, version: str) -> bool:
+    """Whether requirements-file ``text`` pins ``envbuild==version`` with a hash (pip's
+    hash-checking mode; https://pip.pypa.io/en/stable/topics/secure-installs/)."""
+    wanted = re.compile(rf"envbuild(\[[^\]]*\])?=={re.escape(version)}", re.IGNORECASE)
+    for line in text.replace("\\\n", " ").splitlines():
+        words = line.split(" #", 1)[0].split()
+        if words and wanted.fullmatch(words[0]):
+            return any(w.startswith("--hash=") for w in words[1:])
+    return False
+
+
+def install_command(project: Project, version: str = __version__) -> str:
+    """The workflow's ``run:`` line installing envbuild (the rule is in the module docstring).
+    Raises ConfigError if :data:`REQUIREMENTS_LOCK` cannot be read or does not pin
+    ``envbuild==version`` with a hash."""
     pyproject = project.root / "pyproject.toml"
-    own = pyproject.is_file() and 'name = "envbuild"' in pyproject.read_text()
-    return "." if own else "envbuild"
+    if pyproject.is_file() and 'name = "envbuild"' in pyproject.read_text():
+        return "python -m pip install ."
+    lock = project.root / REQUIREMENTS_LOCK
+    if not lock.exists() and not lock.is_symlink():
+        return f"python -m pip install envbuild=={version}"
+    try:
+        text = read_bounded(lock, _LOCK_LIMIT, follow_symlinks=False).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        msg = f"{lock}: cannot be read ({reason}); it must be a regular requirements file"
+        raise ConfigError(msg) from None
+    if not _pins_envbuild(text, version):
+        msg = (
+            f"{lock}: does not pin envbuild=={version} (the version writing the workflow) "
+            f"with --hash=; regenerate it, e.g. `echo envbuild=={version} | uv pip compile "
+            f"--generate-hashes - -o {REQUIREMENTS_LOCK}`, or remove it to install by version"
+        )
+        raise ConfigError(msg)
+    return f"python -m pip install --require-hashes -r {REQUIREMENTS_LOCK}"
 
 
 def render(
@@ -107,7 +159,9 @@ def render(
         "cron": cron,
         "on_calendar": on_calendar(cron),
         "jobs": jobs(recipes),
-        "install": _install_target(project),
+        "install": install_command(project),
+        "version": __version__,
+        "uses": actions.uses(),
         "unsupported": unsupported(recipes),
         "root": str(project.root),
         "python": python or sys.executable,
