@@ -34,8 +34,8 @@ PINNED = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v\d+(
 
 
 def zizmor(*paths: Path) -> tuple[int, list[dict[str, Any]]]:
-    """(exit code, findings) of ``zizmor --offline --min-severity medium`` (exit 0: none;
-    10 + the highest severity otherwise, https://docs.zizmor.sh/usage/#exit-codes)."""
+    """(exit code, findings) of ``zizmor --offline --min-severity medium``; zizmor 1.33.1
+    exits 0 for no finding, 11 to 14 for informational to high (the highest one found)."""
     run = subprocess.run(
         [str(ZIZMOR), "--offline", "--no-progress", "--min-severity", "medium",
          "--format", "json", *map(str, paths)],
