@@ -32,3 +32,23 @@ class ScrubFilter(logging.Filter):
         record.msg = scrub(record.getMessage())
         record.args = None
         return True
+
+
+def printable(text: object, limit: int = 300) -> str:
+    """``text`` safe to print in one line of a message: URL credentials masked (:func:`scrub`),
+    control and format characters (newline, carriage return, ESC, NUL, bidi overrides, ...)
+    and backslashes shown as Python escapes (``\\n``, ``\\x1b``, ``\\u202e``), cut to
+    ``limit`` characters with the count of the rest. For anything a registry, tarball or
+    label says (https://www.unicode.org/reports/tr36/ on spoofing by format characters)."""
+    import unicodedata
+
+    out = []
+    for ch in scrub(str(text)):
+        if ch == "\\" or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(ch.encode("unicode_escape").decode("ascii") if ch != "\\" else "\\\\")
+        else:
+            out.append(ch)
+    shown = "".join(out)
+    if len(shown) > limit:
+        shown = shown[:limit] + f"... ({len(shown) - limit} more characters)"
+    return shown
