@@ -160,6 +160,19 @@ def test_malformed_manifests_are_one_line_naming_registry_and_request(
     assert "\n" not in str(e.value)
 
 
+def test_a_malformed_base_image_is_refused_before_the_cache(
+    fake: FakeRegistry, tmp_path: Path
+) -> None:
+    from envbuild.deliver.registry_base import fetch_base
+
+    body = json.dumps({"config": LAYER, "layers": [{"mediaType": "x/y", "size": 3}]}).encode()
+    digest = _blob(fake, body)
+    fake.manifests[("base/debian", digest)] = (body, OCI_MANIFEST)
+    with pytest.raises(RegistryError, match=r"layers\[0\]: no 'digest'"):
+        fetch_base(f"{fake.host}/base/debian@{digest}", tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir())
+
+
 def test_malformed_referrers_answer(fake: FakeRegistry) -> None:
     fake.override = lambda h, m: (
         "/referrers/" in h.path and send(h, 200, b"<html>oops</html>", {"Content-Type": OCI_INDEX})
