@@ -41,8 +41,8 @@ class Descriptor:
 
     def to_json(self) -> dict[str, Any]:
         """The descriptor as OCI JSON (keys absent when empty)."""
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest,
-                               "size": self.size}  # fmt: skip
+        out: dict[str, Any] = {"mediaType": self.media_type} if self.media_type else {}
+        out |= {"digest": self.digest, "size": self.size}
         if self.artifact_type:
             out["artifactType"] = self.artifact_type
         if self.annotations:
