@@ -55,7 +55,7 @@ from typing import Any
 from envbuild import channels
 from envbuild.errors import ConfigError
 from envbuild.util.fs import read_bounded
-from envbuild.util.redact import scrub
+from envbuild.util.redact import public_url_problem, scrub
 
 CONFIG_FILE = "envbuild.toml"
 MAX_CONFIG_BYTES = 1 << 20
@@ -291,6 +291,8 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
         shown = scrub("https://" + base.split("://")[-1])[8:]
         msg = f"{cfg_path}: image.base: {shown!r} names a registry; write it by digest, no "
         raise ConfigError(msg + "scheme, no credentials: REGISTRY/NAME@sha256:<64 hex>")
+    if problem := public_url_problem(image.get("source", "")):  # a label: public, never quoted
+        raise ConfigError(f"{cfg_path}: image.source: refused: {problem}")
     if base and not is_registry_ref(base) and not base.startswith("/"):  # the digest kept
         base = str(root / base)
     return Project(

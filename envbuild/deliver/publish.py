@@ -39,6 +39,7 @@ from typing import Any
 
 from envbuild.deliver.reference import Reference, parse_reference, sha256_digest
 from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, Client, connect, fallback_tag
+from envbuild.deliver.registry_http import Deadline
 from envbuild.errors import RegistryError
 from envbuild.ship.oci import DOCKER_LIST, Layout
 from envbuild.util.proc import kill_point
@@ -58,6 +59,15 @@ ANN_LOCK = "org.envbuild.lock-sha256"  # as the image labels it
 ANN_PLATFORM = "org.envbuild.platform"
 ANN_IMPORTS = "org.envbuild.smoke.imports"
 ANN_TITLE = "org.opencontainers.image.title"
+DEADLINE = 6 * 3600.0  # seconds for a whole publish (each read still waits at most a minute)
+
+
+class TagMoveError(RegistryError):
+    """Moving the tags failed part way; ``moved`` names the tags already moved, in order."""
+
+    def __init__(self, message: str, moved: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.moved = moved
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,17 +268,23 @@ def publish(
     insecure: bool = False,
     today: str | None = None,
     tags: bool = True,
+    deadline: Deadline | None = None,
 ) -> Published:
     """Publish ``release`` to ``registry`` (``HOST[:PORT]/NAMESPACE``) as
     ``registry/<name>``; ``today`` (``YYYY-MM-DD``, default: the UTC date) names the date
     tag. Without ``tags``, everything is pushed by digest and no tag moves (a nightly
-    candidate before its switch; :func:`move_tags` is the switch's step). Raises
-    RegistryError naming the registry and the step; no tag has moved then."""
+    candidate before its switch; :func:`move_tags` is the switch's step). ``deadline``
+    (default: :data:`DEADLINE` from now) bounds the whole publish. Raises RegistryError naming
+    the registry and the step, and which tags had moved (none, unless the tags' own step
+    failed: TagMoveError)."""
     start = time.perf_counter()
     # OCI repository names are lower-case; recipe names may not be
     ref = parse_reference(f"{registry.rstrip('/')}/{release.name.lower()}:current")
+    deadline = deadline or Deadline.after(DEADLINE)
     try:
-        return _publish(ref, release, insecure, today, tags, start)
+        return _publish(ref, release, insecure, today, tags, start, deadline)
+    except TagMoveError:
+        raise
     except RegistryError as e:
         msg = f"{e}\nno tag was moved; the next publish sends only what the registry lacks"
         raise RegistryError(msg) from None
@@ -281,8 +297,9 @@ def _publish(
     today: str | None,
     tags: bool,
     start: float,
+    deadline: Deadline,
 ) -> Published:
-    client = connect(ref.host, insecure)
+    client = connect(ref.host, insecure, deadline)
     uploads = 0
     with Layout(release.image) as layout:
         subject, n = push_layout(client, ref, layout)
@@ -337,13 +354,15 @@ def move_tags(
     lock_sha256: str,
     insecure: bool = False,
     today: str | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[str, ...]:
     """Point ``registry/<name>``'s ``:<lock 12 hex>``, ``:<date>`` and ``:current`` at the
     image ``image`` (a digest already pushed), moving only those that point elsewhere: the
     idempotent step a journaled switch (nightly, rollback) can repeat after kill -9. Returns
-    the tags moved. Raises RegistryError if the registry lacks the image."""
+    the tags moved. Raises RegistryError if the registry lacks the image, TagMoveError
+    (naming the tags already moved) if a tag cannot be moved."""
     ref = parse_reference(f"{registry.rstrip('/')}/{name.lower()}@{image}")
-    client = connect(ref.host, insecure)
+    client = connect(ref.host, insecure, deadline or Deadline.after(DEADLINE))
     data, media, _ = client.get_manifest(ref)
     subject = {"mediaType": media, "digest": image, "size": len(data)}
     return _move_tags(client, ref.with_target("current"), lock_sha256, subject, data, today)
@@ -358,17 +377,24 @@ def _move_tags(
     today: str | None,
 ) -> tuple[str, ...]:
     """Point ``:<lock 12 hex>``, then (if ``:current`` is elsewhere) ``:<date>`` and
-    ``:current`` at the image. Returns the tags moved."""
+    ``:current`` at the image, each checked by reading it back. Returns the tags moved.
+    Raises TagMoveError naming the tags moved before a failure (``:current`` is last)."""
     current = ref.with_target("current")
     tags = [lock_sha256[:12]]
     if client.manifest_digest(current) != subject["digest"]:
         date = today or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
         tags += [date, "current"]
-    moved = []
-    for tag in tags:
-        at = ref.with_target(tag)
-        if client.manifest_digest(at) != subject["digest"]:
-            client.put_manifest(at, data, subject["mediaType"])
-            moved.append(tag)
-            kill_point("publish:tag")
+    moved: list[str] = []
+    try:
+        for tag in tags:
+            at = ref.with_target(tag)
+            if client.manifest_digest(at) != subject["digest"]:
+                client.put_manifest(at, data, subject["mediaType"])
+                moved.append(tag)
+                kill_point("publish:tag")
+    except RegistryError as e:
+        done = ", ".join(f":{t}" for t in moved) or "none"
+        msg = f"{e}\ntags already moved to {subject['digest']}: {done}; the next publish "
+        msg += "moves the rest (:current last)"
+        raise TagMoveError(msg, tuple(moved)) from None
     return tuple(moved)

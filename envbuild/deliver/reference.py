@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from envbuild.errors import RegistryError
-from envbuild.util.redact import scrub
+from envbuild.util.redact import printable, scrub
 
 DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -55,6 +55,10 @@ def parse_reference(text: str) -> Reference:
             "config.json)"
         )
         raise RegistryError(msg)
+    problem = _unsafe_part(text)
+    if problem:  # never quoted: the part that is wrong may be a password or a token
+        msg = f"image reference refused: {problem}; write HOST[:PORT]/REPOSITORY[:TAG][@sha256:HEX]"
+        raise RegistryError(msg)
     rest, _, digest = text.partition("@")
     host, _, path = rest.partition("/")
     tag = ""
@@ -65,17 +69,38 @@ def parse_reference(text: str) -> Reference:
     if not path or not ("." in host or ":" in host or host == "localhost"):
         problem = "it needs a registry host and a repository, e.g. ghcr.io/org/ml:current"
     elif not _NAME.match(path):
-        problem = f"repository {path!r} must be lower-case letters, digits and . _ - /"
+        problem = (
+            f"repository {printable(path, 100)!r} must be lower-case letters, digits and . _ - /"
+        )
     elif digest and not _DIGEST.match(digest):
-        problem = f"digest {digest!r} is not sha256: followed by 64 lower-case hex digits"
+        problem = "the digest after @ is not sha256: followed by 64 lower-case hex digits"
     elif tag and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", tag):
-        problem = f"tag {tag!r} is not a valid tag"
+        problem = f"tag {printable(tag, 100)!r} is not a valid tag"
     if problem:
-        msg = f"image reference {text!r}: {problem}"
+        msg = f"image reference {printable(text, 200)!r}: {problem}"
         raise RegistryError(msg)
     if host in DOCKER_HUB and "/" not in path:
         path = f"library/{path}"  # Docker Hub's official images
     return Reference(host, path, tag or ("" if digest else "latest"), digest)
+
+
+def _unsafe_part(text: str) -> str:
+    """What makes ``text`` unsafe to quote or use ("" if nothing): credentials before the host
+    (``user:pass@host/...``), a query or fragment (``?token=...``), whitespace or control
+    characters."""
+    if any(not ch.isprintable() or ch.isspace() for ch in text):
+        return "it contains whitespace or control characters"
+    if "@" in text.split("/", 1)[0] or text.count("@") > 1:
+        return (
+            "the host part carries credentials (user:password@host); remove them and log in "
+            "with `docker login HOST` (envbuild reads Docker's config.json)"
+        )
+    if "?" in text or "#" in text:
+        return (
+            "it has a query or fragment (?... or #...), which no image reference has; remove it "
+            "(tokens belong in Docker's config.json, through `docker login`)"
+        )
+    return ""
 
 
 def sha256_digest(data: bytes) -> str:

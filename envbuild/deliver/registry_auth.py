@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ipaddress
 import json
 import os
 import re
@@ -19,23 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from envbuild.deliver.registry_http import is_loopback as is_loopback  # re-exported
 from envbuild.errors import RegistryError
 
 CERTS_D_ENV = "ENVBUILD_CERTS_D"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (``name[:port]`` or ``[v6]:port``) is this machine's loopback."""
-    if host.startswith("["):
-        name = host[1 : host.find("]")]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def docker_config() -> Path:

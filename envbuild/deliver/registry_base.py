@@ -16,11 +16,6 @@ from envbuild.errors import RegistryError
 from envbuild.project import Project, is_registry_ref
 from envbuild.util.fs import atomic_write, staged_dir
 
-_INDEXES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-
 
 def cached_layout(ref: str, cache_dir: Path) -> Path:
     """Where :func:`fetch_base` keeps ``ref`` (``cache_dir/sha256-<hex>``)."""
@@ -42,6 +37,7 @@ def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
     architecture) is fetched and the layout's ``index.json`` names it. Raises RegistryError
     for a reference without digest, a registry that fails, or content that does not match its
     digest (nothing is left in the cache then)."""
+    from envbuild.deliver.descriptor import manifest
     from envbuild.deliver.pull import for_this_machine  # the same choice as envbuild pull
     from envbuild.deliver.reference import parse_reference
     from envbuild.deliver.registry import connect
@@ -57,19 +53,22 @@ def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
         blobs.mkdir(parents=True)
 
         data, media, digest = client.get_manifest(parsed)  # checked against parsed.digest
+        doc = manifest(data, client.where(f"fetch manifest {parsed}"))
         (blobs / digest.split(":")[1]).write_bytes(data)
-        manifest = json.loads(data)
-        if media in _INDEXES or "manifests" in manifest:
-            chosen = for_this_machine(manifest.get("manifests", []))
+        if doc.is_index:
+            chosen = for_this_machine([d.to_json() for d in doc.manifests])
             if chosen is None:
                 msg = f"base image {ref}: the index has no image for this machine"
                 raise RegistryError(msg)
             data, media, digest = client.get_manifest(parsed.with_target(chosen["digest"]))
+            doc = manifest(data, client.where(f"fetch manifest {digest}"))
             (blobs / digest.split(":")[1]).write_bytes(data)
-            manifest = json.loads(data)
-        for d in (manifest["config"], *manifest.get("layers", [])):
-            with (blobs / d["digest"].split(":")[1]).open("wb") as f:
-                client.fetch_blob(parsed.repository, d["digest"], f, int(d["size"]))
+        if doc.is_index or doc.config is None:
+            msg = f"base image {ref}: {digest} is an index inside an index; name an image"
+            raise RegistryError(msg)
+        for d in (doc.config, *doc.layers):
+            with (blobs / d.digest.split(":")[1]).open("wb") as f:
+                client.fetch_blob(parsed.repository, d.digest, f, d.size)
         descriptor = {
             "mediaType": media,
             "digest": digest,
