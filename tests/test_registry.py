@@ -56,9 +56,30 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield reg
 
 
+def pins(tarball: Path, imports: tuple[str, ...] = ()) -> dict[str, str]:
+    """The annotations `doit docker` gives an image of ``tarball``: what pull installs."""
+    from envbuild.ship import oci_image
+    from envbuild.ship.pack import unpacked_size
+    from envbuild.util.fs import file_sha256
+
+    try:
+        unpacked = unpacked_size(tarball)
+    except Exception:  # not a tarball at all (the junk artifact)
+        unpacked = 0
+    return {
+        oci_image.ANN_ENV_DIGEST: "sha256:" + file_sha256(tarball),
+        oci_image.ANN_ENV_SIZE: str(tarball.stat().st_size),
+        oci_image.ANN_ENV_UNPACKED: str(unpacked),
+        oci_image.LABEL_IMPORTS: ",".join(imports),
+    }
+
+
 @pytest.fixture
 def release(tmp_path: Path, packed: Path) -> Release:
-    write_layout(tmp_path / "layout", text=str(tmp_path))  # an image of its own per test
+    # an image of its own per test, pinning the tarball
+    write_layout(
+        tmp_path / "layout", text=str(tmp_path), annotations=pins(packed, ("dateutil", "json"))
+    )
     layout_archive(tmp_path / "layout", tmp_path / "tiny.oci.tar")
     sbom = tmp_path / "tiny.cdx.json"
     sbom.write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6"}))
@@ -161,7 +182,7 @@ def test_new_publish_switches_and_rollback_returns(
     publish(f"{plain.host}/team", release)
     prefix = tmp_path / "envs" / "tiny"
     first = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
-    write_layout(tmp_path / "layout2", text="second")
+    write_layout(tmp_path / "layout2", text="second", annotations=pins(packed, ("json",)))
     layout_archive(tmp_path / "layout2", tmp_path / "second.oci.tar")
     other = Release(
         "tiny", "linux-64", "f" * 64, tmp_path / "second.oci.tar", packed, None, ("json",)
@@ -508,7 +529,7 @@ def test_full_disk_during_pull_keeps_the_previous(
     try:
         prefix = disk / "env"
         first = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
-        write_layout(tmp_path / "layout2", text="second")
+        write_layout(tmp_path / "layout2", text="full", annotations=pins(packed, ("json",)))
         other = Release("tiny", "linux-64", "e" * 64, tmp_path / "layout2", packed, None, ("json",))
         publish(f"{plain.host}/team", other)
         with pytest.raises(
@@ -557,9 +578,9 @@ def test_push_by_digest_then_move_tags_as_a_switch_step(
 
 
 def test_artifact_that_is_no_tarball(plain: Registry, tmp_path: Path) -> None:
-    write_layout(tmp_path / "layout", text="junk")
     junk = tmp_path / "junk.tar.zst"
     junk.write_bytes(os.urandom(4096))
+    write_layout(tmp_path / "layout", text="junk", annotations=pins(junk))
     publish(f"{plain.host}/team", Release("junk", "linux-64", LOCK, tmp_path / "layout", junk))
     with pytest.raises(EnvBuildError, match=r"not a readable tarball(.|\n)*env is unchanged"):
         pull_mod.pull(f"{plain.host}/team/junk:current", tmp_path / "env")
