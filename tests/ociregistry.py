@@ -261,3 +261,21 @@ def layout_archive(root: Path, archive: Path) -> None:
     with tarfile.open(archive, "w") as tf:
         for p in sorted(root.rglob("*")):
             tf.add(p, arcname=str(p.relative_to(root)), recursive=False)
+
+
+def pins(tarball: Path, imports: tuple[str, ...] = ()) -> dict[str, str]:
+    """The annotations `doit docker` gives an image of ``tarball``: what pull installs."""
+    from envbuild.ship import oci_image
+    from envbuild.ship.pack import unpacked_size
+    from envbuild.util.fs import file_sha256
+
+    try:
+        unpacked = unpacked_size(tarball)
+    except Exception:  # not a tarball at all (the junk artifact)
+        unpacked = 0
+    return {
+        oci_image.ANN_ENV_DIGEST: "sha256:" + file_sha256(tarball),
+        oci_image.ANN_ENV_SIZE: str(tarball.stat().st_size),
+        oci_image.ANN_ENV_UNPACKED: str(unpacked),
+        oci_image.LABEL_IMPORTS: ",".join(imports),
+    }

@@ -22,7 +22,14 @@ from envbuild.deliver.registry import is_loopback
 from envbuild.errors import EnvBuildError, RegistryError
 
 from .conftest import REPO, TINY_RECIPE, Project, imports_ok
-from .ociregistry import Registry, TokenServer, layout_archive, running_registry, write_layout
+from .ociregistry import (
+    Registry,
+    TokenServer,
+    layout_archive,
+    pins,
+    running_registry,
+    write_layout,
+)
 
 LOCK = "0123456789ab" + "c" * 52
 
@@ -54,24 +61,6 @@ def packed(packed_project: Project) -> Path:
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     with running_registry(tmp_path_factory.mktemp("plain")) as reg:
         yield reg
-
-
-def pins(tarball: Path, imports: tuple[str, ...] = ()) -> dict[str, str]:
-    """The annotations `doit docker` gives an image of ``tarball``: what pull installs."""
-    from envbuild.ship import oci_image
-    from envbuild.ship.pack import unpacked_size
-    from envbuild.util.fs import file_sha256
-
-    try:
-        unpacked = unpacked_size(tarball)
-    except Exception:  # not a tarball at all (the junk artifact)
-        unpacked = 0
-    return {
-        oci_image.ANN_ENV_DIGEST: "sha256:" + file_sha256(tarball),
-        oci_image.ANN_ENV_SIZE: str(tarball.stat().st_size),
-        oci_image.ANN_ENV_UNPACKED: str(unpacked),
-        oci_image.LABEL_IMPORTS: ",".join(imports),
-    }
 
 
 @pytest.fixture

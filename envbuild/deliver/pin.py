@@ -23,6 +23,9 @@ DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _SIZE_RE = re.compile(r"[0-9]{1,15}\Z")
 MAX_CANDIDATES = 16  # environment artifacts among one image's referrers looked at
 MAX_IMPORTS = 256
+# An artifact from before the unpacked size was recorded: bounded by 20x its compressed size
+# (conda environments compress 3-6x with zstd; a bomb compresses thousands of times)
+LEGACY_RATIO = 20
 OLDER = (
     "was published by an older envbuild, whose image does not pin its environment; pull the "
     "environment artifact by its digest (REPO@sha256:...) or republish with this envbuild"
@@ -117,7 +120,8 @@ def _layer(manifest: dict[str, Any], what: str) -> tuple[str, int]:
 
 def from_artifact(manifest: dict[str, Any], digest: str, what: str) -> Pinned:
     """The environment an artifact manifest (checked against ``digest``) pins: its layer,
-    its annotations' unpacked size and imports."""
+    its annotations' unpacked size (without one, :data:`LEGACY_RATIO` times the layer's
+    size) and imports."""
     from envbuild.ship.oci_image import ANN_ENV_UNPACKED
 
     ann = annotations_of(manifest)
@@ -125,7 +129,10 @@ def from_artifact(manifest: dict[str, Any], digest: str, what: str) -> Pinned:
     subject = manifest.get("subject")
     image = subject.get("digest") if isinstance(subject, dict) else ""
     image = digest_of(image, what) if image else ""
-    unpacked = _size(ann, ANN_ENV_UNPACKED, f"{what}: environment artifact {digest}")
+    if ANN_ENV_UNPACKED in ann:
+        unpacked = _size(ann, ANN_ENV_UNPACKED, f"{what}: environment artifact {digest}")
+    else:  # published by an older envbuild: its layer is pinned, its size bounded anyway
+        unpacked = size * LEGACY_RATIO
     return Pinned(image, digest, blob, size, unpacked, imports_of(ann, what))
 
 
