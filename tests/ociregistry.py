@@ -219,9 +219,14 @@ def _blob(root: Path, data: bytes) -> dict[str, object]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def write_layout(root: Path, text: str = "hello", labels: dict[str, str] | None = None) -> str:
-    """A one-layer OCI image layout at ``root`` (a file ``hello.txt`` holding ``text``);
-    returns its manifest digest."""
+def write_layout(
+    root: Path,
+    text: str = "hello",
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> str:
+    """A one-layer OCI image layout at ``root`` (a file ``hello.txt`` holding ``text``; its
+    manifest annotated with ``annotations``); returns its manifest digest."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tf:
         info = tarfile.TarInfo("hello.txt")
@@ -242,6 +247,8 @@ def write_layout(root: Path, text: str = "hello", labels: dict[str, str] | None 
               **_blob(root, json.dumps(config_doc).encode())}  # fmt: skip
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": config, "layers": [layer]}  # fmt: skip
+    if annotations:
+        manifest["annotations"] = annotations
     desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
             **_blob(root, json.dumps(manifest).encode())}  # fmt: skip
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
@@ -254,3 +261,21 @@ def layout_archive(root: Path, archive: Path) -> None:
     with tarfile.open(archive, "w") as tf:
         for p in sorted(root.rglob("*")):
             tf.add(p, arcname=str(p.relative_to(root)), recursive=False)
+
+
+def pins(tarball: Path, imports: tuple[str, ...] = ()) -> dict[str, str]:
+    """The annotations `doit docker` gives an image of ``tarball``: what pull installs."""
+    from envbuild.ship import oci_image
+    from envbuild.ship.pack import unpacked_size
+    from envbuild.util.fs import file_sha256
+
+    try:
+        unpacked = unpacked_size(tarball)
+    except Exception:  # not a tarball at all (the junk artifact)
+        unpacked = 0
+    return {
+        oci_image.ANN_ENV_DIGEST: "sha256:" + file_sha256(tarball),
+        oci_image.ANN_ENV_SIZE: str(tarball.stat().st_size),
+        oci_image.ANN_ENV_UNPACKED: str(unpacked),
+        oci_image.LABEL_IMPORTS: ",".join(imports),
+    }

@@ -63,6 +63,26 @@ def test_written_without_engine_same_digest_in_two_clones(
     assert names[:3] == ["oci-layout", "blobs", "blobs/sha256"]
     assert "index.json" in names and "manifest.json" in names
     assert oci.archive_digest(archive) == first["digest"]
+    # the manifest pins the tarball packed for the same build, and the published SBOM
+    from envbuild.ship.oci_image import (
+        ANN_ENV_DIGEST,
+        ANN_ENV_SIZE,
+        ANN_ENV_UNPACKED,
+        ANN_SBOM_DIGEST,
+    )
+    from envbuild.ship.pack import unpacked_size
+    from envbuild.util.fs import file_sha256
+
+    with tarfile.open(archive) as tf:
+        blob = tf.extractfile(f"blobs/sha256/{first['digest'].split(':')[1]}")
+        ann = json.loads(blob.read())["annotations"]  # type: ignore[union-attr]
+    tarball = project.root / "dist" / "tiny-linux-64.tar.zst"
+    assert ann[ANN_ENV_DIGEST] == "sha256:" + file_sha256(tarball)
+    assert ann[ANN_ENV_SIZE] == str(tarball.stat().st_size)
+    assert ann[ANN_ENV_UNPACKED] == str(unpacked_size(tarball))
+    assert ann[ANN_SBOM_DIGEST] == "sha256:" + file_sha256(
+        project.root / "dist" / "tiny-linux-64.cdx.json"
+    )
     out = project.doit("status", "--json", env=NO_ENGINE).stdout
     status = json.loads(out[out.index("[") :])
     assert status[0]["image_digest"] == first["digest"]

@@ -22,7 +22,14 @@ from envbuild.deliver.registry import is_loopback
 from envbuild.errors import EnvBuildError, RegistryError
 
 from .conftest import REPO, TINY_RECIPE, Project, imports_ok
-from .ociregistry import Registry, TokenServer, layout_archive, running_registry, write_layout
+from .ociregistry import (
+    Registry,
+    TokenServer,
+    layout_archive,
+    pins,
+    running_registry,
+    write_layout,
+)
 
 LOCK = "0123456789ab" + "c" * 52
 
@@ -58,7 +65,10 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 @pytest.fixture
 def release(tmp_path: Path, packed: Path) -> Release:
-    write_layout(tmp_path / "layout", text=str(tmp_path))  # an image of its own per test
+    # an image of its own per test, pinning the tarball
+    write_layout(
+        tmp_path / "layout", text=str(tmp_path), annotations=pins(packed, ("dateutil", "json"))
+    )
     layout_archive(tmp_path / "layout", tmp_path / "tiny.oci.tar")
     sbom = tmp_path / "tiny.cdx.json"
     sbom.write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6"}))
@@ -161,7 +171,7 @@ def test_new_publish_switches_and_rollback_returns(
     publish(f"{plain.host}/team", release)
     prefix = tmp_path / "envs" / "tiny"
     first = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
-    write_layout(tmp_path / "layout2", text="second")
+    write_layout(tmp_path / "layout2", text="second", annotations=pins(packed, ("json",)))
     layout_archive(tmp_path / "layout2", tmp_path / "second.oci.tar")
     other = Release(
         "tiny", "linux-64", "f" * 64, tmp_path / "second.oci.tar", packed, None, ("json",)
@@ -508,7 +518,7 @@ def test_full_disk_during_pull_keeps_the_previous(
     try:
         prefix = disk / "env"
         first = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
-        write_layout(tmp_path / "layout2", text="second")
+        write_layout(tmp_path / "layout2", text="full", annotations=pins(packed, ("json",)))
         other = Release("tiny", "linux-64", "e" * 64, tmp_path / "layout2", packed, None, ("json",))
         publish(f"{plain.host}/team", other)
         with pytest.raises(
@@ -557,9 +567,9 @@ def test_push_by_digest_then_move_tags_as_a_switch_step(
 
 
 def test_artifact_that_is_no_tarball(plain: Registry, tmp_path: Path) -> None:
-    write_layout(tmp_path / "layout", text="junk")
     junk = tmp_path / "junk.tar.zst"
     junk.write_bytes(os.urandom(4096))
+    write_layout(tmp_path / "layout", text="junk", annotations=pins(junk))
     publish(f"{plain.host}/team", Release("junk", "linux-64", LOCK, tmp_path / "layout", junk))
     with pytest.raises(EnvBuildError, match=r"not a readable tarball(.|\n)*env is unchanged"):
         pull_mod.pull(f"{plain.host}/team/junk:current", tmp_path / "env")

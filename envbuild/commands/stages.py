@@ -276,7 +276,7 @@ def _pack(project: Project, recipe: Recipe, name: str) -> None:
 
     epoch = lock_epoch(project.lockfile(name))
     _sbom_file, sbom = write_sbom(project, name, info)  # also inside the tarball
-    tb = pack_mod.pack_env(
+    packed = pack_mod.pack_env(
         name,
         project.env_prefix(name),
         tarball(project, name),
@@ -286,9 +286,11 @@ def _pack(project: Project, recipe: Recipe, name: str) -> None:
         epoch,
         ((SBOM_IN_PREFIX, sbom.encode()),),
     )
+    tb = packed.path
     # the same file under a second name: rollback restores it, gc removes it
     atomic_link(tb, history_tarball(project, name, info.build_id))
-    record = {"format": recipe.pack.format, **stage_inputs.stamp(project, recipe, "pack")}
+    record = {"format": recipe.pack.format, "unpacked_size": packed.unpacked_size,
+              **stage_inputs.stamp(project, recipe, "pack")}  # fmt: skip
     atomic_write(pack_record(project, name, info.build_id), json.dumps(record, indent=2))
     _record_pack(project, name, info.build_id, info.lock_sha256, tb, recipe, epoch)
 

@@ -317,7 +317,8 @@ def _publish(
         if not fmt:
             msg = f"{release.tarball}: not a .tar.zst or .tar.gz conda-pack tarball"
             raise RegistryError(msg)
-        ann = {**common, ANN_IMPORTS: ",".join(release.smoke_imports)}
+        ann = {**common, ANN_IMPORTS: ",".join(release.smoke_imports),
+               **_pinned_size(image_manifest, release.tarball)}  # fmt: skip
         desc, n = _artifact(client, ref, release.tarball, ENV_ARTIFACT, TARBALL_TYPES[fmt],
                             subject, ann, release.tarball_title)  # fmt: skip
         referrers.append(desc)
@@ -345,6 +346,26 @@ def _publish(
         referrers_api=api,
         seconds=round(time.perf_counter() - start, 3),
     )
+
+
+def _pinned_size(image_manifest: bytes, tarball: Path) -> dict[str, str]:
+    """The unpacked size the image's annotations record for ``tarball``, as the artifact's
+    annotation ({} for an image that pins no tarball: not written by envbuild). Raises
+    RegistryError if the image pins another tarball (pulls of it would refuse this one)."""
+    from envbuild.ship.oci_image import ANN_ENV_DIGEST, ANN_ENV_UNPACKED
+    from envbuild.util.fs import file_sha256
+
+    pins = json.loads(image_manifest).get("annotations") or {}
+    if ANN_ENV_DIGEST not in pins:
+        return {}
+    digest = "sha256:" + file_sha256(tarball)
+    if pins[ANN_ENV_DIGEST] != digest:
+        msg = (
+            f"{tarball} ({digest}) is not the tarball the image pins ({pins[ANN_ENV_DIGEST]}); "
+            "pack and write the image of the same build (`doit docker`) before publishing"
+        )
+        raise RegistryError(msg)
+    return {ANN_ENV_UNPACKED: str(pins.get(ANN_ENV_UNPACKED, ""))}
 
 
 def move_tags(

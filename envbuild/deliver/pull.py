@@ -23,20 +23,22 @@ import contextlib
 import json
 import logging
 import os
-import shutil
+import re
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from envbuild.deliver.pin import Pinned, shown
 from envbuild.errors import EnvBuildError, RegistryError
 from envbuild.util.fs import atomic_write, remove_tree, replace_symlink
 from envbuild.util.proc import kill_point
 
 log = logging.getLogger("envbuild")
 
-_UNTAR = ("tar", "-x", "-f", "-", "--no-same-owner", "--no-same-permissions")
+_OURS = re.compile(r"[0-9a-f]{12}(\.json|\.partial)?|\.lock")  # what .NAME.pulls may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,56 +93,26 @@ def _check_target(prefix: Path) -> None:
         raise EnvBuildError(msg)
 
 
-def _find_environment(client: Any, ref: Any) -> tuple[str, dict[str, Any], str]:
-    """(image digest, the environment artifact's manifest, its digest) for ``ref``."""
+def _find_environment(client: Any, ref: Any) -> Pinned:
+    """What ``ref`` pins (:mod:`envbuild.deliver.pin`): an environment artifact named
+    itself, or the tarball the image (for this machine, in an index) records."""
+    from envbuild.deliver.pin import digest_of, from_artifact, from_image, manifest_object
     from envbuild.deliver.publish import ENV_ARTIFACT
 
     data, _, digest = client.get_manifest(ref)
-    manifest = json.loads(data)
+    manifest = manifest_object(data, str(ref))
     if manifest.get("artifactType") == ENV_ARTIFACT:
-        return (manifest.get("subject") or {}).get("digest", ""), manifest, digest
+        return from_artifact(manifest, digest, str(ref))
     if "manifests" in manifest:  # an index: the image for this machine
-        image = for_this_machine(manifest["manifests"])
+        entries = manifest["manifests"] if isinstance(manifest["manifests"], list) else []
+        image = for_this_machine([e for e in entries if isinstance(e, dict)])
         if image is None:
             msg = f"{ref}: an image index with no linux/{_arch()} image; nothing to pull"
             raise RegistryError(msg)
-        digest = image["digest"]
-    found, _ = client.referrers(ref.repository, digest)
-    envs = [d for d in found if d.get("artifactType") == ENV_ARTIFACT]
-    if not envs:
-        fixed = _layer_prefix(client, ref, digest)
-        where = (
-            f"; its image holds the environment as a layer fixed at {fixed}, which cannot be "
-            "moved to another path (run the image: docker run / apptainer build docker://...)"
-            if fixed
-            else ""
-        )
-        msg = (
-            f"{ref}: no environment in it: no envbuild environment artifact refers to "
-            f"image {digest}{where}; publish the relocatable tarball with "
-            "`doit publish env=NAME`, or name the environment artifact itself"
-        )
-        raise RegistryError(msg)
-    art_data, _, art_digest = client.get_manifest(ref.with_target(envs[-1]["digest"]))
-    return digest, json.loads(art_data), art_digest
-
-
-def _layer_prefix(client: Any, ref: Any, digest: str) -> str:
-    """The prefix an envbuild image's environment layer is fixed at (label
-    ``org.envbuild.prefix``), or "" for any other image."""
-    import io
-
-    try:
-        manifest = json.loads(client.get_manifest(ref.with_target(digest))[0])
-        config = manifest.get("config") or {}
-        if config.get("size", 1 << 30) > 1 << 20:
-            return ""
-        buf = io.BytesIO()
-        client.fetch_blob(ref.repository, config["digest"], buf, int(config["size"]))
-        labels = (json.loads(buf.getvalue()).get("config") or {}).get("Labels") or {}
-    except (RegistryError, ValueError, KeyError, AttributeError):
-        return ""
-    return str(labels.get("org.envbuild.prefix", ""))
+        digest = digest_of(image.get("digest"), f"{ref}: index entry")
+        data, _, _ = client.get_manifest(ref.with_target(digest))  # checked against it
+        manifest = manifest_object(data, f"{ref}: image {digest}")
+    return from_image(client, ref, digest, manifest)
 
 
 def _arch() -> str:
@@ -159,13 +131,31 @@ def for_this_machine(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def _untar(tarball: Path, dest: Path) -> None:
-    from envbuild.ship.pack import open_tar_stream
-    from envbuild.util import proc
-
-    dest.mkdir(parents=True)
-    with open_tar_stream(tarball) as stream, proc.feeding(_UNTAR, cwd=dest) as tar:
-        shutil.copyfileobj(stream, tar, 1 << 20)
+def check_pulls_dir(prefix: Path) -> None:
+    """Refuse ``.<name>.pulls`` unless it is ours: a real directory (not a symlink) owned by
+    this user, holding only what pull makes (``<12 hex>``, ``<12 hex>.json``,
+    ``<12 hex>.partial``, ``.lock``; none of them a symlink). Nothing is removed from a
+    directory that is not. Raises EnvBuildError."""
+    root = pulls_dir(prefix)
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return
+    fix = f"move it away, or choose another --prefix; {prefix} is unchanged"
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise EnvBuildError(f"{root}: is {kind}, not made by envbuild pull; {fix}")
+    if st.st_uid != os.geteuid():
+        msg = f"{root}: owned by uid {st.st_uid}, not by this user ({os.geteuid()}); {fix}"
+        raise EnvBuildError(msg)
+    strange = sorted(
+        n for n in os.listdir(root) if not _OURS.fullmatch(n) or os.path.islink(root / n)
+    )
+    if strange:
+        names = ", ".join(repr(shown(n, 60)) for n in strange[:5])
+        more = f" and {len(strange) - 5} more" if len(strange) > 5 else ""
+        msg = f"{root}: holds entries envbuild pull did not make ({names}{more}); {fix}"
+        raise EnvBuildError(msg)
 
 
 def _kept(prefix: Path, ident: str, artifact: str) -> Pulled | None:
@@ -194,12 +184,12 @@ def _prune(prefix: Path, keep: set[str] | None = None) -> None:
 
 
 def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
-    """Pull the environment ``reference`` names into ``prefix`` (see the module docstring).
-    Raises RegistryError (registry, digest) or EnvBuildError (unpack, relocation, imports);
-    ``prefix`` is then as it was."""
+    """Pull the environment ``reference`` names into ``prefix`` (see the module docstring;
+    what is pinned and checked: :mod:`envbuild.deliver.pin`). Raises RegistryError
+    (registry, digests, annotations) or EnvBuildError (``.<name>.pulls``, unpack,
+    relocation, imports); ``prefix`` is then as it was."""
     from filelock import FileLock
 
-    from envbuild.deliver.publish import ANN_IMPORTS
     from envbuild.deliver.reference import parse_reference
     from envbuild.deliver.registry import connect
 
@@ -207,25 +197,21 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
     prefix = Path(os.path.abspath(prefix))
     ref = parse_reference(reference)
     _check_target(prefix)
+    check_pulls_dir(prefix)
     client = connect(ref.host, insecure)
-    image, artifact, art_digest = _find_environment(client, ref)
-    layers = artifact.get("layers") or []
-    if len(layers) != 1:
-        msg = f"{ref}: environment artifact {art_digest} has {len(layers)} layers, expected 1"
-        raise RegistryError(msg)
-    blob = layers[0]
+    pin = _find_environment(client, ref)
+    art_digest, imports = pin.artifact, pin.imports
     ident = art_digest.split(":")[1][:12]
-    imports = tuple(
-        i for i in (artifact.get("annotations") or {}).get(ANN_IMPORTS, "").split(",") if i
-    )
     root = pulls_dir(prefix)
     root.mkdir(parents=True, exist_ok=True)
+    check_pulls_dir(prefix)  # made by another meanwhile?
     with FileLock(str(root / ".lock")):
         _check_target(prefix)
+        check_pulls_dir(prefix)
         now = current(prefix)
         if now is not None and now.get("artifact") == art_digest:
             return Pulled(
-                str(ref), image, art_digest, blob["digest"], now["directory"], imports,
+                str(ref), pin.image, art_digest, pin.blob, now["directory"], imports,
                 client.transfer.received, round(time.perf_counter() - start, 3), changed=False,
             )  # fmt: skip
         previous = os.readlink(prefix).rsplit("/", 1)[-1] if now is not None else ""
@@ -240,16 +226,12 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
         staging, dest = root / f"{ident}.partial", root / ident
         try:
             staging.mkdir()
-            tarball = staging / blob.get("annotations", {}).get(
-                "org.opencontainers.image.title", "env.tar.zst"
-            ).replace("/", "_")
-            with tarball.open("wb") as f:
-                client.fetch_blob(ref.repository, blob["digest"], f, int(blob["size"]))
+            tarball = _fetch(client, ref, pin, staging)
             kill_point("pull:fetched")
-            _unpack_and_check(tarball, dest, imports, str(ref))
+            _unpack_and_check(tarball, dest, pin, str(ref))
             kill_point("pull:unpacked")
             record = Pulled(
-                str(ref), image, art_digest, blob["digest"], str(dest), imports,
+                str(ref), pin.image, art_digest, pin.blob, str(dest), imports,
                 client.transfer.received, round(time.perf_counter() - start, 3),
             )  # fmt: skip
             atomic_write(_record(prefix, ident), record.to_json())
@@ -275,6 +257,25 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
     return record
 
 
+_MAGIC = {b"\x28\xb5\x2f\xfd": "env.tar.zst", b"\x1f\x8b": "env.tar.gz"}
+
+
+def _fetch(client: Any, ref: Any, pin: Pinned, staging: Path) -> Path:
+    """Fetch the pinned tarball into ``staging`` (its digest and size checked as it comes),
+    named by its format as its first bytes say (zstd or gzip; a file name from the registry
+    is never used). Raises RegistryError, or EnvBuildError for neither format."""
+    blob = staging / "env.blob"
+    with blob.open("wb") as f:
+        client.fetch_blob(ref.repository, pin.blob, f, pin.size)
+    with blob.open("rb") as f:
+        head = f.read(4)
+    name = next((n for magic, n in _MAGIC.items() if head.startswith(magic)), "")
+    if not name:
+        msg = f"{ref}: the environment artifact is not a readable tarball (neither zstd nor gzip)"
+        raise EnvBuildError(msg)
+    return blob.rename(staging / name)
+
+
 def _first_lines(text: str, keep: int = 12) -> str:
     """``text`` cut to ``keep`` lines (tar names every file it could not write)."""
     lines = text.splitlines()
@@ -283,34 +284,31 @@ def _first_lines(text: str, keep: int = 12) -> str:
     return "\n".join([*lines[:keep], f"    ... ({len(lines) - keep} more lines)"])
 
 
-def _unpack_and_check(tarball: Path, dest: Path, imports: tuple[str, ...], ref: str) -> None:
-    """Unpack ``tarball`` into ``dest``, relocate it there (its own ``conda-unpack``), import
-    ``imports`` with its interpreter. Raises EnvBuildError naming the step."""
+def _unpack_and_check(tarball: Path, dest: Path, pin: Pinned, ref: str) -> None:
+    """Unpack ``tarball`` into ``dest`` (:func:`envbuild.deliver.unpack.unpack`, bounded by
+    the pinned unpacked size), relocate it there (:func:`envbuild.deliver.unpack.relocate`:
+    conda-pack's records, none of its code run), import the pinned imports with its own
+    interpreter: the only code from the pulled content that runs. Raises EnvBuildError
+    naming the step."""
+    import tarfile
+
     import zstandard
 
+    from envbuild.deliver.unpack import relocate, unpack
     from envbuild.recipe.model import Smoke
-    from envbuild.ship.smoke import activated_env, failure_message, run_checks
-    from envbuild.util import proc
+    from envbuild.ship.smoke import failure_message, run_checks
 
     remove_tree(dest)
     try:
-        _untar(tarball, dest)
-    except (EnvBuildError, OSError) as e:
+        unpack(tarball, dest, pin.unpacked_size, ref)
+    except (zstandard.ZstdError, EOFError, tarfile.TarError) as e:  # BadGzipFile: OSError
+        msg = f"{ref}: the environment artifact is not a readable tarball ({shown(e, 200)})"
+        raise EnvBuildError(msg) from None
+    except OSError as e:
         msg = f"{ref}: unpacking into {dest} failed: {e}"
         raise EnvBuildError(msg) from None
-    except (zstandard.ZstdError, EOFError) as e:  # gzip's BadGzipFile is an OSError
-        msg = f"{ref}: the environment artifact is not a readable tarball ({e})"
-        raise EnvBuildError(msg) from None
-    unpack = dest / "bin" / "conda-unpack"
-    if not unpack.exists():
-        msg = f"{ref}: the tarball holds no bin/conda-unpack; not a conda-pack environment"
-        raise EnvBuildError(msg)
-    try:
-        proc.run([dest / "bin" / "python", unpack], env=activated_env(dest), timeout=600)
-    except EnvBuildError as e:
-        msg = f"{ref}: relocating the environment to {dest} failed:\n{e}"
-        raise EnvBuildError(msg) from None
-    results = run_checks(Smoke(imports=imports), dest)
+    relocate(dest, ref)
+    results = run_checks(Smoke(imports=pin.imports), dest)
     if not all(r.ok for r in results):
         msg = f"{ref}: the pulled environment fails its imports\n" + failure_message(
             ref, dest, results
@@ -322,6 +320,7 @@ def rollback(prefix: Path) -> str:
     """Point ``prefix`` back at the other environment kept beside it. Returns its id."""
     prefix = Path(os.path.abspath(prefix))
     _check_target(prefix)
+    check_pulls_dir(prefix)
     if not prefix.is_symlink():
         msg = f"{prefix}: nothing pulled here yet; nothing to roll back"
         raise EnvBuildError(msg)
@@ -361,7 +360,8 @@ def main(argv: list[str]) -> int:
     except EnvBuildError as e:
         from envbuild.util.redact import scrub
 
-        print(f"envbuild pull: {scrub(str(e))}", file=sys.stderr)
+        lines = scrub(str(e)).split("\n")  # each line escaped: no ESC sequence reaches the terminal
+        print("envbuild pull: " + "\n".join(shown(ln, 2000) for ln in lines), file=sys.stderr)
         return 1
     except OSError as e:  # PATH's directory not writable, say
         print(f"envbuild pull: {args.prefix}: {e}", file=sys.stderr)

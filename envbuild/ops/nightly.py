@@ -166,11 +166,13 @@ def _publishables(
     try:
         epoch = lock_epoch(lockfile)
         _sbom_file, sbom = write_sbom(project, name, info, prefix, current=False)
-        pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke, recipe.variables,
-                          epoch, ((SBOM_IN_PREFIX, sbom.encode()),))  # fmt: skip
+        extra = ((SBOM_IN_PREFIX, sbom.encode()),)
+        tarball = pack_mod.pack_env(name, prefix, kept, recipe.pack, recipe.smoke,
+                                    recipe.variables, epoch, extra)  # fmt: skip
     except (EnvBuildError, OSError) as e:  # OSError: e.g. ENOSPC in dist/
         return "pack", _reason(e), None
-    packed = {"format": fmt, **stage_inputs.stamp(project, recipe, "pack")}
+    packed = {"format": fmt, "unpacked_size": tarball.unpacked_size,
+              **stage_inputs.stamp(project, recipe, "pack")}  # fmt: skip
     atomic_write(pack_record(project, name, info.build_id), json.dumps(packed, indent=2))
     image = ""
     try:

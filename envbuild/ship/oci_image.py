@@ -44,6 +44,11 @@ LABEL_RECIPE = "org.envbuild.recipe"
 LABEL_LOCK = "org.envbuild.lock-sha256"
 LABEL_PREFIX = "org.envbuild.prefix"
 LABEL_IMPORTS = "org.envbuild.smoke.imports"
+# What the image pins of its build (manifest annotations only; a digest pins them all)
+ANN_ENV_DIGEST = "org.envbuild.environment.digest"  # sha256:<hex> of the tarball file
+ANN_ENV_SIZE = "org.envbuild.environment.size"  # its bytes
+ANN_ENV_UNPACKED = "org.envbuild.environment.unpacked-size"  # bytes of its regular files
+ANN_SBOM_DIGEST = "org.envbuild.sbom.digest"  # sha256:<hex> of the published SBOM file
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,9 @@ class ImageSpec:
     """What goes into the image besides the files: recipe ``name``, conda ``platform``,
     ``prefix`` in the image, non-root ``user``/``uid``, ``lock_sha256``, ``epoch`` (seconds),
     smoke ``imports`` (a label, for consumers), ``variables``, ``source`` (a URL for
-    ``org.opencontainers.image.source``; empty: none)."""
+    ``org.opencontainers.image.source``; empty: none); ``pins``: further manifest
+    annotations, (key, value), naming the build's tarball and SBOM by digest
+    (:data:`ANN_ENV_DIGEST` ...: what ``envbuild pull`` installs when given this image)."""
 
     name: str
     platform: str
@@ -64,6 +71,7 @@ class ImageSpec:
     variables: tuple[tuple[str, str], ...] = ()
     source: str = ""
     extra_files: tuple[tuple[str, bytes], ...] = field(default=())  # (path in prefix, bytes)
+    pins: tuple[tuple[str, str], ...] = ()
 
     @property
     def architecture(self) -> str:
@@ -302,7 +310,7 @@ def write_image(
                 "mediaType": oci.MANIFEST,
                 "config": cfg.to_json(),
                 "layers": [d.to_json() for d in (*base.layers, *layers)],
-                "annotations": labels(spec),
+                "annotations": {**labels(spec), **dict(spec.pins)},
             }
             man = arc.add_blob(oci.canonical(manifest), oci.MANIFEST)
             ref = {"org.opencontainers.image.ref.name": spec.lock_sha256[:12],

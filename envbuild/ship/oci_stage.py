@@ -26,7 +26,16 @@ from envbuild.recipe.validate import display
 from envbuild.ship import engine as image_mod
 from envbuild.ship.base_image import local_base
 from envbuild.ship.engine import engine_available
-from envbuild.ship.oci_image import ARCHITECTURES, ImageSpec, image_path, write_image
+from envbuild.ship.oci_image import (
+    ANN_ENV_DIGEST,
+    ANN_ENV_SIZE,
+    ANN_ENV_UNPACKED,
+    ANN_SBOM_DIGEST,
+    ARCHITECTURES,
+    ImageSpec,
+    image_path,
+    write_image,
+)
 from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
 from envbuild.util import proc
 from envbuild.util.fs import atomic_link, atomic_write
@@ -41,7 +50,39 @@ def kept_image(project: Project, name: str, build_id: str) -> Path:
     return project.path("dist") / "history" / name / f"{build_id}.oci.tar"
 
 
-def spec_for(recipe: Recipe, info: BuildInfo, prefix: Path, source: str, sbom: str) -> ImageSpec:
+def environment_pins(project: Project, name: str, build_id: str, sbom: str) -> dict[str, str]:
+    """The image's annotations pinning build ``build_id``'s tarball (the one kept with it,
+    ``dist/history/<name>/<id>.<fmt>``, as its pack record names it: digest, bytes, unpacked
+    bytes) and ``sbom`` (the SBOM's text, the published file's bytes). Raises ImageError if
+    the build has no tarball (the pack stage runs before the image)."""
+    import hashlib
+
+    from envbuild.layout import pack_record, read_json
+    from envbuild.ship.pack import history_path, unpacked_size
+    from envbuild.util.fs import file_sha256
+
+    record = read_json(pack_record(project, name, build_id)) or {}
+    fmt = str(record.get("format", ""))
+    tarball = history_path(project.path("dist"), name, build_id, fmt or "tar.zst")
+    if fmt not in ("tar.zst", "tar.gz") or not tarball.is_file():
+        msg = f"{name}: build {build_id} has no tarball ({display(tarball)}) for its image to "
+        msg += f"pin; run `doit pack env={name}` first"
+        raise ImageError(msg)
+    unpacked = record.get("unpacked_size")
+    if not isinstance(unpacked, int) or unpacked < 0:  # packed by an older envbuild
+        unpacked = unpacked_size(tarball, fmt)
+    return {
+        ANN_ENV_DIGEST: "sha256:" + file_sha256(tarball),
+        ANN_ENV_SIZE: str(tarball.stat().st_size),
+        ANN_ENV_UNPACKED: str(unpacked),
+        ANN_SBOM_DIGEST: "sha256:" + hashlib.sha256(sbom.encode()).hexdigest(),
+    }
+
+
+def spec_for(
+    recipe: Recipe, info: BuildInfo, prefix: Path, source: str, sbom: str,
+    pins: dict[str, str] | None = None,
+) -> ImageSpec:  # fmt: skip
     from envbuild.install.build import lock_copy
 
     d = recipe.docker
@@ -50,7 +91,7 @@ def spec_for(recipe: Recipe, info: BuildInfo, prefix: Path, source: str, sbom: s
         user=d.user, uid=d.uid,
         lock_sha256=info.lock_sha256, epoch=lock_epoch(lock_copy(prefix.resolve())),
         imports=recipe.smoke.imports, variables=recipe.variables, source=source,
-        extra_files=((SBOM_IN_PREFIX, sbom.encode()),),
+        extra_files=((SBOM_IN_PREFIX, sbom.encode()),), pins=tuple(sorted((pins or {}).items())),
     )  # fmt: skip
 
 
@@ -63,8 +104,9 @@ def write(
     ``dist/<name>-<platform>.{oci.tar,cdx.json}`` (``output``: write the archive there
     instead, nothing else). With an engine, load it as ``envbuild/<name>:<lock 12 hex>`` and
     run the smoke checks inside. Returns the record (also kept with the build, and current if
-    ``current``). Raises ImageError (base, disk, engine refusing the load) or DockerError (a
-    check failing inside)."""
+    ``current``). The image's manifest pins the build's tarball and SBOM by digest
+    (:func:`environment_pins`). Raises ImageError (base, disk, engine refusing the load, no
+    tarball) or DockerError (a check failing inside)."""
     name = recipe.name
     prefix = prefix or project.env_prefix(name)
     base_path, pin = local_base(project.image_base, project.path("base_cache"))
@@ -76,7 +118,8 @@ def write(
     start = time.monotonic()
     try:
         sbom_file, sbom = write_sbom(project, name, info, prefix, current and output is None)
-        spec = spec_for(recipe, info, prefix, project.image_source, sbom)
+        pins = environment_pins(project, name, info.build_id, sbom)
+        spec = spec_for(recipe, info, prefix, project.image_source, sbom, pins)
         img = write_image(prefix, spec, Path(base_path), pin, out)
     except OSError as e:
         msg = f"{display(out)}: writing the image failed: {e}; the previous image is unchanged"

@@ -20,6 +20,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -32,7 +33,13 @@ from envbuild.recipe.validate import display
 from envbuild.ship.reproducible import prefixed_bytecode, tar_class
 from envbuild.ship.smoke import activated_env, failure_message, run_checks
 from envbuild.util import proc, progress
-from envbuild.util.fs import clean_ram_scratch, clean_temporaries, ram_scratch, staged_file
+from envbuild.util.fs import (
+    clean_ram_scratch,
+    clean_temporaries,
+    file_sha256,
+    ram_scratch,
+    staged_file,
+)
 
 log = logging.getLogger("envbuild")
 
@@ -156,7 +163,8 @@ def write_tarball(
     already blanks
     the package cache paths of conda-meta records (``extracted_package_dir``,
     ``package_tarball_full_path``, ``link.source``) and writes them with sorted keys.
-    Returns the bytes of the files packed (about the unpacked size). Raises PackError if
+    Returns the unpacked size in bytes: the sum of the sizes of the tarball's regular-file
+    members (what a pull may write, :func:`unpacked_size`). Raises PackError if
     conda-pack refuses the prefix; ``output`` is then partial (the caller writes it through
     :func:`envbuild.util.fs.staged_file`)."""
     import conda_pack
@@ -191,10 +199,29 @@ def write_tarball(
                 if placeholder != str(prefix) or target in tar.named
             ]
             packer.finish()
+            unpacked = sum(m.size for m in arc.archive.members if m.isreg())
     except conda_pack.CondaPackException as e:
         msg = f"conda-pack failed for {display(prefix)}: {e}"
         raise PackError(msg) from None
-    return total
+    return unpacked
+
+
+def unpacked_size(tarball: Path, fmt: str | None = None) -> int:
+    """The sum of the sizes (bytes) of the regular-file members of ``tarball``, read from its
+    headers (the whole stream is decompressed once): what :func:`write_tarball` returned for
+    it, for a tarball whose pack record does not say."""
+    with open_tar_stream(tarball, fmt) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
+        return sum(m.size for m in tf if m.isreg())
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A proved tarball: its ``path``, ``sha256`` (hex of the file) and ``unpacked_size``
+    (bytes, :func:`unpacked_size`), what the image's annotations pin."""
+
+    path: Path
+    sha256: str
+    unpacked_size: int
 
 
 PROVE_PREFIX = "envbuild-prove-"  # + pid: a killed run's copy is found and removed
@@ -296,8 +323,9 @@ def pack_env(
     variables: tuple[tuple[str, str], ...] = (),
     epoch: int = FALLBACK_EPOCH,
     extra: tuple[tuple[str, bytes], ...] = (),
-) -> Path:
-    """Pack ``prefix`` into ``dest`` (.tar.zst or .tar.gz) and prove it; returns ``dest``.
+) -> Packed:
+    """Pack ``prefix`` into ``dest`` (.tar.zst or .tar.gz) and prove it; returns what was
+    packed (``dest``, its sha256, its unpacked size).
     ``epoch``: the time of every member (the lock's, :func:`envbuild.lock.epoch.lock_epoch`).
 
     The previous tarball at ``dest`` is replaced only after the new one proved out; on any
@@ -311,4 +339,4 @@ def pack_env(
         os.chmod(tmp, 0o644)
         prove(tmp, smoke, name, fmt=options.format, final=dest, variables=variables, size=size)
     log.info("packed %s: %s (%.1f MB)", name, display(dest), dest.stat().st_size / 1e6)
-    return dest
+    return Packed(dest, file_sha256(dest), size)

@@ -8,6 +8,7 @@ directories only, with PYTHON* variables removed.
 from __future__ import annotations
 
 import json
+import keyword
 import logging
 import os
 import tempfile
@@ -68,14 +69,30 @@ for m in sys.argv[1:]:
     print("\\x1eenvbuild-ok", m, round(time.perf_counter() - t, 3), flush=True)
 """
 _OK = "\x1eenvbuild-ok "
+# One module, named as data (argv), never pasted into the source
+_IMPORT_ONE = "import importlib, sys; importlib.import_module(sys.argv[1])"
+
+
+def is_module_name(name: str) -> bool:
+    """Whether ``name`` is a dotted Python module name: each part an identifier
+    (``str.isidentifier``) and not a keyword (the grammar of ``import a.b.c``,
+    https://docs.python.org/3/reference/simple_stmts.html#the-import-statement)."""
+    parts = name.split(".")
+    return all(p.isidentifier() and not keyword.iskeyword(p) for p in parts)
 
 
 def plan(smoke: Smoke, prefix: Path) -> list[tuple[str, str, list[str]]]:
     """(kind, target, argv) for each check, imports first (pure). Each import alone in an
     isolated interpreter (-I: not the caller's paths; -B: no bytecode written into the
-    prefix); :func:`run_checks` first tries them all in one."""
+    prefix), the module's name an argument of a fixed script, never part of its source;
+    :func:`run_checks` first tries them all in one. Raises SmokeError for an import that is
+    not a module name (:func:`is_module_name`)."""
     python = str(prefix / "bin" / "python")
-    checks = [("import", m, [python, "-I", "-B", "-c", f"import {m}"]) for m in smoke.imports]
+    bad = [m for m in smoke.imports if not is_module_name(m)]
+    if bad:
+        msg = f"smoke imports {[*bad]!r}: not Python module names; nothing was run"
+        raise SmokeError(msg)
+    checks = [("import", m, [python, "-I", "-B", "-c", _IMPORT_ONE, m]) for m in smoke.imports]
     checks += [("command", c, ["/bin/sh", "-c", c]) for c in smoke.commands]
     return checks
 
@@ -117,14 +134,16 @@ def run_checks(
     Imports run together in one isolated interpreter; only if one fails are the remaining
     ones run each alone, so a failure still names its module, exit code and stderr.
     Output: one CheckResult per check, in plan order (an import that passed in the shared
-    interpreter has its own import time and exit code 0). Never raises for a failing check.
+    interpreter has its own import time and exit code 0). Never raises for a failing check;
+    raises SmokeError, running nothing, for an import that is not a module name.
     """
     env = activated_env(prefix, variables)
+    checks = plan(smoke, prefix)  # names checked before anything runs
     results = []
     with tempfile.TemporaryDirectory(prefix="envbuild-smoke-") as tmp:
         cwd = Path(tmp)
         passed = _imports_at_once(smoke, prefix, cwd, env, timeout)
-        for kind, target, argv in plan(smoke, prefix):
+        for kind, target, argv in checks:
             if kind == "import" and target in passed:
                 results.append(CheckResult(kind, target, 0, passed[target], ""))
                 continue

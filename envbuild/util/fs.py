@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -286,13 +286,48 @@ def reflink_supported(src_dir: Path, dst_dir: Path) -> bool:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a file, symlink or directory tree if it exists (read-only files included)."""
+    """Remove a file, symlink or directory tree if it exists (read-only files included).
+
+    Never follows a symlink: a link is removed, not what it names. When the removal of an
+    entry is refused (a directory without write or read permission for us), only the
+    directory that holds it (or an unreadable directory itself) is made ``u+rwx``, after
+    checking with ``lstat`` that it is a real directory, and the step is tried once more;
+    the mode of a file, and of anything a link names, is never changed."""
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.is_dir():
+        shutil.rmtree(path, onerror=make_removable)
 
-        def _onerror(func, p, _exc):  # type: ignore[no-untyped-def]
-            os.chmod(p, 0o700)
-            func(p)
 
-        shutil.rmtree(path, onerror=_onerror)
+def make_removable(func: Any, path: str, exc: Any) -> None:
+    """``shutil.rmtree``'s error handler for :func:`remove_tree`. An entry that could not
+    be removed: make its directory owner-writable (never through a symlink) and retry. A
+    directory that could not be opened or listed: make it owner-readable and remove it as a
+    whole. Anything else (a symlink given as the tree, say) re-raises ``exc`` (rmtree's
+    ``exc_info``), as does a step that still fails."""
+    if func in (os.unlink, os.remove, os.rmdir):
+        _chmod_dir(os.path.dirname(path))
+        func(path)
+        return
+    opening = func in (os.open, os.scandir, os.listdir)
+    if opening and _chmod_dir(path) and os.access(path, os.R_OK | os.X_OK):
+        shutil.rmtree(path, onerror=make_removable)
+        return
+    raise exc[1]
+
+
+def _chmod_dir(path: str) -> bool:
+    """``chmod u+rwx path`` if ``path`` is a directory and not a symlink (checked by lstat,
+    and with ``follow_symlinks=False`` where the platform has it). Returns whether it did."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    mode = stat.S_IMODE(st.st_mode) | stat.S_IRWXU
+    if os.chmod in os.supports_follow_symlinks:
+        os.chmod(path, mode, follow_symlinks=False)
+    else:
+        os.chmod(path, mode)
+    return True
