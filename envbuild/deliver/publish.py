@@ -18,7 +18,10 @@ What goes where (``REGISTRY/NAMESPACE/NAME``):
   ``subject`` is the image, annotated with recipe, platform, lock sha256 and smoke imports
   (what ``envbuild pull`` checks);
 * ``dist/NAME-<platform>.cdx.json`` if it exists, as an artifact (``artifactType``
-  ``application/vnd.cyclonedx+json``) whose ``subject`` is the image.
+  ``application/vnd.cyclonedx+json``) whose ``subject`` is the image;
+* with ``[publish] signing_key``, the signed provenance (:mod:`envbuild.deliver.attest_oci`)
+  as an artifact (``artifactType`` ``application/vnd.in-toto+json``) whose ``subject`` is
+  the image.
 
 Referrers follow OCI distribution 1.1: the registry's referrers API where it has one (it
 answers ``OCI-Subject`` to the manifest push), else the referrers tag schema
@@ -37,6 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from envbuild.deliver.attest import DSSE_MEDIA_TYPE, PAYLOAD_TYPE
+from envbuild.deliver.attest_oci import Provenance, envelope_for
 from envbuild.deliver.reference import Reference, parse_reference, sha256_digest
 from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, Client, connect, fallback_tag
 from envbuild.errors import RegistryError
@@ -67,7 +72,8 @@ class Release:
     conda-pack tarball and ``sbom`` a CycloneDX file (each optional); ``smoke_imports`` the
     modules a pull imports before switching; ``tarball_title``, ``sbom_title``: the file
     names the artifacts carry (``org.opencontainers.image.title``, what ``oras pull`` writes;
-    default: the files' own names), so a kept copy publishes as its published name."""
+    default: the files' own names), so a kept copy publishes as its published name;
+    ``provenance``: what to sign and attach (None: unsigned)."""
 
     name: str
     platform: str
@@ -78,13 +84,16 @@ class Release:
     smoke_imports: tuple[str, ...] = ()
     tarball_title: str = ""
     sbom_title: str = ""
+    provenance: Provenance | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
     """The outcome: ``repository`` (``host/namespace/name``), the three digests (empty when
     not published), tags moved, blobs and manifests uploaded, bytes sent and received,
-    whether the registry has the referrers API, wall time in seconds."""
+    whether the registry has the referrers API, wall time in seconds; ``signed``: whether
+    a provenance was attached, ``signing_keyid`` (securesystemslib key id) and
+    ``attestation`` (its artifact manifest's digest)."""
 
     repository: str
     image: str
@@ -96,6 +105,9 @@ class Published:
     bytes_received: int
     referrers_api: bool
     seconds: float
+    signed: bool = False
+    signing_keyid: str = ""
+    attestation: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -310,6 +322,13 @@ def _publish(
                             dict(common), release.sbom_title)  # fmt: skip
         referrers.append(desc)
         sbom, uploads = desc["digest"], uploads + n
+    attestation = keyid = ""
+    if release.provenance is not None:
+        envelope, keyid = envelope_for(client, ref, subject["digest"], release.provenance)
+        desc, n = _artifact(client, ref, envelope, PAYLOAD_TYPE, DSSE_MEDIA_TYPE, subject,
+                            dict(common), release.provenance.title)  # fmt: skip
+        referrers.append(desc)
+        attestation, uploads = desc["digest"], uploads + n
     api, n = _update_referrers_tag(client, ref, subject["digest"], referrers)
     uploads += n
     moved = (
@@ -327,6 +346,9 @@ def _publish(
         bytes_received=t.received,
         referrers_api=api,
         seconds=round(time.perf_counter() - start, 3),
+        signed=bool(attestation),
+        signing_keyid=keyid,
+        attestation=attestation,
     )
 
 

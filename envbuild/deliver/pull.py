@@ -193,10 +193,13 @@ def _prune(prefix: Path, keep: set[str] | None = None) -> None:
             remove_tree(p)
 
 
-def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
-    """Pull the environment ``reference`` names into ``prefix`` (see the module docstring).
-    Raises RegistryError (registry, digest) or EnvBuildError (unpack, relocation, imports);
-    ``prefix`` is then as it was."""
+def pull(
+    reference: str, prefix: Path, insecure: bool = False, verify_key: Path | None = None
+) -> Pulled:
+    """Pull the environment ``reference`` names into ``prefix`` (see the module docstring);
+    with ``verify_key`` (a public key PEM file), only if its signed provenance checks
+    (:func:`verify_provenance`). Raises RegistryError (registry, digest, provenance) or
+    EnvBuildError (unpack, relocation, imports); ``prefix`` is then as it was."""
     from filelock import FileLock
 
     from envbuild.deliver.publish import ANN_IMPORTS
@@ -214,6 +217,8 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
         msg = f"{ref}: environment artifact {art_digest} has {len(layers)} layers, expected 1"
         raise RegistryError(msg)
     blob = layers[0]
+    if verify_key is not None:  # before anything is written or unpacked
+        verify_provenance(client, ref, image, str(blob.get("digest")), verify_key)
     ident = art_digest.split(":")[1][:12]
     imports = tuple(
         i for i in (artifact.get("annotations") or {}).get(ANN_IMPORTS, "").split(",") if i
@@ -273,6 +278,16 @@ def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
         _prune(prefix, {ident, previous})
     log.info("%s: now %s (%s)", prefix, ref, art_digest)
     return record
+
+
+def verify_provenance(client: Any, ref: Any, image: str, tarball: str, key: Path) -> None:
+    """``--verify-key``: refuse (RegistryError) unless image ``image`` carries a provenance
+    signed by the public key in file ``key`` for that image and tarball blob ``tarball``
+    (:func:`envbuild.deliver.attest_oci.verify_pull`)."""
+    from envbuild.deliver.attest_oci import verify_pull
+
+    info = verify_pull(client, ref, image, tarball, key)
+    log.info("%s: provenance signed by key %s (build %s)", ref, info.keyid[:16], info.build_id)
 
 
 def _first_lines(text: str, keep: int = 12) -> str:
@@ -349,6 +364,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--insecure", action="store_true", help="allow plain http / bad TLS")
     parser.add_argument("--rollback", action="store_true", help="switch back to the previous")
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
+    parser.add_argument("--verify-key", type=Path, metavar="PUB.pem",
+                        help="refuse unless signed by this public key (PEM)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         if args.rollback:
@@ -357,7 +374,7 @@ def main(argv: list[str]) -> int:
             return 0
         if not args.reference:
             parser.error("a reference is required (or --rollback)")
-        done = pull(args.reference, Path(args.prefix), args.insecure)
+        done = pull(args.reference, Path(args.prefix), args.insecure, args.verify_key)
     except EnvBuildError as e:
         from envbuild.util.redact import scrub
 

@@ -46,24 +46,20 @@ def configured_key(value: object, root: Path, where: str) -> str:
         msg = f"{where}: write a path, or ${{VAR}} alone (an environment variable naming the file)"
         raise ConfigError(msg)
     stored = value if _VAR.fullmatch(value) else str(root / value)
-    path = key_file(stored, where, required=False)
-    if path is not None:
-        load_private_key(path, where)
+    var = _VAR.fullmatch(stored)
+    if var is None or os.environ.get(var.group(1)):  # an unset VAR: checked when signing
+        load_private_key(key_file(stored, where), where)
     return stored
 
 
-def key_file(stored: str, where: str, required: bool = True) -> Path | None:
-    """The key file a stored setting (:func:`configured_key`) names, or None for ``${VAR}``
-    unset when not ``required``. Raises ConfigError for an unset (or empty) ``VAR`` when
-    ``required``."""
+def key_file(stored: str, where: str) -> Path:
+    """The key file a stored setting (:func:`configured_key`) names: the path, or the
+    value of ``VAR`` for ``${VAR}``. Raises ConfigError if ``VAR`` is unset or empty."""
     var = _VAR.fullmatch(stored)
     if var is None:
         return Path(stored)
-    path = os.environ.get(var.group(1), "")
-    if path:
+    if path := os.environ.get(var.group(1), ""):
         return Path(path)
-    if not required:
-        return None
     msg = (
         f"{where}: names ${{{var.group(1)}}}, but {var.group(1)} is not set in the "
         "environment; export it as the path of the private key file (keys are never stored "
