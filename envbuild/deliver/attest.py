@@ -234,14 +234,12 @@ def verify(envelope: bytes, public_key_pem: bytes, expected: dict[str, str]) -> 
 
     key = load_public_key(public_key_pem, "the verification key")
     doc = _envelope_dict(envelope)
+    by = sorted({str(s["keyid"])[:16] or "?" for s in doc["signatures"]})  # from_dict pops
     try:
         parsed = Envelope.from_dict(doc)
         parsed.verify([key], 1)
     except VerificationError:
-        by = sorted({str(s.get("keyid", "")) or "?" for s in doc["signatures"]})
-        raise _refuse(
-            f"not signed by key {key.keyid[:16]} (signed by {', '.join(k[:16] for k in by)})"
-        ) from None
+        raise _refuse(f"not signed by key {key.keyid[:16]} (signed by {', '.join(by)})") from None
     except (FormatError, ValueError, KeyError, TypeError):
         raise _refuse("the envelope's signatures are malformed") from None
     return _checked_statement(parsed.payload, key.keyid, expected)
