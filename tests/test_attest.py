@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from envbuild.deliver import attest
 from envbuild.deliver import pull as pull_mod
@@ -163,8 +165,8 @@ def test_bad_signing_keys_are_refused_when_the_config_is_read(
         load_project(tmp_path)
     text = str(e.value)
     assert "envbuild.toml: line 2: publish.signing_key" in text and str(keys / name) in text
-    secret = (keys / name).read_text() if (keys / name).exists() else "MII"
-    assert secret.splitlines()[1 if "\n" in secret else 0][:20] not in text
+    if (keys / name).exists():  # no line of the key's body is quoted
+        assert (keys / name).read_text().splitlines()[1][:20] not in text
 
 
 def test_signing_key_from_an_environment_variable(
@@ -232,11 +234,30 @@ def test_signed_publish_verified_pull_and_three_refusals(
     again = json.loads((root / "build" / "state" / "tiny.publish.json").read_text())
     assert again["attestation"] == record["attestation"]
 
+    # the nightly's push of the same build (kept archive, history tarball) reuses it all
+    from envbuild.deliver.release import push_build
+    from envbuild.layout import build_record, read_marker
+
+    project = load_project(root)
+    info = read_marker(project.env_prefix("tiny"))
+    assert info is not None
+    kept = root / "dist" / "history" / "tiny" / f"{info.build_id}.oci.tar"
+    shutil.copy(root / "dist" / "tiny-linux-64.oci.tar", kept)  # the SBOM is kept already
+    assert (
+        push_build(project, "tiny", info.build_id, tuple(record["smoke_imports"]))
+        == record["image"]
+    )
+    pushed = json.loads(build_record(project, "tiny", info.build_id, "publish").read_text())
+    assert (pushed["uploaded"], pushed["attestation"]) == (0, record["attestation"])
+
     good = f"{plain.host}/signed/tiny@{record['image']}"
     prefix = tmp_path / "envs" / "tiny"
     first = pull_mod.pull(good, prefix, verify_key=keys / "p256.pub")
     assert first.changed and imports_ok(prefix)
-    link, kept = os.readlink(prefix), sorted(p.name for p in pull_mod.pulls_dir(prefix).iterdir())
+    link, entries = (
+        os.readlink(prefix),
+        sorted(p.name for p in pull_mod.pulls_dir(prefix).iterdir()),
+    )
 
     # 1. unsigned: the same tarball published without a key to another repository
     write_layout(tmp_path / "layout", text="unsigned")
@@ -261,8 +282,8 @@ def test_signed_publish_verified_pull_and_three_refusals(
             with pytest.raises(RegistryError, match=f"provenance refused.*{message}"):
                 pull_mod.pull(ref, where, verify_key=keys / f"{kind}.pub")
         assert os.readlink(prefix) == link and imports_ok(prefix)
-        assert sorted(p.name for p in pull_mod.pulls_dir(prefix).iterdir()) == kept
-        assert not fresh.parent.exists() or not any(fresh.parent.iterdir())
+        assert sorted(p.name for p in pull_mod.pulls_dir(prefix).iterdir()) == entries
+        assert not fresh.parent.exists()  # nothing made beside a first pull refused
     code = pull_mod.main([refusals[1][0], "--prefix", str(fresh), "--verify-key",
                           str(keys / "ed25519.pub")])  # fmt: skip
     err = capsys.readouterr().err
@@ -272,3 +293,38 @@ def test_signed_publish_verified_pull_and_three_refusals(
     done = pull_mod.pull(f"{plain.host}/signed/tiny@{record['tarball']}", fresh,
                          verify_key=keys / "p256.pub")  # fmt: skip
     assert done.changed and done.tarball == first.tarball and imports_ok(fresh)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.binary(max_size=200)
+    | _JSON.map(lambda d: json.dumps(d).encode())
+    | st.fixed_dictionaries(
+        {"payloadType": st.just(attest.PAYLOAD_TYPE), "payload": st.text(max_size=40) | _JSON,
+         "signatures": st.lists(st.fixed_dictionaries({"keyid": _JSON, "sig": st.text(max_size=40)}), max_size=3)}
+    ).map(lambda d: json.dumps(d).encode())
+)  # fmt: skip
+def test_any_envelope_is_refused_with_one_message(keys: Path, data: bytes) -> None:
+    pub = (keys / "ed25519.pub").read_bytes()
+    with pytest.raises(RegistryError, match=r"^provenance refused: "):
+        attest.verify(data, pub, {"image": IMAGE})
+
+
+def test_a_signed_statement_of_any_shape_is_parsed_defensively(keys: Path) -> None:
+    """Signed (so past the signature) but not ours: only RegistryError, never a traceback."""
+    key = load_private_key(keys / "ed25519.pem", "test")
+    pub = (keys / "ed25519.pub").read_bytes()
+    for body in [[], {"_type": attest.STATEMENT_TYPE}, {"_type": attest.STATEMENT_TYPE,
+                 "predicateType": attest.PROVENANCE_TYPE, "subject": [1, {"digest": []},
+                 {"annotations": {"org.envbuild.role": "image"}, "digest": {"sha256": "zz"}}]}]:  # fmt: skip
+        with pytest.raises(RegistryError, match="provenance refused"):
+            attest.verify(attest.sign(body, key), pub, {"image": IMAGE})  # type: ignore[arg-type]
