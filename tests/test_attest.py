@@ -230,7 +230,8 @@ def test_signed_publish_verified_pull_and_three_refusals(
     (root / "dist" / "tiny-linux-64.intoto.json").unlink()
     capsys.readouterr()
     commands.publish(str(root), "tiny")
-    assert "0 upload(s), 0.0 MB sent, no tag moved" in capsys.readouterr().out
+    assert "0 upload(s), 0.0 MB sent, no tag moved (" in (out := capsys.readouterr().out)
+    assert f"provenance signed by key {keyid[:16]}" in out
     again = json.loads((root / "build" / "state" / "tiny.publish.json").read_text())
     assert again["attestation"] == record["attestation"]
 

@@ -204,9 +204,10 @@ def _record(done: Published, build_id: str, smoke_imports: tuple[str, ...] = ())
 
 
 def summary(done: Published) -> str:
-    """One line: where, which digest, what moved, what it cost."""
+    """One line: where, which digest, what moved, what it cost, which key signed it."""
     moved = ", ".join(f":{t}" for t in done.tags_moved) or "no tag moved"
+    signed = f", provenance signed by key {done.signing_keyid[:16]}" if done.signed else ""
     return (
         f"{done.repository}@{done.image}: {done.uploaded} upload(s), "
-        f"{done.bytes_sent / 1e6:.1f} MB sent, {moved} ({done.seconds:.1f} s)"
+        f"{done.bytes_sent / 1e6:.1f} MB sent, {moved} ({done.seconds:.1f} s){signed}"
     )
