@@ -27,6 +27,7 @@ Configuration is the optional ``envbuild.toml`` at the project root::
     [publish]                     # `doit publish`: where images and tarballs go
     registry = "ghcr.io/org"      # HOST[:PORT]/NAMESPACE; images are <it>/<recipe name>
     insecure = false              # allow plain http / unverified TLS (loopback needs none)
+    signing_key = "${ENVBUILD_SIGNING_KEY}"   # or a path: sign provenance (util/keys.py)
     [image]                       # the image written without an engine (docker stage)
     base = "build/base/bookworm-minbase.oci.tar"   # an OCI layout or its archive, optionally
                                   # pinned: "PATH@sha256:<hex>", or "REGISTRY/NAME@sha256:<hex>"
@@ -55,6 +56,7 @@ from typing import Any
 from envbuild import channels
 from envbuild.errors import ConfigError
 from envbuild.util.fs import read_bounded
+from envbuild.util.keys import configured_key
 from envbuild.util.redact import public_url_problem, scrub
 
 CONFIG_FILE = "envbuild.toml"
@@ -112,6 +114,7 @@ class Project:
     nightly_mode: str = "promote"  # "propose": stop before promotion, write lock + diff
     publish_registry: str = ""  # [publish] registry: HOST[:PORT]/NAMESPACE ("": not set)
     publish_insecure: bool = False  # [publish] insecure: plain http / unverified TLS allowed
+    publish_signing_key: str = ""  # [publish] signing_key: absolute path or ${VAR} ("": unsigned)
     image_base: str = ""  # [image] base: "PATH" or "PATH@sha256:<hex>", PATH absolute
     image_source: str = ""  # [image] source: the org.opencontainers.image.source URL
 
@@ -276,7 +279,7 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
     ):
         msg = f'{cfg_path}: nightly: expected a table with mode = "promote" or "propose"'
         raise ConfigError(msg)
-    registry, insecure = _publish_table(data.get("publish", {}), cfg_path)
+    registry, insecure, signing_key = _publish_table(data.get("publish", {}), cfg_path, root)
     image = _check_table(data.get("image", {}), f"{cfg_path}: image", set(_IMAGE_KEYS))
     base = image.get("base", "")
     if not isinstance(base, str):
@@ -299,6 +302,7 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
         root=root,
         publish_registry=registry,
         publish_insecure=insecure,
+        publish_signing_key=signing_key,
         image_base=base,
         image_source=image.get("source", ""),
         platforms=platforms,
@@ -368,18 +372,15 @@ def is_registry_ref(value: str) -> bool:
     return bool(sep) and not value.startswith((".", "/")) and bool(_HOST.match(head))
 
 
-def _publish_table(data: Any, cfg_path: Path) -> tuple[str, bool]:
+def _publish_table(data: Any, cfg_path: Path, root: Path) -> tuple[str, bool, str]:
     where = f"{cfg_path}: publish"
     example = 'registry = "ghcr.io/your-org" (HOST[:PORT]/NAMESPACE) and optionally insecure'
     if not isinstance(data, dict):
         msg = f"{where}: expected a table with {example}"
         raise ConfigError(msg)
-    for key in data:
-        if key not in ("registry", "insecure"):
-            msg = f"{where}: unknown key '{key}'{did_you_mean(key, ('registry', 'insecure'))}"
-            raise ConfigError(msg)
-    registry = data.get("registry", "")
-    insecure = data.get("insecure", False)
+    for key in sorted(set(data) - set(keys := ("registry", "insecure", "signing_key"))):
+        raise ConfigError(f"{where}: unknown key '{key}'{did_you_mean(key, keys)}")
+    registry, insecure = data.get("registry", ""), data.get("insecure", False)
     host, _, namespace = str(registry).partition("/")
     if isinstance(registry, str) and ("://" in registry or "@" in host):  # never quote secrets
         shown = scrub("https://" + registry.split("://")[-1])[8:]
@@ -389,12 +390,9 @@ def _publish_table(data: Any, cfg_path: Path) -> tuple[str, bool]:
         msg = f"{where}.registry: {registry!r} is not HOST[:PORT]/NAMESPACE; write e.g. {example}"
         raise ConfigError(msg)
     if namespace and not re.fullmatch(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*/?", namespace):
-        msg = (
-            f"{where}.registry: namespace {namespace!r} must be lower-case letters, digits "
-            "and . _ - / (OCI repository names)"
-        )
-        raise ConfigError(msg)
+        msg = f"{where}.registry: namespace {namespace!r} must be lower-case letters, digits "
+        raise ConfigError(msg + "and . _ - / (OCI repository names)")
     if not isinstance(insecure, bool):
-        msg = f"{where}.insecure: expected true or false"
-        raise ConfigError(msg)
-    return registry.rstrip("/"), insecure
+        raise ConfigError(f"{where}.insecure: expected true or false")
+    signing = configured_key(data.get("signing_key"), root, f"{where}.signing_key")
+    return registry.rstrip("/"), insecure, signing

@@ -543,7 +543,7 @@ def test_push_by_digest_then_move_tags_as_a_switch_step(
 ) -> None:
     """What a journaled switch needs: push without tags, then move them in one repeatable step
     (and back, for a rollback)."""
-    from envbuild.deliver.publish import move_tags
+    from envbuild.deliver.tags import move_tags
 
     first = publish(f"{plain.host}/sw", release)
     write_layout(tmp_path / "layout2", text="candidate")

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envbuild.deliver.descriptor import Descriptor, descriptor, manifest, parse_json
-from envbuild.deliver.publish import Release, TagMoveError, publish
+from envbuild.deliver.publish import Release, publish
 from envbuild.deliver.reference import parse_reference
 from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, connect
 from envbuild.deliver.registry_http import (
@@ -25,6 +25,7 @@ from envbuild.deliver.registry_http import (
     check_url,
     is_loopback,
 )
+from envbuild.deliver.tags import TagMoveError
 from envbuild.errors import ConfigError, RegistryError
 from envbuild.util.redact import printable
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envbuild.errors import RegistryError
+from envbuild.util.redact import printable
 
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _SIZE_RE = re.compile(r"[0-9]{1,15}\Z")
@@ -30,17 +31,6 @@ OLDER = (
     "was published by an older envbuild, whose image does not pin its environment; pull the "
     "environment artifact by its digest (REPO@sha256:...) or republish with this envbuild"
 )
-
-
-def shown(text: object, limit: int = 120) -> str:
-    """``text`` from a registry, safe to print: control characters (ESC, newlines, C1, DEL)
-    as ``\\xNN`` escapes, cut to ``limit`` characters."""
-    # TODO-merge: use envbuild.util.redact's escaping helper (issue 28) once merged
-    out = "".join(
-        c if c.isprintable() else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
-        for c in str(text)
-    )
-    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +68,7 @@ def annotations_of(manifest: dict[str, Any]) -> dict[str, str]:
 
 def digest_of(value: object, what: str) -> str:
     if not isinstance(value, str) or not DIGEST_RE.match(value):
-        raise RegistryError(f"{what}: {shown(value)!r} is not a sha256 digest; refused")
+        raise RegistryError(f"{what}: {printable(value)!r} is not a sha256 digest; refused")
     return value
 
 
@@ -87,7 +77,8 @@ def _size(ann: dict[str, str], key: str, what: str) -> int:
     if value is None:
         raise RegistryError(f"{what} {OLDER} (no {key} annotation)")
     if not _SIZE_RE.match(value):
-        raise RegistryError(f"{what}: annotation {key} = {shown(value)!r} is not a size; refused")
+        msg = f"{what}: annotation {key} = {printable(value)!r} is not a size; refused"
+        raise RegistryError(msg)
     return int(value)
 
 
@@ -102,7 +93,7 @@ def imports_of(ann: dict[str, str], what: str) -> tuple[str, ...]:
         raise RegistryError(f"{what}: {len(names)} smoke imports, at most {MAX_IMPORTS}; refused")
     for n in names:
         if not is_module_name(n):
-            msg = f"{what}: smoke import {shown(n)!r} is not a Python module name; refused"
+            msg = f"{what}: smoke import {printable(n)!r} is not a Python module name; refused"
             raise RegistryError(msg)
     return names
 
@@ -114,7 +105,7 @@ def _layer(manifest: dict[str, Any], what: str) -> tuple[str, int]:
         raise RegistryError(f"{what} has {n} layers, expected 1; refused")
     size = layers[0].get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise RegistryError(f"{what}: layer size {shown(size)!r} is not a size; refused")
+        raise RegistryError(f"{what}: layer size {printable(size)!r} is not a size; refused")
     return digest_of(layers[0].get("digest"), what), size
 
 
@@ -186,7 +177,7 @@ def from_image(client: Any, ref: Any, image: str, manifest: dict[str, Any]) -> P
             and subject.get("digest") == image
         ):
             matching.append(cand)
-    listed = ", ".join(shown(e) for e in envs) or "none"
+    listed = ", ".join(printable(e) for e in envs) or "none"
     if not matching:
         msg = (
             f"{what} pins environment {want} ({size} bytes), but no environment artifact "
@@ -212,7 +203,7 @@ def no_environment(client: Any, ref: Any, digest: str) -> str:
     (label ``org.envbuild.prefix``, escaped), if it has one."""
     fixed = _layer_prefix(client, ref, digest)
     where = (
-        f"; its image holds the environment as a layer fixed at {shown(fixed)}, which cannot "
+        f"; its image holds the environment as a layer fixed at {printable(fixed)}, which cannot "
         "be moved to another path (run the image: docker run / apptainer build docker://...)"
         if fixed
         else ""

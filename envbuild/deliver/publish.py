@@ -18,7 +18,10 @@ What goes where (``REGISTRY/NAMESPACE/NAME``):
   ``subject`` is the image, annotated with recipe, platform, lock sha256 and smoke imports
   (what ``envbuild pull`` checks);
 * ``dist/NAME-<platform>.cdx.json`` if it exists, as an artifact (``artifactType``
-  ``application/vnd.cyclonedx+json``) whose ``subject`` is the image.
+  ``application/vnd.cyclonedx+json``) whose ``subject`` is the image;
+* with ``[publish] signing_key``, the signed provenance (:mod:`envbuild.deliver.attest_oci`)
+  as an artifact (``artifactType`` ``application/vnd.in-toto+json``) whose ``subject`` is
+  the image.
 
 Referrers follow OCI distribution 1.1: the registry's referrers API where it has one (it
 answers ``OCI-Subject`` to the manifest push), else the referrers tag schema
@@ -27,7 +30,6 @@ answers ``OCI-Subject`` to the manifest push), else the referrers tag schema
 
 from __future__ import annotations
 
-import datetime
 import functools
 import io
 import json
@@ -37,9 +39,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from envbuild.deliver import tags as tags_mod
+from envbuild.deliver.attest import DSSE_MEDIA_TYPE, PAYLOAD_TYPE
+from envbuild.deliver.attest_oci import Provenance, envelope_for
 from envbuild.deliver.reference import Reference, parse_reference, sha256_digest
 from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, Client, connect, fallback_tag
 from envbuild.deliver.registry_http import Deadline
+from envbuild.deliver.tags import TagMoveError
 from envbuild.errors import RegistryError
 from envbuild.ship.oci import DOCKER_LIST, Layout
 from envbuild.util.proc import kill_point
@@ -62,14 +68,6 @@ ANN_TITLE = "org.opencontainers.image.title"
 DEADLINE = 6 * 3600.0  # seconds for a whole publish (each read still waits at most a minute)
 
 
-class TagMoveError(RegistryError):
-    """Moving the tags failed part way; ``moved`` names the tags already moved, in order."""
-
-    def __init__(self, message: str, moved: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.moved = moved
-
-
 @dataclass(frozen=True, slots=True)
 class Release:
     """What one publish sends: environment ``name`` for ``platform``, built from the lock
@@ -77,7 +75,8 @@ class Release:
     conda-pack tarball and ``sbom`` a CycloneDX file (each optional); ``smoke_imports`` the
     modules a pull imports before switching; ``tarball_title``, ``sbom_title``: the file
     names the artifacts carry (``org.opencontainers.image.title``, what ``oras pull`` writes;
-    default: the files' own names), so a kept copy publishes as its published name."""
+    default: the files' own names), so a kept copy publishes as its published name;
+    ``provenance``: what to sign and attach (None: unsigned)."""
 
     name: str
     platform: str
@@ -88,13 +87,16 @@ class Release:
     smoke_imports: tuple[str, ...] = ()
     tarball_title: str = ""
     sbom_title: str = ""
+    provenance: Provenance | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
     """The outcome: ``repository`` (``host/namespace/name``), the three digests (empty when
     not published), tags moved, blobs and manifests uploaded, bytes sent and received,
-    whether the registry has the referrers API, wall time in seconds."""
+    whether the registry has the referrers API, wall time in seconds; ``signed``: whether
+    a provenance was attached, ``signing_keyid`` (securesystemslib key id) and
+    ``attestation`` (its artifact manifest's digest)."""
 
     repository: str
     image: str
@@ -106,6 +108,9 @@ class Published:
     bytes_received: int
     referrers_api: bool
     seconds: float
+    signed: bool = False
+    signing_keyid: str = ""
+    attestation: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -328,10 +333,19 @@ def _publish(
                             dict(common), release.sbom_title)  # fmt: skip
         referrers.append(desc)
         sbom, uploads = desc["digest"], uploads + n
+    attestation = keyid = ""
+    if release.provenance is not None:
+        envelope, keyid = envelope_for(client, ref, subject["digest"], release.provenance)
+        desc, n = _artifact(client, ref, envelope, PAYLOAD_TYPE, DSSE_MEDIA_TYPE, subject,
+                            dict(common), release.provenance.title)  # fmt: skip
+        referrers.append(desc)
+        attestation, uploads = desc["digest"], uploads + n
     api, n = _update_referrers_tag(client, ref, subject["digest"], referrers)
     uploads += n
     moved = (
-        _move_tags(client, ref, release.lock_sha256, subject, image_manifest, today) if tags else ()
+        tags_mod.move(client, ref, release.lock_sha256, subject, image_manifest, today)
+        if tags
+        else ()
     )
     t = client.transfer
     return Published(
@@ -345,6 +359,9 @@ def _publish(
         bytes_received=t.received,
         referrers_api=api,
         seconds=round(time.perf_counter() - start, 3),
+        signed=bool(attestation),
+        signing_keyid=keyid,
+        attestation=attestation,
     )
 
 
@@ -366,56 +383,3 @@ def _pinned_size(image_manifest: bytes, tarball: Path) -> dict[str, str]:
         )
         raise RegistryError(msg)
     return {ANN_ENV_UNPACKED: str(pins.get(ANN_ENV_UNPACKED, ""))}
-
-
-def move_tags(
-    registry: str,
-    name: str,
-    image: str,
-    lock_sha256: str,
-    insecure: bool = False,
-    today: str | None = None,
-    deadline: Deadline | None = None,
-) -> tuple[str, ...]:
-    """Point ``registry/<name>``'s ``:<lock 12 hex>``, ``:<date>`` and ``:current`` at the
-    image ``image`` (a digest already pushed), moving only those that point elsewhere: the
-    idempotent step a journaled switch (nightly, rollback) can repeat after kill -9. Returns
-    the tags moved. Raises RegistryError if the registry lacks the image, TagMoveError
-    (naming the tags already moved) if a tag cannot be moved."""
-    ref = parse_reference(f"{registry.rstrip('/')}/{name.lower()}@{image}")
-    client = connect(ref.host, insecure, deadline or Deadline.after(DEADLINE))
-    data, media, _ = client.get_manifest(ref)
-    subject = {"mediaType": media, "digest": image, "size": len(data)}
-    return _move_tags(client, ref.with_target("current"), lock_sha256, subject, data, today)
-
-
-def _move_tags(
-    client: Client,
-    ref: Reference,
-    lock_sha256: str,
-    subject: dict[str, Any],
-    data: bytes,
-    today: str | None,
-) -> tuple[str, ...]:
-    """Point ``:<lock 12 hex>``, then (if ``:current`` is elsewhere) ``:<date>`` and
-    ``:current`` at the image, each checked by reading it back. Returns the tags moved.
-    Raises TagMoveError naming the tags moved before a failure (``:current`` is last)."""
-    current = ref.with_target("current")
-    tags = [lock_sha256[:12]]
-    if client.manifest_digest(current) != subject["digest"]:
-        date = today or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-        tags += [date, "current"]
-    moved: list[str] = []
-    try:
-        for tag in tags:
-            at = ref.with_target(tag)
-            if client.manifest_digest(at) != subject["digest"]:
-                client.put_manifest(at, data, subject["mediaType"])
-                moved.append(tag)
-                kill_point("publish:tag")
-    except RegistryError as e:
-        done = ", ".join(f":{t}" for t in moved) or "none"
-        msg = f"{e}\ntags already moved to {subject['digest']}: {done}; the next publish "
-        msg += "moves the rest (:current last)"
-        raise TagMoveError(msg, tuple(moved)) from None
-    return tuple(moved)

@@ -31,12 +31,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from envbuild.deliver.pin import Pinned, shown
+from envbuild.deliver.pin import Pinned
 from envbuild.errors import EnvBuildError, RegistryError
 from envbuild.util.fs import atomic_write, remove_tree, replace_symlink
 from envbuild.util.proc import kill_point
+from envbuild.util.redact import printable
 
 log = logging.getLogger("envbuild")
+DEADLINE = 6 * 3600.0  # seconds for all of a pull's registry requests (each read: a minute)
 
 _OURS = re.compile(r"[0-9a-f]{12}(\.json|\.partial)?|\.lock")  # what .NAME.pulls may hold
 
@@ -152,7 +154,7 @@ def check_pulls_dir(prefix: Path) -> None:
         n for n in os.listdir(root) if not _OURS.fullmatch(n) or os.path.islink(root / n)
     )
     if strange:
-        names = ", ".join(repr(shown(n, 60)) for n in strange[:5])
+        names = ", ".join(repr(printable(n, 60)) for n in strange[:5])
         more = f" and {len(strange) - 5} more" if len(strange) > 5 else ""
         msg = f"{root}: holds entries envbuild pull did not make ({names}{more}); {fix}"
         raise EnvBuildError(msg)
@@ -183,24 +185,34 @@ def _prune(prefix: Path, keep: set[str] | None = None) -> None:
             remove_tree(p)
 
 
-def pull(reference: str, prefix: Path, insecure: bool = False) -> Pulled:
+def pull(
+    reference: str, prefix: Path, insecure: bool = False, verify_key: Path | None = None
+) -> Pulled:
     """Pull the environment ``reference`` names into ``prefix`` (see the module docstring;
-    what is pinned and checked: :mod:`envbuild.deliver.pin`). Raises RegistryError
-    (registry, digests, annotations) or EnvBuildError (``.<name>.pulls``, unpack,
-    relocation, imports); ``prefix`` is then as it was."""
+    what is pinned and checked: :mod:`envbuild.deliver.pin`); with ``verify_key`` (a public
+    key PEM file), only if the image's signed provenance names that image and tarball
+    (:func:`envbuild.deliver.attest_oci.verify_pull`). Raises RegistryError (registry, digests, annotations,
+    provenance) or EnvBuildError (``.<name>.pulls``, unpack, relocation, imports);
+    ``prefix`` is then as it was."""
     from filelock import FileLock
 
     from envbuild.deliver.reference import parse_reference
     from envbuild.deliver.registry import connect
+    from envbuild.deliver.registry_http import Deadline
 
     start = time.perf_counter()
     prefix = Path(os.path.abspath(prefix))
     ref = parse_reference(reference)
     _check_target(prefix)
     check_pulls_dir(prefix)
-    client = connect(ref.host, insecure)
+    client = connect(ref.host, insecure, Deadline.after(DEADLINE))
     pin = _find_environment(client, ref)
     art_digest, imports = pin.artifact, pin.imports
+    if verify_key is not None:  # before anything is written or unpacked
+        from envbuild.deliver.attest_oci import verify_pull
+
+        signer = verify_pull(client, ref, pin.image, pin.blob, verify_key).keyid
+        log.info("%s: provenance signed by key %s", ref, signer[:16])
     ident = art_digest.split(":")[1][:12]
     root = pulls_dir(prefix)
     root.mkdir(parents=True, exist_ok=True)
@@ -302,7 +314,7 @@ def _unpack_and_check(tarball: Path, dest: Path, pin: Pinned, ref: str) -> None:
     try:
         unpack(tarball, dest, pin.unpacked_size, ref)
     except (zstandard.ZstdError, EOFError, tarfile.TarError) as e:  # BadGzipFile: OSError
-        msg = f"{ref}: the environment artifact is not a readable tarball ({shown(e, 200)})"
+        msg = f"{ref}: the environment artifact is not a readable tarball ({printable(e, 200)})"
         raise EnvBuildError(msg) from None
     except OSError as e:
         msg = f"{ref}: unpacking into {dest} failed: {e}"
@@ -348,6 +360,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--insecure", action="store_true", help="allow plain http / bad TLS")
     parser.add_argument("--rollback", action="store_true", help="switch back to the previous")
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
+    parser.add_argument("--verify-key", type=Path, metavar="PUB.pem",
+                        help="refuse unless signed by this public key (PEM)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         if args.rollback:
@@ -356,12 +370,12 @@ def main(argv: list[str]) -> int:
             return 0
         if not args.reference:
             parser.error("a reference is required (or --rollback)")
-        done = pull(args.reference, Path(args.prefix), args.insecure)
+        done = pull(args.reference, Path(args.prefix), args.insecure, args.verify_key)
     except EnvBuildError as e:
         from envbuild.util.redact import scrub
 
         lines = scrub(str(e)).split("\n")  # each line escaped: no ESC sequence reaches the terminal
-        print("envbuild pull: " + "\n".join(shown(ln, 2000) for ln in lines), file=sys.stderr)
+        print("envbuild pull: " + "\n".join(printable(ln, 2000) for ln in lines), file=sys.stderr)
         return 1
     except OSError as e:  # PATH's directory not writable, say
         print(f"envbuild pull: {args.prefix}: {e}", file=sys.stderr)

@@ -1,14 +1,20 @@
 """The project's side of publishing: the current build of a recipe to ``[publish] registry``
 (``doit publish``); a nightly candidate or rollback target pushed by digest before its switch,
 and ``:current`` moved as a step of that journaled switch (:mod:`envbuild.ops.promotion`).
-The registry steps are :mod:`envbuild.deliver.publish`."""
+The registry steps are :mod:`envbuild.deliver.publish`. With ``[publish] signing_key``, both
+sign the build's provenance (:func:`provenance`, :mod:`envbuild.deliver.attest`)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
-from envbuild.deliver.publish import Published, Release, move_tags, publish
+from envbuild.deliver.attest_oci import Provenance
+from envbuild.deliver.publish import Published, Release, publish
+from envbuild.deliver.tags import move_tags
 from envbuild.errors import ConfigError, EnvBuildError
+from envbuild.layout import BuildInfo
 from envbuild.project import CONFIG_FILE, Project
 from envbuild.recipe.model import Recipe
 
@@ -57,6 +63,8 @@ def publish_project(project: Project, recipe: Recipe) -> Published:
         sbom=dist / f"{name}-{info.platform}.cdx.json",
         smoke_imports=recipe.smoke.imports,
     )
+    signed = dist / f"{name}-{info.platform}.intoto.json"
+    release = replace(release, provenance=provenance(project, release, info, signed))
     done = publish(project.publish_registry, release, project.publish_insecure)
     record = _record(done, info.build_id, recipe.smoke.imports)
     atomic_write(state_file(project, name, "publish"), record)
@@ -109,6 +117,8 @@ def push_build(project: Project, name: str, build_id: str, smoke_imports: tuple[
                       smoke_imports=smoke_imports,
                       tarball_title=f"{stem}.{tarball.name.split('.', 1)[1]}" if tarball else "",
                       sbom_title=f"{stem}.cdx.json")  # fmt: skip
+    signed = history / f"{build_id}.intoto.json"
+    release = replace(release, provenance=provenance(project, release, info, signed))
     pushed = publish(registry, release, project.publish_insecure, tags=False)
     atomic_write(build_record(project, name, build_id, "publish"),
                  _record(pushed, build_id, smoke_imports))  # fmt: skip
@@ -141,15 +151,64 @@ def move_current(project: Project, name: str, registry: str, image: str, build_i
     return f"{registry}/{name.lower()}@{image}: moved {tags}"
 
 
+def provenance(
+    project: Project, release: Release, info: BuildInfo, envelope: Path
+) -> Provenance | None:
+    """What to sign for build ``info`` published as ``release`` (None without ``[publish]
+    signing_key``): the in-toto Statement of :func:`envbuild.deliver.attest.statement` with
+    the recipe file's and the build's lockfile's sha256 (the lock copy kept with the build,
+    its packages for the build's platform as resolved dependencies, read with envbuild's lock
+    reader), subjects the image manifest (from ``release.image``), the tarball and the SBOM
+    by digest; the envelope kept at ``envelope``. Raises ConfigError (key, ``${VAR}``
+    unset), EnvBuildError (no lock copy), LockError, ImageError."""
+    from envbuild.deliver.attest import BuildFacts, Subject, statement
+    from envbuild.deliver.publish import SBOM_ARTIFACT, TARBALL_TYPES, canonical, the_image
+    from envbuild.layout import builds_root, lock_copy
+    from envbuild.lock.lockfile import read_packages
+    from envbuild.ship.oci import Layout
+    from envbuild.util.fs import file_sha256
+    from envbuild.util.keys import key_file
+
+    if not project.publish_signing_key:
+        return None
+    key = key_file(project.publish_signing_key, f"{project.root / CONFIG_FILE}: publish")
+    lock = lock_copy(builds_root(project, release.name) / info.build_id)
+    if not lock.is_file():
+        msg = f"{release.name}: build {info.build_id} keeps no lockfile ({lock}) to sign"
+        raise EnvBuildError(msg)
+    packages = tuple(
+        (str(p["url"]), str(p["hash"]["sha256"]))
+        for p in read_packages(lock).packages
+        if p["platform"] == info.platform
+    )
+    recipe = project.recipe_file(release.name)
+    facts = BuildFacts(release.name, file_sha256(recipe) if recipe.is_file() else "",
+                       file_sha256(lock), info.platform, info.build_id, packages)  # fmt: skip
+    with Layout(release.image) as layout:
+        image = the_image(layout)
+    media = str(image.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")
+    subjects = [Subject("image", release.name.lower(), str(image["digest"]), media)]
+    if release.tarball is not None:
+        fmt = next((t for f, t in TARBALL_TYPES.items() if release.tarball.name.endswith(f)), "")
+        subjects.append(Subject("tarball", release.tarball_title or release.tarball.name,
+                                "sha256:" + file_sha256(release.tarball), fmt))  # fmt: skip
+    if release.sbom is not None and release.sbom.exists():
+        subjects.append(Subject("sbom", release.sbom_title or release.sbom.name,
+                                "sha256:" + file_sha256(release.sbom), SBOM_ARTIFACT))  # fmt: skip
+    body = canonical(statement(facts, tuple(subjects)))
+    return Provenance(body, key, envelope, f"{release.name}-{info.platform}.intoto.json")
+
+
 def _record(done: Published, build_id: str, smoke_imports: tuple[str, ...] = ()) -> str:
     data = {**json.loads(done.to_json()), "build_id": build_id}
     return json.dumps({**data, "smoke_imports": list(smoke_imports)}, indent=2)
 
 
 def summary(done: Published) -> str:
-    """One line: where, which digest, what moved, what it cost."""
+    """One line: where, which digest, what moved, what it cost, which key signed it."""
     moved = ", ".join(f":{t}" for t in done.tags_moved) or "no tag moved"
+    signed = f", provenance signed by key {done.signing_keyid[:16]}" if done.signed else ""
     return (
         f"{done.repository}@{done.image}: {done.uploaded} upload(s), "
-        f"{done.bytes_sent / 1e6:.1f} MB sent, {moved} ({done.seconds:.1f} s)"
+        f"{done.bytes_sent / 1e6:.1f} MB sent, {moved} ({done.seconds:.1f} s){signed}"
     )
