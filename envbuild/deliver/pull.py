@@ -191,8 +191,8 @@ def pull(
     """Pull the environment ``reference`` names into ``prefix`` (see the module docstring;
     what is pinned and checked: :mod:`envbuild.deliver.pin`); with ``verify_key`` (a public
     key PEM file), only if the image's signed provenance names that image and tarball
-    (:func:`envbuild.deliver.attest_oci.verify_pull`). Raises RegistryError (registry, digests, annotations,
-    provenance) or EnvBuildError (``.<name>.pulls``, unpack, relocation, imports);
+    (:func:`envbuild.deliver.attest_oci.verify_pull`). Raises RegistryError (registry,
+    digests, annotations, provenance) or EnvBuildError (``.<name>.pulls``, unpack, relocation, imports);
     ``prefix`` is then as it was."""
     from filelock import FileLock
 
