@@ -279,3 +279,34 @@ def pins(tarball: Path, imports: tuple[str, ...] = ()) -> dict[str, str]:
         oci_image.ANN_ENV_UNPACKED: str(unpacked),
         oci_image.LABEL_IMPORTS: ",".join(imports),
     }
+
+
+def forge_environment(reg: Registry, repo: str, image: str, tarball: Path, ann: dict[str, str]) -> str:
+    """Push an environment artifact of ``tarball`` referring to ``image`` and append it to
+    the image's referrers tag, as anyone who can push could. Returns its digest."""
+    from envbuild.deliver.publish import ENV_ARTIFACT, OCI_MANIFEST, canonical
+    from envbuild.deliver.reference import parse_reference, sha256_digest
+    from envbuild.deliver.registry import OCI_INDEX, connect, fallback_tag
+    from envbuild.util.fs import file_sha256
+
+    client = connect(reg.host)
+    ref = parse_reference(f"{reg.host}/{repo}:x")
+    blob = "sha256:" + file_sha256(tarball)
+    client.push_blob(repo, blob, tarball.stat().st_size, lambda: tarball.open("rb"))
+    client.push_blob(repo, sha256_digest(b"{}"), 2, lambda: io.BytesIO(b"{}"))
+    data, media, _ = client.get_manifest(ref.with_target(image))
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ENV_ARTIFACT,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/vnd.conda-pack.tar+zstd", "digest": blob, "size": tarball.stat().st_size}],
+        "subject": {"mediaType": media, "digest": image, "size": len(data)},
+        "annotations": ann,
+    }  # fmt: skip
+    raw = canonical(manifest)
+    client.put_manifest(ref.with_target(sha256_digest(raw)), raw, OCI_MANIFEST)
+    have, _ = client.referrers(repo, image)
+    desc = {"mediaType": OCI_MANIFEST, "digest": sha256_digest(raw), "size": len(raw),
+            "artifactType": ENV_ARTIFACT, "annotations": ann}  # fmt: skip
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*have, desc]}
+    client.put_manifest(ref.with_target(fallback_tag(image)), canonical(index), OCI_INDEX)
+    return sha256_digest(raw)

@@ -19,14 +19,12 @@ import zstandard
 
 from envbuild.deliver import pull as pull_mod
 from envbuild.deliver import unpack
-from envbuild.deliver.publish import ENV_ARTIFACT, OCI_MANIFEST, Release, canonical, publish
-from envbuild.deliver.reference import parse_reference, sha256_digest
-from envbuild.deliver.registry import OCI_INDEX, connect, fallback_tag
+from envbuild.deliver.publish import Release, publish
 from envbuild.errors import EnvBuildError, RegistryError, SmokeError
 from envbuild.ship import oci_image
 from envbuild.util.fs import make_removable, remove_tree
 
-from .ociregistry import Registry, pins, running_registry, write_layout
+from .ociregistry import Registry, forge_environment, pins, running_registry, write_layout
 
 LOCK = "ab" * 32
 PLACEHOLDER = "/opt/envbuild-placeholder-build-prefix/" + "x" * 40
@@ -81,34 +79,6 @@ def _publish(reg: Registry, tmp: Path, name: str, marker: str, imports: tuple[st
     return done.image, done.tarball, tb
 
 
-def _forge(reg: Registry, repo: str, image: str, tarball: Path, ann: dict[str, str]) -> str:
-    """Push an environment artifact of ``tarball`` referring to ``image`` and append it to
-    the image's referrers tag, as anyone who can push could. Returns its digest."""
-    from envbuild.util.fs import file_sha256
-
-    client = connect(reg.host)
-    ref = parse_reference(f"{reg.host}/{repo}:x")
-    blob = "sha256:" + file_sha256(tarball)
-    client.push_blob(repo, blob, tarball.stat().st_size, lambda: tarball.open("rb"))
-    client.push_blob(repo, sha256_digest(b"{}"), 2, lambda: io.BytesIO(b"{}"))
-    data, media, _ = client.get_manifest(ref.with_target(image))
-    manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ENV_ARTIFACT,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256_digest(b"{}"), "size": 2},
-        "layers": [{"mediaType": "application/vnd.conda-pack.tar+zstd", "digest": blob, "size": tarball.stat().st_size}],
-        "subject": {"mediaType": media, "digest": image, "size": len(data)},
-        "annotations": ann,
-    }  # fmt: skip
-    raw = canonical(manifest)
-    client.put_manifest(ref.with_target(sha256_digest(raw)), raw, OCI_MANIFEST)
-    have, _ = client.referrers(repo, image)
-    desc = {"mediaType": OCI_MANIFEST, "digest": sha256_digest(raw), "size": len(raw),
-            "artifactType": ENV_ARTIFACT, "annotations": ann}  # fmt: skip
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*have, desc]}
-    client.put_manifest(ref.with_target(fallback_tag(image)), canonical(index), OCI_INDEX)
-    return sha256_digest(raw)
-
-
 def _marker(prefix: Path) -> str:
     return (prefix / "marker.txt").read_text()
 
@@ -118,7 +88,7 @@ def test_image_digest_pins_the_environment_whatever_the_referrers_say(
 ) -> None:
     image, artifact, _ = _publish(reg, tmp_path, "pin", "good", ("json",))
     evil = env_tarball(tmp_path / "evil.tar.zst", "forged")
-    forged = _forge(reg, "t/pin", image, evil, {"org.envbuild.smoke.imports": "json",
+    forged = forge_environment(reg, "t/pin", image, evil, {"org.envbuild.smoke.imports": "json",
                     oci_image.ANN_ENV_UNPACKED: "100000"})  # fmt: skip
     prefix = tmp_path / "envs" / "pin"
     done = pull_mod.pull(f"{reg.host}/t/pin@{image}", prefix)
@@ -135,7 +105,7 @@ def test_several_none_or_mismatch_refused_naming_digests(reg: Registry, tmp_path
     image, artifact, tb = _publish(reg, tmp_path, "many", "one", ("json",))
     prefix = tmp_path / "envs" / "many"
     pull_mod.pull(f"{reg.host}/t/many@{image}", prefix)
-    twin = _forge(reg, "t/many", image, tb, {"org.envbuild.smoke.imports": "os"})
+    twin = forge_environment(reg, "t/many", image, tb, {"org.envbuild.smoke.imports": "os"})
     with pytest.raises(
         RegistryError, match=rf"several artifacts hold it \(({artifact}|{twin}), "
     ) as e:
@@ -145,7 +115,7 @@ def test_several_none_or_mismatch_refused_naming_digests(reg: Registry, tmp_path
     bogus = {**pins(tb, ("json",)), oci_image.ANN_ENV_DIGEST: "sha256:" + "0" * 64}
     write_layout(tmp_path / "lone", text="lone", annotations=bogus)
     lone = publish(f"{reg.host}/t", Release("many", "linux-64", LOCK, tmp_path / "lone")).image
-    other = _forge(reg, "t/many", lone, tb, {})
+    other = forge_environment(reg, "t/many", lone, tb, {})
     with pytest.raises(
         RegistryError,
         match=rf"pins environment sha256:0{{64}} .*no environment artifact.*listed: {other}",
