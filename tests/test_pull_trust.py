@@ -194,6 +194,8 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, **kw: object) -> tarfile.Tar
         ([(_info("f", tarfile.SYMTYPE, linkname="g"), b""), (_info("f"), b"x")], "second member"),
         ([(_info("h", tarfile.LNKTYPE, linkname="/etc/passwd"), b"")], "hard link"),
         ([(_info("big"), b"\0" * (3 << 20))], "more than the unpacked size"),
+        ([(_info("a/" * 3000 + "f"), b"x")], "directories deep"),  # was a RecursionError
+        ([(_info("d/" + "n" * 300), b"x")], "name over 255 bytes"),
     ],
 )  # fmt: skip
 def test_unpack_refuses(
@@ -218,6 +220,22 @@ def test_unpack_masks_modes_and_keeps_links_inside(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "d/lib/data").st_mode) == 0o644
     assert os.readlink(tmp_path / "d/bin/link") == "tool"
     assert os.stat(tmp_path / "d/bin/hard").st_ino == os.stat(tmp_path / "d/bin/tool").st_ino
+
+
+def test_a_hard_link_is_made_to_its_checked_name_not_through_a_symlink(tmp_path: Path) -> None:
+    """`h` -> `s/../f` normalises to the file `f`, but the kernel resolves it through the
+    symlink `s` to `x/y/z/f`, a symlink climbing three levels: linked as written, `h` became
+    a symlink to `../../..` at the top of the tree, outside it."""
+    tb = _tar(tmp_path / "t.tar.zst", [
+        (_info("x/y/z/w", tarfile.DIRTYPE, mode=0o755), b""),
+        (_info("x/y/z/f", tarfile.SYMTYPE, linkname="../../.."), b""),
+        (_info("s", tarfile.SYMTYPE, linkname="x/y/z/w"), b""),
+        (_info("f"), b"regular"),
+        (_info("h", tarfile.LNKTYPE, linkname="s/../f"), b""),
+    ])  # fmt: skip
+    unpack.unpack(tb, tmp_path / "d", 100, "ref")
+    assert not (tmp_path / "d/h").is_symlink()
+    assert os.stat(tmp_path / "d/h").st_ino == os.stat(tmp_path / "d/f").st_ino
 
 
 def test_zstd_bomb_stops_at_the_declared_size(tmp_path: Path) -> None:

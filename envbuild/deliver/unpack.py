@@ -6,7 +6,9 @@ regular files, directories, symlinks and hard links are written; a device, FIFO 
 other member type is refused. Names are normalised and must stay inside the tree; a symlink's
 target may climb (``..``) only at its start and never above the tree (so a chain of links
 cannot resolve outside it either, whatever ``realpath`` says); no member is written below
-a symlink, over one, or twice; a hard link must name a regular file already unpacked. Modes
+a symlink, over one, or twice; a hard link must name a regular file already unpacked (and is
+made to that normalised name, never through a symlink); a path has at most 4000 bytes and
+200 directories. Modes
 lose setuid/setgid/sticky and group/other write, owners are not restored. The regular files
 may hold at most the unpacked size the pinned manifest declares plus :func:`size_limit`'s
 slack, and the tar stream itself at most that plus 4 KiB of headers per member and 4 MiB:
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from envbuild.errors import EnvBuildError
+from envbuild.util.redact import printable
 
 ALLOWED_TYPES = {
     tarfile.REGTYPE: "file",
@@ -50,6 +53,9 @@ HEADER_ALLOWANCE = 4096  # tar stream bytes per member besides its data (header,
 _READ = 1 << 20  # tarfile's read size: the stream is read up to this far ahead
 _SLACK = 4 * _READ
 MAX_SCRIPT = 64 << 20  # bin/conda-unpack: its records are ~100 bytes a file
+MAX_NAME = 4000  # bytes of a member's path (Linux PATH_MAX is 4096, with the prefix in it)
+MAX_DEPTH = 200  # directories deep (tarfile makes parents recursively: no RecursionError)
+MAX_COMPONENT = 255  # bytes of one path component (NAME_MAX)
 
 
 def size_limit(declared: int) -> int:
@@ -133,6 +139,15 @@ def _filter(seen: _Seen, what: str) -> Any:
             raise _refuse(what, member.name, "its path leaves the environment")
         if name == ".":
             return None  # the root itself: already made by us
+        if (
+            len(name.encode("utf-8", "surrogateescape")) > MAX_NAME
+            or name.count("/") >= MAX_DEPTH
+            or any(
+                len(p.encode("utf-8", "surrogateescape")) > MAX_COMPONENT for p in name.split("/")
+            )
+        ):
+            why = f"its path is over {MAX_NAME} bytes, {MAX_DEPTH} directories deep or has a "
+            raise _refuse(what, printable(name, 80), why + f"name over {MAX_COMPONENT} bytes")
         parents = name.split("/")
         for i in range(1, len(parents)):
             if "/".join(parents[:i]) in seen.links:
@@ -141,7 +156,8 @@ def _filter(seen: _Seen, what: str) -> Any:
             raise _refuse(what, member.name, "a second member at the same path")
         if member.issym() and not _climbs_inside(name, member.linkname):
             raise _refuse(what, member.name, f"a symlink to {member.linkname!r}, outside it")
-        if member.islnk() and posixpath.normpath(member.linkname) not in seen.files:
+        target = posixpath.normpath(member.linkname) if member.islnk() else ""
+        if member.islnk() and target not in seen.files:
             raise _refuse(
                 what, member.name, f"a hard link to {member.linkname!r}, not a file in it"
             )
@@ -160,6 +176,8 @@ def _filter(seen: _Seen, what: str) -> Any:
             raise _refuse(what, member.name, str(e)) from None
         if safe.mode is not None:
             safe = safe.replace(mode=safe.mode & 0o755, deep=False)
+        if member.islnk():  # linked by the checked name: `s/../f` would resolve through `s`
+            safe = safe.replace(linkname=target, deep=False)
         {"symlink": seen.links, "directory": seen.dirs}.get(
             ALLOWED_TYPES[member.type], seen.files
         ).add(name)
