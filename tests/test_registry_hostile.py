@@ -437,6 +437,26 @@ def test_references_with_secrets_are_refused_unquoted(text: str, part: str) -> N
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "\uff47hcr.io/ns/ml:current",  # fullwidth g: IDNA maps it to ghcr.io, shown as another
+        "gh\u0441r.io/ns/ml:current",  # Cyrillic es: another host that looks like ghcr.io
+        "ghcr.io%2Fns/ml:current",
+        "ghcr.io\\evil.com/ns/ml:current",
+        "[fe80::1%25eth0]:5000/ns/ml:current",
+        "ghcr.io:99999/ns/ml:current",
+        "-x.example/ns/ml:current",
+    ],
+)
+def test_hosts_outside_the_reference_grammar_are_refused(text: str) -> None:
+    """distribution/reference's domain is ASCII labels or [IPv6] and a port: anything else
+    was accepted as a host (and printed in every message and record as if it were one)."""
+    with pytest.raises(RegistryError, match="is not a registry host"):
+        parse_reference(text)
+    assert parse_reference("[::1]:5000/ns/ml:current").host == "[::1]:5000"
+
+
+@pytest.mark.parametrize(
     ("source", "part"),
     [
         ("https://alice:s3cret@github.com/org/envs", "carries credentials"),

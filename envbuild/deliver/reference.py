@@ -12,6 +12,11 @@ from envbuild.util.redact import printable, scrub
 
 DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# distribution/reference's domain: ASCII labels or a bracketed IPv6 address, an optional port
+_HOST = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[a-fA-F0-9:]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
 _NAME = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
@@ -68,6 +73,12 @@ def parse_reference(text: str) -> Reference:
     problem = ""
     if not path or not ("." in host or ":" in host or host == "localhost"):
         problem = "it needs a registry host and a repository, e.g. ghcr.io/org/ml:current"
+    elif not (m := _HOST.fullmatch(host)) or not 0 < int(m.group("port") or 1) <= 65535:
+        problem = (
+            f"host {printable(host, 100)!r} is not a registry host: ASCII letters, digits, "
+            "'-' and '.', or [IPv6], then an optional :PORT (1-65535); no look-alike letters, "
+            "%-escapes or IPv6 zones"
+        )
     elif not _NAME.match(path):
         problem = (
             f"repository {printable(path, 100)!r} must be lower-case letters, digits and . _ - /"
