@@ -110,6 +110,37 @@ def test_one_deadline_for_the_whole_transfer(fake: FakeRegistry) -> None:
         client.fetch_blob("team/x", digest, io.BytesIO(), 4 << 20)
 
 
+def test_a_slow_drip_within_one_read_meets_the_deadline(fake: FakeRegistry) -> None:
+    """A registry sending one byte each time the (injected) clock is read: a read that waits
+    for a whole 64 KiB chunk never looks at the clock again (a byte every 59 s kept one read
+    going for weeks); each read must return what has come and check the deadline."""
+    import threading
+
+    tick = threading.Semaphore(0)
+    ticks = iter(range(10**6))
+
+    def clock() -> float:
+        tick.release()  # the server may send its next byte
+        return float(next(ticks))
+
+    def drip(h: Handler, method: str) -> bool:
+        h.send_response(200)
+        h.send_header("Content-Length", "4000")
+        h.end_headers()
+        for _ in range(4000):
+            if not tick.acquire(timeout=2):  # the client waits without looking at the clock
+                h.close_connection = True
+                return True
+            h.wfile.write(b"d")
+            h.wfile.flush()
+        return True
+
+    fake.override = lambda h, m: "/blobs/" in h.path and drip(h, m)
+    client = connect(fake.host, deadline=Deadline.after(30, clock=clock))
+    with pytest.raises(NetworkError, match=rf"registry {fake.host}: fetch blob .*deadline"):
+        client.fetch_blob("team/x", D1, io.BytesIO(), 4000)
+
+
 def test_a_connection_cut_short_is_a_network_failure_not_a_disk_problem(
     fake: FakeRegistry,
 ) -> None:

@@ -13,7 +13,10 @@ credentials there, how many bytes an answer may have, how long a whole transfer 
   size plus one byte; ``Content-Length`` and sizes from descriptors are checked (integers,
   ``>= 0``, at most :data:`MAX_BLOB`) before use.
 * **One deadline** (:class:`Deadline`): a whole pull or publish ends by a monotonic time;
-  each read waits at most :data:`READ_TIMEOUT` seconds, and never past the deadline.
+  each read waits at most :data:`READ_TIMEOUT` seconds, and never past the deadline; a read
+  returns what has arrived (``read1``), so a drip of bytes meets the deadline too. Not
+  bounded: a registry dripping its response *headers* (read inside ``requests``) is stopped
+  only by the per-read timeout.
 """
 
 from __future__ import annotations
@@ -164,7 +167,9 @@ def chunks(r: Any, limit: int, what: str, deadline: Deadline) -> Iterator[bytes]
     while n <= limit:
         deadline.timeout(what)
         try:
-            chunk = r.raw.read(min(CHUNK, limit + 1 - n), decode_content=True)
+            # read1: what has arrived (up to CHUNK), not a whole chunk: a registry sending a
+            # byte a minute would keep one read() going for weeks without a deadline check
+            chunk = r.raw.read1(min(CHUNK, limit + 1 - n), decode_content=True)
         except Exception as e:  # urllib3 wraps socket errors in its own
             msg = f"{what}: network failure after {n} bytes ({reason(e)})"
             raise NetworkError(msg) from None
