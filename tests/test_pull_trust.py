@@ -319,7 +319,17 @@ def test_pulls_dir_must_be_ours(reg: Registry, tmp_path: Path) -> None:
         pull_mod.pull(f"{reg.host}/t/own@{image}", shared / "ml")
     assert (shared / ".ml.pulls" / "notes.txt").read_text() == "mine"
     (shared / ".ml.pulls" / "notes.txt").unlink()
-    pull_mod.pull(f"{reg.host}/t/own@{image}", shared / "ml")  # the next good pull works
+    (shared / ".ml.pulls").chmod(0o777)  # anyone could swap <id>.partial for a symlink
+    with pytest.raises(EnvBuildError, match=r"writable by group or others \(mode 777\)"):
+        pull_mod.pull(f"{reg.host}/t/own@{image}", shared / "ml")
+    assert not (shared / "ml").exists()
+    (shared / ".ml.pulls").rmdir()
+    old_umask = os.umask(0o002)  # a user-private-group umask: pull's own directory is go-w
+    try:
+        pull_mod.pull(f"{reg.host}/t/own@{image}", shared / "ml")  # the next good pull works
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((shared / ".ml.pulls").stat().st_mode) == 0o755
     assert _marker(shared / "ml") == "own"
 
 

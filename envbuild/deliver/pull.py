@@ -23,8 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import re
-import stat
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.deliver.pin import Pinned
+from envbuild.deliver.pulls import check_pulls_dir, make_pulls_dir, pulls_dir
 from envbuild.errors import EnvBuildError, RegistryError
 from envbuild.util.fs import atomic_write, remove_tree, replace_symlink
 from envbuild.util.proc import kill_point
@@ -39,8 +38,6 @@ from envbuild.util.redact import printable
 
 log = logging.getLogger("envbuild")
 DEADLINE = 6 * 3600.0  # seconds for all of a pull's registry requests (each read: a minute)
-
-_OURS = re.compile(r"[0-9a-f]{12}(\.json|\.partial)?|\.lock")  # what .NAME.pulls may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +58,6 @@ class Pulled:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
-
-
-def pulls_dir(prefix: Path) -> Path:
-    """``<parent>/.<name>.pulls``: the pulled environments behind the symlink ``prefix``."""
-    return prefix.parent / f".{prefix.name}.pulls"
 
 
 def _record(prefix: Path, ident: str) -> Path:
@@ -133,33 +125,6 @@ def for_this_machine(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def check_pulls_dir(prefix: Path) -> None:
-    """Refuse ``.<name>.pulls`` unless it is ours: a real directory (not a symlink) owned by
-    this user, holding only what pull makes (``<12 hex>``, ``<12 hex>.json``,
-    ``<12 hex>.partial``, ``.lock``; none of them a symlink). Nothing is removed from a
-    directory that is not. Raises EnvBuildError."""
-    root = pulls_dir(prefix)
-    try:
-        st = os.lstat(root)
-    except FileNotFoundError:
-        return
-    fix = f"move it away, or choose another --prefix; {prefix} is unchanged"
-    if not stat.S_ISDIR(st.st_mode):
-        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
-        raise EnvBuildError(f"{root}: is {kind}, not made by envbuild pull; {fix}")
-    if st.st_uid != os.geteuid():
-        msg = f"{root}: owned by uid {st.st_uid}, not by this user ({os.geteuid()}); {fix}"
-        raise EnvBuildError(msg)
-    strange = sorted(
-        n for n in os.listdir(root) if not _OURS.fullmatch(n) or os.path.islink(root / n)
-    )
-    if strange:
-        names = ", ".join(repr(printable(n, 60)) for n in strange[:5])
-        more = f" and {len(strange) - 5} more" if len(strange) > 5 else ""
-        msg = f"{root}: holds entries envbuild pull did not make ({names}{more}); {fix}"
-        raise EnvBuildError(msg)
-
-
 def _kept(prefix: Path, ident: str, artifact: str) -> Pulled | None:
     """The record of environment ``ident`` kept beside ``prefix``, if it is ``artifact``."""
     try:
@@ -192,8 +157,8 @@ def pull(
     what is pinned and checked: :mod:`envbuild.deliver.pin`); with ``verify_key`` (a public
     key PEM file), only if the image's signed provenance names that image and tarball
     (:func:`envbuild.deliver.attest_oci.verify_pull`). Raises RegistryError (registry,
-    digests, annotations, provenance) or EnvBuildError (``.<name>.pulls``, unpack, relocation, imports);
-    ``prefix`` is then as it was."""
+    digests, annotations, provenance) or EnvBuildError (``.<name>.pulls``, unpack,
+    relocation, imports); ``prefix`` is then as it was."""
     from filelock import FileLock
 
     from envbuild.deliver.reference import parse_reference
@@ -215,7 +180,7 @@ def pull(
         log.info("%s: provenance signed by key %s", ref, signer[:16])
     ident = art_digest.split(":")[1][:12]
     root = pulls_dir(prefix)
-    root.mkdir(parents=True, exist_ok=True)
+    make_pulls_dir(root)
     check_pulls_dir(prefix)  # made by another meanwhile?
     with FileLock(str(root / ".lock")):
         _check_target(prefix)
