@@ -276,6 +276,22 @@ def test_bomb_pulled_is_refused_and_the_previous_stays(reg: Registry, tmp_path: 
     assert _marker(prefix) == "fine"
 
 
+def test_a_declared_size_beyond_the_free_disk_is_refused_before_fetching(
+    reg: Registry, tmp_path: Path
+) -> None:
+    """The bound on a bomb is what the manifest declares: 999 TB was honoured blindly (the
+    tiny tarball installed; a real bomb could fill the disk up to that)."""
+    image, _, _ = _publish(reg, tmp_path, "huge", "fine")
+    prefix = tmp_path / "envs" / "huge"
+    pull_mod.pull(f"{reg.host}/t/huge@{image}", prefix)
+    tb = env_tarball(tmp_path / "huge.tar.zst", "huge")
+    lie = {**pins(tb), oci_image.ANN_ENV_UNPACKED: "9" * 15}
+    _publish(reg, tmp_path, "huge", "huge", annotations=lie, tarball=tb)
+    with pytest.raises(EnvBuildError, match=r"999999999999999 unpacked.*bytes free; refused"):
+        pull_mod.pull(f"{reg.host}/t/huge:current", prefix)
+    assert _marker(prefix) == "fine"
+
+
 def test_relocation_records_are_data(tmp_path: Path) -> None:
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin/conda-unpack").write_text(

@@ -201,6 +201,7 @@ def pull(
             spent = round(time.perf_counter() - start, 3)
             return replace(kept, bytes_received=client.transfer.received, seconds=spent)
         staging, dest = root / f"{ident}.partial", root / ident
+        _check_room(root, pin, str(ref))
         try:
             staging.mkdir()
             tarball = _fetch(client, ref, pin, staging)
@@ -232,6 +233,22 @@ def pull(
         _prune(prefix, {ident, previous})
     log.info("%s: now %s (%s)", prefix, ref, art_digest)
     return record
+
+
+def _check_room(root: Path, pin: Pinned, ref: str) -> None:
+    """Refuse, before fetching, an environment whose tarball and declared unpacked size
+    (bytes, as its pinned manifest says) do not fit in the free space of ``root``'s disk: a
+    declared size is a bound on a bomb only if it is not itself absurd (1 PB, say)."""
+    import shutil
+
+    need, free = pin.size + pin.unpacked_size, shutil.disk_usage(root).free
+    if need > free:
+        msg = (
+            f"{ref}: needs {need} bytes ({pin.size} tarball + {pin.unpacked_size} unpacked, as "
+            f"its manifest declares), but {root} has {free} bytes free; refused before fetching. "
+            "Free some space, or choose a --prefix on a larger disk"
+        )
+        raise EnvBuildError(msg)
 
 
 _MAGIC = {b"\x28\xb5\x2f\xfd": "env.tar.zst", b"\x1f\x8b": "env.tar.gz"}
