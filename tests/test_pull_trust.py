@@ -292,6 +292,20 @@ def test_a_declared_size_beyond_the_free_disk_is_refused_before_fetching(
     assert _marker(prefix) == "fine"
 
 
+def test_an_index_is_read_defensively_and_never_guessed_from() -> None:
+    """A ``platform`` that is not an object ended pull in an AttributeError traceback; two
+    entries for this machine with different digests were settled by taking the first."""
+    arch = pull_mod._arch()
+    mine = {"os": "linux", "architecture": arch}
+    assert pull_mod.for_this_machine([{"platform": [1]}, {"platform": "linux"}]) is None
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    same = [{"platform": mine, "digest": a}, {"platform": mine, "digest": a}]
+    assert pull_mod.for_this_machine(same) == same[0]
+    with pytest.raises(RegistryError, match=rf"ref: .*several linux/{arch} images"):
+        pull_mod.for_this_machine([{"platform": mine, "digest": a},
+                                   {"platform": mine, "digest": b}], "ref")  # fmt: skip
+
+
 def test_relocation_records_are_data(tmp_path: Path) -> None:
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin/conda-unpack").write_text(

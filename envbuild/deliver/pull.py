@@ -99,7 +99,7 @@ def _find_environment(client: Any, ref: Any) -> Pinned:
         return from_artifact(manifest, digest, str(ref))
     if "manifests" in manifest:  # an index: the image for this machine
         entries = manifest["manifests"] if isinstance(manifest["manifests"], list) else []
-        image = for_this_machine([e for e in entries if isinstance(e, dict)])
+        image = for_this_machine([e for e in entries if isinstance(e, dict)], str(ref))
         if image is None:
             msg = f"{ref}: an image index with no linux/{_arch()} image; nothing to pull"
             raise RegistryError(msg)
@@ -116,13 +116,24 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
-def for_this_machine(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The descriptor in an image index's ``manifests`` for linux on this architecture."""
-    for e in entries:
-        p = e.get("platform") or {}
-        if p.get("os") == "linux" and p.get("architecture") == _arch():
-            return e
-    return None
+def for_this_machine(
+    entries: list[dict[str, Any]], what: str = "image index"
+) -> dict[str, Any] | None:
+    """The descriptor in an image index's ``manifests`` for linux on this architecture (a
+    ``platform`` that is not an object is skipped). Raises RegistryError if entries for it
+    name different digests: which one would be a guess."""
+    found = [
+        e
+        for e in entries
+        if isinstance(p := e.get("platform"), dict)
+        and p.get("os") == "linux"
+        and p.get("architecture") == _arch()
+    ]
+    if len({str(e.get("digest")) for e in found}) > 1:
+        shown = ", ".join(printable(e.get("digest"), 80) for e in found[:4])
+        msg = f"{what}: the image index lists several linux/{_arch()} images ({shown}); refused"
+        raise RegistryError(msg)
+    return found[0] if found else None
 
 
 def _kept(prefix: Path, ident: str, artifact: str) -> Pulled | None:
