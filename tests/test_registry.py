@@ -497,8 +497,9 @@ def test_bearer_token_from_the_realm(
 
 
 def test_full_disk_during_pull_keeps_the_previous(
-    plain: Registry, release: Release, tmp_path: Path, packed: Path
-) -> None:
+    plain: Registry, release: Release, tmp_path: Path, packed: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     """A tmpfs with room for one environment and a half: the second pull runs out of space,
     the first stays at PATH, and nothing is left behind."""
     publish(f"{plain.host}/team", release)
@@ -521,6 +522,11 @@ def test_full_disk_during_pull_keeps_the_previous(
         write_layout(tmp_path / "layout2", text="full", annotations=pins(packed, ("json",)))
         other = Release("tiny", "linux-64", "e" * 64, tmp_path / "layout2", packed, None, ("json",))
         publish(f"{plain.host}/team", other)
+        with pytest.raises(
+            EnvBuildError, match=rf"bytes free; refused before fetching(.|\n)*{prefix} is unchanged"
+        ):
+            pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)  # it says what it needs
+        monkeypatch.setattr(pull_mod, "_check_room", lambda *a: None)  # filled meanwhile
         with pytest.raises(
             EnvBuildError, match=rf"No space left on device(.|\n)*{prefix} is unchanged"
         ) as e:

@@ -212,7 +212,7 @@ def pull(
             spent = round(time.perf_counter() - start, 3)
             return replace(kept, bytes_received=client.transfer.received, seconds=spent)
         staging, dest = root / f"{ident}.partial", root / ident
-        _check_room(root, pin, str(ref))
+        _check_room(root, pin, str(ref), prefix)
         try:
             staging.mkdir()
             tarball = _fetch(client, ref, pin, staging)
@@ -246,7 +246,7 @@ def pull(
     return record
 
 
-def _check_room(root: Path, pin: Pinned, ref: str) -> None:
+def _check_room(root: Path, pin: Pinned, ref: str, prefix: Path) -> None:
     """Refuse, before fetching, an environment whose tarball and declared unpacked size
     (bytes, as its pinned manifest says) do not fit in the free space of ``root``'s disk: a
     declared size is a bound on a bomb only if it is not itself absurd (1 PB, say)."""
@@ -257,7 +257,7 @@ def _check_room(root: Path, pin: Pinned, ref: str) -> None:
         msg = (
             f"{ref}: needs {need} bytes ({pin.size} tarball + {pin.unpacked_size} unpacked, as "
             f"its manifest declares), but {root} has {free} bytes free; refused before fetching. "
-            "Free some space, or choose a --prefix on a larger disk"
+            f"Free some space, or choose a --prefix on a larger disk\n{prefix} is unchanged"
         )
         raise EnvBuildError(msg)
 
