@@ -3,14 +3,18 @@ previous one kept for rollback. Needs no project and no recipe, only envbuild.
 
 ``REF`` names an image (``HOST/NAMESPACE/NAME:current``, ``...@sha256:...``) published by
 ``doit publish``, or the environment artifact itself. The environment is the conda-pack
-tarball attached to the image as an OCI referrer (:data:`envbuild.deliver.publish.ENV_ARTIFACT`).
+tarball attached to the image as an OCI referrer (:data:`envbuild.deliver.publish.ENV_ARTIFACT`);
+the image's manifest pins which tarball (:mod:`envbuild.deliver.pin`), and with
+``--verify-key`` a signed provenance must name both (:mod:`envbuild.deliver.attest_oci`).
 
 Beside PATH lives ``.<name>.pulls/``: one directory per pulled artifact (named by 12 hex of
 its digest) with a completion record ``<id>.json`` beside it. PATH itself is a symlink to the
 current one, replaced in one ``rename``: a reader sees the old environment or the new, never
 a mix. Steps: fetch the tarball into ``<id>.partial/`` checking its digest (nothing is
-unpacked from a blob that does not match), unpack into ``<id>/``, relocate it there with its
-own ``conda-unpack``, import the smoke modules recorded in the artifact, write the record,
+unpacked from a blob that does not match), unpack into ``<id>/`` (files, directories and links
+inside the tree only, within the declared size: :mod:`envbuild.deliver.unpack`), relocate it
+there by envbuild's own code from conda-pack's records (the tarball's ``conda-unpack`` never
+runs), import the smoke modules the pinned manifest names, write the record,
 switch PATH. A failure or kill -9 at any point leaves PATH as it was; the next pull removes
 the leftovers. The previous environment stays (``--rollback`` switches back to it); older
 ones are removed. A pull of what PATH already holds transfers one manifest and does nothing.
