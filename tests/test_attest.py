@@ -130,6 +130,11 @@ def test_verify_refuses_other_key_forged_subject_and_junk(keys: Path) -> None:
     with pytest.raises(RegistryError, match=r"the tarball is sha256:4444.*names sha256:2222"):
         attest.verify(data, pub, {"image": IMAGE, "tarball": "sha256:" + "4" * 64})
     doc = json.loads(data)
+    altered = json.loads(base64.b64decode(doc["payload"]))
+    altered["subject"][0]["digest"]["sha256"] = "5" * 64  # after signing: our key id, bad sig
+    tampered = {**doc, "payload": base64.b64encode(json.dumps(altered).encode()).decode()}
+    with pytest.raises(RegistryError, match="does not verify .altered after signing"):
+        attest.verify(json.dumps(tampered).encode(), pub, {"image": IMAGE})
     for junk, why in [
         (b"[]", "not a DSSE envelope"),
         (b"<html>", "not JSON"),

@@ -141,6 +141,52 @@ def test_a_slow_drip_within_one_read_meets_the_deadline(fake: FakeRegistry) -> N
         client.fetch_blob("team/x", D1, io.BytesIO(), 4000)
 
 
+def test_headers_dripped_forever_meet_the_deadline_of_a_pull(tmp_path: Path) -> None:
+    """A registry that drips one header line a byte at a time, never ending it (a byte a
+    minute would keep the per-read timeout from ever firing): headers are read inside
+    requests, where no deadline is checked; the pull's watchdog stops
+    it at its deadline (here half a second of real time: a timer signal, nothing to inject)
+    and nothing is written beside the prefix."""
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    from envbuild.deliver import pull as pull_mod
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    stop = threading.Event()
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request (or a TLS hello: plain http answers it)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            while not stop.wait(0.05):  # the fault: a byte of one header line every 50 ms
+                try:
+                    conn.sendall(b"d")
+                except OSError:
+                    return
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=drip, args=(server.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    host = f"127.0.0.1:{server.getsockname()[1]}"
+    start = time.monotonic()
+    try:
+        with pytest.raises(NetworkError, match=r"pull: not done by the deadline"):
+            pull_mod.pull(f"{host}/team/ml:current", tmp_path / "ml", deadline=0.5)
+    finally:
+        stop.set()
+        server.close()
+    assert time.monotonic() - start < 30  # the per-read timeout (60 s) never came into it
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_connection_cut_short_is_a_network_failure_not_a_disk_problem(
     fake: FakeRegistry,
 ) -> None:

@@ -239,6 +239,9 @@ def verify(envelope: bytes, public_key_pem: bytes, expected: dict[str, str]) -> 
         parsed = Envelope.from_dict(doc)
         parsed.verify([key], 1)
     except VerificationError:
+        if key.keyid[:16] in by:  # a signature under our key id that does not hold
+            why = f"a signature by key {key.keyid[:16]} does not verify (altered after signing)"
+            raise _refuse(why) from None
         raise _refuse(f"not signed by key {key.keyid[:16]} (signed by {', '.join(by)})") from None
     except (FormatError, ValueError, KeyError, TypeError):
         raise _refuse("the envelope's signatures are malformed") from None

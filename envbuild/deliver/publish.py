@@ -44,7 +44,7 @@ from envbuild.deliver.attest import DSSE_MEDIA_TYPE, PAYLOAD_TYPE
 from envbuild.deliver.attest_oci import Provenance, envelope_for
 from envbuild.deliver.reference import Reference, parse_reference, sha256_digest
 from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, Client, connect, fallback_tag
-from envbuild.deliver.registry_http import Deadline
+from envbuild.deliver.registry_http import Deadline, watchdog
 from envbuild.deliver.tags import TagMoveError
 from envbuild.errors import RegistryError
 from envbuild.ship.oci import DOCKER_LIST, Layout
@@ -287,7 +287,8 @@ def publish(
     ref = parse_reference(f"{registry.rstrip('/')}/{release.name.lower()}:current")
     deadline = deadline or Deadline.after(DEADLINE)
     try:
-        return _publish(ref, release, insecure, today, tags, start, deadline)
+        with watchdog(deadline, f"registry {ref.host}: publish"):
+            return _publish(ref, release, insecure, today, tags, start, deadline)
     except TagMoveError:
         raise
     except RegistryError as e:

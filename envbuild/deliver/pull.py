@@ -166,33 +166,40 @@ def _prune(prefix: Path, keep: set[str] | None = None) -> None:
 
 
 def pull(
-    reference: str, prefix: Path, insecure: bool = False, verify_key: Path | None = None
+    reference: str,
+    prefix: Path,
+    insecure: bool = False,
+    verify_key: Path | None = None,
+    deadline: float = DEADLINE,
 ) -> Pulled:
     """Pull the environment ``reference`` names into ``prefix`` (see the module docstring;
     what is pinned and checked: :mod:`envbuild.deliver.pin`); with ``verify_key`` (a public
     key PEM file), only if the image's signed provenance names that image and tarball
     (:func:`envbuild.deliver.attest_oci.verify_pull`). Raises RegistryError (registry,
     digests, annotations, provenance) or EnvBuildError (``.<name>.pulls``, unpack,
-    relocation, imports); ``prefix`` is then as it was."""
+    relocation, imports); ``prefix`` is then as it was. ``deadline``: seconds all of its
+    registry requests may take (:func:`envbuild.deliver.registry_http.watchdog`)."""
     from filelock import FileLock
 
     from envbuild.deliver.reference import parse_reference
     from envbuild.deliver.registry import connect
-    from envbuild.deliver.registry_http import Deadline
+    from envbuild.deliver.registry_http import Deadline, watchdog
 
     start = time.perf_counter()
     prefix = Path(os.path.abspath(prefix))
     ref = parse_reference(reference)
     _check_target(prefix)
     check_pulls_dir(prefix)
-    client = connect(ref.host, insecure, Deadline.after(DEADLINE))
-    pin = _find_environment(client, ref)
-    art_digest, imports = pin.artifact, pin.imports
-    if verify_key is not None:  # before anything is written or unpacked
-        from envbuild.deliver.attest_oci import verify_pull
+    until = Deadline.after(deadline)
+    with watchdog(until, f"{ref}: pull"):
+        client = connect(ref.host, insecure, until)
+        pin = _find_environment(client, ref)
+        if verify_key is not None:  # before anything is written or unpacked
+            from envbuild.deliver.attest_oci import verify_pull
 
-        signer = verify_pull(client, ref, pin.image, pin.blob, verify_key).keyid
-        log.info("%s: provenance signed by key %s", ref, signer[:16])
+            signer = verify_pull(client, ref, pin.image, pin.blob, verify_key).keyid
+            log.info("%s: provenance signed by key %s", ref, signer[:16])
+    art_digest, imports = pin.artifact, pin.imports
     ident = art_digest.split(":")[1][:12]
     root = pulls_dir(prefix)
     make_pulls_dir(root)
@@ -219,7 +226,8 @@ def pull(
         _check_room(root, pin, str(ref), prefix)
         try:
             staging.mkdir()
-            tarball = _fetch(client, ref, pin, staging)
+            with watchdog(until, f"{ref}: pull"):
+                tarball = _fetch(client, ref, pin, staging)
             kill_point("pull:fetched")
             _unpack_and_check(tarball, dest, pin, str(ref))
             kill_point("pull:unpacked")

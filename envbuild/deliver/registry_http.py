@@ -14,14 +14,18 @@ credentials there, how many bytes an answer may have, how long a whole transfer 
   ``>= 0``, at most :data:`MAX_BLOB`) before use.
 * **One deadline** (:class:`Deadline`): a whole pull or publish ends by a monotonic time;
   each read waits at most :data:`READ_TIMEOUT` seconds, and never past the deadline; a read
-  returns what has arrived (``read1``), so a drip of bytes meets the deadline too. Not
-  bounded: a registry dripping its response *headers* (read inside ``requests``) is stopped
-  only by the per-read timeout.
+  returns what has arrived (``read1``), so a drip of bytes meets the deadline too. A
+  registry dripping its response *headers* (read inside ``requests``, where no deadline is
+  checked) is stopped by :func:`watchdog`: in the main thread, a timer signal at the deadline
+  interrupts whatever read is blocked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -66,6 +70,33 @@ class Deadline:
             )
             raise NetworkError(msg)
         return min(READ_TIMEOUT, left)
+
+
+@contextlib.contextmanager
+def watchdog(deadline: Deadline, what: str) -> Iterator[None]:
+    """Raise NetworkError naming ``what`` if the block is still running at ``deadline``, even
+    inside a blocking read (a registry dripping its headers a byte a minute): ``SIGALRM``
+    (``setitimer``) in the main thread, where Python runs signal handlers. Elsewhere (another
+    thread, or no deadline) the per-read timeouts and :meth:`Deadline.timeout` still apply."""
+    left = None if deadline.end is None else deadline.end - deadline.clock()
+    if left is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def fire(_signum: int, _frame: Any) -> None:
+        msg = (
+            f"{what}: not done by the deadline for the whole transfer; the registry is too "
+            "slow (or stalls on purpose, its response headers included); try again later"
+        )
+        raise NetworkError(msg)
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def is_loopback(host: str) -> bool:
