@@ -6,7 +6,8 @@ once (image written without an engine), then for each of unsigned, Ed25519 and E
 byte uploaded), ``envbuild pull REPO@sha256:<image> --prefix ...`` into a fresh prefix (with
 ``--verify-key`` when signed), and the same pull again (nothing to do). Beside them, from the
 same run: the peer of publish, ``skopeo copy`` of the same image archive into another empty
-repository (the image only, no tarball artifact); and the floor of pull's unpack, GNU ``tar``
+repository (the image only, no tarball artifact; a fresh blob-info cache, so it uploads every
+blob); and the floor of pull's unpack, GNU ``tar``
 extracting the same tarball from local disk (no digest, no filter, no relocation, no imports).
 
     .venv/bin/python benchmarks/trust.py [ROUNDS]
@@ -32,9 +33,9 @@ BASE = REPO / "build" / "base" / "bookworm-minbase.oci.tar"
 ENVBUILD = Path(sys.executable).with_name("envbuild")
 
 
-def _timed(argv: list[str], cwd: Path | None = None) -> float:
+def _timed(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=env)
     if r.returncode:
         sys.exit(f"{' '.join(argv)} failed:\n{r.stdout}\n{r.stderr}")
     return time.perf_counter() - start
@@ -91,8 +92,11 @@ def main() -> None:
                 to = f"docker://{reg.host}/r{n}-skopeo/ml:x"
                 peer = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
                         f"oci-archive:{archive}", to]  # fmt: skip
+                # a fresh HOME: skopeo's blob-info cache would mount the blobs from the
+                # repositories above instead of uploading them
+                home = {**os.environ, "HOME": str(tmp / f"skopeo-home-{n}")}
                 rows.setdefault("skopeo copy (peer)", {}).setdefault("publish", []).append(
-                    _timed(peer)
+                    _timed(peer, env=home)
                 )
                 dest = tmp / f"tar-{n}"
                 dest.mkdir()
