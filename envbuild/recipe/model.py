@@ -1,7 +1,9 @@
 """Recipe model: ``recipes/<name>.yml`` parsed and validated into frozen dataclasses.
 
 Pure: reads YAML (``yaml.safe_load`` only) and never runs processes. Every error names the file,
-the key path and the bad value, with a did-you-mean for unknown keys. Example::
+the key path and the bad value, with a did-you-mean for unknown keys. Keys, types and
+forms are checked against ``envbuild/schemas/recipe.json`` first (:mod:`envbuild.util.schema`,
+also what editors use); match specs, requirements, dates and names here, after. Example::
 
     name: ml
     channels: [conda-forge]          # strict priority, first wins
