@@ -3,6 +3,8 @@
 
     envbuild init [--ci]              start a project in the current (empty) directory
     envbuild pull REF --prefix PATH   put a published environment at PATH (no project needed)
+    envbuild schema recipe|config [--path]   print the JSON Schema of recipes or envbuild.toml
+                                      (or where the packaged file is), for editors
     envbuild <task> [NAME...] [opts]  e.g. envbuild lock, envbuild build ml, envbuild status
     envbuild list | info | forget | clean | help ...   doit's own commands
     envbuild --help                   this text and the tasks, with their docs
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from envbuild.errors import EnvBuildError
 from envbuild.project import CONFIG_FILE
+from envbuild.util import schema
 from envbuild.util.fs import atomic_write
 from envbuild.util.progress import QUIET_ENV
 
@@ -78,7 +81,7 @@ def init(directory: Path, ci: bool = False) -> list[Path]:
     any of them exists."""
     files = {
         directory / CONFIG_FILE: INIT_TOML,
-        directory / "recipes" / "example.yml": INIT_RECIPE,
+        directory / "recipes" / "example.yml": f"{schema_comment()}\n{INIT_RECIPE}",
         directory / "dodo.py": INIT_DODO,
         directory / ".gitignore": INIT_GITIGNORE,
     }
@@ -101,6 +104,28 @@ def init(directory: Path, ci: bool = False) -> list[Path]:
         atomic_write(workflow, schedule.render(project, recipes)[workflow])
         written.append(workflow)
     return written
+
+
+def schema_comment() -> str:
+    """The first line of a recipe ``envbuild init`` writes: yaml-language-server's modeline
+    (https://github.com/redhat-developer/yaml-language-server#using-inlined-schema) naming
+    the packaged recipe schema, so an editor completes and checks the file."""
+    return f"# yaml-language-server: $schema={schema.schema_file('recipe').as_uri()}"
+
+
+def print_schema(args: list[str]) -> int:
+    """``envbuild schema recipe|config [--path]``: the schema's JSON on stdout, or with
+    ``--path`` its packaged file. Returns the exit code (2 for a usage error)."""
+    names = [a for a in args if a != "--path"]
+    if len(names) != 1 or names[0] not in schema.NAMES:
+        print("usage: envbuild schema recipe|config [--path]", file=sys.stderr)
+        return 2
+    path = schema.schema_file(names[0])
+    print(
+        path if "--path" in args else path.read_text(encoding="utf-8"),
+        end="\n" if "--path" in args else "",
+    )
+    return 0
 
 
 def find_root(start: Path) -> Path:
@@ -137,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             from envbuild.deliver.pull import main as pull_main
 
             return pull_main(args[1:])
+        if args[:1] == ["schema"]:
+            return print_schema(args[1:])
         if args[:1] == ["init"]:
             if any(a not in ("--ci",) for a in args[1:]):
                 print("usage: envbuild init [--ci]", file=sys.stderr)

@@ -46,7 +46,6 @@ channel. A recipe's lock never depends on the machine that made it: recipes with
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -55,14 +54,16 @@ from typing import Any
 
 from envbuild import channels
 from envbuild.errors import ConfigError
+from envbuild.util import schema
 from envbuild.util.fs import read_bounded
 from envbuild.util.keys import configured_key
 from envbuild.util.redact import public_url_problem, scrub
+from envbuild.util.schema import did_you_mean as did_you_mean  # re-exported
+from envbuild.util.schema import show
 
 CONFIG_FILE = "envbuild.toml"
 MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_PLATFORMS = ("linux-64",)
-LINK_MODES = ("auto", "copy")
 
 _PATH_KEYS = {
     "recipes": "recipes",
@@ -80,20 +81,9 @@ _PATH_KEYS = {
     "base_cache": "build/base-cache",  # [image] base images pulled from a registry
     "reports": "reports",
 }
-_TOP_KEYS = {"mirrors", "paths", "offline", "builds", "lock", "nightly", "publish", "image"}
-_IMAGE_KEYS = ("base", "source")
-NIGHTLY_MODES = ("promote", "propose")
-_LOCK_KEYS = ("platforms", "channel_alias", "exclude-newer")
 DEFAULT_OFFLINE_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "pip", "ipykernel")
 DEFAULT_OFFLINE_PINS = "pins/offline-channel.txt"
-_OFFLINE_KEYS = ("requirements", "pins")
 _VAR_FIX = "write it as ${VAR} (e.g. https://host/t/${CONDA_TOKEN}/channel) and export it"
-
-
-def did_you_mean(word: str, choices: object) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)  # type: ignore[attr-defined]
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,29 +151,60 @@ class Project:
         )
 
 
-def _check_table(data: Any, where: str, allowed: set[str] | None) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        msg = f"{where}: expected a table, got {type(data).__name__}"
-        raise ConfigError(msg)
-    for key, value in data.items():
-        if allowed is not None and key not in allowed:
-            hint = did_you_mean(key, allowed) or f" (known: {', '.join(sorted(allowed))})"
-            msg = f"{where}: unknown key '{key}'{hint}"
-            raise ConfigError(msg)
-        if allowed is not _TOP_KEYS and not isinstance(value, str):
-            msg = f"{where}.{key}: expected a string, got {type(value).__name__}"
-            raise ConfigError(msg)
-    return data
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """``envbuild.toml`` as read: its path and text, to name the line of a key path."""
+
+    path: Path
+    text: str
+
+    def where(self, key: str) -> str:
+        """``<file>: line N: <key>`` (the line of ``key``, a key path such as
+        ``lock.platforms``, when found; ``<file>: <key>`` else; ``<file>`` for ``""``)."""
+        line = line_of(self.text, key)
+        head = f"{self.path}: line {line}" if line else str(self.path)
+        return f"{head}: {key}" if key else head
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.where(key)}: {message}")
+
+
+def line_of(text: str, key: str) -> int | None:
+    """The 1-based line of ``text`` (TOML) that sets key path ``key`` (``table.key``): the
+    key's assignment inside its table, else the table's header (or its dotted or inline
+    assignment), else None."""
+    table, _, rest = key.partition(".")
+    if not table:
+        return None
+
+    def sets(word: str) -> re.Pattern[str]:
+        return re.compile(rf"^\s*[\"']?{re.escape(word)}[\"']?\s*[=.]")
+
+    header = re.compile(rf"^\s*\[\s*[\"']?{re.escape(table)}[\"']?\s*[\].]")
+    lines = text.splitlines()
+    start = next((i for i, t in enumerate(lines) if header.match(t) or sets(table).match(t)), None)
+    if start is None:
+        return None
+    word = re.split(r"[.\[]", rest, maxsplit=1)[0]
+    for i in range(start + 1, len(lines)):
+        if not word or re.match(r"^\s*\[", lines[i]):
+            break
+        if sets(word).match(lines[i]):
+            return i + 1
+    return start + 1
 
 
 def load_project(root: Path) -> Project:
-    """Read ``<root>/envbuild.toml`` (optional) into a :class:`Project`.
+    """Read ``<root>/envbuild.toml`` (optional) into a :class:`Project`: first against its
+    schema (``envbuild/schemas/envbuild-toml.json``: unknown keys, types, ranges), then what
+    no schema says (credentials in URLs, registry names, key files, dates, paths).
 
-    Raises ConfigError naming the file and key for invalid TOML, unknown keys or bad types.
+    Raises ConfigError naming the file, the line and the key path, with the fix, for
+    invalid TOML and for any setting that is not valid.
     """
     root = root.resolve()
     cfg_path = root / CONFIG_FILE
-    data: dict[str, Any] = {}
+    text = ""
     if cfg_path.exists() or cfg_path.is_symlink():
         try:
             text = read_bounded(cfg_path, MAX_CONFIG_BYTES).decode("utf-8")
@@ -194,97 +215,41 @@ def load_project(root: Path) -> Project:
             )
             raise ConfigError(msg) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            where = re.search(r"\(at line (\d+), column \d+\)", str(e))
+            where = re.search(r"\(at line (\d+), column \d+\)", str(e))  # tomllib's own
             line = f": line {where.group(1)}" if where else ""
             reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
             msg = f"{cfg_path}{line}: invalid TOML: {reason}"
             raise ConfigError(msg) from None
-        try:
-            return _checked(data, cfg_path, root)
-        except ConfigError as e:
-            raise ConfigError(_with_line(str(e), cfg_path, text)) from None
-    return _checked(data, cfg_path, root)
+    else:
+        data = {}
+    source = _Source(cfg_path, text)
+    problem = schema.check("config", data, table="a table")
+    if problem is not None:
+        raise source.fail(problem.path, problem.message)
+    return _checked(data, source, root)
 
 
-def _with_line(message: str, cfg_path: Path, text: str) -> str:
-    """``message`` (``<file>: <table>[.<key>]: ...``) with the line of the key or table it
-    names, when found in ``text``: ``<file>: line N: <table>...``."""
-    head = f"{cfg_path}: "
-    if not message.startswith(head):
-        return message
-    rest = message[len(head) :]
-    unknown = re.search(r"unknown key '([^']+)'", rest)
-    where = rest.split(":", 1)[0].split(".")
-    words = [unknown.group(1)] if unknown else [where[-1], where[0]]
-    for word in words:
-        pattern = re.compile(rf"^\s*(\[\s*{re.escape(word)}\s*\]|\"?{re.escape(word)}\"?\s*=)")
-        for number, line in enumerate(text.splitlines(), 1):
-            if pattern.match(line):
-                return f"{head}line {number}: {rest}"
-    return message
-
-
-def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
-    """The :class:`Project` of the parsed ``envbuild.toml`` ``data``."""
-    _check_table(data, str(cfg_path), _TOP_KEYS)
-    mirrors = _check_table(data.get("mirrors", {}), f"{cfg_path}: mirrors", None)
+def _checked(data: dict[str, Any], source: _Source, root: Path) -> Project:
+    """The :class:`Project` of ``data``, the parsed ``envbuild.toml`` that matches its schema:
+    the checks no schema expresses, defaults, paths made absolute."""
+    mirrors = data.get("mirrors", {})
     for key, url in mirrors.items():  # refused before any task runs, never quoted
-        problem = channels.literal_credentials(url) if isinstance(url, str) else None
-        if problem:
-            raise ConfigError(f"{cfg_path}: mirrors.{key}: has {problem}; {_VAR_FIX}")
-    paths_cfg = _check_table(data.get("paths", {}), f"{cfg_path}: paths", set(_PATH_KEYS))
+        if problem := channels.literal_credentials(url):
+            raise source.fail(f"mirrors.{key}", f"has {problem}; {_VAR_FIX}")
+    paths_cfg = data.get("paths", {})
     paths = {k: (root / paths_cfg.get(k, default)).resolve() for k, default in _PATH_KEYS.items()}
     if "bytecode_cache" not in paths_cfg:  # beside the package cache: same disk, same sharing
         pkgs = paths["package_cache"]
         paths["bytecode_cache"] = pkgs.with_name(pkgs.name + "-pyc")
-    offline = data.get("offline", {})
-    if not isinstance(offline, dict):
-        msg = f"{cfg_path}: offline: expected a table with 'requirements' and 'pins'"
-        raise ConfigError(msg)
-    for key in offline:
-        if key not in _OFFLINE_KEYS:
-            msg = f"{cfg_path}: offline: unknown key '{key}'{did_you_mean(key, _OFFLINE_KEYS)}"
-            raise ConfigError(msg)
-    pins = offline.get("pins", DEFAULT_OFFLINE_PINS)
-    if not isinstance(pins, str) or not pins:
-        msg = f'{cfg_path}: offline.pins: expected a pin file path, e.g. "{DEFAULT_OFFLINE_PINS}"'
-        raise ConfigError(msg)
-    reqs = offline.get("requirements", list(DEFAULT_OFFLINE_REQUIREMENTS))
-    if not isinstance(reqs, list) or not all(isinstance(r, str) and r for r in reqs):
-        msg = f"{cfg_path}: offline.requirements: expected a list of PyPI requirement strings"
-        raise ConfigError(msg)
-    builds = data.get("builds", {})
-    keep = builds.get("keep", 3) if isinstance(builds, dict) else None
-    if (
-        not isinstance(keep, int)
-        or isinstance(keep, bool)
-        or not 2 <= keep <= 100
-        or set(builds) - {"keep", "link", "register"}
-        or builds.get("link", "auto") not in LINK_MODES
-        or not isinstance(builds.get("register", True), bool)
-    ):
-        msg = (
-            f"{cfg_path}: builds: expected a table with 'keep', an integer from 2 to 100 "
-            "(builds kept per environment, the current one included), and optionally "
-            f"'link', one of {', '.join(map(repr, LINK_MODES))}, and 'register', true or "
-            "false (list environments in conda's environments.txt)"
-        )
-        raise ConfigError(msg)
-    platforms, alias, cutoff = _lock_table(data.get("lock", {}), cfg_path)
-    nightly = data.get("nightly", {})
-    if (
-        not isinstance(nightly, dict)
-        or set(nightly) - {"mode"}
-        or nightly.get("mode", "promote") not in NIGHTLY_MODES
-    ):
-        msg = f'{cfg_path}: nightly: expected a table with mode = "promote" or "propose"'
-        raise ConfigError(msg)
-    registry, insecure, signing_key = _publish_table(data.get("publish", {}), cfg_path, root)
-    image = _check_table(data.get("image", {}), f"{cfg_path}: image", set(_IMAGE_KEYS))
+    offline, builds, nightly = (
+        data.get("offline", {}),
+        data.get("builds", {}),
+        data.get("nightly", {}),
+    )
+    platforms, alias, cutoff = _lock_table(data.get("lock", {}), source)
+    registry, insecure, signing_key = _publish_table(data.get("publish", {}), source, root)
+    image = data.get("image", {})
     base = image.get("base", "")
-    if not isinstance(base, str):
-        msg = f'{cfg_path}: image.base: expected a string, e.g. "build/base/bookworm.oci.tar"'
-        raise ConfigError(msg)
     userinfo = "@" in base.split("/")[0] and _HOST.match(base.split("/")[0].rsplit("@")[-1])
     if (
         "://" in base
@@ -292,10 +257,10 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
         or (is_registry_ref(base) and not re.fullmatch(r".+@sha256:[0-9a-f]{64}", base))
     ):
         shown = scrub("https://" + base.split("://")[-1])[8:]
-        msg = f"{cfg_path}: image.base: {shown!r} names a registry; write it by digest, no "
-        raise ConfigError(msg + "scheme, no credentials: REGISTRY/NAME@sha256:<64 hex>")
+        msg = f"{shown!r} names a registry; write it by digest, no scheme, no credentials: "
+        raise source.fail("image.base", msg + "REGISTRY/NAME@sha256:<64 hex>")
     if problem := public_url_problem(image.get("source", "")):  # a label: public, never quoted
-        raise ConfigError(f"{cfg_path}: image.source: refused: {problem}")
+        raise source.fail("image.source", f"refused: {problem}")
     if base and not is_registry_ref(base) and not base.startswith("/"):  # the digest kept
         base = str(root / base)
     return Project(
@@ -311,54 +276,32 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
         nightly_mode=nightly.get("mode", "promote"),
         mirrors=dict(mirrors),
         paths=paths,
-        offline_requirements=tuple(reqs),
-        offline_pins=(root / pins).resolve(),
-        keep_builds=keep,
+        offline_requirements=tuple(offline.get("requirements", DEFAULT_OFFLINE_REQUIREMENTS)),
+        offline_pins=(root / offline.get("pins", DEFAULT_OFFLINE_PINS)).resolve(),
+        keep_builds=builds.get("keep", 3),
         link_mode=builds.get("link", "auto"),
         register_envs=builds.get("register", True),
     )
 
 
-def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str, str]:
-    where = f"{cfg_path}: lock"
-    if not isinstance(data, dict):
-        msg = f"{where}: expected a table with {', '.join(_LOCK_KEYS)}"
-        raise ConfigError(msg)
-    for key in data:
-        if key not in _LOCK_KEYS:
-            msg = f"{where}: unknown key '{key}'{did_you_mean(key, _LOCK_KEYS)}"
-            raise ConfigError(msg)
+def _lock_table(data: dict[str, Any], source: _Source) -> tuple[tuple[str, ...], str, str]:
     platforms = data.get("platforms", list(DEFAULT_PLATFORMS))
-    if not isinstance(platforms, list) or not platforms:
-        msg = f'{where}.platforms: expected a non-empty list such as ["linux-64", "osx-arm64"]'
-        raise ConfigError(msg)
-    for plat in platforms:
-        if plat not in channels.KNOWN_SUBDIRS:
-            msg = (
-                f"{where}.platforms: unknown platform {plat!r}"
-                f"{did_you_mean(str(plat), channels.KNOWN_SUBDIRS)}"
-            )
-            raise ConfigError(msg)
     alias = data.get("channel_alias", channels.DEFAULT_CHANNEL_ALIAS)
-    if not isinstance(alias, str) or "://" not in alias:
-        msg = f'{where}.channel_alias: expected a URL such as "https://conda.anaconda.org"'
-        raise ConfigError(msg)
-    problem = channels.literal_credentials(alias)
-    if problem:
+    if problem := channels.literal_credentials(alias):
         msg = (
-            f"{where}.channel_alias: has {problem}; write it as ${{VAR}} (e.g. "
+            f"has {problem}; write it as ${{VAR}} (e.g. "
             "https://${CONDA_USER}:${CONDA_PASSWORD}@host) and export the variable"
         )
-        raise ConfigError(msg)
+        raise source.fail("lock.channel_alias", msg)
     cutoff = ""
     if "exclude-newer" in data:
         cutoff = channels.utc_cutoff(data["exclude-newer"]) or ""
         if not cutoff:
             msg = (
-                f"{where}.exclude-newer: {data['exclude-newer']!r} is not a date or a date and "
-                "time with a zone; write e.g. 2026-01-31 or 2026-01-31T12:00:00Z (UTC)"
+                f"{show(data['exclude-newer'])} is not a date or a date and time with a zone; "
+                "write e.g. 2026-01-31 or 2026-01-31T12:00:00Z (UTC)"
             )
-            raise ConfigError(msg)
+            raise source.fail("lock.exclude-newer", msg)
     return tuple(dict.fromkeys(platforms)), alias.rstrip("/"), cutoff
 
 
@@ -372,27 +315,21 @@ def is_registry_ref(value: str) -> bool:
     return bool(sep) and not value.startswith((".", "/")) and bool(_HOST.match(head))
 
 
-def _publish_table(data: Any, cfg_path: Path, root: Path) -> tuple[str, bool, str]:
-    where = f"{cfg_path}: publish"
+def _publish_table(data: dict[str, Any], source: _Source, root: Path) -> tuple[str, bool, str]:
     example = 'registry = "ghcr.io/your-org" (HOST[:PORT]/NAMESPACE) and optionally insecure'
-    if not isinstance(data, dict):
-        msg = f"{where}: expected a table with {example}"
-        raise ConfigError(msg)
-    for key in sorted(set(data) - set(keys := ("registry", "insecure", "signing_key"))):
-        raise ConfigError(f"{where}: unknown key '{key}'{did_you_mean(key, keys)}")
     registry, insecure = data.get("registry", ""), data.get("insecure", False)
-    host, _, namespace = str(registry).partition("/")
-    if isinstance(registry, str) and ("://" in registry or "@" in host):  # never quote secrets
+    host, _, namespace = registry.partition("/")
+    if "://" in registry or "@" in host:  # never quote secrets
         shown = scrub("https://" + registry.split("://")[-1])[8:]
-        msg = f"{where}.registry: {shown!r} names a scheme or credentials; write HOST[:PORT]/"
-        raise ConfigError(msg + f"NAMESPACE (credentials: docker login), e.g. {example}")
-    if not isinstance(registry, str) or (registry and not (namespace and _HOST.match(host))):
-        msg = f"{where}.registry: {registry!r} is not HOST[:PORT]/NAMESPACE; write e.g. {example}"
-        raise ConfigError(msg)
+        msg = f"{shown!r} names a scheme or credentials; write HOST[:PORT]/"
+        raise source.fail(
+            "publish.registry", msg + f"NAMESPACE (credentials: docker login), e.g. {example}"
+        )
+    if registry and not (namespace and _HOST.match(host)):
+        msg = f"{registry!r} is not HOST[:PORT]/NAMESPACE; write e.g. {example}"
+        raise source.fail("publish.registry", msg)
     if namespace and not re.fullmatch(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*/?", namespace):
-        msg = f"{where}.registry: namespace {namespace!r} must be lower-case letters, digits "
-        raise ConfigError(msg + "and . _ - / (OCI repository names)")
-    if not isinstance(insecure, bool):
-        raise ConfigError(f"{where}.insecure: expected true or false")
-    signing = configured_key(data.get("signing_key"), root, f"{where}.signing_key")
+        msg = f"namespace {namespace!r} must be lower-case letters, digits "
+        raise source.fail("publish.registry", msg + "and . _ - / (OCI repository names)")
+    signing = configured_key(data.get("signing_key"), root, source.where("publish.signing_key"))
     return registry.rstrip("/"), insecure, signing

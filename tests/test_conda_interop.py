@@ -426,5 +426,5 @@ def test_register_is_a_boolean_setting(tmp_path: Path) -> None:
     (tmp_path / "envbuild.toml").write_text("[builds]\nregister = false\n")
     assert load_project(tmp_path).register_envs is False
     (tmp_path / "envbuild.toml").write_text('[builds]\nregister = "no"\n')
-    with pytest.raises(ConfigError, match="'register', true or false"):
+    with pytest.raises(ConfigError, match=r"line 2: builds\.register: expected true or false, got 'no'"):
         load_project(tmp_path)

@@ -18,16 +18,16 @@ from .conftest import REPO, Project
 BAD = [
     (
         "[pubish]\nx = 1\n",
-        r"envbuild.toml: line 1: unknown key 'pubish' \(did you mean 'publish'\?\)",
+        r"envbuild.toml: line 1: pubish: unknown key \(did you mean 'publish'\?\); known keys: ",
     ),
-    ("[zzz]\nx = 1\n", r"envbuild.toml: line 1: unknown key 'zzz' \(known: builds, "),
+    ("[zzz]\nx = 1\n", r"envbuild.toml: line 1: zzz: unknown key; known keys: mirrors, paths, "),
     (
         "[lock]\nplatfroms = ['linux-64']\n",
-        r"line 2: lock: unknown key 'platfroms' \(did you mean 'platforms'\?\)",
+        r"line 2: lock.platfroms: unknown key \(did you mean 'platforms'\?\)",
     ),
     ("[mirrors]\nconda-forge = \n", r"envbuild.toml: line 2: invalid TOML: "),
-    ("[offline]\npin = 'x'\n", r"line 2: offline: unknown key 'pin' \(did you mean 'pins'\?\)"),
-    ("[builds]\nkeep = 1\n", r"line 1: builds: expected a table with 'keep'"),
+    ("[offline]\npin = 'x'\n", r"line 2: offline.pin: unknown key \(did you mean 'pins'\?\)"),
+    ("[builds]\nkeep = 1\n", r"line 2: builds.keep: expected an integer from 2 to 100, got 1"),
 ]
 
 

@@ -67,7 +67,10 @@ BAD = [
         "dependencies: [python]\nvirtual_packages: {__cdua: '12'}\n",
         r"virtual_packages\.__cdua: unknown key \(did you mean '__cuda'\?\)",
     ),
-    ("dependencies: numpy\n", r"dependencies: expected a list of strings, got the string 'numpy'"),
+    (
+        "dependencies: numpy\n",
+        r"dependencies: expected a list of match specs, got the string 'numpy'",
+    ),
     (
         "dependencies: [python, 3]\n",
         r"dependencies\[1\]: expected a match spec or a \{pip: \[\.\.\.\]\} mapping, got 3",

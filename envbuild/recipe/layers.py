@@ -23,10 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from envbuild.errors import RecipeError
-from envbuild.project import did_you_mean
 from envbuild.recipe.io import read_document
 from envbuild.recipe.model import NAME_RE, Recipe, Smoke, parse_document, pypi_name, spec_name
 from envbuild.recipe.validate import display
+from envbuild.util.schema import did_you_mean
 
 DEFAULT_CHANNELS = ("conda-forge",)
 

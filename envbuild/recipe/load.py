@@ -9,15 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from envbuild.errors import RecipeError
-from envbuild.project import did_you_mean
 from envbuild.recipe.layers import load_layered
 from envbuild.recipe.model import (
     DEFAULT_PLATFORMS,
-    MODULE_RE,
     NAME_RE,
     NAME_RULE,
-    PACK_FORMATS,
-    VIRTUAL_PACKAGE_NAMES,
     DockerOptions,
     PackOptions,
     Recipe,
@@ -28,6 +24,7 @@ from envbuild.recipe.model import (
     spec_name,
 )
 from envbuild.recipe.validate import display, show
+from envbuild.util.schema import did_you_mean
 
 
 def load_recipe(path: Path, default_platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> Recipe:
@@ -59,11 +56,8 @@ def find_recipe(recipes_dir: Path, name: str, known: list[str]) -> Path:
 
 __all__ = [
     "DEFAULT_PLATFORMS",
-    "MODULE_RE",
     "NAME_RE",
     "NAME_RULE",
-    "PACK_FORMATS",
-    "VIRTUAL_PACKAGE_NAMES",
     "DockerOptions",
     "PackOptions",
     "Recipe",

@@ -1,7 +1,9 @@
 """Recipe model: ``recipes/<name>.yml`` parsed and validated into frozen dataclasses.
 
 Pure: reads YAML (``yaml.safe_load`` only) and never runs processes. Every error names the file,
-the key path and the bad value, with a did-you-mean for unknown keys. Example::
+the key path and the bad value, with a did-you-mean for unknown keys. Keys, types and
+forms are checked against ``envbuild/schemas/recipe.json`` first (:mod:`envbuild.util.schema`,
+also what editors use); match specs, requirements, dates and names here, after. Example::
 
     name: ml
     channels: [conda-forge]          # strict priority, first wins
@@ -26,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuild.channels import KNOWN_SUBDIRS, utc_cutoff
-from envbuild.project import did_you_mean
+from envbuild.channels import utc_cutoff
 from envbuild.recipe import environment_yml
 from envbuild.recipe.validate import Checker, display, show
 
@@ -40,20 +41,6 @@ NAME_RULE = (
     "lower-case letters and digits, with '.', '_' or '-' only between them (it is also "
     "the image name envbuild/<name>)"
 )
-MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
-# Docker image references (domain[:port]/path[:tag][@digest]), same source as NAME_RE
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)?"
-IMAGE_RE = re.compile(
-    rf"^{_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
-    r"(?:@sha256:[a-f0-9]{64})?\Z"
-)
-# an absolute path of plain segments: it is written into the Dockerfile (ADD, RUN, ENV)
-PREFIX_RE = re.compile(r"^(?:/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)+\Z")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
-PACK_FORMATS = ("tar.zst", "tar.gz")
-
 log = logging.getLogger("envbuild")
 
 
@@ -144,15 +131,6 @@ def check_match_spec(spec: str) -> str | None:
     return None
 
 
-_TOP = (
-    "name", "extends", "channels", "platforms", "dependencies", "pypi-dependencies",
-    "virtual_packages", "smoke", "pack", "docker", "exclude-newer",
-    "variables", "prefix",  # environment.yml's own keys (prefix is ignored)
-    "jupyter",
-)  # fmt: skip
-VIRTUAL_PACKAGE_NAMES = ("__cuda", "__glibc", "__osx", "__linux", "__win", "__unix", "__archspec")
-
-
 def spec_name(spec: str) -> str:
     """The normalised package name of a valid match spec."""
     import rattler
@@ -170,11 +148,9 @@ def pypi_name(requirement: str) -> str:
     return canonicalize_name(Requirement(requirement).name)
 
 
-def _pypi_deps(c: Checker, raw: Any) -> tuple[str, ...]:
-    reqs = c.str_list(raw, "pypi-dependencies")
-    for i, req in enumerate(reqs):
-        _pypi_requirement(c, req, f"pypi-dependencies[{i}]")
-    return reqs
+def _strings(raw: Any) -> tuple[str, ...]:
+    """A list of non-empty strings (the schema has checked it), stripped."""
+    return tuple(v.strip() for v in raw)
 
 
 def _pypi_requirement(c: Checker, req: str, key: str) -> str:
@@ -191,82 +167,25 @@ def _pypi_requirement(c: Checker, req: str, key: str) -> str:
     return req
 
 
-def _virtual_packages(c: Checker, raw: Any) -> tuple[tuple[str, str], ...]:
-    data = c.mapping(raw, "virtual_packages", VIRTUAL_PACKAGE_NAMES)
-    out = []
-    for name, version in data.items():
-        if isinstance(version, int | float) and not isinstance(version, bool):
-            version = str(version)
-        if not isinstance(version, str) or not re.match(r"^[0-9A-Za-z_.]+$", version):
-            raise c.fail(
-                f"virtual_packages.{name}",
-                f"expected a version such as '12.0', got {show(version)}",
-            )
-        out.append((name, version))
-    return tuple(out)
+def _smoke(data: dict[str, Any]) -> Smoke:
+    return Smoke(_strings(data.get("imports", [])), _strings(data.get("commands", [])))
 
 
-def _smoke(c: Checker, raw: Any) -> Smoke:
-    data = c.mapping(raw, "smoke", ("imports", "commands"))
-    imports = c.str_list(data.get("imports", []), "smoke.imports")
-    for i, mod in enumerate(imports):
-        if not MODULE_RE.match(mod):
-            raise c.fail(f"smoke.imports[{i}]", f"{show(mod)} is not a Python module name")
-    return Smoke(imports=imports, commands=c.str_list(data.get("commands", []), "smoke.commands"))
+def _pack(c: Checker, data: dict[str, Any]) -> PackOptions:
+    fmt, level = data.get("format", "tar.zst"), data.get("level", 3)
+    if fmt == "tar.gz" and level > 9:  # gzip's levels; the schema allows zstd's 1 to 19
+        raise c.fail("pack.level", f"expected an integer from 1 to 9, got {show(level)}")
+    return PackOptions(format=fmt, level=level)
 
 
-def _pack(c: Checker, raw: Any) -> PackOptions:
-    data = c.mapping(raw, "pack", ("format", "level"))
-    fmt = c.string(data.get("format", "tar.zst"), "pack.format")
-    if fmt not in PACK_FORMATS:
-        raise c.fail(
-            "pack.format",
-            f"{show(fmt)} is not supported{did_you_mean(fmt, PACK_FORMATS)};"
-            f" use one of {', '.join(PACK_FORMATS)}",
-        )
-    top = 19 if fmt == "tar.zst" else 9  # zstd's levels, gzip's
-    return PackOptions(format=fmt, level=c.integer(data.get("level", 3), "pack.level", 1, top))
-
-
-def _jupyter(c: Checker, raw: Any) -> JupyterOptions:
-    data = c.mapping(raw, "jupyter", ("kernel", "display_name"))
-    kernel = data.get("kernel", False)
-    if not isinstance(kernel, bool):
-        raise c.fail("jupyter.kernel", f"expected true or false, got {show(kernel)}")
-    name = c.string(data["display_name"], "jupyter.display_name") if "display_name" in data else ""
-    return JupyterOptions(kernel=kernel, display_name=name)
-
-
-def _docker(c: Checker, raw: Any) -> DockerOptions:
-    data = c.mapping(raw, "docker", ("base_image", "user", "uid", "prefix"))
+def _docker(data: dict[str, Any]) -> DockerOptions:
     d = DockerOptions()
-    user = c.string(data.get("user", d.user), "docker.user")
-    if not USER_RE.match(user) or user == "root":
-        raise c.fail(
-            "docker.user",
-            f"{show(user)} is not a valid non-root user name (lower-case letters, digits, "
-            "'_', '-'; at most 32 characters)",
-        )
-    prefix = c.string(data.get("prefix", d.prefix), "docker.prefix")
-    prefix = prefix.rstrip("/") or prefix  # /opt/env/ is /opt/env
-    if not PREFIX_RE.match(prefix) or ".." in prefix.split("/"):
-        raise c.fail(
-            "docker.prefix",
-            f"{show(prefix)} must be an absolute path without '..' of letters, digits and "
-            "'.', '_', '+', '-' (e.g. /opt/env)",
-        )
-    base = c.string(data.get("base_image", d.base_image), "docker.base_image")
-    if not IMAGE_RE.match(base):
-        raise c.fail(
-            "docker.base_image",
-            f"{show(base)} is not an image reference such as debian:bookworm-slim or "
-            "registry.example.com:5000/team/base:1.0",
-        )
+    prefix = data.get("prefix", d.prefix)
     return DockerOptions(
-        base_image=base,
-        user=user,
-        uid=c.integer(data.get("uid", d.uid), "docker.uid", 1, 2**31 - 1),
-        prefix=prefix,
+        base_image=data.get("base_image", d.base_image),
+        user=data.get("user", d.user),
+        uid=data.get("uid", d.uid),
+        prefix=prefix.rstrip("/") or prefix,  # /opt/env/ is /opt/env
     )
 
 
@@ -279,14 +198,6 @@ def _cutoff(c: Checker, raw: Any) -> str:
             "2026-01-31 or 2026-01-31T12:00:00Z (UTC)",
         )
     return cutoff
-
-
-def _extends(c: Checker, raw: Any) -> tuple[str, ...]:
-    names = (raw,) if isinstance(raw, str) else c.str_list(raw, "extends")
-    for i, n in enumerate(names):
-        if not NAME_RE.match(n):
-            raise c.fail(f"extends[{i}]", f"{show(n)} is not a recipe name")
-    return tuple(names)
 
 
 DEFAULT_PLATFORMS = ("linux-64",)
@@ -302,10 +213,10 @@ def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Re
     c = Checker(path)
     if data is None:
         raise c.fail("", "the recipe is empty; it needs at least 'dependencies'")
-    doc = c.mapping(data, "", _TOP)
+    doc = c.structure(data)  # the schema first: keys, types, forms
     stem = path.stem
-    name = c.string(doc.get("name", stem), "name")
-    if not NAME_RE.match(name):
+    name = doc.get("name", stem)
+    if not NAME_RE.match(name):  # a file name the schema never saw
         raise c.fail("name", f"{show(name)} is not a valid environment name ({NAME_RULE})")
     if name != stem:
         raise c.fail(
@@ -315,18 +226,9 @@ def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Re
         )
     if "prefix" in doc:
         log.info("%s: prefix: ignored (envbuild decides where environments go)", c.where)
-    channels = c.str_list(doc["channels"], "channels") if "channels" in doc else None
-    if channels is not None:
-        channels = environment_yml.channels(channels)
+    channels = environment_yml.channels(_strings(doc["channels"])) if "channels" in doc else None
     if channels is not None and not channels:
         raise c.fail("channels", "at least one channel is needed, e.g. [conda-forge]")
-    platforms = c.str_list(doc["platforms"], "platforms") if "platforms" in doc else None
-    for i, plat in enumerate(platforms or ()):
-        if plat not in KNOWN_SUBDIRS:
-            raise c.fail(
-                f"platforms[{i}]",
-                f"unknown platform {show(plat)}{did_you_mean(plat, KNOWN_SUBDIRS)}",
-            )
     if "dependencies" not in doc and not has_parents:
         raise c.fail("dependencies", "missing; list the packages, e.g. ['python 3.11.*']")
     deps, pip = environment_yml.split_dependencies(c, doc.get("dependencies", []))
@@ -336,22 +238,27 @@ def parse_document(data: Any, path: Path, has_parents: bool = False) -> tuple[Re
         problem = check_match_spec(spec)
         if problem:
             raise c.fail(f"dependencies[{i}]", f"{show(spec)} is not a valid match spec: {problem}")
+    pypi = _strings(doc.get("pypi-dependencies", []))
+    extends = doc.get("extends", ())
+    jupyter = doc.get("jupyter", {})
     own = Recipe(
         name=name,
         path=path,
         channels=channels or (),
-        platforms=tuple(dict.fromkeys(platforms or ())),
+        platforms=tuple(dict.fromkeys(doc.get("platforms", ()))),
         dependencies=deps,
-        smoke=_smoke(c, doc.get("smoke", {})),
+        smoke=_smoke(doc.get("smoke", {})),
         pack=_pack(c, doc.get("pack", {})),
-        docker=_docker(c, doc.get("docker", {})),
-        jupyter=_jupyter(c, doc.get("jupyter", {})),
+        docker=_docker(doc.get("docker", {})),
+        jupyter=JupyterOptions(
+            jupyter.get("kernel", False), jupyter.get("display_name", "").strip()
+        ),
         pypi_dependencies=(
-            *_pypi_deps(c, doc.get("pypi-dependencies", [])),
+            *(_pypi_requirement(c, r, f"pypi-dependencies[{i}]") for i, r in enumerate(pypi)),
             *(_pypi_requirement(c, req, key) for key, req in pip),
         ),
-        virtual_packages=_virtual_packages(c, doc.get("virtual_packages", {})),
-        extends=_extends(c, doc.get("extends", [])),
+        virtual_packages=tuple((n, str(v)) for n, v in doc.get("virtual_packages", {}).items()),
+        extends=(extends,) if isinstance(extends, str) else tuple(extends),
         exclude_newer=_cutoff(c, doc["exclude-newer"]) if "exclude-newer" in doc else "",
         variables=environment_yml.variables(c, doc.get("variables", {})),
     )
