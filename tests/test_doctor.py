@@ -284,7 +284,7 @@ def test_without_history_adopt_takes_the_packages_nothing_depends_on(
     assert plan.dependencies == ("pip", "python-dateutil", "threadpoolctl")
 
 
-def _record(prefix: Path, name: str, version: str, depends: list[str]) -> None:
+def _write_record(prefix: Path, name: str, version: str, depends: list[str]) -> None:
     """A conda-meta record of a package with no files, for this machine's platform."""
     from envbuild.recipe.model import current_subdir
 
@@ -303,9 +303,9 @@ def test_only_the_pip_conda_adds_to_python_is_spared(tmp_path: Path) -> None:
     is still an unsatisfied dependency (test_conda_interop shows the real case)."""
     from envbuild.prefix.adopt import leaves
 
-    _record(tmp_path, "python", "3.11.7", ["pip"])
-    _record(tmp_path, "tool", "1", ["python", "pip"])
-    _record(tmp_path, "python2tool", "4.0", ["python", "pip >=20"])
+    _write_record(tmp_path, "python", "3.11.7", ["pip"])
+    _write_record(tmp_path, "tool", "1", ["python", "pip"])
+    _write_record(tmp_path, "python2tool", "4.0", ["python", "pip >=20"])
     found = [(f.kind, f.package, f.severity) for f in doctor.examine(tmp_path)]
     assert [f for f in found if f[0] in ("implied-pip", "unsatisfied-depends")] == [
         ("implied-pip", "python 3.11.7 0", "note"),
@@ -317,5 +317,5 @@ def test_only_the_pip_conda_adds_to_python_is_spared(tmp_path: Path) -> None:
     env.mkdir()
     for name, version, depends in [("python", "3.11.7", ["pip"]), ("pip", "26.3", []),
                                    ("app", "1", ["python"])]:  # fmt: skip
-        _record(env, name, version, depends)
+        _write_record(env, name, version, depends)
     assert leaves(doctor.read_records(env)) == ["app", "pip"]
