@@ -111,7 +111,10 @@ def _conda_peer_dir() -> Path | None:
 class CondaPeer:
     """A real conda client (26.7.1, ``shared/tools/conda-peer``) that works offline: its own
     home (``conda_home``), package cache, envs directory and condarc, with ``conda-forge``
-    mapped to a local channel through ``channel_alias`` (as the peer's README shows)."""
+    mapped to a local channel through ``channel_alias`` (as the peer's README shows). Its
+    condarc sets only channels, the package cache and offline mode, so conda behaves as its
+    users' does (``add_pip_as_python_dependency`` on, flexible channel priority, prompts
+    answered by ``-y``); ``solver: classic`` because conda-libmamba-solver is not installed."""
 
     def __init__(self, exe: Path, root: Path, home: Path, channel: Path) -> None:
         self.exe, self.root, self.home = exe, root, home
@@ -121,15 +124,11 @@ class CondaPeer:
         self.condarc = root / "condarc"
         self.condarc.write_text(
             textwrap.dedent(f"""\
-            solver: classic
-            offline: true
-            always_yes: true
             channels: [conda-forge]
             channel_alias: file://{self.alias}
             pkgs_dirs: [{root / "pkgs"}]
-            envs_dirs: [{root / "envs"}]
-            channel_priority: strict
-            add_pip_as_python_dependency: false
+            offline: true
+            solver: classic
             """)
         )
 

@@ -99,24 +99,33 @@ def exported(
     return project
 
 
+CONDA_MADE = ("solver", "explicit", "explicit-no-pip", "pip", "relocated", "env-create")
+
+
 @pytest.fixture(scope="module")
 def conda_made(
     conda_peer: CondaPeer, exported: Project, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    """Environments a real conda made: from our explicit file, by its solver (history with
-    specs), the solver's with a PyPI wheel pip-installed on top, the solver's relocated by
-    conda-pack + conda-unpack, and ``conda env create`` of our environment.yml export."""
+    """Environments a real conda made: by its solver (history with specs), from our explicit
+    file, from it without pip, the solver's with a PyPI wheel pip-installed on top, the
+    solver's relocated by conda-pack + conda-unpack, and ``conda env create`` of our
+    environment.yml export. The solver runs first, as in a user's warm package cache: the
+    explicit installs then take python's record from the cache, with the ``pip`` conda adds
+    to its depends (``add_pip_as_python_dependency``, on by default)."""
     import conda_pack
 
     root = tmp_path_factory.mktemp("conda-made")
     dist = exported.root / "dist"
-    envs = {name: root / name for name in ("explicit", "solver", "pip", "relocated", "env-create")}
-    explicit = conda_peer.local_explicit(dist / "tiny-linux-64.explicit.txt", root / "local.txt")
-    conda_peer.run("create", "-q", "-p", str(envs["explicit"]), "--file", str(explicit))
+    envs = {name: root / name for name in CONDA_MADE}
     conda_peer.run(
-        "create", "-q", "-p", str(envs["solver"]), "python=3.11", "python-dateutil", "pip"
+        "create", "-q", "-y", "-p", str(envs["solver"]), "python=3.11", "python-dateutil", "pip"
     )
-    conda_peer.run("create", "-q", "-p", str(envs["pip"]), "python=3.11", "pip")
+    explicit = conda_peer.local_explicit(dist / "tiny-linux-64.explicit.txt", root / "local.txt")
+    conda_peer.run("create", "-q", "-y", "-p", str(envs["explicit"]), "--file", str(explicit))
+    no_pip = root / "no-pip.txt"
+    no_pip.write_text("".join(ln for ln in explicit.open() if "/pip-" not in ln))
+    conda_peer.run("create", "-q", "-y", "-p", str(envs["explicit-no-pip"]), "--file", str(no_pip))
+    conda_peer.run("create", "-q", "-y", "-p", str(envs["pip"]), "python=3.11", "pip")
     subprocess.run(
         [str(envs["pip"] / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index",
          "--no-deps", "--disable-pip-version-check", str(_pypi_wheel("threadpoolctl"))],
@@ -126,11 +135,10 @@ def conda_made(
     conda_pack.pack(prefix=str(envs["solver"]), output=str(packed), verbose=False)
     _unpack(packed, envs["relocated"])
     environment_yml = dist / "tiny.environment.yml"
-    conda_peer.run("env", "create", "-q", "-f", str(environment_yml), "-p", str(envs["env-create"]))
+    conda_peer.run(
+        "env", "create", "-q", "-y", "-f", str(environment_yml), "-p", str(envs["env-create"])
+    )
     return envs
-
-
-CONDA_MADE = ("explicit", "solver", "pip", "relocated", "env-create")
 
 
 def test_conda_creates_exactly_the_lock_from_our_explicit_file_and_environment_yml(
@@ -153,11 +161,18 @@ def test_doctor_finds_nothing_wrong_with_a_healthy_environment_conda_made(
     assert problems == [], problems[:5]
     assert r.returncode == 0
     notes = {(f["kind"], f["package"]) for f in report["findings"]}
-    # pip's own distribution is conda's; only the wheel pip installed is pip's
-    assert notes == ({("pip-installed", "threadpoolctl")} if env == "pip" else set())
+    python = _records(conda_made[env])["python"]
+    assert "pip" in python["depends"]  # conda's add_pip_as_python_dependency, on by default
+    if env == "pip":  # pip's own distribution is conda's; only the wheel pip installed is pip's
+        assert notes == {("pip-installed", "threadpoolctl")}
+    elif env == "explicit-no-pip":  # conda's solver ignores that pip, its doctor does not
+        assert notes == {("implied-pip", f"python {python['version']} {python['build']}")}
+    else:
+        assert notes == set()
 
 
-@pytest.mark.parametrize("env", CONDA_MADE)
+# explicit-no-pip differs from explicit only in what the doctor (run by adopt too) reads
+@pytest.mark.parametrize("env", [e for e in CONDA_MADE if e != "explicit-no-pip"])
 def test_adopt_rebuilds_an_environment_conda_made_with_the_same_packages(
     env: str, conda_made: dict[str, Path], make_project: Callable[..., Project]
 ) -> None:
@@ -175,6 +190,21 @@ def test_adopt_rebuilds_an_environment_conda_made_with_the_same_packages(
             f"threadpoolctl=={_pypi_wheel('threadpoolctl').name.split('-')[1]}"
         ]
     assert changes == dict.fromkeys(expected, "same")
+
+
+def test_adopt_without_history_keeps_the_pip_conda_made_python_depend_on(
+    conda_made: dict[str, Path], tmp_path: Path
+) -> None:
+    """conda's pip on python's depends does not hide pip from the leaves (the specs adopt
+    takes when conda-meta/history is gone): a rebuild without conda would lose it."""
+    from envbuild.prefix import adopt, doctor
+
+    copy = tmp_path / "no-history"
+    shutil.copytree(conda_made["solver"], copy, symlinks=True)
+    (copy / "conda-meta" / "history").unlink()
+    assert "pip" in _records(copy)["python"]["depends"]
+    plan = adopt.plan(copy, doctor.read_records(copy))
+    assert (plan.source, plan.dependencies) == ("leaves", ("pip", "python-dateutil"))
 
 
 @pytest.fixture(scope="module")
@@ -262,12 +292,12 @@ def test_our_doctor_and_verify_see_what_conda_changed_in_our_environment(
     p = make_project(recipes={"tiny": RECIPE.format(name="tiny")})
     p.doit("build", "env=tiny")
     prefix = str(p.root / "envs" / "tiny")
-    conda_peer.run("install", "-q", "-p", prefix, "threadpoolctl")
+    conda_peer.run("install", "-q", "-y", "-p", prefix, "threadpoolctl")
     r = p.doit("verify", "env=tiny", check=False)
     assert r.returncode != 0 and "extra-package" in r.stdout and "threadpoolctl" in r.stdout
     assert "missing-file" not in r.stdout  # conda's noarch record read with its mapped paths
     assert p.doit("doctor", f"prefix={prefix}").returncode == 0
-    conda_peer.run("remove", "-q", "-p", prefix, "python-dateutil")
+    conda_peer.run("remove", "-q", "-y", "-p", prefix, "python-dateutil")
     assert p.doit("verify", "env=tiny", check=False).returncode != 0
     report = json.loads((p.root / "reports" / "tiny.verify.json").read_text())
     found = {(f["kind"], f["package"]) for f in report["findings"]}

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.prefix import site_packages
-from envbuild.prefix.doctor import Installed, channel_name, channels_of, first_channel, owners
+from envbuild.prefix.doctor import (
+    Installed,
+    added_by_conda,
+    channel_name,
+    channels_of,
+    first_channel,
+    owners,
+)
 from envbuild.prefix.findings import DoctorError
 
 _SPECS_LINE = re.compile(r"^#\s*(update|install|create|remove|uninstall|neutered) specs:\s*(.*)$")
@@ -74,12 +81,16 @@ def requested_specs(history: Path) -> dict[str, str]:
 
 
 def leaves(installed: list[Installed]) -> list[str]:
-    """Names of installed packages no other installed package depends on."""
+    """Names of installed packages no other installed package depends on; the ``pip``
+    conda adds to python's depends (:func:`envbuild.prefix.doctor.added_by_conda`) does not
+    count, so an installed pip stays a leaf as in an environment built without conda."""
     import rattler
 
     needed: set[str] = set()
     for i in installed:
         for dep in i.data.get("depends", []):
+            if added_by_conda(i.data, dep):
+                continue
             try:
                 name = rattler.MatchSpec(dep, strict=False).name
             except (KeyboardInterrupt, SystemExit):

@@ -212,6 +212,18 @@ def _pip(prefix: Path, installed: list[Installed]) -> list[Finding]:
     return out
 
 
+def added_by_conda(data: dict[str, Any], spec: str) -> bool:
+    """True if ``spec``, one of the conda-meta record ``data``'s ``depends``, is the ``pip``
+    conda itself adds to python 2.* and 3.*: with ``add_pip_as_python_dependency`` on (its
+    default) conda appends the bare ``"pip"`` to python's depends as it reads a channel's
+    repodata (conda 26.7.1, ``conda/core/subdir_data.py``), and conda-meta keeps that record
+    (an explicit file's too, from the package cache's ``info/repodata_record.json``). The
+    package's own ``info/index.json`` has no such entry, and conda's solver drops it again
+    when pip is not installed (``conda/resolve.py``, ``Resolve.bad_installed``)."""
+    version = str(data.get("version", ""))
+    return spec == "pip" and data.get("name") == "python" and version.startswith(("2.", "3."))
+
+
 def _dependencies(installed: list[Installed]) -> list[Finding]:
     import rattler
 
@@ -233,7 +245,10 @@ def _dependencies(installed: list[Installed]) -> list[Finding]:
                 if not name or name.startswith("__"):
                     continue  # virtual packages describe the machine, not the prefix
                 other = by_name.get(name)
-                if kind == "depends" and (other is None or not ms.matches(other.record)):
+                if kind == "depends" and other is None and added_by_conda(i.data, spec):
+                    detail = "python's record lists `pip` (conda's add_pip_as_python_dependency)"
+                    out.append(finding("implied-pip", i.label, "", f"{detail}; not installed"))
+                elif kind == "depends" and (other is None or not ms.matches(other.record)):
                     found = other.label if other else "not installed"
                     out.append(
                         finding(

@@ -31,6 +31,10 @@ ADVICE = {
     "this machine; remove the .pth entry or PYTHONPATH",
     "unsatisfied-depends": "an installed package's dependency does not hold (a partial "
     "update): adopt and rebuild from a full solve",
+    "implied-pip": "conda adds `pip` to python's depends by itself (add_pip_as_python_"
+    "dependency, on by default) and its solver ignores it while pip is absent, so this is no "
+    "partial update; but `conda doctor` calls the environment inconsistent and conda's next "
+    "install here adds pip: `conda install pip`, or set add_pip_as_python_dependency: false",
     "violated-constrains": "an installed package's constraint does not hold: adopt and "
     "rebuild from a full solve",
     "mixed-channels": "packages come from several channels: binaries built against "
@@ -48,7 +52,7 @@ class DoctorError(EnvBuildError):
 
 # Kinds that describe rather than accuse: listed, but the doctor still exits 0 for them alone
 # (a PyPI layer on top of conda packages is a supported way to build an environment).
-NOTES = frozenset({"pip-installed", "not-relocated"})
+NOTES = frozenset({"pip-installed", "not-relocated", "implied-pip"})
 
 
 @dataclass(frozen=True, slots=True)
