@@ -24,6 +24,7 @@ from typing import Any
 from envbuild.prefix import site_packages
 from envbuild.prefix.files import check_file, record_entries, site_packages_dir
 from envbuild.prefix.findings import ADVICE, DoctorError, Finding, finding
+from envbuild.prefix.meta import META, read_record, record_files
 from envbuild.prefix.python import interpreter_findings
 from envbuild.recipe.model import current_subdir
 
@@ -59,16 +60,13 @@ def read_records(prefix: Path, malformed: list[Finding] | None = None) -> list[I
     ``malformed`` if given (the examination goes on), else a DoctorError too."""
     import rattler
 
-    meta = prefix / "conda-meta"
-    if not meta.is_dir():
+    if not (prefix / META).is_dir():
         msg = f"{prefix}: not a conda prefix (no conda-meta/); give the root of the environment"
         raise DoctorError(msg)
     out = []
-    for f in sorted(meta.glob("*.json")):
+    for f in record_files(prefix):
         try:
-            data = json.loads(f.read_text())
-            if not isinstance(data, dict) or "name" not in data:
-                raise ValueError("not a package record (no 'name')")
+            data = read_record(f)
             record = rattler.PrefixRecord.from_path(f)
         except (KeyboardInterrupt, SystemExit):
             raise
