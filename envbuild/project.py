@@ -58,6 +58,7 @@ from envbuild.errors import ConfigError
 from envbuild.util.fs import read_bounded
 from envbuild.util.keys import configured_key
 from envbuild.util.redact import public_url_problem, scrub
+from envbuild.util.reference import is_registry_ref, looks_like_host, split_pinned
 
 CONFIG_FILE = "envbuild.toml"
 MAX_CONFIG_BYTES = 1 << 20
@@ -285,12 +286,8 @@ def _checked(data: dict[str, Any], cfg_path: Path, root: Path) -> Project:
     if not isinstance(base, str):
         msg = f'{cfg_path}: image.base: expected a string, e.g. "build/base/bookworm.oci.tar"'
         raise ConfigError(msg)
-    userinfo = "@" in base.split("/")[0] and _HOST.match(base.split("/")[0].rsplit("@")[-1])
-    if (
-        "://" in base
-        or userinfo
-        or (is_registry_ref(base) and not re.fullmatch(r".+@sha256:[0-9a-f]{64}", base))
-    ):
+    userinfo = "@" in base.split("/")[0] and looks_like_host(base.split("/")[0].rsplit("@")[-1])
+    if "://" in base or userinfo or (is_registry_ref(base) and not split_pinned(base)):
         shown = scrub("https://" + base.split("://")[-1])[8:]
         msg = f"{cfg_path}: image.base: {shown!r} names a registry; write it by digest, no "
         raise ConfigError(msg + "scheme, no credentials: REGISTRY/NAME@sha256:<64 hex>")
@@ -362,16 +359,6 @@ def _lock_table(data: Any, cfg_path: Path) -> tuple[tuple[str, ...], str, str]:
     return tuple(dict.fromkeys(platforms)), alias.rstrip("/"), cutoff
 
 
-_HOST = re.compile(r"^(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9.-]+:[0-9]+)$")
-
-
-def is_registry_ref(value: str) -> bool:
-    """True if ``[image] base`` ``value`` names a registry (``HOST[:PORT]/REPO...``: its first
-    component has a dot or a port, or is ``localhost``, Docker's rule) rather than a path."""
-    head, sep, _ = value.partition("/")
-    return bool(sep) and not value.startswith((".", "/")) and bool(_HOST.match(head))
-
-
 def _publish_table(data: Any, cfg_path: Path, root: Path) -> tuple[str, bool, str]:
     where = f"{cfg_path}: publish"
     example = 'registry = "ghcr.io/your-org" (HOST[:PORT]/NAMESPACE) and optionally insecure'
@@ -386,7 +373,7 @@ def _publish_table(data: Any, cfg_path: Path, root: Path) -> tuple[str, bool, st
         shown = scrub("https://" + registry.split("://")[-1])[8:]
         msg = f"{where}.registry: {shown!r} names a scheme or credentials; write HOST[:PORT]/"
         raise ConfigError(msg + f"NAMESPACE (credentials: docker login), e.g. {example}")
-    if not isinstance(registry, str) or (registry and not (namespace and _HOST.match(host))):
+    if not isinstance(registry, str) or (registry and not (namespace and looks_like_host(host))):
         msg = f"{where}.registry: {registry!r} is not HOST[:PORT]/NAMESPACE; write e.g. {example}"
         raise ConfigError(msg)
     if namespace and not re.fullmatch(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*/?", namespace):

@@ -34,9 +34,9 @@ from envbuild.deliver.attest import (
     sign,
     verify,
 )
-from envbuild.deliver.reference import Reference
 from envbuild.deliver.registry import Client
 from envbuild.errors import RegistryError
+from envbuild.util.reference import Reference
 
 log = logging.getLogger("envbuild")
 
@@ -141,7 +141,7 @@ def _one_layer(
 ) -> bytes:
     """The one ``media`` layer of artifact ``desc``: its content if ``fetch`` (at most
     :data:`MAX_ENVELOPE_BYTES`), else its digest (ASCII). Raises RegistryError."""
-    from envbuild.deliver.reference import sha256_digest
+    from envbuild.util.reference import sha256_digest
 
     digest = desc.get("digest")
     if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:

@@ -42,13 +42,13 @@ from typing import Any
 from envbuild.deliver import tags as tags_mod
 from envbuild.deliver.attest import DSSE_MEDIA_TYPE, PAYLOAD_TYPE
 from envbuild.deliver.attest_oci import Provenance, envelope_for
-from envbuild.deliver.reference import Reference, parse_reference, sha256_digest
 from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, Client, connect, fallback_tag
 from envbuild.deliver.registry_http import Deadline, watchdog
 from envbuild.deliver.tags import TagMoveError
 from envbuild.errors import RegistryError
 from envbuild.ship.oci import DOCKER_LIST, Layout
 from envbuild.util.proc import kill_point
+from envbuild.util.reference import Reference, parse_reference, sha256_digest
 
 log = logging.getLogger("envbuild")
 

@@ -181,9 +181,9 @@ def pull(
     registry requests may take (:func:`envbuild.deliver.registry_http.watchdog`)."""
     from filelock import FileLock
 
-    from envbuild.deliver.reference import parse_reference
     from envbuild.deliver.registry import connect
     from envbuild.deliver.registry_http import Deadline, watchdog
+    from envbuild.util.reference import parse_reference
 
     start = time.perf_counter()
     prefix = Path(os.path.abspath(prefix))

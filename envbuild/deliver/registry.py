@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from envbuild.deliver.descriptor import Descriptor, Manifest, digest_of, manifest, parse_json
-from envbuild.deliver.reference import DOCKER_HUB, Reference, sha256_digest
 from envbuild.deliver.registry_auth import (
     docker_config,
     is_loopback,
@@ -49,6 +48,7 @@ from envbuild.deliver.registry_http import (
 from envbuild.deliver.registry_transport import Transfer, Transport
 from envbuild.errors import RegistryError
 from envbuild.util.redact import printable
+from envbuild.util.reference import DOCKER_HUB, Reference, sha256_digest
 
 __all__ = ["Client", "Deadline", "NetworkError", "Transfer", "connect", "is_loopback"]
 

@@ -30,6 +30,7 @@ from envbuild.channels import KNOWN_SUBDIRS, utc_cutoff
 from envbuild.project import did_you_mean
 from envbuild.recipe import environment_yml
 from envbuild.recipe.validate import Checker, display, show
+from envbuild.util.reference import is_docker_image
 
 # A recipe name is also the image repository envbuild/<name>: Docker's path component grammar
 # (lower case; '.', '_', '__' or dashes only between letters and digits), at most 64
@@ -41,14 +42,6 @@ NAME_RULE = (
     "the image name envbuild/<name>)"
 )
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
-# Docker image references (domain[:port]/path[:tag][@digest]), same source as NAME_RE
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)?"
-IMAGE_RE = re.compile(
-    rf"^{_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
-    r"(?:@sha256:[a-f0-9]{64})?\Z"
-)
 # an absolute path of plain segments: it is written into the Dockerfile (ADD, RUN, ENV)
 PREFIX_RE = re.compile(r"^(?:/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)+\Z")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
@@ -256,7 +249,7 @@ def _docker(c: Checker, raw: Any) -> DockerOptions:
             "'.', '_', '+', '-' (e.g. /opt/env)",
         )
     base = c.string(data.get("base_image", d.base_image), "docker.base_image")
-    if not IMAGE_RE.match(base):
+    if not is_docker_image(base):
         raise c.fail(
             "docker.base_image",
             f"{show(base)} is not an image reference such as debian:bookworm-slim or "

@@ -22,7 +22,6 @@ deterministically (the same tar gives the same digest)::
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,12 +29,10 @@ from pathlib import Path
 from typing import IO
 
 from envbuild.errors import ImageError
-from envbuild.project import is_registry_ref
 from envbuild.recipe.validate import display
 from envbuild.ship import oci
 from envbuild.util.fs import clean_temporaries, staged_file
-
-_PINNED = re.compile(r"^(?P<path>.+)@(?P<digest>sha256:[0-9a-f]{64})$")
+from envbuild.util.reference import is_registry_ref, split_pinned
 
 
 def local_base(value: str, cache_dir: Path) -> tuple[str, str]:
@@ -46,22 +43,22 @@ def local_base(value: str, cache_dir: Path) -> tuple[str, str]:
     reference without a digest."""
     if not is_registry_ref(value):
         return parse(value)
-    m = _PINNED.match(value)
-    if m is None:
+    pinned = split_pinned(value)
+    if pinned is None:
         msg = (
             f"envbuild.toml: [image] base: {value!r}: name a registry base by digest, "
             "REGISTRY/NAME@sha256:<64 hex> (`skopeo inspect docker://REF` prints it), so that "
             "every build uses the same base"
         )
         raise ImageError(msg)
-    return str(cache_dir / m["digest"].replace(":", "-")), ""
+    return str(cache_dir / pinned[1].replace(":", "-")), ""
 
 
 def parse(value: str) -> tuple[str, str]:
     """``"PATH"`` or ``"PATH@sha256:<64 hex>"`` -> (path, digest or "")."""
-    m = _PINNED.match(value)
-    if m:
-        return m["path"], m["digest"]
+    pinned = split_pinned(value)
+    if pinned:
+        return pinned
     if "@sha256:" in value or "@" in value.rsplit("/", 1)[-1]:
         msg = (
             f"envbuild.toml: [image] base: {value!r}: a pinned base is PATH@sha256:<64 lowercase "
