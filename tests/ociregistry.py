@@ -286,9 +286,10 @@ def forge_environment(
 ) -> str:
     """Push an environment artifact of ``tarball`` referring to ``image`` and append it to
     the image's referrers tag, as anyone who can push could. Returns its digest."""
-    from envbuild.deliver.publish import ENV_ARTIFACT, OCI_MANIFEST, canonical
-    from envbuild.deliver.registry import OCI_INDEX, connect, fallback_tag
+    from envbuild.deliver.publish import canonical
+    from envbuild.deliver.registry import connect, fallback_tag
     from envbuild.util.fs import file_sha256
+    from envbuild.util.mediatypes import ENV_ARTIFACT, OCI_INDEX, OCI_MANIFEST
     from envbuild.util.reference import parse_reference, sha256_digest
 
     client = connect(reg.host)

@@ -131,8 +131,8 @@ def from_image(client: Any, ref: Any, image: str, manifest: dict[str, Any]) -> P
     """The environment image ``image`` (its manifest ``manifest``, checked against that
     digest) pins: the one environment artifact among its referrers whose layer is the
     recorded tarball. Raises RegistryError naming the digests otherwise."""
-    from envbuild.deliver.publish import ENV_ARTIFACT
     from envbuild.ship.oci_image import ANN_ENV_DIGEST, ANN_ENV_SIZE, ANN_ENV_UNPACKED
+    from envbuild.util.mediatypes import ENV_ARTIFACT
 
     what = f"{ref}: image {image}"
     ann = annotations_of(manifest)

@@ -95,7 +95,7 @@ def _find_environment(client: Any, ref: Any) -> Pinned:
     """What ``ref`` pins (:mod:`envbuild.deliver.pin`): an environment artifact named
     itself, or the tarball the image (for this machine, in an index) records."""
     from envbuild.deliver.pin import digest_of, from_artifact, from_image, manifest_object
-    from envbuild.deliver.publish import ENV_ARTIFACT
+    from envbuild.util.mediatypes import ENV_ARTIFACT
 
     data, _, digest = client.get_manifest(ref)
     manifest = manifest_object(data, str(ref))

@@ -32,6 +32,7 @@ from envbuild.errors import ImageError
 from envbuild.recipe.validate import display
 from envbuild.ship import oci
 from envbuild.util.fs import clean_temporaries, staged_file
+from envbuild.util.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
 from envbuild.util.reference import is_registry_ref, split_pinned
 
 
@@ -143,11 +144,11 @@ def from_rootfs(rootfs: Path, output: Path, architecture: str = "amd64", epoch: 
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
             "history": [{"created": created, "created_by": f"rootfs {rootfs.name}"}],
         }
-        cfg = arc.add_blob(oci.canonical(config), oci.CONFIG)
-        manifest = {"schemaVersion": 2, "mediaType": oci.MANIFEST, "config": cfg.to_json(),
+        cfg = arc.add_blob(oci.canonical(config), OCI_CONFIG)
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg.to_json(),
                     "layers": [layer.to_json()]}  # fmt: skip
-        man = arc.add_blob(oci.canonical(manifest), oci.MANIFEST)
-        index = {"schemaVersion": 2, "mediaType": oci.INDEX, "manifests": [man.to_json()]}
+        man = arc.add_blob(oci.canonical(manifest), OCI_MANIFEST)
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [man.to_json()]}
         arc.add_file("index.json", oci.canonical(index))
         arc.finish()
     return man.digest
