@@ -27,17 +27,21 @@ def record_files(prefix: Path) -> list[Path]:
 
 
 def parse_record(data: str | bytes) -> dict[str, Any]:
-    """One record from its JSON text. Raises ValueError (JSON errors included) if it is not a
-    JSON object with a string ``name``."""
+    """One record from its JSON text, as it is (for a rewrite that keeps every field).
+    Raises ValueError (JSON errors included) if it is not a JSON object."""
     record = json.loads(data)
-    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
-        raise ValueError("not a package record (no 'name')")
+    if not isinstance(record, dict):
+        raise ValueError("not a package record (not a JSON object)")
     return record
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """The record in file ``path``. Raises OSError, or ValueError as :func:`parse_record`."""
-    return parse_record(path.read_bytes())
+    """The package record in file ``path``. Raises OSError, or ValueError if it is not JSON,
+    or not an object with a string ``name``."""
+    record = parse_record(path.read_bytes())
+    if not isinstance(record.get("name"), str):
+        raise ValueError("not a package record (no 'name')")
+    return record
 
 
 def read_records(prefix: Path) -> list[tuple[Path, dict[str, Any]]]:
