@@ -137,6 +137,12 @@ class Project:
         d = self.path("recipes")
         return sorted(p.stem for p in d.glob("*.yml")) if d.is_dir() else []
 
+    def selected(self, env: str | None) -> list[str]:
+        """The environments ``env`` names (comma-separated; spaces around a name ignored;
+        each once, in order), or every recipe (:meth:`recipe_names`) if it names none."""
+        names = (e.strip() for e in (env or "").split(","))
+        return list(dict.fromkeys(e for e in names if e)) or self.recipe_names()
+
     def route(self, channel: str) -> channels.Route:
         """How ``channel`` is recorded (canonical URL) and fetched (mirror or itself), with
         its credentials as variable names. Raises ConfigError for a URL with literal
