@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from envbuild import __version__
 from envbuild.errors import EnvBuildError, RegistryError
 from envbuild.util.mediatypes import IN_TOTO
+from envbuild.util.reference import is_digest
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -47,7 +47,6 @@ ROLES = ("image", "tarball", "sbom")
 MAX_ENVELOPE_BYTES = 4 << 20
 MAX_SIGNATURES = 16
 MAX_PUBLIC_KEY_BYTES = 64 << 10
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +261,7 @@ def _checked_statement(payload: bytes, keyid: str, expected: dict[str, str]) -> 
     for s in subjects if isinstance(subjects, list) else []:
         role = _obj(_obj(s, "annotations"), ROLE)
         sha = _obj(_obj(s, "digest"), "sha256")
-        if role in ROLES and isinstance(sha, str) and _DIGEST.fullmatch(f"sha256:{sha}"):
+        if role in ROLES and isinstance(sha, str) and is_digest(f"sha256:{sha}"):
             found.setdefault(str(role), []).append(f"sha256:{sha}")
     for role, want in expected.items():
         have = found.get(role, [])

@@ -54,6 +54,11 @@ def split_pinned(value: str) -> tuple[str, str] | None:
     return (m["name"], m["digest"]) if m else None
 
 
+def is_digest(value: object) -> bool:
+    """True if ``value`` is a ``sha256:<64 lower-case hex>`` digest, the only kind we accept."""
+    return isinstance(value, str) and bool(_DIGEST.fullmatch(value))
+
+
 def is_docker_image(value: str) -> bool:
     """True if ``value`` is an image reference as Docker reads one, the host optional
     (``debian:bookworm-slim``, ``ghcr.io/org/img:1@sha256:<hex>``)."""
@@ -121,7 +126,7 @@ def parse_reference(text: str) -> Reference:
         problem = (
             f"repository {printable(path, 100)!r} must be lower-case letters, digits and . _ - /"
         )
-    elif digest and not _DIGEST.match(digest):
+    elif digest and not is_digest(digest):
         problem = "the digest after @ is not sha256: followed by 64 lower-case hex digits"
     elif tag and not re.fullmatch(_TAG, tag):
         problem = f"tag {printable(tag, 100)!r} is not a valid tag"
