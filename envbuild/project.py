@@ -58,6 +58,7 @@ from envbuild.util import schema
 from envbuild.util.fs import read_bounded
 from envbuild.util.keys import configured_key
 from envbuild.util.redact import public_url_problem, scrub
+from envbuild.util.reference import is_registry_ref, looks_like_host, split_pinned
 from envbuild.util.schema import did_you_mean as did_you_mean  # re-exported
 from envbuild.util.schema import show
 
@@ -125,6 +126,12 @@ class Project:
         """Recipe names (file stems of ``recipes/*.yml``), sorted."""
         d = self.path("recipes")
         return sorted(p.stem for p in d.glob("*.yml")) if d.is_dir() else []
+
+    def selected(self, env: str | None) -> list[str]:
+        """The environments ``env`` names (comma-separated; spaces around a name ignored;
+        each once, in order), or every recipe (:meth:`recipe_names`) if it names none."""
+        names = (e.strip() for e in (env or "").split(","))
+        return list(dict.fromkeys(e for e in names if e)) or self.recipe_names()
 
     def route(self, channel: str) -> channels.Route:
         """How ``channel`` is recorded (canonical URL) and fetched (mirror or itself), with
@@ -250,12 +257,8 @@ def _checked(data: dict[str, Any], source: _Source, root: Path) -> Project:
     registry, insecure, signing_key = _publish_table(data.get("publish", {}), source, root)
     image = data.get("image", {})
     base = image.get("base", "")
-    userinfo = "@" in base.split("/")[0] and _HOST.match(base.split("/")[0].rsplit("@")[-1])
-    if (
-        "://" in base
-        or userinfo
-        or (is_registry_ref(base) and not re.fullmatch(r".+@sha256:[0-9a-f]{64}", base))
-    ):
+    userinfo = "@" in base.split("/")[0] and looks_like_host(base.split("/")[0].rsplit("@")[-1])
+    if "://" in base or userinfo or (is_registry_ref(base) and not split_pinned(base)):
         shown = scrub("https://" + base.split("://")[-1])[8:]
         msg = f"{shown!r} names a registry; write it by digest, no scheme, no credentials: "
         raise source.fail("image.base", msg + "REGISTRY/NAME@sha256:<64 hex>")
@@ -305,16 +308,6 @@ def _lock_table(data: dict[str, Any], source: _Source) -> tuple[tuple[str, ...],
     return tuple(dict.fromkeys(platforms)), alias.rstrip("/"), cutoff
 
 
-_HOST = re.compile(r"^(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9.-]+:[0-9]+)$")
-
-
-def is_registry_ref(value: str) -> bool:
-    """True if ``[image] base`` ``value`` names a registry (``HOST[:PORT]/REPO...``: its first
-    component has a dot or a port, or is ``localhost``, Docker's rule) rather than a path."""
-    head, sep, _ = value.partition("/")
-    return bool(sep) and not value.startswith((".", "/")) and bool(_HOST.match(head))
-
-
 def _publish_table(data: dict[str, Any], source: _Source, root: Path) -> tuple[str, bool, str]:
     example = 'registry = "ghcr.io/your-org" (HOST[:PORT]/NAMESPACE) and optionally insecure'
     registry, insecure = data.get("registry", ""), data.get("insecure", False)
@@ -325,7 +318,7 @@ def _publish_table(data: dict[str, Any], source: _Source, root: Path) -> tuple[s
         raise source.fail(
             "publish.registry", msg + f"NAMESPACE (credentials: docker login), e.g. {example}"
         )
-    if registry and not (namespace and _HOST.match(host)):
+    if registry and not (namespace and looks_like_host(host)):
         msg = f"{registry!r} is not HOST[:PORT]/NAMESPACE; write e.g. {example}"
         raise source.fail("publish.registry", msg)
     if namespace and not re.fullmatch(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*/?", namespace):

@@ -281,13 +281,16 @@ def pins(tarball: Path, imports: tuple[str, ...] = ()) -> dict[str, str]:
     }
 
 
-def forge_environment(reg: Registry, repo: str, image: str, tarball: Path, ann: dict[str, str]) -> str:
+def forge_environment(
+    reg: Registry, repo: str, image: str, tarball: Path, ann: dict[str, str]
+) -> str:
     """Push an environment artifact of ``tarball`` referring to ``image`` and append it to
     the image's referrers tag, as anyone who can push could. Returns its digest."""
-    from envbuild.deliver.publish import ENV_ARTIFACT, OCI_MANIFEST, canonical
-    from envbuild.deliver.reference import parse_reference, sha256_digest
-    from envbuild.deliver.registry import OCI_INDEX, connect, fallback_tag
+    from envbuild.deliver.publish import canonical
+    from envbuild.deliver.registry import connect, fallback_tag
     from envbuild.util.fs import file_sha256
+    from envbuild.util.mediatypes import ENV_ARTIFACT, OCI_INDEX, OCI_MANIFEST
+    from envbuild.util.reference import parse_reference, sha256_digest
 
     client = connect(reg.host)
     ref = parse_reference(f"{reg.host}/{repo}:x")

@@ -140,3 +140,52 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     bad.write_text("def f():\n    from envbuild.graph import tasks\n")
     assert imports(bad) == [(2, "envbuild.graph")]
     assert RANK[group_of("envbuild.graph")] > RANK[group_of("envbuild.install.build")]
+
+
+# One reader per format (issue 29): each pattern may appear in the listed modules only. The
+# patterns are read from the source text (comments and docstrings included, so a pattern
+# quoted in prose must be reworded).
+SINGLE_HOMES: dict[str, tuple[str, set[str]]] = {
+    "conda-meta records read": (  # prefix/meta.py; the writer (rattler/records.py) and
+        # doctor.py (for MatchSpec.matches) also build py-rattler's PrefixRecord
+        r'"conda-meta"\)\.glob\(|glob\(\s*"conda-meta/|PrefixRecord\.from_path',
+        {"prefix/meta.py", "prefix/doctor.py", "rattler/records.py"},
+    ),
+    "media type literal": (r"[\"']application/vnd\.", {"util/mediatypes.py"}),
+    "image reference or digest pattern": (
+        r"\[0-9a-f\]\{64\}|\[a-f0-9\]\{64\}|\.partition\(\"@\"\)",
+        {"util/reference.py", "install/build.py", "offline/pins.py"},  # the last two: not refs
+    ),
+    "name selector": (r"env\b[^\n]*\.split\(\",\"\)", {"project.py"}),
+    "py-rattler parse guard": (r"except \(KeyboardInterrupt, SystemExit\)", {"util/guard.py"}),
+}
+
+
+def homes_of(pattern: str, paths: list[Path], base: Path = PACKAGE) -> set[str]:
+    """The modules (relative to ``base``) whose text matches ``pattern``."""
+    import re
+
+    rx = re.compile(pattern)
+    return {str(p.relative_to(base)) for p in paths if rx.search(p.read_text())}
+
+
+@pytest.mark.parametrize("what", SINGLE_HOMES)
+def test_one_reader_per_format(what: str) -> None:
+    pattern, allowed = SINGLE_HOMES[what]
+    found = homes_of(pattern, MODULES)
+    assert found == allowed, f"{what}: found in {sorted(found - allowed)}, expected only {allowed}"
+
+
+def test_the_single_home_check_can_fail(tmp_path: Path) -> None:
+    """A second definition of a media type, a second guard, a second records reader, a
+    digest regex and a second selector are each seen."""
+    twin = tmp_path / "twin.py"
+    twin.write_text(
+        'MANIFEST = "application/vnd.oci.image.manifest.v1+json"\n'
+        "try:\n    pass\nexcept (KeyboardInterrupt, SystemExit):\n    raise\n"
+        'metas = sorted((prefix / "conda-meta").glob("*.json"))\n'
+        'DIGEST = re.compile(r"sha256:[0-9a-f]{64}")\n'
+        'names = [e for e in env.split(",") if e]\n'
+    )
+    for what, (pattern, _) in SINGLE_HOMES.items():
+        assert homes_of(pattern, [twin], tmp_path) == {"twin.py"}, what

@@ -23,6 +23,7 @@ from envbuild.deliver.publish import Release, publish
 from envbuild.errors import ConfigError, EnvBuildError, RegistryError
 from envbuild.project import load_project
 from envbuild.util.keys import key_file, load_private_key
+from envbuild.util.mediatypes import IN_TOTO
 
 from . import test_registry
 from .conftest import Project, imports_ok
@@ -316,7 +317,7 @@ _JSON = st.recursive(
     st.binary(max_size=200)
     | _JSON.map(lambda d: json.dumps(d).encode())
     | st.fixed_dictionaries(
-        {"payloadType": st.just(attest.PAYLOAD_TYPE), "payload": st.text(max_size=40) | _JSON,
+        {"payloadType": st.just(IN_TOTO), "payload": st.text(max_size=40) | _JSON,
          "signatures": st.lists(st.fixed_dictionaries({"keyid": _JSON, "sig": st.text(max_size=40)}), max_size=3)}
     ).map(lambda d: json.dumps(d).encode())
 )  # fmt: skip

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from envbuild.deliver import pull as pull_mod
-from envbuild.deliver.publish import ENV_ARTIFACT, SBOM_ARTIFACT, Release, publish
-from envbuild.deliver.reference import parse_reference
+from envbuild.deliver.publish import Release, publish
 from envbuild.deliver.registry import is_loopback
 from envbuild.errors import EnvBuildError, RegistryError
+from envbuild.util.mediatypes import ENV_ARTIFACT, SBOM_ARTIFACT
+from envbuild.util.reference import parse_reference
 
 from .conftest import REPO, TINY_RECIPE, Project, imports_ok
 from .ociregistry import (

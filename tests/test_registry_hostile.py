@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 from envbuild.deliver.descriptor import Descriptor, descriptor, manifest, parse_json
 from envbuild.deliver.publish import Release, publish
-from envbuild.deliver.reference import parse_reference
-from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, connect
+from envbuild.deliver.registry import connect
 from envbuild.deliver.registry_http import (
     MAX_DOCUMENT,
     Deadline,
@@ -27,7 +26,9 @@ from envbuild.deliver.registry_http import (
 )
 from envbuild.deliver.tags import TagMoveError
 from envbuild.errors import ConfigError, RegistryError
+from envbuild.util.mediatypes import OCI_INDEX, OCI_MANIFEST
 from envbuild.util.redact import printable
+from envbuild.util.reference import parse_reference
 
 from .fakeregistry import FakeRegistry, Handler, endless, fake_registry, send
 from .ociregistry import write_layout

@@ -9,6 +9,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from envbuild.graph import tasks
 from envbuild.layout import read_marker
 from envbuild.recipe.load import current_subdir
@@ -218,4 +220,21 @@ def test_an_environment_named_twice_is_one_task(tmp_path: Path) -> None:
     from envbuild.project import load_project
 
     (tmp_path / "recipes").mkdir()
-    assert tasks.selected(load_project(tmp_path), "a, a,b,a") == ["a", "b"]
+    assert load_project(tmp_path).selected("a, a,b,a") == ["a", "b"]
+
+
+def test_status_of_ml_comma_space_gpu_names_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """env="ml, gpu" selects "ml" and "gpu" for the commands too (status once looked up
+    " gpu", an environment no recipe defines); a selection naming none means every recipe."""
+    from envbuild.commands import maintenance
+    from envbuild.project import load_project
+
+    (tmp_path / "recipes").mkdir()
+    for name in ("gpu", "ml", "other"):
+        (tmp_path / "recipes" / f"{name}.yml").write_text(TINY_RECIPE.format(name=name))
+    maintenance.status(str(tmp_path), "ml, gpu", as_json=True)
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["recipe"], r["lock"]) for r in rows] == [("ml", "missing"), ("gpu", "missing")]
+    assert load_project(tmp_path).selected(" , ") == ["gpu", "ml", "other"]

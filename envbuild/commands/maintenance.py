@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from envbuild.commands.stages import exclusive, load, selected_names, tarball, the_five
+from envbuild.commands.stages import exclusive, load, tarball, the_five
 from envbuild.errors import EnvBuildError, LockError
 from envbuild.graph.uptodate import write_lock_stamp
 from envbuild.install import conda_envs
@@ -50,7 +50,7 @@ def ci_merge(root: str, artifacts: str, env: str = "") -> None:
     from envbuild.ops import ci
 
     project = load_project(Path(root))
-    recipes = [load(root, n)[1] for n in selected_names(project, env)]
+    recipes = [load(root, n)[1] for n in project.selected(env)]
     merged = ci.merge(project, recipes, Path(root) / artifacts)
     for name, what in merged.outcome.items():
         print(f"{name}: {what}")
@@ -140,7 +140,7 @@ def nightly_report(root: str, env: str = "") -> None:
     from envbuild.ops.nightly import NightlyResult, write_report
 
     project = load_project(Path(root))
-    names = selected_names(project, env)
+    names = project.selected(env)
     results = []
     for name in names:
         data = read_json(nightly_result(project, name))
@@ -224,7 +224,7 @@ def status(root: str, env: str = "", as_json: bool = False) -> None:
     from envbuild.ops import status as status_mod
 
     project = project_at(Path(root))
-    rows = [status_mod.env_status(project, name) for name in selected_names(project, env)]
+    rows = [status_mod.env_status(project, name) for name in project.selected(env)]
     print(status_mod.to_json(rows) if as_json else status_mod.table(rows))
 
 
@@ -232,7 +232,7 @@ def schedule(root: str, env: str = "") -> None:
     from envbuild.ops import schedule as schedule_mod
 
     project = load_project(Path(root))
-    names = selected_names(project, env)
+    names = project.selected(env)
     recipes = [load(root, n)[1] for n in names]
     for path in schedule_mod.write(project, recipes):
         print(f"wrote {display(path)}")

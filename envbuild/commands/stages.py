@@ -71,11 +71,6 @@ def exclusive(project: Project, name: str, stage: str) -> contextlib.AbstractCon
     return hold(project.path("state") / f".{name}.{stage}.lock", f"{stage} of '{name}'")
 
 
-def selected_names(project: Project, env: str) -> list[str]:
-    """The environments named in ``env`` (comma-separated), or every recipe."""
-    return [e for e in env.split(",") if e] or project.recipe_names()
-
-
 def load(root: str | Path, name: str) -> tuple[Project, Recipe]:
     project = load_project(Path(root))
     path = find_recipe(project.path("recipes"), name, project.recipe_names())
@@ -147,7 +142,7 @@ def stale_reasons(root: Path, names: list[str]) -> dict[str, str]:
 def check(root: str, env: str = "") -> None:
     """Print each recipe's lock state; LockError (non-zero exit) if any is stale."""
     project = load_project(Path(root))
-    names = selected_names(project, env)
+    names = project.selected(env)
     stale = stale_reasons(Path(root), names)
     for name in names:
         print(f"{name}: {'STALE: ' + stale[name] if name in stale else 'up to date'}")

@@ -25,30 +25,28 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild import __version__
 from envbuild.errors import EnvBuildError, RegistryError
+from envbuild.util.mediatypes import IN_TOTO
+from envbuild.util.reference import is_digest
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
     from securesystemslib.signer import SSlibKey
 
-PAYLOAD_TYPE = "application/vnd.in-toto+json"  # DSSE payloadType, and the artifactType
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://github.com/envbuild/envbuild/buildtypes/conda-environment/v1"
 BUILDER_ID = f"https://github.com/envbuild/envbuild@{__version__}"
-DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"  # the artifact's layer
 ROLE = "org.envbuild.role"
 ROLES = ("image", "tarball", "sbom")
 MAX_ENVELOPE_BYTES = 4 << 20
 MAX_SIGNATURES = 16
 MAX_PUBLIC_KEY_BYTES = 64 << 10
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +139,7 @@ def sign(payload: dict[str, Any], key: PrivateKeyTypes) -> bytes:
     from securesystemslib.signer import CryptoSigner
 
     body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    envelope = Envelope(body, PAYLOAD_TYPE, {})
+    envelope = Envelope(body, IN_TOTO, {})
     envelope.sign(CryptoSigner(key, public_key_of(key)))
     return json.dumps(envelope.to_dict(), sort_keys=True, separators=(",", ":")).encode()
 
@@ -210,15 +208,15 @@ def _envelope_dict(data: bytes) -> dict[str, Any]:
         )
     ):
         raise _refuse("not a DSSE envelope (payload, payloadType, 1 to 16 signatures)")
-    if doc.get("payloadType") != PAYLOAD_TYPE:
-        raise _refuse(f"payloadType is not {PAYLOAD_TYPE}")
+    if doc.get("payloadType") != IN_TOTO:
+        raise _refuse(f"payloadType is not {IN_TOTO}")
     try:
         for text in [doc["payload"], *(s["sig"] for s in sigs)]:
             base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise _refuse("the envelope's payload or a signature is not base64") from None
     fresh = [{"keyid": s.get("keyid", ""), "sig": s["sig"]} for s in sigs]  # from_dict edits
-    return {"payload": doc["payload"], "payloadType": PAYLOAD_TYPE, "signatures": fresh}
+    return {"payload": doc["payload"], "payloadType": IN_TOTO, "signatures": fresh}
 
 
 def verify(envelope: bytes, public_key_pem: bytes, expected: dict[str, str]) -> StatementInfo:
@@ -263,7 +261,7 @@ def _checked_statement(payload: bytes, keyid: str, expected: dict[str, str]) -> 
     for s in subjects if isinstance(subjects, list) else []:
         role = _obj(_obj(s, "annotations"), ROLE)
         sha = _obj(_obj(s, "digest"), "sha256")
-        if role in ROLES and isinstance(sha, str) and _DIGEST.fullmatch(f"sha256:{sha}"):
+        if role in ROLES and isinstance(sha, str) and is_digest(f"sha256:{sha}"):
             found.setdefault(str(role), []).append(f"sha256:{sha}")
     for role, want in expected.items():
         have = found.get(role, [])

@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.deliver.attest import (
-    DSSE_MEDIA_TYPE,
     MAX_ENVELOPE_BYTES,
-    PAYLOAD_TYPE,
     ROLE,
     StatementInfo,
     public_key_of,
@@ -34,14 +32,14 @@ from envbuild.deliver.attest import (
     sign,
     verify,
 )
-from envbuild.deliver.reference import Reference
 from envbuild.deliver.registry import Client
 from envbuild.errors import RegistryError
+from envbuild.util.mediatypes import DSSE_ENVELOPE, IN_TOTO, SBOM_ARTIFACT
+from envbuild.util.reference import Reference
 
 log = logging.getLogger("envbuild")
 
 MAX_CANDIDATES = 16  # attestations (and SBOMs) of one image read by a pull, newest first
-SBOM_TYPE = "application/vnd.cyclonedx+json"  # publish.SBOM_ARTIFACT (publish imports us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +119,9 @@ def attached_envelopes(client: Client, ref: Reference, image: str) -> Iterator[b
     :data:`MAX_CANDIDATES`, each checked for shape and size (one DSSE layer of at most
     :data:`MAX_ENVELOPE_BYTES`) and fetched by digest. A malformed one is skipped (logged).
     Raises RegistryError if the registry fails."""
-    for desc in _referrers(client, ref, image, PAYLOAD_TYPE):
+    for desc in _referrers(client, ref, image, IN_TOTO):
         try:
-            yield _one_layer(client, ref, desc, DSSE_MEDIA_TYPE, fetch=True)
+            yield _one_layer(client, ref, desc, DSSE_ENVELOPE, fetch=True)
         except RegistryError as e:
             log.warning("skipping attestation %s: %s", str(desc.get("digest"))[:19], e)
 
@@ -141,7 +139,7 @@ def _one_layer(
 ) -> bytes:
     """The one ``media`` layer of artifact ``desc``: its content if ``fetch`` (at most
     :data:`MAX_ENVELOPE_BYTES`), else its digest (ASCII). Raises RegistryError."""
-    from envbuild.deliver.reference import sha256_digest
+    from envbuild.util.reference import sha256_digest
 
     digest = desc.get("digest")
     if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
@@ -203,8 +201,8 @@ def verify_pull(
         msg = f"{ref}: provenance refused for image {image}: {why}"
         raise RegistryError(msg)
     signed_sbom = info.subjects.get("sbom", "")
-    for desc in _referrers(client, ref, image, SBOM_TYPE):
-        listed = _one_layer(client, ref, desc, SBOM_TYPE, fetch=False).decode()
+    for desc in _referrers(client, ref, image, SBOM_ARTIFACT):
+        listed = _one_layer(client, ref, desc, SBOM_ARTIFACT, fetch=False).decode()
         if listed != signed_sbom:
             msg = (
                 f"{ref}: provenance refused for image {image}: an SBOM listed for it "

@@ -13,15 +13,14 @@ tests/test_registry_hostile.py).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from envbuild.deliver.registry_http import MAX_BLOB, checked_size
 from envbuild.errors import RegistryError
 from envbuild.util.redact import printable
+from envbuild.util.reference import is_digest
 
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MAX_ANNOTATIONS = 1000
 
 
@@ -129,7 +128,7 @@ def annotations_of(obj: dict[str, Any], where: str) -> dict[str, str]:
 
 def digest_of(value: Any, where: str) -> str:
     """``value`` if it is ``sha256:<64 lower-case hex>``. Raises RegistryError otherwise."""
-    if not isinstance(value, str) or not DIGEST.fullmatch(value):
+    if not isinstance(value, str) or not is_digest(value):
         shown = printable(value, 80) if isinstance(value, str) else f"a {_kind(value)}"
         raise _fail(where, f"digest {shown} is not sha256:<64 lower-case hex>")
     return value

@@ -19,8 +19,8 @@ from typing import Any
 
 from envbuild.errors import RegistryError
 from envbuild.util.redact import printable
+from envbuild.util.reference import is_digest
 
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _SIZE_RE = re.compile(r"[0-9]{1,15}\Z")
 MAX_CANDIDATES = 16  # environment artifacts among one image's referrers looked at
 MAX_IMPORTS = 256
@@ -67,7 +67,7 @@ def annotations_of(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def digest_of(value: object, what: str) -> str:
-    if not isinstance(value, str) or not DIGEST_RE.match(value):
+    if not isinstance(value, str) or not is_digest(value):
         raise RegistryError(f"{what}: {printable(value)!r} is not a sha256 digest; refused")
     return value
 
@@ -131,8 +131,8 @@ def from_image(client: Any, ref: Any, image: str, manifest: dict[str, Any]) -> P
     """The environment image ``image`` (its manifest ``manifest``, checked against that
     digest) pins: the one environment artifact among its referrers whose layer is the
     recorded tarball. Raises RegistryError naming the digests otherwise."""
-    from envbuild.deliver.publish import ENV_ARTIFACT
     from envbuild.ship.oci_image import ANN_ENV_DIGEST, ANN_ENV_SIZE, ANN_ENV_UNPACKED
+    from envbuild.util.mediatypes import ENV_ARTIFACT
 
     what = f"{ref}: image {image}"
     ann = annotations_of(manifest)
@@ -161,7 +161,7 @@ def from_image(client: Any, ref: Any, image: str, manifest: dict[str, Any]) -> P
         raise RegistryError(msg)
     matching = []
     for cand in envs:
-        if not isinstance(cand, str) or not DIGEST_RE.match(cand):
+        if not isinstance(cand, str) or not is_digest(cand):
             continue  # not a digest: cannot be fetched by digest, so cannot match
         data, _, _ = client.get_manifest(ref.with_target(cand))  # checked against cand
         art = manifest_object(data, f"{ref}: artifact {cand}")

@@ -40,26 +40,29 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.deliver import tags as tags_mod
-from envbuild.deliver.attest import DSSE_MEDIA_TYPE, PAYLOAD_TYPE
 from envbuild.deliver.attest_oci import Provenance, envelope_for
-from envbuild.deliver.reference import Reference, parse_reference, sha256_digest
-from envbuild.deliver.registry import OCI_INDEX, OCI_MANIFEST, Client, connect, fallback_tag
+from envbuild.deliver.registry import Client, connect, fallback_tag
 from envbuild.deliver.registry_http import Deadline, watchdog
 from envbuild.deliver.tags import TagMoveError
 from envbuild.errors import RegistryError
-from envbuild.ship.oci import DOCKER_LIST, Layout
+from envbuild.ship.oci import Layout
+from envbuild.util.mediatypes import (
+    DOCKER_LIST,
+    DSSE_ENVELOPE,
+    ENV_ARTIFACT,
+    IN_TOTO,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SBOM_ARTIFACT,
+    TARBALL_TYPES,
+)
 from envbuild.util.proc import kill_point
+from envbuild.util.reference import Reference, parse_reference, sha256_digest
 
 log = logging.getLogger("envbuild")
 
-ENV_ARTIFACT = "application/vnd.envbuild.environment.v1"
-SBOM_ARTIFACT = "application/vnd.cyclonedx+json"
-EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
-TARBALL_TYPES = {
-    "tar.zst": "application/vnd.conda-pack.tar+zstd",
-    "tar.gz": "application/vnd.conda-pack.tar+gzip",
-}
 ANN_RECIPE = "org.envbuild.recipe"
 ANN_LOCK = "org.envbuild.lock-sha256"  # as the image labels it
 ANN_PLATFORM = "org.envbuild.platform"
@@ -219,7 +222,7 @@ def _artifact(
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "artifactType": artifact_type,
-        "config": {"mediaType": EMPTY_TYPE, "digest": empty, "size": len(EMPTY)},
+        "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": len(EMPTY)},
         "layers": [
             {
                 "mediaType": layer_type,
@@ -337,7 +340,7 @@ def _publish(
     attestation = keyid = ""
     if release.provenance is not None:
         envelope, keyid = envelope_for(client, ref, subject["digest"], release.provenance)
-        desc, n = _artifact(client, ref, envelope, PAYLOAD_TYPE, DSSE_MEDIA_TYPE, subject,
+        desc, n = _artifact(client, ref, envelope, IN_TOTO, DSSE_ENVELOPE, subject,
                             dict(common), release.provenance.title)  # fmt: skip
         referrers.append(desc)
         attestation, uploads = desc["digest"], uploads + n

@@ -95,7 +95,7 @@ def _find_environment(client: Any, ref: Any) -> Pinned:
     """What ``ref`` pins (:mod:`envbuild.deliver.pin`): an environment artifact named
     itself, or the tarball the image (for this machine, in an index) records."""
     from envbuild.deliver.pin import digest_of, from_artifact, from_image, manifest_object
-    from envbuild.deliver.publish import ENV_ARTIFACT
+    from envbuild.util.mediatypes import ENV_ARTIFACT
 
     data, _, digest = client.get_manifest(ref)
     manifest = manifest_object(data, str(ref))
@@ -181,9 +181,9 @@ def pull(
     registry requests may take (:func:`envbuild.deliver.registry_http.watchdog`)."""
     from filelock import FileLock
 
-    from envbuild.deliver.reference import parse_reference
     from envbuild.deliver.registry import connect
     from envbuild.deliver.registry_http import Deadline, watchdog
+    from envbuild.util.reference import parse_reference
 
     start = time.perf_counter()
     prefix = Path(os.path.abspath(prefix))

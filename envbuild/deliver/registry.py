@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from envbuild.deliver.descriptor import Descriptor, Manifest, digest_of, manifest, parse_json
-from envbuild.deliver.reference import DOCKER_HUB, Reference, sha256_digest
 from envbuild.deliver.registry_auth import (
     docker_config,
     is_loopback,
@@ -48,17 +47,14 @@ from envbuild.deliver.registry_http import (
 )
 from envbuild.deliver.registry_transport import Transfer, Transport
 from envbuild.errors import RegistryError
+from envbuild.util.mediatypes import MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from envbuild.util.redact import printable
+from envbuild.util.reference import DOCKER_HUB, Reference, sha256_digest
 
 __all__ = ["Client", "Deadline", "NetworkError", "Transfer", "connect", "is_loopback"]
 
 log = logging.getLogger("envbuild")
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 _MEDIA = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}", re.ASCII)
 
 

@@ -13,14 +13,13 @@ import json
 from pathlib import Path
 
 from envbuild.errors import RegistryError
-from envbuild.project import Project, is_registry_ref
+from envbuild.project import Project
 from envbuild.util.fs import atomic_write, staged_dir
+from envbuild.util.reference import is_registry_ref, parse_reference
 
 
 def cached_layout(ref: str, cache_dir: Path) -> Path:
     """Where :func:`fetch_base` keeps ``ref`` (``cache_dir/sha256-<hex>``)."""
-    from envbuild.deliver.reference import parse_reference
-
     parsed = parse_reference(ref)
     if not parsed.digest:
         msg = (
@@ -39,7 +38,6 @@ def fetch_base(ref: str, cache_dir: Path, insecure: bool = False) -> Path:
     digest (nothing is left in the cache then)."""
     from envbuild.deliver.descriptor import manifest
     from envbuild.deliver.pull import for_this_machine  # the same choice as envbuild pull
-    from envbuild.deliver.reference import parse_reference
     from envbuild.deliver.registry import connect
 
     final = cached_layout(ref, cache_dir)
@@ -91,7 +89,7 @@ def ensure_base(project: Project) -> Path | None:
     ref = project.image_base
     if not ref or not is_registry_ref(ref):
         return None
-    host = ref.split("/", 1)[0]
+    host = parse_reference(ref).host
     insecure = project.publish_insecure and project.publish_registry.split("/", 1)[0] == host
     return fetch_base(ref, project.path("base_cache"), insecure)
 
@@ -102,8 +100,6 @@ def _check_cached(ref: str, layout: Path) -> None:
     blob hashing to its name (layers are checked as the image is written). Raises
     RegistryError naming the directory otherwise (tampered with, or another image put there)."""
     import hashlib
-
-    from envbuild.deliver.reference import parse_reference
 
     digest = parse_reference(ref).digest
     blobs = layout / "blobs" / "sha256"

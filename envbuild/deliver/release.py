@@ -17,6 +17,7 @@ from envbuild.errors import ConfigError, EnvBuildError
 from envbuild.layout import BuildInfo
 from envbuild.project import CONFIG_FILE, Project
 from envbuild.recipe.model import Recipe
+from envbuild.util.mediatypes import OCI_MANIFEST, SBOM_ARTIFACT, TARBALL_TYPES
 
 
 def publish_project(project: Project, recipe: Recipe) -> Published:
@@ -162,7 +163,7 @@ def provenance(
     by digest; the envelope kept at ``envelope``. Raises ConfigError (key, ``${VAR}``
     unset), EnvBuildError (no lock copy), LockError, ImageError."""
     from envbuild.deliver.attest import BuildFacts, Subject, statement
-    from envbuild.deliver.publish import SBOM_ARTIFACT, TARBALL_TYPES, canonical, the_image
+    from envbuild.deliver.publish import canonical, the_image
     from envbuild.layout import builds_root, lock_copy
     from envbuild.lock.lockfile import read_packages
     from envbuild.ship.oci import Layout
@@ -186,7 +187,7 @@ def provenance(
                        file_sha256(lock), info.platform, info.build_id, packages)  # fmt: skip
     with Layout(release.image) as layout:
         image = the_image(layout)
-    media = str(image.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")
+    media = str(image.get("mediaType") or OCI_MANIFEST)
     subjects = [Subject("image", release.name.lower(), str(image["digest"]), media)]
     if release.tarball is not None:
         fmt = next((t for f, t in TARBALL_TYPES.items() if release.tarball.name.endswith(f)), "")

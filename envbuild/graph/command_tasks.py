@@ -12,7 +12,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from envbuild import layout
-from envbuild.graph.tasks import TaskDict, action, guard, selected, task_offline_channel
+from envbuild.graph.tasks import TaskDict, action, guard, task_offline_channel
 
 
 def gc_action(root: str, dry_run: bool) -> TaskFailed | None:
@@ -54,7 +54,7 @@ def maintenance_tasks(root: Path, env: str | None) -> Iterator[TaskDict]:
     ``ci_merge``, ``rollback:<name>``, ``gc``, ``status`` and ``schedule``: tasks that always
     run when asked for."""
     project = layout.project_at(root)
-    names = selected(project, env)
+    names = project.selected(env)
     r = str(root)
     # internal: a leading "_" hides it from `doit list`
     yield from _always(

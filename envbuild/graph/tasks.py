@@ -87,13 +87,6 @@ class _UpToDate:
         return f"envbuild.graph.uptodate.{self.check.__name__}({self.name!r}) -- {what}"
 
 
-def selected(project: Project, env: str | None) -> list[str]:
-    """The environments to make tasks for: ``env`` (comma-separated) or every recipe."""
-    if env:
-        return list(dict.fromkeys(e.strip() for e in env.split(",") if e.strip()))  # once each
-    return project.recipe_names()
-
-
 class OfflineInputsUnchanged:
     """doit's up-to-date check of the offline channel: its inputs (python, pin file,
     whl2conda) are those of its last success. The protocol and saved value of
@@ -251,7 +244,7 @@ def stage_tasks(
     doc, make = STAGES[stage]
     if stage == "lock" and update:
         yield from _stage(
-            project, selected(project, env), stage, doc, lambda p, n: _lock(p, n, update)
+            project, project.selected(env), stage, doc, lambda p, n: _lock(p, n, update)
         )
         return
-    yield from _stage(project, selected(project, env), stage, doc, make)
+    yield from _stage(project, project.selected(env), stage, doc, make)

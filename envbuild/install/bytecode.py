@@ -41,6 +41,7 @@ from typing import Any
 
 from envbuild.install import pyc_cache
 from envbuild.install.compiler import Compiler
+from envbuild.prefix.meta import read_record, read_records, record_files
 from envbuild.util.fs import atomic_write, file_sha256
 
 log = logging.getLogger("envbuild")
@@ -81,8 +82,7 @@ def _interpreter(records: list[dict[str, Any]]) -> tuple[str, str] | None:
 
 def _records(prefix: Path) -> tuple[list[tuple[Path, dict[str, Any]]], str, str] | None:
     """(conda-meta records, interpreter identity, bytecode tag), or None without a python."""
-    metas = sorted((prefix / "conda-meta").glob("*.json"))
-    records = [(m, json.loads(m.read_text())) for m in metas]
+    records = read_records(prefix)
     found = _interpreter([r for _, r in records])
     return None if found is None else (records, *found)
 
@@ -139,7 +139,7 @@ def keys_in_use(prefix: Path) -> set[str]:
 def _record(package: PackageBytecode, manifest: pyc_cache.Manifest) -> None:
     """Add the package's bytecode (path -> (sha256, size)) to its conda-meta record as
     ``pyc_file`` entries."""
-    data: dict[str, Any] = json.loads(package.record.read_text())
+    data = read_record(package.record)
     paths = data.setdefault("paths_data", {"paths": [], "paths_version": 1})["paths"]
     files = data.setdefault("files", [])
     for rel in package.pycs:
@@ -224,11 +224,11 @@ class Bytecode:
             seen = {metas[r["name"]] for r in self.records if _key(r, *self.found) in self.linked}
             waiting: list[PackageBytecode] = []
             while not self._stop.is_set():
-                for meta in sorted(self.prefix.glob("conda-meta/*.json")):
+                for meta in record_files(self.prefix):
                     if meta.name in seen:
                         continue
                     try:  # being written (a later look reads it) or a stray file
-                        rec = json.loads(meta.read_text())
+                        rec = read_record(meta)
                     except (OSError, ValueError):
                         continue
                     seen.add(meta.name)

@@ -27,6 +27,7 @@ from envbuild.prefix.doctor import (
     owners,
 )
 from envbuild.prefix.findings import DoctorError
+from envbuild.util.guard import guarded
 
 _SPECS_LINE = re.compile(r"^#\s*(update|install|create|remove|uninstall|neutered) specs:\s*(.*)$")
 
@@ -64,13 +65,11 @@ def requested_specs(history: Path) -> dict[str, str]:
             msg = f"{history}:{n}: cannot read the specs line ({e}): {line.strip()[:120]}"
             raise DoctorError(msg) from None
         for spec in listed:
-            try:
-                name = rattler.MatchSpec(spec, strict=False).name
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as e:
-                msg = f"{history}:{n}: {spec!r} is not a match spec ({e})"
+            ms = guarded(rattler.MatchSpec, spec, strict=False)
+            if isinstance(ms, BaseException):
+                msg = f"{history}:{n}: {spec!r} is not a match spec ({ms})"
                 raise DoctorError(msg) from None
+            name = ms.name
             if name is None:
                 continue
             if m.group(1) in ("remove", "uninstall"):
@@ -91,14 +90,9 @@ def leaves(installed: list[Installed]) -> list[str]:
         for dep in i.data.get("depends", []):
             if added_by_conda(i.data, dep):
                 continue
-            try:
-                name = rattler.MatchSpec(dep, strict=False).name
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException:
-                continue
-            if name is not None:
-                needed.add(name.normalized)
+            ms = guarded(rattler.MatchSpec, dep, strict=False)
+            if not isinstance(ms, BaseException) and ms.name is not None:
+                needed.add(ms.name.normalized)
     return sorted(i.name for i in installed if i.name not in needed)
 
 
@@ -139,14 +133,9 @@ def recipe_spec(spec: str, first: str) -> str:
     import rattler
 
     ms = rattler.MatchSpec(spec, strict=False)
-    if "::" not in spec and "[" not in spec:
-        try:
-            rattler.MatchSpec(spec, strict=True)
-            return spec
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:
-            pass
+    plain = "::" not in spec and "[" not in spec
+    if plain and not isinstance(guarded(rattler.MatchSpec, spec, strict=True), BaseException):
+        return spec
     name = ms.name.normalized if ms.name else spec
     version = str(ms.version) if ms.version is not None else ""
     build = str(ms.build) if ms.build is not None else ""

@@ -24,8 +24,10 @@ from typing import Any
 from envbuild.prefix import site_packages
 from envbuild.prefix.files import check_file, record_entries, site_packages_dir
 from envbuild.prefix.findings import ADVICE, DoctorError, Finding, finding
+from envbuild.prefix.meta import META, read_record, record_files
 from envbuild.prefix.python import interpreter_findings
 from envbuild.recipe.model import current_subdir
+from envbuild.util.guard import guarded
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,29 +59,20 @@ def read_records(prefix: Path, malformed: list[Finding] | None = None) -> list[I
     is not a conda prefix, or the packages are for another platform than this machine's; a
     record that is unreadable or malformed is a ``malformed-record`` finding appended to
     ``malformed`` if given (the examination goes on), else a DoctorError too."""
-    import rattler
-
-    meta = prefix / "conda-meta"
-    if not meta.is_dir():
+    if not (prefix / META).is_dir():
         msg = f"{prefix}: not a conda prefix (no conda-meta/); give the root of the environment"
         raise DoctorError(msg)
     out = []
-    for f in sorted(meta.glob("*.json")):
-        try:
-            data = json.loads(f.read_text())
-            if not isinstance(data, dict) or "name" not in data:
-                raise ValueError("not a package record (no 'name')")
-            record = rattler.PrefixRecord.from_path(f)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:  # OSError, JSON errors, py-rattler's parse errors
-            problem = f"unreadable or malformed conda-meta record ({type(e).__name__}: {e})"
+    for f in record_files(prefix):
+        read = guarded(_read, f)  # OSError, JSON errors, py-rattler's parse errors
+        if isinstance(read, BaseException):
+            problem = f"unreadable or malformed conda-meta record ({type(read).__name__}: {read})"
             if malformed is None:
                 raise DoctorError(f"{f}: {problem}") from None
             rel = os.path.relpath(f, prefix)
             malformed.append(finding("malformed-record", f.stem, rel, problem[:300]))
             continue
-        out.append(Installed(data, record, f))
+        out.append(Installed(*read, f))
     here = current_subdir()
     foreign = sorted({str(i.data.get("subdir")) for i in out} - {here, "noarch", "None"})
     if foreign:
@@ -87,6 +80,13 @@ def read_records(prefix: Path, malformed: list[Finding] | None = None) -> list[I
         raise DoctorError(msg)
     site = site_packages_dir(i.data for i in out)
     return [replace(i, site=site) for i in out]
+
+
+def _read(path: Path) -> tuple[dict[str, Any], Any]:
+    """The record in file ``path``, raw and as py-rattler's PrefixRecord."""
+    import rattler
+
+    return read_record(path), rattler.PrefixRecord.from_path(path)
 
 
 # What conda-unpack never rewrites: it skips bin/python* so as not to edit a running
@@ -235,11 +235,8 @@ def _dependencies(installed: list[Installed]) -> list[Finding]:
             ("constrains", i.data.get("constrains", [])),
         ):
             for spec in specs:
-                try:
-                    ms = rattler.MatchSpec(spec, strict=False)
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException:
+                ms = guarded(rattler.MatchSpec, spec, strict=False)
+                if isinstance(ms, BaseException):
                     continue  # a spec py-rattler cannot read: not ours to judge
                 name = ms.name.normalized if ms.name else ""
                 if not name or name.startswith("__"):

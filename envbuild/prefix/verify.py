@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 
 from envbuild.prefix.files import record_entries, site_packages_dir
+from envbuild.prefix.meta import records_by_name
 from envbuild.util.fs import atomic_write, file_sha256
 
 if TYPE_CHECKING:  # conda-lock's models cost ~0.5 s to import
@@ -46,15 +47,6 @@ class Finding:
     package: str
     path: str
     detail: str
-
-
-def conda_records(prefix: Path) -> dict[str, dict[str, Any]]:
-    """name -> conda-meta record of every conda package installed in ``prefix``."""
-    out = {}
-    for meta in sorted((prefix / "conda-meta").glob("*.json")):
-        data = json.loads(meta.read_text())
-        out[data["name"]] = data
-    return out
 
 
 def dist_name(info: Path) -> str:
@@ -97,7 +89,7 @@ def record_paths(prefix: Path, info: Path) -> set[str]:
 
 def conda_owned_files(prefix: Path) -> dict[str, str]:
     """prefix-relative path -> name of the conda package that installed it."""
-    return {f: name for name, rec in conda_records(prefix).items() for f in rec.get("files", [])}
+    return {f: name for name, rec in records_by_name(prefix).items() for f in rec.get("files", [])}
 
 
 def _is_editable(info: Path) -> bool:
@@ -206,7 +198,7 @@ def verify_prefix(
     """
     if not (prefix / "conda-meta").is_dir():
         return [Finding("not-built", "", str(prefix), "no environment (conda-meta) here")]
-    conda = conda_records(prefix)
+    conda = records_by_name(prefix)
     conda_files = {f for rec in conda.values() for f in rec.get("files", [])}
     pips = pip_dists(prefix, conda_files)
     pip_owned = {p: name for name, info in pips.items() for p in record_paths(prefix, info)}

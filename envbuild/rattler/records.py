@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import rattler
 
+from envbuild.prefix.meta import read_record
 from envbuild.util.fs import file_sha256
 
 # Fields taken from the package's own index.json (the lock's reduced copy lacks them).
@@ -119,7 +120,7 @@ def _complete_record(meta: Path, prefix: Path, index: dict[str, Any]) -> None:
     (conda-pack rewrites their shebang; py-rattler's ``sha256`` of them stays), so that
     ``conda doctor`` counts what it counts in conda's own environments. Put back the
     ``index`` fields py-rattler dropped for being falsy (``timestamp: 0``)."""
-    data = json.loads(meta.read_text())
+    data = read_record(meta)
     for field in _INDEX_FIELDS:
         if field in index and field not in data:
             data[field] = index[field]

@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from envbuild.recipe.validate import Checker, show
+from envbuild.util.guard import guarded
 
 NODEFAULTS = "nodefaults"
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -36,12 +37,8 @@ def conda_spec(spec: str) -> str:
 
     if not _NAME_VERSION_BUILD.match(spec):
         return spec
-    try:
-        return str(rattler.MatchSpec(spec, strict=False))
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException:  # pyo3 panics included: the caller reports the original spec
-        return spec
+    ms = guarded(rattler.MatchSpec, spec, strict=False)
+    return spec if isinstance(ms, BaseException) else str(ms)  # the caller reports ``spec``
 
 
 def split_dependencies(c: Checker, raw: Any) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:

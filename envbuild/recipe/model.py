@@ -31,6 +31,7 @@ from typing import Any
 from envbuild.channels import utc_cutoff
 from envbuild.recipe import environment_yml
 from envbuild.recipe.validate import Checker, display, show
+from envbuild.util.guard import guarded
 
 # A recipe name is also the image repository envbuild/<name>: Docker's path component grammar
 # (lower case; '.', '_', '__' or dashes only between letters and digits), at most 64
@@ -118,14 +119,11 @@ def check_match_spec(spec: str) -> str | None:
     import rattler
     from rattler.exceptions import InvalidMatchSpecError
 
-    try:
-        ms = rattler.MatchSpec(spec, strict=True)  # what the solver accepts
-    except InvalidMatchSpecError as e:
-        return str(e)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # other parse errors, and pyo3's PanicException
-        return f"{type(e).__name__}: {show(str(e))}"
+    ms = guarded(rattler.MatchSpec, spec, strict=True)  # what the solver accepts
+    if isinstance(ms, InvalidMatchSpecError):
+        return str(ms)
+    if isinstance(ms, BaseException):  # other parse errors, and pyo3's PanicException
+        return f"{type(ms).__name__}: {show(str(ms))}"
     if ms.name is None:
         return "a match spec needs a package name"
     return None

@@ -22,7 +22,6 @@ deterministically (the same tar gives the same digest)::
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,12 +29,11 @@ from pathlib import Path
 from typing import IO
 
 from envbuild.errors import ImageError
-from envbuild.project import is_registry_ref
 from envbuild.recipe.validate import display
 from envbuild.ship import oci
 from envbuild.util.fs import clean_temporaries, staged_file
-
-_PINNED = re.compile(r"^(?P<path>.+)@(?P<digest>sha256:[0-9a-f]{64})$")
+from envbuild.util.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
+from envbuild.util.reference import is_registry_ref, split_pinned
 
 
 def local_base(value: str, cache_dir: Path) -> tuple[str, str]:
@@ -46,22 +44,22 @@ def local_base(value: str, cache_dir: Path) -> tuple[str, str]:
     reference without a digest."""
     if not is_registry_ref(value):
         return parse(value)
-    m = _PINNED.match(value)
-    if m is None:
+    pinned = split_pinned(value)
+    if pinned is None:
         msg = (
             f"envbuild.toml: [image] base: {value!r}: name a registry base by digest, "
             "REGISTRY/NAME@sha256:<64 hex> (`skopeo inspect docker://REF` prints it), so that "
             "every build uses the same base"
         )
         raise ImageError(msg)
-    return str(cache_dir / m["digest"].replace(":", "-")), ""
+    return str(cache_dir / pinned[1].replace(":", "-")), ""
 
 
 def parse(value: str) -> tuple[str, str]:
     """``"PATH"`` or ``"PATH@sha256:<64 hex>"`` -> (path, digest or "")."""
-    m = _PINNED.match(value)
-    if m:
-        return m["path"], m["digest"]
+    pinned = split_pinned(value)
+    if pinned:
+        return pinned
     if "@sha256:" in value or "@" in value.rsplit("/", 1)[-1]:
         msg = (
             f"envbuild.toml: [image] base: {value!r}: a pinned base is PATH@sha256:<64 lowercase "
@@ -146,11 +144,11 @@ def from_rootfs(rootfs: Path, output: Path, architecture: str = "amd64", epoch: 
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
             "history": [{"created": created, "created_by": f"rootfs {rootfs.name}"}],
         }
-        cfg = arc.add_blob(oci.canonical(config), oci.CONFIG)
-        manifest = {"schemaVersion": 2, "mediaType": oci.MANIFEST, "config": cfg.to_json(),
+        cfg = arc.add_blob(oci.canonical(config), OCI_CONFIG)
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg.to_json(),
                     "layers": [layer.to_json()]}  # fmt: skip
-        man = arc.add_blob(oci.canonical(manifest), oci.MANIFEST)
-        index = {"schemaVersion": 2, "mediaType": oci.INDEX, "manifests": [man.to_json()]}
+        man = arc.add_blob(oci.canonical(manifest), OCI_MANIFEST)
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [man.to_json()]}
         arc.add_file("index.json", oci.canonical(index))
         arc.finish()
     return man.digest

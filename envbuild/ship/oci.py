@@ -33,15 +33,14 @@ from typing import IO, Any
 
 from envbuild.errors import ImageError
 from envbuild.recipe.validate import display
+from envbuild.util.mediatypes import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+)
 
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-INDEX = "application/vnd.oci.image.index.v1+json"
-CONFIG = "application/vnd.oci.image.config.v1+json"
-LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-# what a base made by docker (skopeo copy docker-daemon:..., docker save) carries
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 GZIP_LEVEL = 1  # go-containerregistry (crane, ko) compresses layers at gzip.BestSpeed too
 _BLOCK = tarfile.BLOCKSIZE
 
@@ -180,7 +179,7 @@ def write_gzip_layer(out: IO[bytes], write_tar: Callable[[IO[bytes]], None],
         buffered.flush()
     finally:
         gz.close()
-    return Descriptor(LAYER_GZIP, compressed.digest(), compressed.size, plain.digest())
+    return Descriptor(OCI_LAYER_GZIP, compressed.digest(), compressed.size, plain.digest())
 
 
 class ArchiveWriter:
@@ -343,10 +342,10 @@ class Layout:
             raise ImageError(msg)
         desc = _pick(manifests, architecture, self.path)
         doc = self.read_json(blob_name(desc["digest"]), desc["digest"])
-        if doc.get("mediaType") in (INDEX, DOCKER_LIST) or "manifests" in doc:
+        if doc.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
             desc = _pick(doc["manifests"], architecture, self.path)
             doc = self.read_json(blob_name(desc["digest"]), desc["digest"])
-        if doc.get("mediaType", MANIFEST) not in (MANIFEST, DOCKER_MANIFEST):
+        if doc.get("mediaType", OCI_MANIFEST) not in (OCI_MANIFEST, DOCKER_MANIFEST):
             kind = doc.get("mediaType")
             msg = f"{display(self.path)}: {desc['digest']} is a {kind}, not an image manifest"
             raise ImageError(msg)

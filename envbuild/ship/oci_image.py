@@ -32,6 +32,7 @@ from envbuild.recipe.validate import display
 from envbuild.ship import oci
 from envbuild.ship.relocate import recompile_relocated, relocate_records
 from envbuild.util.fs import clean_temporaries, staged_file
+from envbuild.util.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
 
 ARCHITECTURES = {
     "linux-64": "amd64",
@@ -304,18 +305,18 @@ def write_image(
                     arc.copy_blob(src, layer)
             layers = [arc.stream_blob(_layer_writer(es, spec.epoch)) for es in (env, user)]
             cfg = arc.add_blob(oci.canonical(config(base, spec, [d.diff_id for d in layers])),
-                               oci.CONFIG)  # fmt: skip
+                               OCI_CONFIG)  # fmt: skip
             manifest = {
                 "schemaVersion": 2,
-                "mediaType": oci.MANIFEST,
+                "mediaType": OCI_MANIFEST,
                 "config": cfg.to_json(),
                 "layers": [d.to_json() for d in (*base.layers, *layers)],
                 "annotations": {**labels(spec), **dict(spec.pins)},
             }
-            man = arc.add_blob(oci.canonical(manifest), oci.MANIFEST)
+            man = arc.add_blob(oci.canonical(manifest), OCI_MANIFEST)
             ref = {"org.opencontainers.image.ref.name": spec.lock_sha256[:12],
                    "io.containerd.image.name": spec.tag}  # fmt: skip
-            index = {"schemaVersion": 2, "mediaType": oci.INDEX,
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
                      "manifests": [{**man.to_json(), "annotations": ref}]}  # fmt: skip
             arc.add_file("index.json", oci.canonical(index))
             # Docker's own index of the archive: what `docker load` before 25 reads

@@ -20,7 +20,7 @@ from typing import Any
 from envbuild.errors import ImageError
 from envbuild.layout import BuildInfo, build_record, image_state
 from envbuild.lock.epoch import lock_epoch
-from envbuild.project import Project, is_registry_ref
+from envbuild.project import Project
 from envbuild.recipe.model import Recipe
 from envbuild.recipe.validate import display
 from envbuild.ship import engine as image_mod
@@ -39,6 +39,7 @@ from envbuild.ship.oci_image import (
 from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
 from envbuild.util import proc
 from envbuild.util.fs import atomic_link, atomic_write
+from envbuild.util.reference import is_registry_ref
 
 log = logging.getLogger("envbuild")
 NOT_RUN = "not run (no engine reachable)"

@@ -28,6 +28,7 @@ import zstandard
 
 from envbuild.errors import PackError
 from envbuild.lock.epoch import FALLBACK_EPOCH
+from envbuild.prefix.meta import read_records
 from envbuild.recipe.model import PackOptions, Smoke
 from envbuild.recipe.validate import display
 from envbuild.ship.reproducible import prefixed_bytecode, tar_class
@@ -63,8 +64,7 @@ def bytecode_files(prefix: Path, packed: set[str]) -> list[Any]:
     from conda_pack.core import File
 
     out = []
-    for meta in sorted((prefix / "conda-meta").glob("*.json")):
-        record = json.loads(meta.read_text())
+    for _, record in read_records(prefix):
         skip = prefixed_bytecode(record)
         for entry in record.get("paths_data", {}).get("paths", []):
             rel = entry["_path"]

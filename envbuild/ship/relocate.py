@@ -15,6 +15,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from envbuild.prefix.meta import parse_record
 from envbuild.ship import oci
 
 
@@ -87,7 +88,7 @@ def relocate_records(entries: dict[str, oci.Entry], root: str, created: str) -> 
     for path, e in list(entries.items()):
         if not (path.startswith(f"{root}/conda-meta/") and path.endswith(".json") and e.data):
             continue
-        record = json.loads(e.data)
+        record = parse_record(e.data)
         changed = False
         paths = (record.get("paths_data") or {}).get("paths", [])
         # bytecode the layer does not hold (compiled from a source naming the build's prefix,

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from envbuild.prefix.meta import parse_record
+
 
 def prefixed_bytecode(record: dict[str, Any]) -> set[str]:
     """The ``pyc_file`` paths of a conda-meta ``record`` compiled from a source that names
@@ -82,7 +84,7 @@ def reproducible_bytes(target: str, data: bytes, epoch: int, prefix: str) -> byt
     if not _RECORD.match(target):
         return data
 
-    record = json.loads(data)
+    record = parse_record(data)
     dropped = prefixed_bytecode(record)
     if dropped:
         paths = record["paths_data"]["paths"]

@@ -20,7 +20,6 @@ and envbuild's version. Inside the tarball and the image it is at
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from email.parser import HeaderParser
@@ -29,6 +28,7 @@ from typing import Any
 
 from envbuild.errors import EnvBuildError
 from envbuild.layout import BuildInfo
+from envbuild.prefix.meta import records_by_name
 from envbuild.project import Project
 from envbuild.util.fs import atomic_link, atomic_write
 
@@ -70,15 +70,6 @@ def write_sbom(
     path = sbom_path(project.path("dist"), name, info.platform)
     atomic_link(kept, path)
     return path, text
-
-
-def _records(prefix: Path) -> dict[str, dict[str, Any]]:
-    """The environment's conda-meta records by package name."""
-    out = {}
-    for meta in sorted((prefix / "conda-meta").glob("*.json")):
-        data = json.loads(meta.read_text())
-        out[data["name"]] = data
-    return out
 
 
 def python_dists(prefix: Path, record: dict[str, Any]) -> list[tuple[str, str]]:
@@ -138,7 +129,7 @@ def build_sbom(
 
     from envbuild import __version__
 
-    records = _records(prefix)
+    records = records_by_name(prefix)
     licenses = LicenseFactory()
     bom = Bom(serial_number=uuid.uuid5(_NAMESPACE, lock_sha256))
     bom.metadata.timestamp = datetime.fromtimestamp(epoch, UTC)

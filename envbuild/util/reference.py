@@ -1,5 +1,8 @@
 """Image references, ``HOST[:PORT]/REPOSITORY[:TAG][@sha256:HEX]``, parsed and checked as
-the distribution spec names them (https://github.com/distribution/reference)."""
+the distribution spec names them (https://github.com/distribution/reference): the one parser
+of image references, for the registry client (:func:`parse_reference`), ``[image] base``
+(:func:`is_registry_ref`, :func:`split_pinned`) and a recipe's Docker base image
+(:func:`is_docker_image`)."""
 
 from __future__ import annotations
 
@@ -11,15 +14,55 @@ from envbuild.errors import RegistryError
 from envbuild.util.redact import printable, scrub
 
 DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-# distribution/reference's domain: ASCII labels or a bracketed IPv6 address, an optional port
-_HOST = re.compile(
-    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"|\[[a-fA-F0-9:]+\])(?::(?P<port>[0-9]{1,5}))?"
+# distribution/reference's grammar: path components, domain labels, tags, digests
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+_SHA256 = r"sha256:[0-9a-f]{64}"
+_DIGEST = re.compile(rf"^{_SHA256}$")
+# the domain: ASCII labels or a bracketed IPv6 address, an optional port
+_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[a-fA-F0-9:]+\])(?::(?P<port>[0-9]{{1,5}}))?")
+_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+# Docker's reading, where the host is optional (``debian:bookworm-slim`` is Docker Hub's)
+_DOCKER_IMAGE = re.compile(
+    rf"^(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?"
+    rf"(?:@{_SHA256})?\Z"
 )
-_NAME = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+# what Docker takes for a registry host in a first path component: a dot, a port, localhost
+_REGISTRY_HOST = re.compile(
+    r"^(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9.-]+:[0-9]+)$"
 )
+_PINNED = re.compile(rf"^(?P<name>.+)@(?P<digest>{_SHA256})$")
+
+
+def looks_like_host(text: str) -> bool:
+    """True if ``text`` is a registry host as Docker tells hosts from paths (``localhost``,
+    a dotted name, or ``NAME:PORT``)."""
+    return bool(_REGISTRY_HOST.match(text))
+
+
+def is_registry_ref(value: str) -> bool:
+    """True if ``value`` (``[image] base``) names a registry, ``HOST[:PORT]/REPO...`` (its
+    first component is a host by :func:`looks_like_host`), rather than a path."""
+    head, sep, _ = value.partition("/")
+    return bool(sep) and not value.startswith((".", "/")) and looks_like_host(head)
+
+
+def split_pinned(value: str) -> tuple[str, str] | None:
+    """``"NAME@sha256:<64 hex>"`` -> (NAME, digest); None if ``value`` is not pinned so."""
+    m = _PINNED.match(value)
+    return (m["name"], m["digest"]) if m else None
+
+
+def is_digest(value: object) -> bool:
+    """True if ``value`` is a ``sha256:<64 lower-case hex>`` digest, the only kind we accept."""
+    return isinstance(value, str) and bool(_DIGEST.fullmatch(value))
+
+
+def is_docker_image(value: str) -> bool:
+    """True if ``value`` is an image reference as Docker reads one, the host optional
+    (``debian:bookworm-slim``, ``ghcr.io/org/img:1@sha256:<hex>``)."""
+    return bool(_DOCKER_IMAGE.match(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +126,9 @@ def parse_reference(text: str) -> Reference:
         problem = (
             f"repository {printable(path, 100)!r} must be lower-case letters, digits and . _ - /"
         )
-    elif digest and not _DIGEST.match(digest):
+    elif digest and not is_digest(digest):
         problem = "the digest after @ is not sha256: followed by 64 lower-case hex digits"
-    elif tag and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", tag):
+    elif tag and not re.fullmatch(_TAG, tag):
         problem = f"tag {printable(tag, 100)!r} is not a valid tag"
     if problem:
         msg = f"image reference {printable(text, 200)!r}: {problem}"
