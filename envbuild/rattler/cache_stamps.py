@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from envbuild.util.fs import atomic_write
 
@@ -76,6 +77,21 @@ def intact(entry: Path, sha256: str = "") -> bool:
     return stamped is not None and stamped == _digest(entry)
 
 
+def users(cache_dir: Path) -> Any:
+    """The read-write lock of the installs using package cache ``cache_dir``
+    (``<cache>/.envbuild-users.db``, filelock's SQLite-backed ``ReadWriteLock``: released by
+    the operating system when its holder dies, kill -9 included). An install holds it for
+    reading from before it links until it has stamped what it extracted; discarding an
+    entry takes it for writing, so an entry another install has just extracted, and not yet
+    stamped, is never discarded under it. Waits at most an hour."""
+    import filelock
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return filelock.ReadWriteLock(
+        cache_dir / ".envbuild-users.db", timeout=3600, is_singleton=False
+    )
+
+
 def stamp(entry: Path, sha256: str = "") -> None:
     """Stamp ``entry`` as it is now, extracted from the archive with ``sha256`` (hex). Call
     only right after it was extracted from that archive, checked against the lock, or
@@ -87,4 +103,4 @@ def stamp(entry: Path, sha256: str = "") -> None:
             atomic_write(entry / STAMP, json.dumps({"files": digest, "sha256": sha256}))
 
 
-__all__ = ["STAMP", "entry_dir", "entry_name", "intact", "stamp"]
+__all__ = ["STAMP", "entry_dir", "entry_name", "intact", "stamp", "users"]

@@ -294,29 +294,38 @@ async def install(req: dict[str, Any]) -> int:
     # An entry not stamped as extracted from the locked archive may hold other bytes under
     # the same file name (a channel that rebuilt a package, a fetch that failed after
     # py-rattler recorded the new sha256): it is discarded, so that it is extracted again
-    # from the archive checked above. What stays is intact: fast validation.
-    for j, entry in zip(locked, entries, strict=True):
-        if entry.is_dir() and not cache_stamps.intact(entry, j["sha256"]):
-            _discard(entry)
-    stamped = {e for e in entries if e.is_dir()}
-    sizes = hashing.result()  # raises ArchiveMismatch before anything is installed
-    background.shutdown()
-    mode = ValidationMode.fast()
-    layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(mode)
-    prefix = Path(req["prefix"])
-    await rattler.install(
-        records,
-        prefix,
-        package_cache=PackageCache.from_layers([layer]),
-        config=config,
-        platform=rattler.Subdir(req["platform"]) if req.get("platform") else None,
-        show_progress=bool(req.get("show_progress")),  # py-rattler's bars, on a terminal
-        execute_link_scripts=False,
-        client=_client(req),
-    )
-    for j, entry in zip(locked, entries, strict=True):
-        if entry not in stamped:  # extracted just now, from the archive checked above
-            cache_stamps.stamp(entry, j["sha256"])
+    # from the archive checked above. What stays is intact: fast validation. An entry
+    # another install sharing this cache extracted a moment ago is not stamped until that
+    # install is done: discarding happens only under the cache's write lock, which waits
+    # for every install in progress (each holds the read lock until it has stamped).
+    uses = cache_stamps.users(cache_dir)
+    if any(
+        e.is_dir() and not cache_stamps.intact(e, j["sha256"])
+        for j, e in zip(locked, entries, strict=True)
+    ):
+        with uses.write_lock():
+            for j, entry in zip(locked, entries, strict=True):
+                if entry.is_dir() and not cache_stamps.intact(entry, j["sha256"]):
+                    _discard(entry)
+    with uses.read_lock():
+        stamped = {e for e in entries if e.is_dir()}
+        sizes = hashing.result()  # raises ArchiveMismatch before anything is installed
+        background.shutdown()
+        layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(ValidationMode.fast())
+        prefix = Path(req["prefix"])
+        await rattler.install(
+            records,
+            prefix,
+            package_cache=PackageCache.from_layers([layer]),
+            config=config,
+            platform=rattler.Subdir(req["platform"]) if req.get("platform") else None,
+            show_progress=bool(req.get("show_progress")),  # py-rattler's bars, on a terminal
+            execute_link_scripts=False,
+            client=_client(req),
+        )
+        for j, entry in zip(locked, entries, strict=True):
+            if entry not in stamped:  # extracted just now, from the archive checked above
+                cache_stamps.stamp(entry, j["sha256"])
     records_mod.finalize_records(prefix, locked, sizes, req.get("specs", []))
     records_mod.write_history(prefix, locked, req.get("specs", []))
     return len(records)
