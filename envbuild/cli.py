@@ -20,7 +20,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from envbuild import layout
 from envbuild.errors import EnvBuildError
 from envbuild.project import CONFIG_FILE
 from envbuild.util import schema
@@ -172,19 +174,37 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {path.relative_to(Path.cwd())}")
             return 0
         root = find_root(Path.cwd())
+        layout.project_at(root)  # envbuild.toml's errors: one line, exit 1
     except EnvBuildError as e:
         print(f"envbuild: {e}", file=sys.stderr)
         return 1
-    os.chdir(root)
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from envbuild import dodo
+    from envbuild.graph.factory import tasks_for
 
+    doit = DoitMain(
+        ModuleTaskLoader(tasks_for(root)), config_filenames=(), extra_config=doit_files(root)
+    )
     if args[:1] in (["--help"], ["-h"], []):
         print(__doc__)
-        return DoitMain(ModuleTaskLoader(dodo)).run(["list"])
-    return DoitMain(ModuleTaskLoader(dodo)).run(doit_arguments(args))
+        return doit.run(["list"])
+    return doit.run(doit_arguments(args))
+
+
+def doit_files(root: Path) -> dict[str, dict[str, Any]]:
+    """doit's own settings from the project's ``pyproject.toml`` (``[tool.doit]``) and
+    ``doit.cfg`` (https://pydoit.org/configuration.html), which doit reads from the working
+    directory, as ``DoitMain``'s ``extra_config``: ``{section: {option: value}}``."""
+    from doit.doit_cmd import DoitConfig
+
+    files = DoitConfig()
+    sections: dict[str, dict[str, Any]] = {}
+    toml = files.load_config_toml(str(root / "pyproject.toml"), "tool.doit")
+    ini = files.load_config_ini([str(root / "doit.cfg")])
+    for section, values in [*toml.items(), *((s, dict(ini[s])) for s in ini.sections())]:
+        sections.setdefault(section, {}).update(values)
+    return sections
 
 
 if __name__ == "__main__":

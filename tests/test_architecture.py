@@ -154,7 +154,7 @@ SINGLE_HOMES: dict[str, tuple[str, set[str]]] = {
     "media type literal": (r"[\"']application/vnd\.", {"util/mediatypes.py"}),
     "image reference or digest pattern": (
         r"\[0-9a-f\]\{64\}|\[a-f0-9\]\{64\}|\.partition\(\"@\"\)",
-        {"util/reference.py", "install/build.py", "offline/pins.py"},  # the last two: not refs
+        {"util/reference.py", "rattler/protocol.py", "offline/pins.py"},  # the last two: not refs
     ),
     "name selector": (r"env\b[^\n]*\.split\(\",\"\)", {"project.py"}),
     "py-rattler parse guard": (r"except \(KeyboardInterrupt, SystemExit\)", {"util/guard.py"}),

@@ -24,6 +24,7 @@ from envbuild.lock.lockfile import read_lockfile
 from envbuild.prefix import verify
 from envbuild.project import load_project
 from envbuild.rattler import client as rattler_client
+from envbuild.rattler.protocol import FailureKind
 from envbuild.recipe.load import load_recipe
 from envbuild.recipe.model import current_subdir
 
@@ -136,7 +137,7 @@ def test_bytecode_the_package_ships_is_used_and_the_rest_compiled(
 
 
 def _after_a_real_install(
-    monkeypatch: pytest.MonkeyPatch, failure: str, message: str
+    monkeypatch: pytest.MonkeyPatch, failure: str, message: str, kind: str
 ) -> list[Path]:
     """The first install really installs, stays a moment (compiling has begun) and then
     reports ``failure``: the one fault a local channel cannot cause (a connection that
@@ -150,7 +151,7 @@ def _after_a_real_install(
             seen.append(Path(req["prefix"]))
             time.sleep(1.5)
             raise rattler_client.RattlerCallError(
-                rattler_client.WorkerFailure(failure, message, ())
+                rattler_client.WorkerFailure(failure, message, kind=FailureKind(kind))
             )
         return out
 
@@ -178,7 +179,9 @@ def test_retry_after_compiling_began_gives_a_complete_build(
     monkeypatch.setenv("ENVBUILD_RETRY_BACKOFF", "0.05")
     cache = _own_bytecode_cache(project, tmp_path / "pyc")
     project.doit("lock")
-    seen = _after_a_real_install(monkeypatch, "FetchRepoDataError", "connection reset by peer")
+    seen = _after_a_real_install(
+        monkeypatch, "FetchRepoDataError", "connection reset by peer", "network"
+    )
     p = load_project(project.root)
     prefix, _ = build.install_build(load_recipe(p.recipe_file("tiny")), p, p.lockfile("tiny"))
     assert seen == [prefix]  # the same prefix, emptied and installed again
@@ -194,7 +197,7 @@ def test_failed_install_leaves_no_compiler_writing(
 ) -> None:
     _own_bytecode_cache(project, tmp_path / "pyc")
     project.doit("lock")
-    seen = _after_a_real_install(monkeypatch, "InstallError", "the disk is full")
+    seen = _after_a_real_install(monkeypatch, "InstallError", "the disk is full", "disk")
     p = load_project(project.root)
     with pytest.raises(BuildError, match="the disk is full"):
         build.install_build(load_recipe(p.recipe_file("tiny")), p, p.lockfile("tiny"))

@@ -80,7 +80,9 @@ def test_install_retry_links_kept_bytecode_again(
             failed.append(op)
             broken = "error sending request: connection reset by peer"
             raise rattler_client.RattlerCallError(
-                rattler_client.WorkerFailure("FetchRepoDataError", broken, ())
+                rattler_client.WorkerFailure(
+                    "FetchRepoDataError", broken, kind=rattler_client.FailureKind.NETWORK
+                )
             )
         return real(op, req, **kw)
 

@@ -10,9 +10,9 @@ is removed at once, or by the next build if the process was killed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +37,7 @@ from envbuild.lock import pypi
 from envbuild.lock.lockfile import LockedPackages, install_records, read_packages
 from envbuild.project import Project
 from envbuild.rattler import client as rattler_client
+from envbuild.rattler.protocol import FailureKind, InstallRequest
 from envbuild.recipe.fingerprint import fingerprint
 from envbuild.recipe.model import Recipe, current_subdir
 from envbuild.recipe.validate import display
@@ -264,19 +265,6 @@ def complete_builds(project: Project, name: str) -> list[Path]:
     return [d for d in build_dirs(project, name) if read_marker(d) is not None]
 
 
-# Failures worth another attempt: the connection broke, the server was busy. A checksum
-# mismatch is not among them: the channel serves corrupt data, and retrying cannot fix it.
-_TRANSIENT = re.compile(
-    r"error decoding response body|error sending request|connection|timed out"
-    r"|end of file before message length|status code: 5|\b(?:429|502|503|504)\b"
-)
-# py-rattler's own check of an http(s) download against the locked sha256
-_HASH_MISMATCH = re.compile(
-    r"hash mismatch when extracting (?P<url>\S+) to \S+: "
-    r"expected (?P<expected>[0-9a-f]{64}), got (?P<actual>[0-9a-f]{64})"
-)
-
-
 def retry_policy() -> tuple[int, float]:
     """(attempts, first back-off in seconds) for downloads: ``ENVBUILD_DOWNLOAD_ATTEMPTS``
     (default 4) and ``ENVBUILD_RETRY_BACKOFF`` (default 1.0; doubles each retry)."""
@@ -298,41 +286,30 @@ def _install(
     the prefix must have finished). Returns the number of attempts made. Raises BuildError."""
     routes = [project.route(c) for c in recipe.channels]
     require_credentials(routes)
-    request: dict[str, Any] = {
-        "records": [_fetch_record(r, routes) for r in records],
-        "prefix": str(prefix),
-        "platform": platform,
-        "cache_dir": str(project.path("package_cache")),
-        "auth": auth_entries(routes),
-        "specs": list(recipe.dependencies),
-        "link_mode": project.link_mode,
-        "reflink": project.link_mode == "auto"
+    request = InstallRequest(
+        records=tuple(_fetch_record(r, routes) for r in records),
+        prefix=str(prefix),
+        platform=platform,
+        cache_dir=str(project.path("package_cache")),
+        auth=auth_entries(routes),
+        specs=tuple(recipe.dependencies),
+        link_mode=project.link_mode,
+        reflink=project.link_mode == "auto"
         and reflink_supported(project.path("package_cache"), prefix.parent),
-    }
+    )
     attempts, backoff = retry_policy()
     for attempt in range(1, attempts + 1):
         try:
             live = progress.interactive()
-            rattler_client.call("install", {**request, "show_progress": live}, progress=live)
+            sent = dataclasses.replace(request, show_progress=live)
+            rattler_client.call("install", sent.to_json(), progress=live)
             return attempt
         except rattler_client.RattlerCallError as e:
-            message = e.failure.message
-            if e.failure.type == "ArchiveMismatch":
-                raise BuildError(_mismatch_message(recipe, e.failure.details)) from None
-            if m := _HASH_MISMATCH.search(message):
-                rec = next((r for r in request["records"] if r["url"] == m["url"]), None) or {
-                    "name": "?",
-                    "canonical_url": m["url"],
-                }
-                detail = {
-                    "name": rec["name"],
-                    "url": rec["canonical_url"],
-                    "transport": m["url"],
-                    "expected": m["expected"],
-                    "actual": m["actual"],
-                }
-                raise BuildError(_mismatch_message(recipe, (detail,))) from None
-            transient = _TRANSIENT.search(message) is not None
+            failure = e.failure
+            if failure.kind is FailureKind.CHECKSUM:
+                details = tuple(_named(d, request.records) for d in failure.details)
+                raise BuildError(_mismatch_message(recipe, details)) from None
+            transient = failure.kind is FailureKind.NETWORK
             if transient and attempt < attempts:
                 delay = backoff * 2 ** (attempt - 1)
                 log.warning(
@@ -340,7 +317,7 @@ def _install(
                     attempt,
                     attempts,
                     delay,
-                    message.splitlines()[0],
+                    failure.message.splitlines()[0],
                 )
                 settle()
                 remove_tree(prefix)  # start the next attempt from an empty prefix
@@ -348,11 +325,10 @@ def _install(
                 continue
             tried = f" after {attempt} attempts" if transient else ""
             hints = [project.mirror_hint(r.name) for r in routes if r.name in project.mirrors]
-            unreachable = re.search(r"No such file|not found|404|connection|error sending", message)
-            hint = "".join(f"\n  {h}" for h in hints if unreachable)
+            hint = "".join(f"\n  {h}" for h in hints if failure.unreachable)
             msg = (
                 f"{display(recipe.path)}: installing the locked packages into "
-                f"{display(prefix)} failed{tried}:\n  {e.failure.type}: {message}{hint}"
+                f"{display(prefix)} failed{tried}:\n  {failure.type}: {failure.message}{hint}"
             )
             raise BuildError(msg) from None
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -370,6 +346,16 @@ def _fetch_record(record: dict[str, Any], routes: list[Route]) -> dict[str, Any]
         canonical_url=record["url"],
         canonical_channel=route.canonical if route else record["channel"],
     )
+
+
+def _named(detail: dict[str, str], records: tuple[dict[str, Any], ...]) -> dict[str, str]:
+    """A checksum failure's ``detail`` with the package ``name`` and canonical ``url`` of the
+    record fetched from ``detail["transport"]`` (py-rattler's message names only the URL)."""
+    if "name" in detail and "url" in detail:
+        return detail
+    url = detail["transport"]
+    rec = next((r for r in records if r["url"] == url), {"name": "?", "canonical_url": url})
+    return {**detail, "name": rec["name"], "url": rec["canonical_url"]}
 
 
 def _mismatch_message(recipe: Recipe, details: tuple[dict[str, str], ...]) -> str:

@@ -13,23 +13,15 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from envbuild.errors import EnvBuildError
+from envbuild.rattler.protocol import FailureKind, WorkerFailure
 from envbuild.util import proc
 
 
-class WorkerFailure(NamedTuple):
-    """The worker's report of an exception raised by py-rattler."""
-
-    type: str
-    message: str
-    names: tuple[str, ...]
-    details: tuple[dict[str, str], ...] = ()  # e.g. each archive that failed its sha256
-
-
 class RattlerCallError(EnvBuildError):
-    """A py-rattler call failed; ``failure`` has its exception type and message."""
+    """A py-rattler call failed; ``failure`` has its exception type, message and kind."""
 
     def __init__(self, failure: WorkerFailure) -> None:
         super().__init__(f"{failure.type}: {failure.message}")
@@ -65,7 +57,7 @@ def call(
     """Run worker operation ``op`` (``solve``, ``install``, ``index``) on a JSON ``request``.
 
     Output: the operation's JSON value. Raises RattlerCallError when py-rattler raised (with
-    its type, message and, for solves, the channel's package names), ProcessError when the
+    its type, message, kind and, for solves, the channel's package names), ProcessError when the
     worker died before writing its result. ``progress``: the worker draws py-rattler's
     progress bars on this process's stderr (a terminal).
     """
@@ -84,10 +76,8 @@ def call(
             raise proc.ProcessError(msg)
         payload = json.loads(res.read_text())
     if "error" in payload:
-        err = payload["error"]
-        raise RattlerCallError(
-            WorkerFailure(
-                err["type"], err["message"], tuple(err["names"]), tuple(err.get("details", []))
-            )
-        )
+        raise RattlerCallError(WorkerFailure.from_json(payload["error"]))
     return payload["ok"]
+
+
+__all__ = ["FailureKind", "RattlerCallError", "WorkerFailure", "call", "warm"]

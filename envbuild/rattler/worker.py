@@ -35,11 +35,12 @@ from rattler.index import index_fs
 
 from envbuild.rattler import cache_stamps
 from envbuild.rattler import records as records_mod
+from envbuild.rattler.protocol import InstallRequest, classify
 
 
-def _client(req: dict[str, Any]) -> rattler.Client:
-    """py-rattler's authenticated client, with the request's credentials in its auth file."""
-    auth = req.get("auth") or {}
+def _client(auth: dict[str, dict[str, str]] | None) -> rattler.Client:
+    """py-rattler's authenticated client, with the request's credentials (host -> {"kind",
+    "vars"}) in its auth file."""
     if auth:
         entries: dict[str, Any] = {}
         for host, cred in auth.items():
@@ -99,7 +100,7 @@ async def _names(req: dict[str, Any], gateway: rattler.Gateway) -> list[str]:
 
 async def solve(req: dict[str, Any]) -> list[dict[str, Any]]:
     """Solve ``req["specs"]`` for ``req["platform"]`` over ``req["channels"]`` (strict priority)."""
-    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"), client=_client(req))
+    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"), client=_client(req.get("auth")))
     try:
         records = await rattler.solve(
             _channels(req["channels"]),
@@ -164,7 +165,7 @@ async def diagnose(req: dict[str, Any]) -> dict[str, Any]:
     b_needs_a, a_needs_b}]}; each "needs" list holds the distinct specs with which records
     matching one spec depend on the other's package.
     """
-    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"), client=_client(req))
+    gateway = rattler.Gateway(cache_dir=req.get("cache_dir"), client=_client(req.get("auth")))
     specs: list[str] = req["specs"]
     single = []
     for spec in specs:
@@ -223,13 +224,7 @@ async def solve_many(req: dict[str, Any]) -> list[list[dict[str, Any]] | dict[st
         try:
             return await solve(r)
         except Exception as e:
-            return {
-                "error": {
-                    "type": type(e).__name__,
-                    "message": str(e),
-                    "names": getattr(e, "names", []),
-                }
-            }
+            return {"error": classify(e).to_json()}
 
     return list(await asyncio.gather(*(one(r) for r in req["requests"])))
 
@@ -258,20 +253,22 @@ def _discard(entry: Path) -> None:
         remove_tree(entry)
 
 
-async def install(req: dict[str, Any]) -> int:
-    """Install exactly ``req["records"]`` into ``req["prefix"]``; no solve. Returns the count.
+async def install(data: dict[str, Any]) -> int:
+    """Install exactly the records of an :class:`InstallRequest` (``data``, its JSON) into its
+    prefix; no solve. Returns the count.
 
     Each record's ``url`` is where it is fetched from (mirror applied); ``canonical_url`` and
     ``canonical_channel`` are what the installed record says. Every ``file://`` archive is
     checked against the locked sha256 first (py-rattler checks http downloads itself); the
     records are then completed from each package's own index.json and ``conda-meta/history``
-    written with ``req["specs"]``. Raises records.ArchiveMismatch naming each bad archive.
+    written with the request's specs. Raises records.ArchiveMismatch naming each bad archive.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from rattler.package_cache import PackageCache, PackageCacheLayer, ValidationMode
 
-    locked = req["records"]
+    req = InstallRequest.from_json(data)
+    locked = list(req.records)
     background = ThreadPoolExecutor(1)  # the archives are hashed while the stamps are checked
     hashing = background.submit(records_mod.verify_archives, locked)
     records = [_repodata_record(j) for j in locked]
@@ -281,15 +278,15 @@ async def install(req: dict[str, Any]) -> int:
     # and extracted again (below): it is never linked again. A reflink is only tried where
     # the parent found the filesystem supports it (a failed attempt per file costs more than
     # the whole link on ext4).
-    links = "true" if req.get("link_mode", "auto") == "auto" else "false"
-    reflinks = "true" if req.get("reflink") else "false"
+    links = "true" if req.link_mode == "auto" else "false"
+    reflinks = "true" if req.reflink else "false"
     config, _ = rattler.Config.from_toml_with_unused_keys(
         f"allow-hard-links = {links}\nallow-ref-links = {reflinks}\n"
     )
     # Every entry this install reuses matches the stamp taken when it was extracted from the
     # locked archive (:mod:`envbuild.rattler.cache_stamps`); every entry it extracts is
     # stamped afterwards.
-    cache_dir = Path(req["cache_dir"])
+    cache_dir = Path(req.cache_dir)
     entries = [cache_stamps.entry_dir(cache_dir, j["fn"]) for j in locked]
     # An entry not stamped as extracted from the locked archive may hold other bytes under
     # the same file name (a channel that rebuilt a package, a fetch that failed after
@@ -311,23 +308,23 @@ async def install(req: dict[str, Any]) -> int:
         stamped = {e for e in entries if e.is_dir()}
         sizes = hashing.result()  # raises ArchiveMismatch before anything is installed
         background.shutdown()
-        layer = PackageCacheLayer(req["cache_dir"]).with_validation_mode(ValidationMode.fast())
-        prefix = Path(req["prefix"])
+        layer = PackageCacheLayer(req.cache_dir).with_validation_mode(ValidationMode.fast())
+        prefix = Path(req.prefix)
         await rattler.install(
             records,
             prefix,
             package_cache=PackageCache.from_layers([layer]),
             config=config,
-            platform=rattler.Subdir(req["platform"]) if req.get("platform") else None,
-            show_progress=bool(req.get("show_progress")),  # py-rattler's bars, on a terminal
+            platform=rattler.Subdir(req.platform) if req.platform else None,
+            show_progress=req.show_progress,  # py-rattler's bars, on a terminal
             execute_link_scripts=False,
-            client=_client(req),
+            client=_client(req.auth),
         )
         for j, entry in zip(locked, entries, strict=True):
             if entry not in stamped:  # extracted just now, from the archive checked above
                 cache_stamps.stamp(entry, j["sha256"])
-    records_mod.finalize_records(prefix, locked, sizes, req.get("specs", []))
-    records_mod.write_history(prefix, locked, req.get("specs", []))
+    records_mod.finalize_records(prefix, locked, sizes, list(req.specs))
+    records_mod.write_history(prefix, locked, list(req.specs))
     return len(records)
 
 
@@ -364,15 +361,7 @@ def main(argv: list[str]) -> None:
         value = asyncio.run(OPS[op](req))
         payload: dict[str, Any] = {"ok": value}
     except Exception as e:
-        payload = {
-            "error": {
-                "type": type(e).__name__,
-                "message": str(e),
-                "names": getattr(e, "names", []),
-                "details": getattr(e, "details", []),
-                "traceback": traceback.format_exc(),
-            }
-        }
+        payload = {"error": {**classify(e).to_json(), "traceback": traceback.format_exc()}}
     _write(Path(res_path), payload)
     for tmp in _CLEANUP:
         shutil.rmtree(tmp, ignore_errors=True)
