@@ -6,8 +6,9 @@ once (image written without an engine), then for each of unsigned, Ed25519 and E
 byte uploaded), ``envbuild pull REPO@sha256:<image> --prefix ...`` into a fresh prefix (with
 ``--verify-key`` when signed), and the same pull again (nothing to do). Beside them, from the
 same run: the peer of publish, ``skopeo copy`` of the same image archive into another empty
-repository (the image only, no tarball artifact; a fresh blob-info cache, so it uploads every
-blob); and the floor of pull's unpack, GNU ``tar``
+repository (the image only, no tarball artifact; a fresh HOME, so a non-root user's blob-info
+cache cannot mount blobs from the repositories above; root's lives in
+/var/lib/containers/cache, so as root only the first round uploads everything); and the floor of pull's unpack, GNU ``tar``
 extracting the same tarball from local disk (no digest, no filter, no relocation, no imports).
 
     .venv/bin/python benchmarks/trust.py [ROUNDS]
@@ -93,7 +94,7 @@ def main() -> None:
                 peer = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
                         f"oci-archive:{archive}", to]  # fmt: skip
                 # a fresh HOME: skopeo's blob-info cache would mount the blobs from the
-                # repositories above instead of uploading them
+                # repositories above instead of uploading them (root's is not under HOME)
                 home = {**os.environ, "HOME": str(tmp / f"skopeo-home-{n}")}
                 rows.setdefault("skopeo copy (peer)", {}).setdefault("publish", []).append(
                     _timed(peer, env=home)
