@@ -8,8 +8,8 @@ byte uploaded), ``envbuild pull REPO@sha256:<image> --prefix ...`` into a fresh 
 same run: the peer of publish, ``skopeo copy`` of the same image archive into another empty
 repository (the image only, no tarball artifact; a fresh HOME, so a non-root user's blob-info
 cache cannot mount blobs from the repositories above; root's lives in
-/var/lib/containers/cache, so as root only the first round uploads everything); and the floor of pull's unpack, GNU ``tar``
-extracting the same tarball from local disk (no digest, no filter, no relocation, no imports).
+/var/lib/containers/cache, so as root only the first round uploads everything); and the
+floor of pull's unpack, GNU ``tar`` extracting the same tarball from local disk (no digest, no filter, no relocation, no imports).
 
     .venv/bin/python benchmarks/trust.py [ROUNDS]
 """
