@@ -9,7 +9,8 @@ same run: the peer of publish, ``skopeo copy`` of the same image archive into an
 repository (the image only, no tarball artifact; a fresh HOME, so a non-root user's blob-info
 cache cannot mount blobs from the repositories above; root's lives in
 /var/lib/containers/cache, so as root only the first round uploads everything); and the
-floor of pull's unpack, GNU ``tar`` extracting the same tarball from local disk (no digest, no filter, no relocation, no imports).
+floor of pull's unpack, GNU ``tar`` extracting the same tarball from local disk (no digest,
+no filter, no relocation, no imports).
 
     .venv/bin/python benchmarks/trust.py [ROUNDS]
 """
