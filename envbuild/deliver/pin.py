@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from envbuild.deliver.descriptor import parse_json
 from envbuild.errors import RegistryError
 from envbuild.util.redact import printable
 from envbuild.util.reference import is_digest
@@ -45,17 +46,6 @@ class Pinned:
     size: int
     unpacked_size: int
     imports: tuple[str, ...]
-
-
-def manifest_object(data: bytes, what: str) -> dict[str, Any]:
-    """``data`` as a JSON object, or RegistryError naming ``what``."""
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        obj = None
-    if not isinstance(obj, dict):
-        raise RegistryError(f"{what}: the registry's answer is not a JSON object; refused")
-    return obj
 
 
 def annotations_of(manifest: dict[str, Any]) -> dict[str, str]:
@@ -164,7 +154,7 @@ def from_image(client: Any, ref: Any, image: str, manifest: dict[str, Any]) -> P
         if not isinstance(cand, str) or not is_digest(cand):
             continue  # not a digest: cannot be fetched by digest, so cannot match
         data, _, _ = client.get_manifest(ref.with_target(cand))  # checked against cand
-        art = manifest_object(data, f"{ref}: artifact {cand}")
+        art = parse_json(data, f"{ref}: artifact {cand}")
         layers = art.get("layers")
         one = layers[0] if isinstance(layers, list) and len(layers) == 1 else None
         subject = art.get("subject")

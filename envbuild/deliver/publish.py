@@ -42,7 +42,7 @@ from typing import Any
 from envbuild.deliver import tags as tags_mod
 from envbuild.deliver.attest_oci import Provenance, envelope_for
 from envbuild.deliver.registry import Client, connect, fallback_tag
-from envbuild.deliver.registry_http import Deadline, watchdog
+from envbuild.deliver.registry_http import DEADLINE, Deadline, watchdog
 from envbuild.deliver.tags import TagMoveError
 from envbuild.errors import RegistryError
 from envbuild.ship.oci import Layout
@@ -68,7 +68,6 @@ ANN_LOCK = "org.envbuild.lock-sha256"  # as the image labels it
 ANN_PLATFORM = "org.envbuild.platform"
 ANN_IMPORTS = "org.envbuild.smoke.imports"
 ANN_TITLE = "org.opencontainers.image.title"
-DEADLINE = 6 * 3600.0  # seconds for a whole publish (each read still waits at most a minute)
 
 
 @dataclass(frozen=True, slots=True)

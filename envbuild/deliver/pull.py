@@ -35,13 +35,13 @@ from typing import Any
 
 from envbuild.deliver.pin import Pinned
 from envbuild.deliver.pulls import check_pulls_dir, make_pulls_dir, pulls_dir
+from envbuild.deliver.registry_http import DEADLINE
 from envbuild.errors import EnvBuildError, RegistryError
 from envbuild.util.fs import atomic_write, remove_tree, replace_symlink
 from envbuild.util.proc import kill_point
 from envbuild.util.redact import printable
 
 log = logging.getLogger("envbuild")
-DEADLINE = 6 * 3600.0  # seconds for all of a pull's registry requests (each read: a minute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +94,12 @@ def _check_target(prefix: Path) -> None:
 def _find_environment(client: Any, ref: Any) -> Pinned:
     """What ``ref`` pins (:mod:`envbuild.deliver.pin`): an environment artifact named
     itself, or the tarball the image (for this machine, in an index) records."""
-    from envbuild.deliver.pin import digest_of, from_artifact, from_image, manifest_object
+    from envbuild.deliver.descriptor import parse_json
+    from envbuild.deliver.pin import digest_of, from_artifact, from_image
     from envbuild.util.mediatypes import ENV_ARTIFACT
 
     data, _, digest = client.get_manifest(ref)
-    manifest = manifest_object(data, str(ref))
+    manifest = parse_json(data, str(ref))
     if manifest.get("artifactType") == ENV_ARTIFACT:
         return from_artifact(manifest, digest, str(ref))
     if "manifests" in manifest:  # an index: the image for this machine
@@ -109,7 +110,7 @@ def _find_environment(client: Any, ref: Any) -> Pinned:
             raise RegistryError(msg)
         digest = digest_of(image.get("digest"), f"{ref}: index entry")
         data, _, _ = client.get_manifest(ref.with_target(digest))  # checked against it
-        manifest = manifest_object(data, f"{ref}: image {digest}")
+        manifest = parse_json(data, f"{ref}: image {digest}")
     return from_image(client, ref, digest, manifest)
 
 

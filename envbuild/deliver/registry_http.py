@@ -37,6 +37,7 @@ from envbuild.errors import RegistryError
 MAX_DOCUMENT = 4 << 20  # bytes: manifests, indexes, configs, token answers, error bodies
 MAX_BLOB = 1 << 40  # bytes: 1 TiB, far above any environment, far below int trouble
 READ_TIMEOUT = 60.0  # seconds without a byte from the registry
+DEADLINE = 6 * 3600.0  # seconds for all of one pull's or publish's requests (default)
 CHUNK = 1 << 16  # bytes per read
 
 

@@ -8,12 +8,10 @@ import datetime
 from typing import Any
 
 from envbuild.deliver.registry import Client, connect
-from envbuild.deliver.registry_http import Deadline
+from envbuild.deliver.registry_http import DEADLINE, Deadline
 from envbuild.errors import RegistryError
 from envbuild.util.proc import kill_point
 from envbuild.util.reference import Reference, parse_reference
-
-DEADLINE = 6 * 3600.0  # seconds for all of a tag move's requests (each read: at most a minute)
 
 
 class TagMoveError(RegistryError):
