@@ -55,20 +55,6 @@ class Provenance:
     title: str
 
 
-class _Bounded(io.BytesIO):
-    """A buffer refusing to grow past ``limit`` bytes (a blob larger than it declared)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def write(self, data: Any) -> int:
-        if self.tell() + len(data) > self.limit:
-            msg = f"more than the {self.limit} bytes declared"
-            raise RegistryError(msg)
-        return super().write(data)
-
-
 def expected_subjects(statement: dict[str, Any]) -> dict[str, str]:
     """Role -> ``sha256:<hex>`` of the subjects of our own ``statement``."""
     return {s["annotations"][ROLE]: "sha256:" + s["digest"]["sha256"] for s in statement["subject"]}
@@ -138,30 +124,25 @@ def _one_layer(
     client: Client, ref: Reference, desc: dict[str, Any], media: str, fetch: bool
 ) -> bytes:
     """The one ``media`` layer of artifact ``desc``: its content if ``fetch`` (at most
-    :data:`MAX_ENVELOPE_BYTES`), else its digest (ASCII). Raises RegistryError."""
-    from envbuild.util.reference import sha256_digest
+    :data:`MAX_ENVELOPE_BYTES`; :meth:`Client.fetch_blob` reads no further than that and
+    checks the digest), else its digest (ASCII). Raises RegistryError."""
+    from envbuild.deliver.descriptor import manifest
+    from envbuild.util.reference import is_digest
 
     digest = desc.get("digest")
-    if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
+    if not isinstance(digest, str) or not is_digest(digest):
         raise RegistryError("a referrer without a sha256 digest")
     data, _, _ = client.get_manifest(ref.with_target(digest))
     if len(data) > MAX_ENVELOPE_BYTES:
         raise RegistryError(f"its manifest is {len(data)} bytes")
-    try:
-        layers = json.loads(data).get("layers")
-        (layer,) = layers
-        blob, size = str(layer["digest"]), layer["size"]
-        ok = layer.get("mediaType") == media and isinstance(size, int)
-    except (ValueError, TypeError, KeyError, AttributeError):
-        ok = False
-    if not ok or not blob.startswith("sha256:") or not 0 <= size <= MAX_ENVELOPE_BYTES:
+    layers = manifest(data, f"artifact {digest}").layers
+    if len(layers) != 1 or layers[0].media_type != media or layers[0].size > MAX_ENVELOPE_BYTES:
         raise RegistryError(f"not one {media} layer of at most {MAX_ENVELOPE_BYTES} bytes")
+    blob, size = layers[0].digest, layers[0].size
     if not fetch:
         return blob.encode()
-    buf = _Bounded(size)
+    buf = io.BytesIO()
     client.fetch_blob(ref.repository, blob, buf, size)
-    if sha256_digest(buf.getvalue()) != blob:  # fetch_blob checked it: never trust one place
-        raise RegistryError(f"blob {blob} does not match its digest")
     return buf.getvalue()
 
 
