@@ -12,7 +12,6 @@ and must be Python module names (:func:`envbuild.ship.smoke.is_module_name`).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -211,13 +210,13 @@ def _layer_prefix(client: Any, ref: Any, digest: str) -> str:
     import io
 
     try:
-        manifest = json.loads(client.get_manifest(ref.with_target(digest))[0])
+        manifest = parse_json(client.get_manifest(ref.with_target(digest))[0], str(ref))
         config = manifest.get("config") or {}
         if not isinstance(config.get("size"), int) or config["size"] > 1 << 20:
             return ""
         buf = io.BytesIO()
         client.fetch_blob(ref.repository, digest_of(config.get("digest"), ""), buf, config["size"])
-        labels = (json.loads(buf.getvalue()).get("config") or {}).get("Labels") or {}
+        labels = (parse_json(buf.getvalue(), str(ref)).get("config") or {}).get("Labels") or {}
     except (RegistryError, ValueError, KeyError, AttributeError, TypeError):
         return ""
     return str(labels.get("org.envbuild.prefix", ""))
