@@ -1,0 +1,212 @@
+"""Issue 10: a conda environment.yml is a recipe (conda's spec forms, `- pip:`, variables,
+nodefaults, prefix), variables reach smoke checks, the tarball's activation and the image, and
+`doit export` writes an environment.yml and the explicit files back."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envbuild.errors import RecipeError
+from envbuild.recipe.load import load_recipe
+from envbuild.ship import docker
+from envbuild.ship.pack import open_tar_stream
+from envbuild.util.templates import PACKAGE_TEMPLATES
+
+from ..conftest import Project
+
+ENV_YML = """\
+name: {name}
+channels:
+  - conda-forge
+  - nodefaults
+dependencies:
+  - python=3.11
+  - python-dateutil>=2.8,<3
+  - conda-forge::six
+  - pip
+  - pip:
+    - arrow>=1.3
+variables:
+  ENVBUILD_GREETING: hello from {name}
+  ANSWER: 42
+prefix: {prefix}
+"""
+
+
+def _env_yml(tmp_path: Path, name: str) -> str:
+    """ENV_YML as conda would export environment ``name`` (its prefix: under ``tmp_path``)."""
+    return ENV_YML.format(name=name, prefix=tmp_path / "miniconda3" / "envs" / name)
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.yml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("spec", "normalised"),
+    [
+        ("numpy=1.26", "numpy 1.26.*"),
+        ("python>=3.10,<3.12", "python >=3.10,<3.12"),
+        ("conda-forge::pandas", "conda-forge::pandas"),
+        ("numpy 1.26.*", "numpy 1.26.*"),
+        ("scipy=1.11=py311*", "scipy ==1.11 py311*"),
+    ],
+)
+def test_conda_spec_forms(tmp_path: Path, spec: str, normalised: str) -> None:
+    import rattler
+
+    path = _write(tmp_path, "forms", f"dependencies: ['{spec}']\n")
+    (dep,) = load_recipe(path).dependencies
+    assert str(rattler.MatchSpec(dep, strict=True)) == normalised  # what the solver gets
+
+
+def test_environment_yml_fields(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="envbuild")
+    r = load_recipe(_write(tmp_path, "sci", _env_yml(tmp_path, "sci")))
+    assert r.channels == ("conda-forge",)  # nodefaults dropped
+    assert r.dependencies == ("python=3.11", "python-dateutil>=2.8,<3", "conda-forge::six", "pip")
+    assert r.pypi_dependencies == ("arrow>=1.3",)
+    assert r.variables == (("ENVBUILD_GREETING", "hello from sci"), ("ANSWER", "42"))
+    assert "prefix: ignored" in caplog.text
+
+
+def test_envbuild_keys_in_an_environment_yml(tmp_path: Path) -> None:
+    text = _env_yml(tmp_path, "sci") + "smoke:\n  imports: [dateutil]\npack: {format: tar.gz}\n"
+    r = load_recipe(_write(tmp_path, "sci", text))
+    assert r.smoke.imports == ("dateutil",) and r.pack.format == "tar.gz"
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "problem"),
+    [
+        ("-e .", "dependencies[1].pip[1]", "editable installs cannot be locked"),
+        ("--editable=git+https://x/y", "dependencies[1].pip[1]", "editable installs"),
+        ("./vendored/pkg", "dependencies[1].pip[1]", "local paths cannot be locked"),
+        ("/opt/wheels/x-1.0-py3-none-any.whl", "dependencies[1].pip[1]", "local paths"),
+        ("--index-url https://example.org/simple", "dependencies[1].pip[1]", "index options"),
+        ("-r requirements.txt", "dependencies[1].pip[1]", "pip options are not supported"),
+        ("git+https://github.com/x/y", "dependencies[1].pip[1]", "not a valid PEP 508"),
+        ("requests @ https://x/y.whl", "dependencies[1].pip[1]", "direct URLs are not supported"),
+    ],
+)
+def test_unsafe_pip_entries_name_the_line(
+    tmp_path: Path, entry: str, key: str, problem: str
+) -> None:
+    text = f"dependencies:\n  - python\n  - pip:\n    - attrs\n    - '{entry}'\n"
+    with pytest.raises(RecipeError) as e:
+        load_recipe(_write(tmp_path, "bad", text))
+    assert f"bad.yml: {key}: " in str(e.value) and problem in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dependencies: [python]\nvariables: [A]\n", "variables: expected a mapping"),
+        ("dependencies: [python]\nvariables: {1A: x}\n", "variables.1A: not a valid"),
+        ("dependencies: [python]\nvariables: {A: [1]}\n", "variables.A: expected a string"),
+        ("dependencies: [python, {conda: [x]}]\n", "dependencies[1].conda: unknown key"),
+        ("dependencies: [python, 3]\n", "dependencies[1]: expected a match spec or a {pip"),
+        ("name: other\ndependencies: [python]\n", "save it as other.yml"),
+    ],
+)
+def test_bad_environment_yml_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(RecipeError, match=None) as e:
+        load_recipe(_write(tmp_path, "env", text))
+    assert message in str(e.value)
+
+
+TWIN = """\
+dependencies:
+  - python 3.11.*
+  - python-dateutil >=2.8
+  - threadpoolctl
+  - pip
+"""
+TWIN_YML = """\
+name: twin_yml
+channels: [conda-forge, nodefaults]
+dependencies: ['python=3.11', 'python-dateutil>=2.8', 'conda-forge::threadpoolctl', pip]
+prefix: /somewhere/else
+"""
+
+
+def _packages(lockfile: Path) -> set[tuple[str, str, str]]:
+    doc = yaml.safe_load(lockfile.read_text())
+    return {(p["platform"], p["name"], p["url"]) for p in doc["package"]}
+
+
+def test_a_recipe_and_its_environment_yml_twin_lock_the_same_packages(
+    make_project,  # type: ignore[no-untyped-def]
+) -> None:
+    p = make_project(recipes={"twin": TWIN, "twin_yml": TWIN_YML})
+    p.doit("lock")
+    a, b = (_packages(p.root / "locks" / f"{n}.conda-lock.yml") for n in ("twin", "twin_yml"))
+    assert a == b and any(name == "pip" for _, name, _ in a)
+
+
+VARS = """\
+name: vars
+channels: [conda-forge, nodefaults]
+dependencies: ['python=3.11', python-dateutil, pip]
+variables:
+  ENVBUILD_GREETING: "it's \\"quoted\\" $HOME"
+smoke:
+  imports: [dateutil]
+  commands: ['test "$ENVBUILD_GREETING" = "it''s \\"quoted\\" \\$HOME"']
+pack: {format: tar.gz}
+"""
+
+
+@pytest.mark.slow
+def test_variables_reach_smoke_tarball_activation_and_image(
+    make_project,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    p = make_project(recipes={"vars": VARS})
+    p.doit("pack", "env=vars")  # smoke (its command reads the variable) and the proof pass
+    tarball = next((p.root / "dist").glob("vars-*.tar.gz"))
+    dest = tmp_path / "unpacked"
+    dest.mkdir()
+    with open_tar_stream(tarball) as f, tarfile.open(fileobj=f, mode="r|*") as tf:
+        tf.extractall(dest, filter="tar")
+    shown = subprocess.run(
+        ["bash", "-c", f". {dest}/bin/activate && printf %s \"$ENVBUILD_GREETING\""],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert shown == 'it\'s "quoted" $HOME'
+    state = yaml.safe_load((dest / "conda-meta" / "state").read_text())
+    assert state == {"env_vars": {"ENVBUILD_GREETING": 'it\'s "quoted" $HOME'}}
+    recipe = load_recipe(p.root / "recipes" / "vars.yml")
+    text = docker.render(PACKAGE_TEMPLATES, docker.context_for(recipe, "0" * 64, "B1"))
+    assert 'ENV ENVBUILD_GREETING="it\'s \\"quoted\\" \\$HOME"' in text
+
+
+def test_export_writes_an_environment_yml_and_the_explicit_files(
+    make_project,  # type: ignore[no-untyped-def]
+) -> None:
+    p: Project = make_project(recipes={"vars": VARS})
+    out = p.doit("export", "env=vars").stdout
+    exported = p.root / "dist" / "vars.environment.yml"
+    assert f"wrote {exported.relative_to(p.root)}" in out
+    doc = yaml.safe_load(exported.read_text())
+    assert doc["channels"] == ["conda-forge"]  # no nodefaults: conda 26 reads it as a channel
+    assert doc["variables"] == {"ENVBUILD_GREETING": 'it\'s "quoted" $HOME'}
+    # read back as a recipe, it locks to the same packages
+    (p.root / "recipes" / "roundtrip.yml").write_text(
+        exported.read_text().replace("name: vars", "name: roundtrip")
+    )
+    assert load_recipe(p.root / "recipes" / "roundtrip.yml").dependencies == (
+        "python=3.11", "python-dateutil", "pip")  # fmt: skip
+    p.doit("lock", "env=roundtrip")
+    assert _packages(p.root / "locks" / "roundtrip.conda-lock.yml") == _packages(
+        p.root / "locks" / "vars.conda-lock.yml"
+    )
+    explicit = next((p.root / "dist").glob("vars-*.explicit.txt")).read_text()
+    assert "@EXPLICIT" in explicit and "/pip-" in explicit
