@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.install.build import new_build_id, read_marker
+from envbuild.install.build import read_marker
 
 from ..conftest import TINY_RECIPE, Project, imports_ok, kill_after
 
@@ -110,9 +110,3 @@ def test_builds_beyond_keep_are_moved_aside_then_deleted_by_the_next_build(
     project.doit("gc")
     assert not any(trash.iterdir())
     assert sorted(d.name for d in builds.iterdir() if d.is_dir()) == sorted(ids[-2:])
-
-
-def test_build_ids_sort_by_time_within_one_second() -> None:
-    # "keep" retires the oldest build by id: a later build of another lock must sort after
-    first, second = new_build_id("f" * 64, 100.2), new_build_id("0" * 64, 100.7)
-    assert first < second and first.startswith("19700101T000140200Z-")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.install import bytecode
 from envbuild.layout import read_marker
 from envbuild.lock.solve import read_lockfile
 from envbuild.prefix import verify
@@ -21,8 +20,7 @@ from envbuild.ship.pack import open_tar_stream
 from envbuild.util.fs import reflink_supported
 
 from ..conftest import Project
-
-SP = "lib/python3.11/site-packages"
+from ..unit.test_bytecode_links import SP
 
 
 def _records(prefix: Path) -> dict[str, dict]:  # type: ignore[type-arg]
@@ -152,26 +150,3 @@ def test_file_edited_in_place_is_found_everywhere_and_next_build_is_clean(
     assert (fresh / rel).stat().st_ino != (current / rel).stat().st_ino
     assert (fresh / pyc).stat().st_ino != (current / pyc).stat().st_ino
     project.doit("verify")
-
-
-def test_changed_package_or_interpreter_never_reuses_bytecode(tmp_path: Path) -> None:
-    def prefix(name: str, python_sha: str, pkg_sha: str) -> Path:
-        meta = tmp_path / name / "conda-meta"
-        meta.mkdir(parents=True)
-        py = {"name": "python", "version": "3.11.7", "build": "h_0", "sha256": python_sha,
-              "paths_data": {"paths": []}}  # fmt: skip
-        pkg = {"name": "pkg", "version": "1", "build": "0", "sha256": pkg_sha,
-               "paths_data": {"paths": [{"_path": f"{SP}/pkg.py", "path_type": "hardlink"}]}}  # fmt: skip
-        (meta / "python-3.11.7-h_0.json").write_text(json.dumps(py))
-        (meta / "pkg-1-0.json").write_text(json.dumps(pkg))
-        return tmp_path / name
-
-    keys = {
-        n: bytecode.plan(prefix(n, *shas))[0].key
-        for n, shas in {"a": ("1", "x"), "b": ("1", "x"), "c": ("2", "x"), "d": ("1", "y")}.items()
-    }
-    assert keys["a"] == keys["b"]
-    assert len({keys["a"], keys["c"], keys["d"]}) == 3
-    assert bytecode.plan(prefix("e", "1", "x"))[0].pycs == (
-        f"{SP}/__pycache__/pkg.cpython-311.pyc",
-    )

@@ -222,32 +222,6 @@ def test_an_unusable_build_lock_is_a_message(project: Project) -> None:
     assert not (project.root / "envs" / "tiny").exists()
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2026-01-31", "2026-01-31T00:00:00Z"),
-        ("'2026-01-31'", "2026-01-31T00:00:00Z"),
-        ("2026-01-31T12:00:00+02:00", "2026-01-31T10:00:00Z"),
-        ("'2026-01-31T12:00:00Z'", "2026-01-31T12:00:00Z"),
-    ],
-)
-def test_exclude_newer_is_a_utc_cutoff(tmp_path: Path, value: str, expected: str) -> None:
-    from envbuild.recipe.load import load_recipe
-
-    (tmp_path / "r.yml").write_text(f"dependencies: [python]\nexclude-newer: {value}\n")
-    assert load_recipe(tmp_path / "r.yml").exclude_newer == expected
-
-
-@pytest.mark.parametrize("value", ["yesterday", "'2026-01-31T12:00:00'", "42"])
-def test_bad_exclude_newer_says_how_to_write_it(tmp_path: Path, value: str) -> None:
-    from envbuild.errors import RecipeError
-    from envbuild.recipe.load import load_recipe
-
-    (tmp_path / "r.yml").write_text(f"dependencies: [python]\nexclude-newer: {value}\n")
-    with pytest.raises(RecipeError, match=r"r\.yml: exclude-newer: .* write e\.g\. 2026-01-31"):
-        load_recipe(tmp_path / "r.yml")
-
-
 def test_exclude_newer_limits_the_solve_and_is_recorded(project: Project) -> None:
     """python-dateutil in the test channel was published now; python carries no timestamp."""
     from envbuild.lock import solve as lock

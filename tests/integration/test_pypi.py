@@ -132,18 +132,3 @@ def test_pypi_wheel_overwriting_conda_file_fails_build(
     assert proc.returncode != 0
     assert "PyPI package 'six' overwrites" in out and "conda package 'notsix'" in out
     assert (project.root / "envs" / "tiny").resolve() == before  # previous env stays
-
-
-@pytest.mark.parametrize(
-    ("path", "name"),
-    [
-        ("lib/python3.11/site-packages/cv2/__init__.py", "cv2"),
-        ("lib/python3.11/site-packages/six.py", "six"),
-        ("lib/python3.11/site-packages/six-1.16.0.dist-info/RECORD", ""),
-        ("bin/python", ""),
-    ],
-)
-def test_import_names_of_installed_paths(path: str, name: str) -> None:
-    from envbuild.lock.pypi import top_level
-
-    assert top_level(path) == name

@@ -20,7 +20,6 @@ import pytest
 
 from envbuild.install.build import read_marker
 from envbuild.ship.engine import project_id
-from envbuild.util.fs import atomic_link
 
 from ..conftest import Project
 from .test_promotion import NAME, _docker, _greeting, _publish, _published, greet
@@ -33,15 +32,6 @@ smoke:
   imports: [greeting]
   commands: ["python -c 'import time; time.sleep(8)'"]
 """
-
-
-def test_atomic_link_onto_the_same_file_leaves_nothing(tmp_path: Path) -> None:
-    src, dest = tmp_path / "kept.tar.zst", tmp_path / "dist" / "env.tar.zst"
-    src.write_bytes(b"tarball")
-    atomic_link(src, dest)
-    atomic_link(src, dest)  # a switch finished by recovery, a plain rollback: same inode
-    assert os.path.samefile(src, dest)
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["env.tar.zst"]
 
 
 def _builds(p: Project) -> list[str]:
