@@ -201,7 +201,7 @@ def kill_after(
 ) -> bool:
     """Wait ``seconds``, then send ``sig`` to the process group of ``proc`` (doit and its
     py-rattler worker) if it is still running; wait for it. True if it was signalled."""
-    time.sleep(seconds)
+    time.sleep(seconds)  # doit running for `seconds` before the signal (the kill point)
     running = proc.poll() is None
     if running:
         os.killpg(proc.pid, sig)

@@ -148,7 +148,7 @@ def _after_a_real_install(
         out = real(op, req, **kw)
         if op == "install" and not seen:
             seen.append(Path(req["prefix"]))
-            time.sleep(1.5)
+            time.sleep(1.5)  # the background compile of the install getting under way
             raise rattler_client.RattlerCallError(
                 rattler_client.WorkerFailure(failure, message, ())
             )
@@ -199,7 +199,7 @@ def test_failed_install_leaves_no_compiler_writing(
     with pytest.raises(BuildError, match="the disk is full"):
         build.install_build(load_recipe(p.recipe_file("tiny")), p, p.lockfile("tiny"))
     assert _compile_workers() == []
-    time.sleep(0.5)
+    time.sleep(0.5)  # a compiler left running would write into the removed prefix by now
     assert not seen[0].exists()  # removed, and nothing made it again
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -110,7 +111,6 @@ def test_changed_night_publishes_quiet_night_asks_nothing_rollback_moves_back(
     assert _six(p, registry) == first
 
     # a registry that is down when the candidate is pushed: nothing is switched
-    time.sleep(1)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
     _config(p, "127.0.0.1:9/nt", str(base))
     down = p.doit("nightly", env=NO_ENGINE, check=False)
@@ -139,7 +139,6 @@ def test_kill_9_around_the_registry_step_then_the_next_command(
     next command finishes the switch, :current included."""
     p, channel = pgreet
     before = _six(p, registry)
-    time.sleep(1)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
     killed = p.doit(
         f"_nightly_env:{NAME}", check=False, env={**NO_ENGINE, "ENVBUILD_KILL_AT": point}
@@ -220,14 +219,12 @@ def test_a_registry_that_lost_the_images_is_pushed_again_by_the_switch(
     uploads nothing (the same artifacts, titled as doit publish titles them)."""
     p, channel = pgreet
     first = _six(p, registry)
-    time.sleep(1)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
     p.doit("nightly", env=NO_ENGINE)
     _forget(registry, _repo(p))
     p.doit("rollback", f"env={NAME}", env=NO_ENGINE)
     assert _six(p, registry) == first
 
-    time.sleep(1)
     _publish(channel, "1.2", "MESSAGE = 'hello 1.2'\n")
     killed = p.doit(
         f"_nightly_env:{NAME}", check=False, env={**NO_ENGINE, "ENVBUILD_KILL_AT": "image"}
@@ -258,10 +255,25 @@ def test_publish_waits_for_a_switch_in_progress(
     monkeypatch.setenv("DOCKER_HOST", NO_ENGINE["DOCKER_HOST"])
     with build_mutex(load_project(p.root), NAME):  # as a nightly or rollback switching holds it
         proc = p.popen("publish", f"env={NAME}", output=True)
-        time.sleep(5)
+        assert proc.stderr is not None
+        early = _read_until(proc.stderr, "waiting for another build", timeout=120)
         assert proc.poll() is None, "doit publish did not wait for the build mutex"
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0 and "waiting for another build" in err, out + err
+    assert proc.returncode == 0, out + early + err
+
+
+def _read_until(stream: IO[str], text: str, timeout: float) -> str:
+    """What ``stream`` (a child's pipe) says up to and including ``text``; fails the test if
+    the child closes it or ``timeout`` seconds pass first. Reads the file descriptor itself,
+    so ``communicate()`` afterwards gets the rest."""
+    deadline, seen = time.monotonic() + timeout, b""
+    while text.encode() not in seen:
+        ready, _, _ = select.select([stream], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"no {text!r} within {timeout} s: {seen.decode(errors='replace')}"
+        chunk = os.read(stream.fileno(), 65536)
+        assert chunk, f"the child closed its output before {text!r}: {seen.decode()}"
+        seen += chunk
+    return seen.decode(errors="replace")
 
 
 def test_publish_without_an_image_archive_fails_the_night_before_building(

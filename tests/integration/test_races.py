@@ -30,7 +30,7 @@ SLOW_SMOKE = """\
 dependencies: ['python 3.11.*', greeting]
 smoke:
   imports: [greeting]
-  commands: ["python -c 'import time; time.sleep(8)'"]
+  commands: ["python -c 'import time; time.sleep(8)'"]  # sleep: a smoke test slow enough to race
 """
 
 
@@ -69,7 +69,7 @@ def _wait_for(what: str, check: object, proc: subprocess.Popen[str], timeout: fl
     while not check():  # type: ignore[operator]
         assert proc.poll() is None, f"the nightly ended before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+        time.sleep(0.2)  # polling: the nightly reaching `what`
 
 
 def _candidate_id(p: Project) -> str:
@@ -108,7 +108,6 @@ def test_kill_9_when_the_candidate_is_complete_then_nightly_then_rollback(
     next nightly discards it, and rollback goes to a build that has everything."""
     p, channel = greet
     first = _published(p)
-    time.sleep(1)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
     killed = p.doit("_nightly_env:greet", check=False, env={"ENVBUILD_KILL_AT": "built"})
     assert killed.returncode == -9, killed.stdout + killed.stderr
@@ -149,7 +148,6 @@ def test_pack_docker_and_build_started_while_a_nightly_switches(
     image: they wait for its switch, then find their stage current for the new build."""
     p, channel = slow_greet
     before = _published(p)
-    time.sleep(1)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
     night = p.popen("nightly", output=True)
     _wait_for(
@@ -176,13 +174,11 @@ def test_gc_during_a_nightly_that_follows_a_rollback(slow_greet: tuple[Project, 
     nightly's candidate is complete must leave the rollback build its tarball and image."""
     p, channel = slow_greet
     first = _published(p)
-    time.sleep(1)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
     p.doit("nightly")
     second = _published(p)
     p.doit("rollback", f"env={NAME}")
     assert _published(p) == first
-    time.sleep(1)
     _publish(channel, "1.2", "MESSAGE = 'hello 1.2'\n")
     night = p.popen("nightly", output=True)
 
@@ -241,7 +237,6 @@ def test_a_foreign_project_s_images_are_never_touched(greet: tuple[Project, Path
         listed = p.doit("gc", "--dry-run").stdout
         assert not any(i.split(":")[-1][:12] in listed for i in foreign), listed
         assert "foreign-" not in listed
-        time.sleep(1)
         _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
         p.doit("nightly")  # builds an image: prunes its own unpack stage only
         p.doit("rollback", f"env={NAME}")
@@ -273,7 +268,6 @@ def test_a_full_disk_during_a_nightly_is_a_failed_recipe(greet: tuple[Project, P
     try:
         subprocess.run(["cp", "-a", f"{saved}/.", str(dist)], check=True)
         assert _published(p) == before
-        time.sleep(1)
         _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
         night = p.doit("nightly", check=False)
         assert night.returncode == 1 and "Traceback" not in night.stdout + night.stderr
@@ -304,16 +298,17 @@ def test_a_killed_nightly_leaves_no_docker_build_running(greet: tuple[Project, P
     build dies with it; no image of the discarded candidate appears later."""
     p, channel = greet
     before = _published(p)
-    time.sleep(1)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
     night = p.popen("nightly")
     staged = p.root / "build" / "state" / "candidate" / NAME / "docker" / "Dockerfile"
     _wait_for("the candidate's image build", staged.exists, night)
     candidate = _candidate_id(p)
-    time.sleep(2)  # docker build under way
+    _wait_for("the candidate's docker build", lambda: _processes_naming(candidate), night)
     os.kill(night.pid, signal.SIGKILL)
     night.wait(timeout=60)
-    time.sleep(1)
+    deadline = time.monotonic() + 10
+    while _processes_naming(candidate) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the docker client's parent-death signal (die_with_parent) landing
     assert _processes_naming(candidate) == [], "docker build outlived the killed nightly"
     p.doit("build", f"env={NAME}")  # recovery: the candidate is discarded
     time.sleep(20)  # a docker build left running would have tagged its image by now
@@ -353,7 +348,6 @@ def test_gc_lists_and_removes_leftovers_of_interrupted_writes(project: Project) 
 def test_kill_9_while_the_candidate_is_packed_leaves_nothing(greet: tuple[Project, Path]) -> None:
     p, channel = greet
     before = _published(p)
-    time.sleep(1)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
     night = p.popen("nightly")
     history = p.root / "dist" / "history" / NAME

@@ -47,7 +47,8 @@ def test_unused_worker_leaves_at_the_end_of_the_block(channel: Path, tmp_path: P
 def test_started_command_reports_missing_command_and_timeout() -> None:
     with pytest.raises(ProcessError, match="command not found: no-such-command-here"):
         proc.start(["no-such-command-here"])
-    slow = proc.start([sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(60)"])
+    outlives = "import sys, time; sys.stdin.read(); time.sleep(60)"  # sleep: past the timeout
+    slow = proc.start([sys.executable, "-c", outlives])
     with pytest.raises(ProcessError, match=r"timed out after 0\.5 s"):
         slow.finish(b"go\n", timeout=0.5)
     echo = proc.start([sys.executable, "-c", "import sys; print(sys.stdin.read().upper())"])

@@ -202,7 +202,7 @@ def running_registry(
                     break
             if proc.poll() is not None:
                 pytest.fail(f"docker-registry exited: {(tmp / 'registry.log').read_text()}")
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling: docker-registry opening its port
         yield reg
     finally:
         proc.terminate()

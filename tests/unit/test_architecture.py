@@ -189,3 +189,32 @@ def test_the_single_home_check_can_fail(tmp_path: Path) -> None:
     )
     for what, (pattern, _) in SINGLE_HOMES.items():
         assert homes_of(pattern, [twin], tmp_path) == {"twin.py"}, what
+
+
+TESTS = Path(__file__).resolve().parent.parent
+
+
+def unexplained_sleeps(root: Path) -> list[str]:
+    """``path:line`` (relative to ``root``) of every call of a sleep in the ``*.py`` files under
+    ``root`` without a comment after it on the same line naming what it waits for."""
+    import re
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            call = re.search(r"\bsleep\(", line)
+            if call and not re.search(r"#\s*\w", line[call.end() :]):
+                found.append(f"{path.relative_to(root)}:{n}")
+    return found
+
+
+def test_every_sleep_in_the_tests_says_what_it_waits_for() -> None:
+    """Tests do not sleep to let time pass (inject the clock: ``night_cutoff(now=...)``,
+    ``new_build_id(now=...)``); a sleep that waits for something else names it."""
+    assert unexplained_sleeps(TESTS) == []
+
+
+def test_the_sleep_check_can_fail(tmp_path: Path) -> None:
+    call = "time.sleep" + "(1)"  # split, so this line is no call itself
+    (tmp_path / "t.py").write_text(f"{call}\n{call}  # the registry opening its port\n{call}  #\n")
+    assert unexplained_sleeps(tmp_path) == ["t.py:1", "t.py:3"]
