@@ -7,6 +7,7 @@ converted with whl2conda. Wheels and converted packages are cached across sessio
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -14,7 +15,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,11 +51,45 @@ smoke:
 """
 
 
+@contextmanager
+def cache_lock() -> Iterator[None]:
+    """Hold an exclusive lock on ``CACHE`` (``fcntl.flock`` on ``CACHE/.lock``), so that
+    pytest-xdist workers building their channels from the shared wheel cache take turns
+    (the first fills the cache; the others then read it)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 @pytest.fixture(scope="session")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real local channel: python, python_abi and the wheels pinned in ``TEST_PINS``."""
+    """A real local channel: python, python_abi and the wheels pinned in ``TEST_PINS``
+    (one per session, or per xdist worker: each has its own temporary directory)."""
     root = tmp_path_factory.mktemp("channel") / "channel"
-    return build_offline_channel(root, CACHE / "offline-cache", TEST_PINS)
+    with cache_lock():
+        return build_offline_channel(root, CACHE / "offline-cache", TEST_PINS)
+
+
+# Under pytest-xdist (``-n 2 --dist loadgroup``, scripts/test.sh): a file's tests stay on one
+# worker (its module fixtures are built once), and every test that may use the Docker engine
+# runs on the same worker, one at a time (they share tags such as envbuild/tiny:current, and
+# gc and prune look at all images). Tests marked ``serial`` look at all of /dev/shm and run
+# after the parallel part, alone.
+ENGINE_FILES = frozenset(
+    {"test_image.py", "test_leaks.py", "test_ml_end_to_end.py", "test_nightly.py",
+     "test_oci_image.py", "test_promotion.py", "test_publish_nightly.py", "test_races.py",
+     "test_security.py", "test_tasks.py"}
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses_engine = (
+            "engine" in getattr(item, "fixturenames", ()) or item.path.name in ENGINE_FILES
+        )
+        group = "engine" if uses_engine else str(item.path.relative_to(REPO))
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _shared_data() -> Path:

@@ -198,6 +198,7 @@ def _tarball_ok(path: Path) -> bool:
     return "bin/python" in names
 
 
+@pytest.mark.serial  # looks at all of /dev/shm: no other test may pack meanwhile
 @pytest.mark.slow
 def test_kill_9_at_random_moments_during_build_and_pack(project: Project) -> None:
     """Alternate two recipes so every run has a full chain to do, and kill -9 the whole

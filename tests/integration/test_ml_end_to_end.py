@@ -15,13 +15,14 @@ from envbuild.offline.channel import build_offline_channel
 from envbuild.recipe.load import current_subdir
 from envbuild.ship import pack
 
-from ..conftest import CACHE, DEMO_PINS, REPO, Project
+from ..conftest import CACHE, DEMO_PINS, REPO, Project, cache_lock
 
 
 @pytest.fixture(scope="session")
 def ml_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ml-channel") / "channel"
-    return build_offline_channel(root, CACHE / "offline-cache", DEMO_PINS)
+    with cache_lock():
+        return build_offline_channel(root, CACHE / "offline-cache", DEMO_PINS)
 
 
 @pytest.mark.slow

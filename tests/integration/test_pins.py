@@ -16,7 +16,7 @@ from envbuild.offline.archives import rewrite_conda
 from envbuild.offline.channel import build_offline_channel
 from envbuild.offline.pins import read_pins
 
-from ..conftest import CACHE, TEST_PINS
+from ..conftest import CACHE, TEST_PINS, cache_lock
 from ..unit.test_pins import SHA, _pins
 
 
@@ -72,5 +72,6 @@ def _digests(root: Path) -> dict[str, str]:
 def test_same_pins_same_channel_byte_for_byte(channel: Path, tmp_path: Path) -> None:
     """A second build of the test channel (elsewhere, later, the conversions reused or not)
     has the same archives and repodata.json, byte for byte."""
-    again = build_offline_channel(tmp_path / "again", CACHE / "offline-cache", TEST_PINS)
+    with cache_lock():
+        again = build_offline_channel(tmp_path / "again", CACHE / "offline-cache", TEST_PINS)
     assert _digests(again) == _digests(channel)

@@ -112,6 +112,7 @@ def test_pack_gz_and_failed_proof_keeps_old_tarball(built: Path, tmp_path: Path)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["tiny.tar.gz"]  # no temporaries
 
 
+@pytest.mark.serial  # looks at all of /dev/shm: no other test may pack meanwhile
 @pytest.mark.skipif(fs.ram_scratch(1) is None, reason="needs a writable, exec /dev/shm (Linux)")
 def test_proof_copy_in_ram_is_removed_and_a_killed_runs_copy_too(
     built: Path, tmp_path: Path
