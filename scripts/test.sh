@@ -36,6 +36,6 @@ workers=${ENVBUILD_TEST_WORKERS:-2}
 if [[ $# -gt 0 || "$workers" == 1 ]]; then
     exec "$PY" -m pytest "$@"
 fi
-# tests/conftest.py groups the tests (a file per worker, the Docker engine's on one worker)
-"$PY" -m pytest -n "$workers" --dist loadgroup -m "not serial"
+# a file per worker; tests/conftest.py makes the Docker engine's tests take turns
+"$PY" -m pytest -n "$workers" --dist loadfile -m "not serial"
 "$PY" -m pytest -m serial

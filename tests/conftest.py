@@ -71,11 +71,12 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return build_offline_channel(root, CACHE / "offline-cache", TEST_PINS)
 
 
-# Under pytest-xdist (``-n 2 --dist loadgroup``, scripts/test.sh): a file's tests stay on one
-# worker (its module fixtures are built once), and every test that may use the Docker engine
-# runs on the same worker, one at a time (they share tags such as envbuild/tiny:current, and
-# gc and prune look at all images). Tests marked ``serial`` look at all of /dev/shm and run
-# after the parallel part, alone.
+# Under pytest-xdist (``-n 2 --dist loadfile``, scripts/test.sh) a file's tests stay on one
+# worker (its module fixtures are built once). Tests that may use the Docker engine take turns
+# through a machine-wide lock (they share tags such as envbuild/tiny:current, and gc and prune
+# look at all images). Tests marked ``serial`` look at all of /dev/shm and run after the
+# parallel part, alone. (``--dist loadgroup`` with xdist_group markers would be the tool, but
+# pytest-xdist 3.8 cannot rename node ids under pytest 9, so its groups are ignored.)
 ENGINE_FILES = frozenset(
     {"test_image.py", "test_leaks.py", "test_ml_end_to_end.py", "test_nightly.py",
      "test_oci_image.py", "test_promotion.py", "test_publish_nightly.py", "test_races.py",
@@ -83,13 +84,17 @@ ENGINE_FILES = frozenset(
 )  # fmt: skip
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        uses_engine = (
-            "engine" in getattr(item, "fixturenames", ()) or item.path.name in ENGINE_FILES
-        )
-        group = "engine" if uses_engine else str(item.path.relative_to(REPO))
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.fixture(autouse=True)
+def engine_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For a test that may use the Docker engine: hold ``CACHE/engine.lock`` (``flock``) from
+    before its function fixtures to after their teardown; other tests pass straight through."""
+    if "engine" not in request.fixturenames and request.node.path.name not in ENGINE_FILES:
+        yield
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "engine.lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _shared_data() -> Path:

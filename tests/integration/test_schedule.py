@@ -22,6 +22,14 @@ from envbuild.recipe.load import load_recipe
 
 from ..conftest import REPO, TINY_RECIPE, Project
 from ..support.fakechannel import add_newer_versions, multi_platform_channel
+from ..unit.test_schedule import make_workflows
+
+
+@pytest.fixture(scope="module")
+def workflows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The three workflows the unit tier checks (tests/unit/test_schedule.py)."""
+    return make_workflows(tmp_path_factory)
+
 
 ZIZMOR = Path(sys.executable).parent / "zizmor"  # pinned in requirements/dev.txt
 

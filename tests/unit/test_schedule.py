@@ -27,6 +27,10 @@ PINNED = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v\d+(
 
 @pytest.fixture(scope="module")
 def workflows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_workflows(tmp_path_factory)
+
+
+def make_workflows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The workflow as `envbuild init --ci` writes it, and as `doit schedule` writes it with a
     publish job for GHCR and for another registry (in-process, no solve): variant -> path."""
     out = {}
