@@ -1,17 +1,41 @@
 #!/usr/bin/env bash
-# Install, start the machine services the image tests use, lint, type-check and run the whole
-# test suite (slow end-to-end, kill -9 and image tests included).
+# Usage: bash scripts/test.sh [--fast] [PYTEST ARGS...]
+#
+# Without --fast (what CI runs, .ci/run): install, start the machine services the image tests use,
+# lint, type-check and run the whole test suite (tests/unit and tests/integration: slow end-to-end,
+# kill -9, image, registry and conda tests included). With no PYTEST ARGS the suite runs on
+# $ENVBUILD_TEST_WORKERS pytest-xdist workers (default 2; 1 runs it in one process), then the
+# tests marked `serial` alone; with PYTEST ARGS, one plain `pytest PYTEST ARGS`.
+#
+# --fast: the inner loop, no apt, no engine, no registry: ruff, mypy and the unit tier
+# (tests/unit, in-process only) on the existing .venv (scripts/setup.sh runs only if there is
+# none). About a minute on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY=.venv/bin/python  # made by scripts/setup.sh
+
+if [[ "${1:-}" == "--fast" ]]; then
+    shift
+    [[ -x "$PY" ]] || bash scripts/setup.sh
+    "$PY" -m ruff check envbuild tests dodo.py benchmarks
+    "$PY" -m mypy
+    exec "$PY" -m pytest tests/unit "$@"
+fi
+
 bash scripts/setup.sh
 bash scripts/services.sh
-PY=.venv/bin/python  # made by scripts/setup.sh
 "$PY" -m ruff check envbuild tests dodo.py benchmarks
 "$PY" -m mypy
 # the workflow `envbuild init --ci` hands every team: no zizmor finding of medium or higher
-# (tests/test_schedule.py also checks the variants with a publish job, and runs actionlint)
+# (tests/integration/test_schedule.py also checks the variants with a publish job, and runs actionlint)
 workflow_dir=$(mktemp -d)
 (cd "$workflow_dir" && "$OLDPWD/.venv/bin/envbuild" init --ci >/dev/null)
 .venv/bin/zizmor --offline --no-progress --min-severity medium "$workflow_dir/.github/workflows"
 rm -rf "$workflow_dir"
-"$PY" -m pytest "$@"
+workers=${ENVBUILD_TEST_WORKERS:-2}
+if [[ $# -gt 0 || "$workers" == 1 ]]; then
+    exec "$PY" -m pytest "$@"
+fi
+# a file per worker; tests/conftest.py makes the Docker engine's tests take turns
+"$PY" -m pytest -n "$workers" --dist loadfile -m "not serial"
+"$PY" -m pytest -m serial

@@ -7,6 +7,7 @@ converted with whl2conda. Wheels and converted packages are cached across sessio
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -14,7 +15,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,11 +51,50 @@ smoke:
 """
 
 
+@contextmanager
+def cache_lock() -> Iterator[None]:
+    """Hold an exclusive lock on ``CACHE`` (``fcntl.flock`` on ``CACHE/.lock``), so that
+    pytest-xdist workers building their channels from the shared wheel cache take turns
+    (the first fills the cache; the others then read it)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 @pytest.fixture(scope="session")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real local channel: python, python_abi and the wheels pinned in ``TEST_PINS``."""
+    """A real local channel: python, python_abi and the wheels pinned in ``TEST_PINS``
+    (one per session, or per xdist worker: each has its own temporary directory)."""
     root = tmp_path_factory.mktemp("channel") / "channel"
-    return build_offline_channel(root, CACHE / "offline-cache", TEST_PINS)
+    with cache_lock():
+        return build_offline_channel(root, CACHE / "offline-cache", TEST_PINS)
+
+
+# Under pytest-xdist (``-n 2 --dist loadfile``, scripts/test.sh) a file's tests stay on one
+# worker (its module fixtures are built once). Tests that may use the Docker engine take turns
+# through a machine-wide lock (they share tags such as envbuild/tiny:current, and gc and prune
+# look at all images). Tests marked ``serial`` look at all of /dev/shm and run after the
+# parallel part, alone. (``--dist loadgroup`` with xdist_group markers would be the tool, but
+# pytest-xdist 3.8 cannot rename node ids under pytest 9, so its groups are ignored.)
+ENGINE_FILES = frozenset(
+    {"test_image.py", "test_leaks.py", "test_ml_end_to_end.py", "test_nightly.py",
+     "test_oci_image.py", "test_promotion.py", "test_publish_nightly.py", "test_races.py",
+     "test_security.py", "test_tasks.py"}
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def engine_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For a test that may use the Docker engine: hold ``CACHE/engine.lock`` (``flock``) from
+    before its function fixtures to after their teardown; other tests pass straight through."""
+    if "engine" not in request.fixturenames and request.node.path.name not in ENGINE_FILES:
+        yield
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "engine.lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _shared_data() -> Path:
@@ -201,7 +242,7 @@ def kill_after(
 ) -> bool:
     """Wait ``seconds``, then send ``sig`` to the process group of ``proc`` (doit and its
     py-rattler worker) if it is still running; wait for it. True if it was signalled."""
-    time.sleep(seconds)
+    time.sleep(seconds)  # doit running for `seconds` before the signal (the kill point)
     running = proc.poll() is None
     if running:
         os.killpg(proc.pid, sig)

@@ -7,7 +7,7 @@ UTF-8 text (no NaN, no nesting that exhausts the stack); :func:`descriptor` only
 ``sha256:<64 hex>`` digest, a size that is an int in ``0..MAX_BLOB`` and strings where strings
 belong. Any other shape raises RegistryError, one line naming ``where`` (the registry and the
 request) and the key that is wrong; no other exception escapes (fuzzed in
-tests/test_registry_hostile.py).
+tests/unit/test_registry_hostile.py).
 """
 
 from __future__ import annotations

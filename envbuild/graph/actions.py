@@ -4,7 +4,7 @@ Task dicts (:mod:`envbuild.graph.tasks`) name an action by its key here; :func:`
 a name that is not in the table when the graph is built, so a typo fails as doit loads
 ``dodo.py``, not when the task runs. The executors themselves are imported only when an action
 runs (:func:`executor`): they pull in conda-lock, pydantic and the stage modules, which the
-no-op path must not pay for. ``tests/test_architecture.py`` checks that every entry names a
+no-op path must not pay for. ``tests/unit/test_architecture.py`` checks that every entry names a
 function that exists.
 """
 

@@ -12,7 +12,7 @@ the commit the action's major tag pointed to when the table was last updated, re
 action's own repository (``git rev-parse <tag>^{commit}``), so pinning did not change which code
 runs. Update it deliberately, one action at a time: read the release notes, take the new tag's
 commit from the action's repository (never from a third party), and change tag and SHA together;
-``tests/test_schedule.py`` checks that every ``uses:`` of the workflow is one of these pins.
+``tests/unit/test_schedule.py`` checks that every ``uses:`` of the workflow is one of these pins.
 """
 
 from __future__ import annotations

@@ -78,12 +78,15 @@ class NightlyResult:
 log = logging.getLogger("envbuild")
 
 
-def night_cutoff(recipe: Recipe, project: Project) -> str:
-    """The cutoff a nightly solve uses: the recipe's or project's ``exclude-newer``, else now
-    rounded up to a whole second (UTC ``YYYY-MM-DDTHH:MM:SSZ``: what was published before the
-    night started). Recorded in the lock, so that night can be solved again."""
+def night_cutoff(recipe: Recipe, project: Project, now: float | None = None) -> str:
+    """The cutoff a nightly solve uses: the recipe's or project's ``exclude-newer``, else
+    ``now`` (seconds since the Unix epoch; default the current time) rounded up to a whole
+    second (UTC ``YYYY-MM-DDTHH:MM:SSZ``: what was published before the night started), so
+    two nights within one second share a cutoff. Recorded in the lock, so that night can be
+    solved again."""
+    now = time.time() if now is None else now
     return effective_cutoff(recipe, project) or time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(time.time()))
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(now))
     )
 
 

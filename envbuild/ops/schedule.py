@@ -9,7 +9,8 @@ tested), and merges the per-platform results into one lockfile per recipe and on
 
 The workflow is hardened as GitHub's guide says
 (https://docs.github.com/en/actions/security-for-github-actions/security-guides/security-hardening-for-github-actions)
-and ``zizmor --offline`` finds nothing of medium or higher in it (tests/test_schedule.py): the
+and ``zizmor --offline`` finds nothing of medium or higher in it
+(tests/integration/test_schedule.py): the
 token is read-only (``permissions: contents: read``) except in the job that opens the pull
 request, which runs no Python package, and the publish job (``packages: write``); every action
 is pinned by commit from :data:`envbuild.ops.actions.PINS`; checkouts keep no credentials
