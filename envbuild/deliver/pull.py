@@ -37,8 +37,8 @@ from envbuild.deliver.pin import Pinned
 from envbuild.deliver.pulls import check_pulls_dir, make_pulls_dir, pulls_dir
 from envbuild.deliver.registry_http import DEADLINE
 from envbuild.errors import EnvBuildError, RegistryError
+from envbuild.util import kill_points
 from envbuild.util.fs import atomic_write, remove_tree, replace_symlink
-from envbuild.util.proc import kill_point
 from envbuild.util.redact import printable
 
 log = logging.getLogger("envbuild")
@@ -229,9 +229,9 @@ def pull(
             staging.mkdir()
             with watchdog(until, f"{ref}: pull"):
                 tarball = _fetch(client, ref, pin, staging)
-            kill_point("pull:fetched")
+            kill_points.reached("pull:fetched")
             _unpack_and_check(tarball, dest, pin, str(ref))
-            kill_point("pull:unpacked")
+            kill_points.reached("pull:unpacked")
             record = Pulled(
                 str(ref), pin.image, art_digest, pin.blob, str(dest), imports,
                 client.transfer.received, round(time.perf_counter() - start, 3),

@@ -42,8 +42,8 @@ from envbuild.ship import pack as pack_mod
 from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
 from envbuild.ship.smoke import run_checks
 from envbuild.ship.smoke import write_report as write_smoke_report
+from envbuild.util import kill_points
 from envbuild.util.fs import atomic_write, tree_bytes
-from envbuild.util.proc import kill_point
 
 if TYPE_CHECKING:
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -202,7 +202,7 @@ def _publishables(
             pushed = release.push_build(project, name, info.build_id, recipe.smoke.imports)
         except (EnvBuildError, OSError) as e:
             return "publish", _reason(e), None
-        kill_point("pushed")
+        kill_points.reached("pushed")
     dist = pack_mod.tarball_path(project.path("dist"), name, info.platform, fmt)
     return (
         "",
@@ -256,7 +256,7 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
             prefix, info = build_mod.install_build(recipe, project, candidate_path)
         except (EnvBuildError, OSError) as e:  # OSError: a full disk, said as a failure
             return _fail(res, "build", _reason(e), start)
-        kill_point("built")
+        kill_points.reached("built")
         res.update(build_id=info.build_id, build_seconds=info.seconds)
         stage, switch = "smoke", None
         try:

@@ -50,15 +50,15 @@ from envbuild.recipe.model import Recipe
 from envbuild.ship import docker as docker_mod
 from envbuild.ship import engine as image_mod
 from envbuild.ship.oci_stage import kept_image
+from envbuild.util import kill_points
 from envbuild.util.fs import atomic_link, atomic_write, remove_tree
-from envbuild.util.proc import kill_point
 
 log = logging.getLogger("envbuild")
 # beside a staged context: the docker record fields (inputs, sources) it was rendered from
 DOCKER_INPUTS = "docker.inputs.json"
 
-# The steps of a switch, in order. ENVBUILD_KILL_AT=<step> makes the process kill itself
-# (SIGKILL) right after that step: how the tests cut a switch at every point for real.
+# The steps of a switch, in order; each is a kill point (util/kill_points.py) the tests arm to
+# cut a switch right after it, for real (SIGKILL).
 STEPS = (
     "journal", "environment", "lockfile", "explicit", "tarball", "context", "image", "registry",
     "state",
@@ -142,39 +142,39 @@ def apply(project: Project, sw: Switch) -> None:
         msg = f"build {sw.build_id} of '{name}' is incomplete or gone; nothing was switched"
         raise EnvBuildError(msg)
     atomic_write(promotion_journal(project, name), json.dumps(asdict(sw), indent=2))
-    kill_point("journal")
+    kill_points.reached("journal")
     build_mod.promote(project, name, sw.build_id)
-    kill_point("environment")
+    kill_points.reached("environment")
     atomic_write(project.lockfile(name), build_mod.lock_copy(prefix).read_bytes())
-    kill_point("lockfile")
+    kill_points.reached("lockfile")
     lock_mod.write_explicit(lock_mod.read_lockfile(project.lockfile(name)), project, name)
-    kill_point("explicit")
+    kill_points.reached("explicit")
     dist = root / sw.dist_tarball
     if sw.tarball and (root / sw.tarball).exists():
         atomic_link(root / sw.tarball, dist)
     else:
         remove_tree(dist)  # that build was never packed: no older tarball may claim it
     _publish_kept(project, sw.name, sw.build_id, info.platform)
-    kill_point("tarball")
+    kill_points.reached("tarball")
     _switch_context(project, sw)
-    kill_point("context")
+    kill_points.reached("context")
     if engine_available():
         if sw.image:
             image_mod.retag(sw.image, image_mod.current_tag(name))
         else:
             _untag_current(project, name)
-    kill_point("image")
+    kill_points.reached("image")
     if sw.registry and sw.registry_image and sw.registry == project.publish_registry:
         log.info("%s", release.move_current(project, name, sw.registry, sw.registry_image,
                                             sw.build_id))  # fmt: skip
     elif sw.registry:  # [publish] changed since: that is how a switch gives the registry up
         log.warning("%s: [publish] no longer names %s; its :current is left as it is",
                     name, sw.registry)  # fmt: skip
-    kill_point("registry")
+    kill_points.reached("registry")
     atomic_write(build_state(project, name), info.to_json())
     _copy_record(build_record(project, name, sw.build_id, "smoke"), smoke_state(project, name))
     _copy_record(build_record(project, name, sw.build_id, "image"), image_state(project, name))
-    kill_point("state")
+    kill_points.reached("state")
     remove_tree(promotion_journal(project, name))
     remove_tree(candidate_dir(project, name))
     published = ["its lockfile", "explicit files"]

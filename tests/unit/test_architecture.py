@@ -218,3 +218,43 @@ def test_the_sleep_check_can_fail(tmp_path: Path) -> None:
     call = "time.sleep" + "(1)"  # split, so this line is no call itself
     (tmp_path / "t.py").write_text(f"{call}\n{call}  # the registry opening its port\n{call}  #\n")
     assert unexplained_sleeps(tmp_path) == ["t.py:1", "t.py:3"]
+
+
+def kill_point_calls(paths: list[Path]) -> list[tuple[str, str | None]]:
+    """(module, point) for every ``kill_points.reached(...)`` call in ``paths``; point is None
+    when the argument is not a string literal."""
+    out: list[tuple[str, str | None]] = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "reached"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "kill_points"
+            ):
+                arg = node.args[0] if node.args else None
+                literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                out.append((path.name, arg.value if literal else None))  # type: ignore[union-attr]
+    return out
+
+
+def test_kill_points_are_registered_reached_and_armed() -> None:
+    """Every kill point called in the package is a literal registered in util/kill_points.py;
+    every registered point is reached somewhere and armed by an integration test (named as a
+    string there, or one of the switch's steps, which test_promotion arms one by one)."""
+    from envbuild.ops.promotion import STEPS
+    from envbuild.util.kill_points import POINTS
+
+    calls = kill_point_calls(MODULES)
+    assert [c for c in calls if c[1] not in POINTS] == []
+    assert set(POINTS) == {point for _, point in calls}
+    text = "\n".join(p.read_text() for p in (TESTS / "integration").glob("*.py"))
+    unarmed = {p for p in POINTS if f'"{p}"' not in text and p not in STEPS}
+    assert unarmed == set(), f"kill points no test arms: {sorted(unarmed)}"
+
+
+def test_the_kill_point_check_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text('kill_points.reached("journal")\nkill_points.reached(name)\n')
+    assert kill_point_calls([bad]) == [("m.py", "journal"), ("m.py", None)]
