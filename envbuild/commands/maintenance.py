@@ -135,8 +135,10 @@ def nightly_env(root: str, name: str) -> None:
 
 
 def nightly_report(root: str, env: str = "") -> None:
-    """Write reports/nightly.md and .json from the selected recipes' results; raise (non-zero
-    exit) if any environment failed."""
+    """Write reports/nightly.md and .json and the page reports/index.html
+    (:mod:`envbuild.ops.nightly_page`) from the selected recipes' results; raise (non-zero exit)
+    if any environment failed. Reports that cannot be written are said in one line; the exit
+    status is still the builds'."""
     from envbuild.ops.nightly import NightlyResult, write_report
 
     project = load_project(Path(root))
@@ -154,8 +156,17 @@ def nightly_report(root: str, env: str = "") -> None:
                 error="no result (the run did not finish)",
             )
         )
-    md, _ = write_report(project, results)
-    print(md.read_text())
+    from envbuild.ops.nightly_page import write_page
+
+    md = project.path("reports") / "nightly.md"
+    try:  # the reports are a view: one that cannot be written does not change the exit status
+        md, _ = write_report(project, results)
+        print(md.read_text())
+        print(f"wrote {display(write_page(project, results))}")
+    except OSError as e:
+        print(
+            f"nightly: reports not written: {e.filename or display(md.parent)}: {e.strerror or e}"
+        )
     failed = [r.recipe for r in results if r.status not in ("promoted", "proposed", "unchanged")]
     if failed:
         msg = (
