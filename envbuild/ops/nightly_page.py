@@ -47,7 +47,7 @@ ERROR_CHARS = 4000  # of a failure's message shown on the page (the rest is in n
 CHANGES_SHOWN = 200  # lock changes listed per environment; the count says how many more
 TEMPLATE = "nightly/index.html.j2"
 _NIGHT_FILE = re.compile(r"\d{8}T\d{6}Z\.json")
-CHART_W, CHART_H, PAD = 120, 28, 3  # an SVG chart's size in CSS pixels, inner padding
+CHART_W, CHART_H, PAD = 90, 18, 2  # an SVG chart's size in CSS pixels, inner padding
 
 
 @dataclass(frozen=True, slots=True)
