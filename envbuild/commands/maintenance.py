@@ -46,15 +46,21 @@ def relock(root: str, name: str) -> None:
 
 def ci_merge(root: str, artifacts: str, env: str = "") -> None:
     """The scheduled workflow's merge step (see :mod:`envbuild.ops.ci`): print the outcome per
-    recipe; the pull-request body goes to reports/nightly-pr.md."""
+    recipe; the pull-request body goes to reports/nightly-pr.md, the outcome as a page to
+    reports/index.html (:mod:`envbuild.ops.nightly_page`)."""
     from envbuild.ops import ci
 
     project = load_project(Path(root))
     recipes = [load(root, n)[1] for n in project.selected(env)]
+    from envbuild.ops import nightly_page
+
     merged = ci.merge(project, recipes, Path(root) / artifacts)
     for name, what in merged.outcome.items():
         print(f"{name}: {what}")
     print(f"wrote {display(merged.body)}")
+    diffs = Path(root) / artifacts / ci.LOCKS_ARTIFACT / "reports"
+    page = nightly_page.write_page(project, nightly_page.merged_results(merged.outcome, diffs))
+    print(f"wrote {display(page)}")
 
 
 def export(root: str, name: str) -> None:

@@ -264,6 +264,42 @@ def render(page_rows: list[Row], generated: str, template_dirs: list[Path]) -> s
         raise EnvBuildError(msg) from None
 
 
+def merged_results(outcome: dict[str, str], reports: Path) -> list[NightlyResult]:
+    """The scheduled workflow's merge outcome (recipe -> ``accepted`` / ``unchanged`` /
+    ``rejected: <why>``, :func:`envbuild.ops.ci.merge`) as the page's results: accepted is
+    ``proposed`` (its pull request carries it), rejected is failed at ``ci`` with its reason.
+    Changes come from the lock job's ``<recipe>.lock-diff.json`` in ``reports`` (a downloaded
+    artifact: read bounded, shape-checked; missing or malformed means none shown)."""
+    out = []
+    for name, what in outcome.items():
+        status = {"accepted": "proposed", "unchanged": "unchanged"}.get(what, "failed")
+        error = what.removeprefix("rejected: ") if status == "failed" else ""
+        changes = _artifact_changes(reports / f"{name}.lock-diff.json")
+        out.append(NightlyResult(recipe=name, status=status, stage="ci" if error else "",
+                                 error=error, changes=changes))  # fmt: skip
+    return out
+
+
+def _artifact_changes(path: Path) -> list[dict[str, str]]:
+    try:
+        doc = json.loads(read_bounded(path, HISTORY_LIMIT * 16, follow_symlinks=False))
+        found = doc["changes"]
+        if not isinstance(found, list):
+            raise TypeError("changes is not a list")
+    except FileNotFoundError:  # an unchanged lock has no diff
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("%s: no changes shown (%s)", path.name, e)
+        return []
+    names = [f.name for f in fields(Change)]
+    return [
+        {k: c[k] for k in names}
+        for c in found[: CHANGES_SHOWN * 10]
+        if isinstance(c, dict) and all(isinstance(c.get(k), str) for k in names)
+        and c["kind"] in KINDS
+    ]  # fmt: skip
+
+
 def write_page(project: Project, results: list[NightlyResult], now: float | None = None) -> Path:
     """Record this night in ``reports/history/`` and write ``reports/index.html``; returns
     it. ``now``: the night's time (seconds since the epoch; default the current time).

@@ -105,3 +105,18 @@ def test_write_page_renders_from_the_project_and_a_template_override(tmp_path: P
     own.mkdir(parents=True)
     (own / "index.html.j2").write_text("{% for r in rows %}{{ r.recipe }};{% endfor %}")
     assert page.write_page(project, _results()).read_text() == "good;flaky;ml;"
+
+
+def test_the_workflow_merge_outcome_as_results(tmp_path: Path) -> None:
+    bad = {**CHANGE, "kind": "<b>replaced</b>"}
+    doc = {"recipe": "a", "changes": [CHANGE, bad, {**CHANGE, "old": 3}, "x"]}
+    (tmp_path / "a.lock-diff.json").write_text(json.dumps(doc))
+    (tmp_path / "b.lock-diff.json").write_text('{"changes": {"not": "a list"}}')
+    outcome = {"a": "accepted", "b": "rejected: osx-arm64 failed", "c": "unchanged"}
+    results = page.merged_results(outcome, tmp_path)
+    assert [(r.recipe, r.status, r.stage, r.error) for r in results] == [
+        ("a", "proposed", "", ""),
+        ("b", "failed", "ci", "osx-arm64 failed"),
+        ("c", "unchanged", "", ""),
+    ]
+    assert results[0].changes == [CHANGE] and results[1].changes == []
