@@ -7,6 +7,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
+from envbuild.commands import maintenance
+from envbuild.errors import EnvBuildError
 from envbuild.ops import nightly_page as page
 from envbuild.ops.nightly import NightlyResult
 from envbuild.project import load_project
@@ -120,3 +124,18 @@ def test_the_workflow_merge_outcome_as_results(tmp_path: Path) -> None:
         ("c", "unchanged", "", ""),
     ]
     assert results[0].changes == [CHANGE] and results[1].changes == []
+
+
+def test_reports_that_cannot_be_written_are_one_line_and_the_status_stays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "envbuild.toml").write_text("")
+    (tmp_path / "reports").write_text("a file where the reports directory should be")
+    state = tmp_path / "build" / "state" / "nightly"
+    state.mkdir(parents=True)
+    (state / "good.result.json").write_text(_results()[0].to_json())
+    maintenance.nightly_report(str(tmp_path), "good")  # the night passed: no error
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("nightly: reports not written: ")
+    with pytest.raises(EnvBuildError, match="nightly failed for other"):  # no result: failed
+        maintenance.nightly_report(str(tmp_path), "good,other")
