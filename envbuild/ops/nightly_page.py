@@ -193,6 +193,15 @@ def _change(c: object) -> Change:
     return Change(**{f.name: str(_field(c, f.name) or "") for f in fields(Change)})
 
 
+def _verify(r: NightlyResult, st: EnvStatus | None) -> str:
+    """The candidate's verify when the night ran it, else the current build's."""
+    if r.status in ("promoted", "proposed"):
+        return "clean"
+    if r.status == "failed" and r.stage == "verify":
+        return "drifted"
+    return (st.verify if st else "") or "-"
+
+
 def _charts(series: list[tuple[float, float, float]]) -> tuple[Chart, ...]:
     return (
         chart("size MB", [s[0] / 1e6 for s in series], "{:.1f}"),
@@ -233,7 +242,7 @@ def rows(
                 image=r.image or (st.image if st else "") or "-",
                 image_digest=(st.image_digest if st else "") or "",
                 published=(st.published if st else "") or "-",
-                verify=(st.verify if st else "") or "-",
+                verify=_verify(r, st),
                 duration=f"{r.seconds:.1f} s",
                 solved_as_of=r.exclude_newer or "-",
                 charts=_charts(history.get(r.recipe, [])),

@@ -61,6 +61,8 @@ def test_every_environment_has_a_row_and_a_failure_is_marked(tmp_path: Path) -> 
     assert html.count('class="error-row"') == 1 and "1 failed" in html
     assert "123.4 MB" in html and "45.6 MB" in html and "1 upgraded" in html
     assert "0/1 passed" in html and "1/1 passed" in html
+    verify = re.findall(r'<td class="verify">([^<]*)</td>', html)
+    assert verify == ["-", "-", "clean"]  # ml's candidate passed verify; no status for others
 
 
 def test_hostile_names_and_messages_are_text(tmp_path: Path) -> None:
