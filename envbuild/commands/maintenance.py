@@ -46,15 +46,21 @@ def relock(root: str, name: str) -> None:
 
 def ci_merge(root: str, artifacts: str, env: str = "") -> None:
     """The scheduled workflow's merge step (see :mod:`envbuild.ops.ci`): print the outcome per
-    recipe; the pull-request body goes to reports/nightly-pr.md."""
+    recipe; the pull-request body goes to reports/nightly-pr.md, the outcome as a page to
+    reports/index.html (:mod:`envbuild.ops.nightly_page`)."""
     from envbuild.ops import ci
 
     project = load_project(Path(root))
     recipes = [load(root, n)[1] for n in project.selected(env)]
+    from envbuild.ops import nightly_page
+
     merged = ci.merge(project, recipes, Path(root) / artifacts)
     for name, what in merged.outcome.items():
         print(f"{name}: {what}")
     print(f"wrote {display(merged.body)}")
+    diffs = Path(root) / artifacts / ci.LOCKS_ARTIFACT / "reports"
+    page = nightly_page.write_page(project, nightly_page.merged_results(merged.outcome, diffs))
+    print(f"wrote {display(page)}")
 
 
 def export(root: str, name: str) -> None:
@@ -135,8 +141,10 @@ def nightly_env(root: str, name: str) -> None:
 
 
 def nightly_report(root: str, env: str = "") -> None:
-    """Write reports/nightly.md and .json from the selected recipes' results; raise (non-zero
-    exit) if any environment failed."""
+    """Write reports/nightly.md and .json and the page reports/index.html
+    (:mod:`envbuild.ops.nightly_page`) from the selected recipes' results; raise (non-zero exit)
+    if any environment failed. Reports that cannot be written are said in one line; the exit
+    status is still the builds'."""
     from envbuild.ops.nightly import NightlyResult, write_report
 
     project = load_project(Path(root))
@@ -154,8 +162,17 @@ def nightly_report(root: str, env: str = "") -> None:
                 error="no result (the run did not finish)",
             )
         )
-    md, _ = write_report(project, results)
-    print(md.read_text())
+    from envbuild.ops.nightly_page import write_page
+
+    md = project.path("reports") / "nightly.md"
+    try:  # the reports are a view: one that cannot be written does not change the exit status
+        md, _ = write_report(project, results)
+        print(md.read_text())
+        print(f"wrote {display(write_page(project, results))}")
+    except OSError as e:
+        print(
+            f"nightly: reports not written: {e.filename or display(md.parent)}: {e.strerror or e}"
+        )
     failed = [r.recipe for r in results if r.status not in ("promoted", "proposed", "unchanged")]
     if failed:
         msg = (
