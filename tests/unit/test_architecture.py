@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("util",),
     ("channels",),
     ("project",),
+    ("records",),
     ("layout",),
     ("recipe",),
     ("prefix",),
