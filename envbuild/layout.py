@@ -22,9 +22,7 @@ Records, each a class of :mod:`envbuild.records` (what it holds, how it is read 
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
-from typing import Any
 
 from envbuild.project import CONFIG_FILE, Project, load_project
 from envbuild.records import BuildInfo, PackRecord
@@ -46,15 +44,6 @@ def read_marker(prefix: Path) -> BuildInfo | None:
         return BuildInfo.peek(marker_path(prefix))
     except OSError:  # resolving the path: a symlink loop, say
         return None
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None if it is missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def project_at(root: Path) -> Project:
