@@ -267,3 +267,36 @@ def test_records_are_frozen() -> None:
     rec = Candidate(BUILD_ID)
     with pytest.raises(AttributeError):
         rec.build_id = "y"  # type: ignore[misc]
+
+
+def test_the_up_to_date_checks_rerun_a_stage_whose_record_is_damaged(tmp_path: Path) -> None:
+    """The policy (envbuild/records/base.py): a damaged or too-new record is "not current"
+    for doit (no traceback); the stage that then runs rewrites it. A damaged verify report
+    hides no drift it recorded: it is read as absent, as before."""
+    from envbuild.graph.uptodate import build_is_current, smoke_is_current
+    from envbuild.layout import project_at
+    from envbuild.util.fs import file_sha256
+
+    (tmp_path / "envbuild.toml").write_text("")
+    project = project_at(tmp_path)
+    lock = project.lockfile("tiny")
+    lock.parent.mkdir(parents=True)
+    lock.write_text("version: 1\n")
+    prefix = project.path("envs") / ".builds" / "tiny" / BUILD_ID
+    prefix.mkdir(parents=True)
+    project.env_prefix("tiny").symlink_to(prefix)
+    info = BuildInfo("tiny", BUILD_ID, "linux-64", file_sha256(lock), "f", 1, 0.1, str(prefix))
+    info.save(prefix.with_name(BUILD_ID + ".json"))
+    state = project.path("state") / "tiny.build.json"
+    info.save(state)
+    assert build_is_current(tmp_path, "tiny")
+    for damaged in ("{", '{"version": 99}', json.dumps({**info.to_dict(), "packages": "1"})):
+        state.write_text(damaged)
+        assert not build_is_current(tmp_path, "tiny"), damaged
+    info.save(state)
+    smoke = project.path("state") / "tiny.smoke.json"
+    SmokeRecord("tiny", BUILD_ID, "passed").save(smoke)
+    assert not smoke_is_current(tmp_path, "tiny")  # no inputs recorded: rerun
+    smoke.write_text(json.dumps({"version": 2, "recipe": "tiny", "build_id": BUILD_ID}))
+    assert not smoke_is_current(tmp_path, "tiny")
+    assert build_is_current(tmp_path, "tiny")
