@@ -11,16 +11,17 @@ import os
 from pathlib import Path
 
 from envbuild.commands.stages import exclusive, load, tarball, the_five
-from envbuild.errors import EnvBuildError, LockError
+from envbuild.errors import EnvBuildError, LockError, RecordError
 from envbuild.graph.uptodate import write_lock_stamp
 from envbuild.install import conda_envs
-from envbuild.layout import nightly_result, project_at, read_json, state_file
+from envbuild.layout import nightly_result, project_at, state_file
 from envbuild.lock import diff as lockdiff
 from envbuild.lock import solve as lock_mod
 from envbuild.lock.lockfile import read_packages
 from envbuild.ops import promotion
 from envbuild.project import Project, load_project
 from envbuild.recipe.validate import display
+from envbuild.records import NightlyResult, PublishRecord
 from envbuild.ship import kernels
 from envbuild.util.fs import atomic_write, remove_tree
 
@@ -126,7 +127,7 @@ def doctor(root: str, prefix: str, as_json: bool = False) -> None:
 def nightly_env(root: str, name: str) -> None:
     """One recipe's nightly rebuild; the outcome (never an exception for an expected failure)
     goes to build/state/nightly/<name>.result.json for :func:`nightly_report`."""
-    from envbuild.ops.nightly import NightlyResult, nightly_recipe
+    from envbuild.ops.nightly import nightly_recipe
 
     project = load_project(Path(root))
     try:
@@ -137,7 +138,7 @@ def nightly_env(root: str, name: str) -> None:
             conda_envs.register(project, name)
     except EnvBuildError as e:
         result = NightlyResult(recipe=name, status="failed", stage="recipe", error=str(e))
-    atomic_write(nightly_result(project, name), result.to_json())
+    result.save(nightly_result(project, name))
 
 
 def nightly_report(root: str, env: str = "") -> None:
@@ -145,22 +146,19 @@ def nightly_report(root: str, env: str = "") -> None:
     (:mod:`envbuild.ops.nightly_page`) from the selected recipes' results; raise (non-zero exit)
     if any environment failed. Reports that cannot be written are said in one line; the exit
     status is still the builds'."""
-    from envbuild.ops.nightly import NightlyResult, write_report
+    from envbuild.ops.nightly import write_report
 
     project = load_project(Path(root))
     names = project.selected(env)
     results = []
     for name in names:
-        data = read_json(nightly_result(project, name))
+        try:
+            found = NightlyResult.load(nightly_result(project, name))
+            why = "no result (the run did not finish)"
+        except RecordError as e:
+            found, why = None, str(e)
         results.append(
-            NightlyResult(**data)
-            if data
-            else NightlyResult(
-                recipe=name,
-                status="failed",
-                stage="nightly",
-                error="no result (the run did not finish)",
-            )
+            found or NightlyResult(recipe=name, status="failed", stage="nightly", error=why)
         )
     from envbuild.ops.nightly_page import write_page
 
@@ -202,8 +200,9 @@ def rollback(root: str, name: str) -> None:
     build_id = promotion.rollback(project, recipe, tarball(project, name))
     print(f"{name}: now at build {build_id}")
     if project.publish_registry:  # moved inside the switch's journal
-        record = read_json(state_file(project, name, "publish")) or {}
-        print(f"{record.get('repository', '?')}:current is {record.get('image', '?')}")
+        record = PublishRecord.peek(state_file(project, name, "publish"))
+        print(f"{record.repository if record else '?'}:current is "
+              f"{record.image if record else '?'}")  # fmt: skip
 
 
 def gc(root: str, dry_run: bool = False) -> None:

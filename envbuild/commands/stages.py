@@ -7,7 +7,6 @@ module and records its state file atomically. Also the up-to-date checks, which 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +41,6 @@ from envbuild.layout import (
     image_state,
     pack_record,
     pack_state,
-    read_json,
     smoke_state,
     verify_report,
 )
@@ -55,12 +53,13 @@ from envbuild.project import Project, load_project
 from envbuild.recipe.load import find_recipe, load_recipe
 from envbuild.recipe.model import Recipe, current_subdir
 from envbuild.recipe.validate import display
+from envbuild.records import DockerRecord, ImageRecord, PackRecord, PackState, SmokeRecord
 from envbuild.ship import docker as docker_mod
 from envbuild.ship import engine as image_mod
 from envbuild.ship import kernels
 from envbuild.ship import pack as pack_mod
 from envbuild.ship.smoke import smoke_env
-from envbuild.util.fs import atomic_link, atomic_write, file_sha256, remove_tree
+from envbuild.util.fs import atomic_link, file_sha256, remove_tree
 from envbuild.util.mutex import hold
 
 log = logging.getLogger("envbuild")
@@ -190,7 +189,7 @@ def build(root: str, name: str) -> None:
 
 def record_build_state(project: Project, name: str) -> None:
     """Write build/state/<name>.build.json for the current build (the smoke task's input)."""
-    atomic_write(build_state(project, name), _current_build(project, name).to_json())
+    _current_build(project, name).save(build_state(project, name))
 
 
 def verify(root: str, name: str) -> None:
@@ -228,7 +227,7 @@ def _smoke(project: Project, recipe: Recipe, name: str) -> None:
     report = smoke_state(project, name)
     remove_tree(report)  # a failed run must not leave an older pass behind
     spec = kernels.kernel_dir(name) / "kernel.json" if recipe.jupyter.kernel else ""
-    record = {**stage_inputs.stamp(project, recipe, "smoke"), "kernel_spec": str(spec)}
+    stamp = stage_inputs.stamp(project, recipe, "smoke")
     try:
         smoke_env(
             name,
@@ -237,7 +236,8 @@ def _smoke(project: Project, recipe: Recipe, name: str) -> None:
             report,
             info.build_id,
             recipe.variables,
-            record,
+            stamp,
+            str(spec),
         )
     except SmokeError:
         remove_tree(report)
@@ -260,8 +260,8 @@ def pack(root: str, name: str) -> None:
 
 def _pack(project: Project, recipe: Recipe, name: str) -> None:
     info = _current_build(project, name)
-    passed = read_json(smoke_state(project, name))
-    if not passed or passed.get("build_id") != info.build_id or passed.get("status") != "passed":
+    passed = SmokeRecord.peek(smoke_state(project, name))
+    if passed is None or not passed.passed_for(info.build_id):
         msg = (
             f"environment '{name}' has not passed its smoke checks (build {info.build_id}); "
             f"run `doit smoke env={name}`"
@@ -284,9 +284,10 @@ def _pack(project: Project, recipe: Recipe, name: str) -> None:
     tb = packed.path
     # the same file under a second name: rollback restores it, gc removes it
     atomic_link(tb, history_tarball(project, name, info.build_id))
-    record = {"format": recipe.pack.format, "unpacked_size": packed.unpacked_size,
-              **stage_inputs.stamp(project, recipe, "pack")}  # fmt: skip
-    atomic_write(pack_record(project, name, info.build_id), json.dumps(record, indent=2))
+    stamp = stage_inputs.stamp(project, recipe, "pack")
+    record = PackRecord(format=recipe.pack.format, unpacked_size=packed.unpacked_size,
+                        inputs=stamp.inputs, sources=stamp.sources)  # fmt: skip
+    record.save(pack_record(project, name, info.build_id))
     _record_pack(project, name, info.build_id, info.lock_sha256, tb, recipe, epoch)
 
 
@@ -298,9 +299,9 @@ def _record_pack(
     a different sha256 for a (lock, format, level) packed before is reported as an error in
     the log and recorded as ``reproduced: false`` (the tests fail on it)."""
     digest = file_sha256(tb)
-    old = read_json(pack_state(project, name)) or {}
-    known = dict(old.get("known") or {})
-    key = f"{lock_sha}:{recipe.pack.format}:{recipe.pack.level}"
+    old = PackState.peek(pack_state(project, name))
+    known = dict(old.known) if old else {}
+    key = PackState.known_key(lock_sha, recipe.pack.format, recipe.pack.level)
     before = known.get(key)
     if before and before != digest:
         log.error(
@@ -309,18 +310,18 @@ def _record_pack(
             display(tb), digest, before,
         )  # fmt: skip
     known[key] = digest
-    record = {
-        "build_id": build_id,
-        "lock_sha256": lock_sha,
-        "epoch": epoch,
-        "format": recipe.pack.format,
-        "level": recipe.pack.level,
-        "tarball": tb.name,
-        "tarball_sha256": digest,
-        "reproduced": None if before is None else before == digest,
-        "known": known,
-    }
-    atomic_write(pack_state(project, name), json.dumps(record, indent=2, sort_keys=True))
+    record = PackState(
+        build_id=build_id,
+        lock_sha256=lock_sha,
+        epoch=epoch,
+        format=recipe.pack.format,
+        level=recipe.pack.level,
+        tarball=tb.name,
+        tarball_sha256=digest,
+        reproduced=None if before is None else before == digest,
+        known=known,
+    )
+    record.save(pack_state(project, name))
     log.info("%s sha256 %s", display(tb), digest)
 
 
@@ -352,13 +353,15 @@ def _docker(project: Project, recipe: Recipe, name: str) -> None:
     except OSError as e:  # a full disk, say: staged, so the previous context stays
         msg = f"writing the Docker context of '{name}' failed: {e}; the previous one is kept"
         raise DockerError(msg) from None
-    rendered = {
-        "build_id": info.build_id,
-        "template_sha256": template_sha(project),
-        "tarball": stage_inputs.file_identity(tb),
-        **stage_inputs.stamp(project, recipe, "docker"),
-    }
-    atomic_write(docker_state(project, name), json.dumps(rendered, indent=2))
+    stamp = stage_inputs.stamp(project, recipe, "docker")
+    rendered = DockerRecord(
+        build_id=info.build_id,
+        template_sha256=template_sha(project),
+        tarball=stage_inputs.file_identity(tb),
+        inputs=stamp.inputs,
+        sources=stamp.sources,
+    )
+    rendered.save(docker_state(project, name))
     log.info("rendered %s", display(path))
     if project.image_base:  # the image written without an engine, then checked in one
         from envbuild.deliver.registry_base import ensure_base
@@ -372,10 +375,10 @@ def _docker(project: Project, recipe: Recipe, name: str) -> None:
         return
     img = image_mod.build(path.parent, name, info.lock_sha256, info.build_id, pid)
     image_mod.smoke(img.tag, recipe.smoke)
-    record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id,
-              "inputs": rendered["inputs"]}  # fmt: skip
-    atomic_write(image_state(project, name), json.dumps(record, indent=2))
-    atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+    record = ImageRecord(tag=img.tag, id=img.id, size=img.size, build_id=info.build_id,
+                         inputs=rendered.inputs)  # fmt: skip
+    record.save(image_state(project, name))
+    record.save(build_record(project, name, info.build_id, "image"))
     log.info("built image %s (%.1f MB); smoke checks passed inside it", img.tag, img.size / 1e6)
 
 

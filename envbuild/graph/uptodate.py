@@ -12,10 +12,8 @@ look). Smoke, pack and docker records keep the fingerprint of their inputs
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 from envbuild.graph import stage_inputs
 from envbuild.layout import (
@@ -30,13 +28,22 @@ from envbuild.layout import (
     pack_record,
     project_at,
     promotion_journal,
-    read_json,
     read_marker,
     smoke_state,
     verify_report,
 )
 from envbuild.project import CONFIG_FILE, Project
-from envbuild.util.fs import atomic_write, file_sha256
+from envbuild.records import (
+    PASSED,
+    BuildInfo,
+    DockerRecord,
+    ImageRecord,
+    LockStamp,
+    PackRecord,
+    SmokeRecord,
+    VerifyReport,
+)
+from envbuild.util.fs import file_sha256
 
 
 def _sources(project: Project, files: tuple[Path, ...]) -> dict[str, str]:
@@ -49,12 +56,12 @@ def write_lock_stamp(
     """Record what lockfile ``name`` was made from: the sha256 of ``recipe_files`` (the recipe
     and its ``extends`` parents) and of ``envbuild.toml``, the fingerprint, the lockfile's
     sha256."""
-    stamp = {
-        "sources": _sources(project, recipe_files),
-        "fingerprint": fingerprint,
-        "lockfile_sha256": file_sha256(project.lockfile(name)),
-    }
-    atomic_write(lock_stamp(project, name), json.dumps(stamp, indent=2, sort_keys=True))
+    stamp = LockStamp(
+        sources=_sources(project, recipe_files),
+        fingerprint=fingerprint,
+        lockfile_sha256=file_sha256(project.lockfile(name)),
+    )
+    stamp.save(lock_stamp(project, name))
 
 
 def lock_is_fresh(root: Path, name: str) -> bool:
@@ -66,13 +73,13 @@ def lock_is_fresh(root: Path, name: str) -> bool:
     that came from version control costs the slow path once. Never solves."""
     project = project_at(root)
     lockfile = project.lockfile(name)
-    stamp = read_json(lock_stamp(project, name)) or {}
+    stamp = LockStamp.peek(lock_stamp(project, name))
     try:
         lock_sha = file_sha256(lockfile)
     except OSError:
         return False
-    sources = stamp.get("sources") or {}
-    if stamp.get("lockfile_sha256") == lock_sha and sources:
+    sources = stamp.sources if stamp else {}
+    if stamp and stamp.lockfile_sha256 == lock_sha and sources:
         current = _sources(project, tuple(project.root / p for p in sources if p != CONFIG_FILE))
         if current == sources:
             return True
@@ -105,24 +112,22 @@ def build_is_current(root: Path, name: str) -> bool:
         return False
     if info.prefix and os.path.realpath(info.prefix) != os.path.realpath(prefix):
         return False  # the project was copied or moved (cp -a): rebuild where it is now
-    state = read_json(build_state(project, name))
-    if state is None or state.get("build_id") != info.build_id:
+    state = BuildInfo.peek(build_state(project, name))
+    if state is None or state.build_id != info.build_id:
         return False
-    report = read_json(verify_report(project, name))
-    return not (
-        report and report.get("build_id") == info.build_id and report.get("status") != "clean"
-    )
+    report = VerifyReport.peek(verify_report(project, name))
+    return not (report and report.drifted_for(info.build_id))
 
 
 def smoke_is_current(root: Path, name: str) -> bool:
     """True if the current build passed its smoke checks as the recipe states them now
     (imports, commands, variables, kernel options) and its kernelspec is still there."""
     project = project_at(root)
-    report = read_json(smoke_state(project, name)) or {}
+    report = SmokeRecord.peek(smoke_state(project, name))
     current = current_build_id(project, name)
-    if current is None or report.get("build_id") != current or report.get("status") != "passed":
+    if current is None or report is None or not report.passed_for(current):
         return False
-    kernel = report.get("kernel_spec")
+    kernel = report.kernel_spec
     if kernel and not Path(kernel).is_file():
         return False
     return stage_inputs.unchanged(project, name, "smoke", report, smoke_state(project, name))
@@ -136,10 +141,10 @@ def pack_is_current(root: Path, name: str) -> bool:
     info = read_marker(project.env_prefix(name))
     if info is None:
         return False
-    record = read_json(pack_record(project, name, info.build_id)) or {}
-    fmt = str(record.get("format", ""))
-    if fmt not in ("tar.zst", "tar.gz"):
+    record = PackRecord.peek(pack_record(project, name, info.build_id))
+    if record is None or not record.has_tarball_format:
         return False
+    fmt = record.format
     kept = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
     tarball = project.path("dist") / f"{name}-{info.platform}.{fmt}"
     try:
@@ -147,8 +152,8 @@ def pack_is_current(root: Path, name: str) -> bool:
             return False
     except OSError:
         return False
-    smoke = read_json(smoke_state(project, name)) or {}
-    if smoke.get("build_id") != info.build_id or smoke.get("status") != "passed":
+    smoke = SmokeRecord.peek(smoke_state(project, name))
+    if smoke is None or not smoke.passed_for(info.build_id):
         return False
     return stage_inputs.unchanged(
         project, name, "pack", record, pack_record(project, name, info.build_id)
@@ -176,40 +181,41 @@ def docker_is_current(root: Path, name: str) -> bool:
     smoke checks, variables) and, when an engine is reachable, its image was built from it."""
     project = project_at(root)
     current = current_build_id(project, name)
-    rendered = read_json(docker_state(project, name)) or {}
+    rendered = DockerRecord.peek(docker_state(project, name))
     if current is None or not (project.path("docker") / name / "Dockerfile").exists():
         return False
     tarball = current_tarball(project, name)
     if (
-        rendered.get("build_id") != current
-        or rendered.get("template_sha256") != template_sha(project)
+        rendered is None
+        or rendered.build_id != current
+        or rendered.template_sha256 != template_sha(project)
         or tarball is None
-        or rendered.get("tarball") != stage_inputs.file_identity(tarball)
+        or rendered.tarball != stage_inputs.file_identity(tarball)
     ):
         return False
     if not stage_inputs.unchanged(project, name, "docker", rendered, docker_state(project, name)):
         return False
-    image = read_json(image_state(project, name)) or {}
+    image = ImageRecord.peek(image_state(project, name))
     if project.image_base:  # the written image: of this build, on this base, checked if it can be
-        return _written_image_is_current(project, image, current)
+        return image is not None and _written_image_is_current(project, image, current)
     if not engine_available():
         return True
-    return image.get("build_id") == current and image.get("inputs") == rendered.get("inputs")
+    return image is not None and image.build_id == current and image.inputs == rendered.inputs
 
 
-def _written_image_is_current(project: Project, image: dict[str, Any], build_id: str) -> bool:
+def _written_image_is_current(project: Project, image: ImageRecord, build_id: str) -> bool:
     from envbuild.errors import EnvBuildError
     from envbuild.ship.base_image import local_base, manifest_digest
 
-    archive = project.root / str(image.get("archive") or "-")
-    if image.get("build_id") != build_id or not archive.is_file():
+    archive = project.root / (image.archive or "-")
+    if image.build_id != build_id or not archive.is_file():
         return False
     try:
-        arch = str(image.get("architecture") or "amd64")
+        arch = image.architecture or "amd64"
         cache = project.path("base_cache")
         base = manifest_digest(Path(local_base(project.image_base, cache)[0]), arch)
     except EnvBuildError:
         return False  # a malformed [image] base: the stage says what is wrong
-    if image.get("base") != base:
+    if image.base != base:
         return False  # the base changed (or is gone): the stage says which
-    return image.get("smoke") == "passed" or not engine_available()
+    return image.smoke == PASSED or not engine_available()

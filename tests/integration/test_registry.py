@@ -143,10 +143,10 @@ def test_new_publish_switches_and_rollback_returns(
     second = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
     assert second.changed and second.artifact != first.artifact and imports_ok(prefix)
     assert pull_mod.rollback(prefix) == first.artifact.split(":")[1][:12]
-    assert pull_mod.current(prefix)["artifact"] == first.artifact  # type: ignore[index]
+    assert pull_mod.current(prefix).artifact == first.artifact  # type: ignore[union-attr]
     back = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)  # the kept one, no download
     assert back.artifact == second.artifact and back.bytes_received < 10_000
-    assert pull_mod.current(prefix)["artifact"] == second.artifact  # type: ignore[index]
+    assert pull_mod.current(prefix).artifact == second.artifact  # type: ignore[union-attr]
     assert pull_mod.rollback(prefix) == first.artifact.split(":")[1][:12]
 
 
@@ -470,7 +470,7 @@ def test_full_disk_during_pull_keeps_the_previous(
         ) as e:
             pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
         assert len(str(e.value).splitlines()) < 20  # one screen
-        assert pull_mod.current(prefix)["artifact"] == first.artifact  # type: ignore[index]
+        assert pull_mod.current(prefix).artifact == first.artifact  # type: ignore[union-attr]
         assert imports_ok(prefix)
         ident = first.artifact.split(":")[1][:12]
         assert sorted(p.name for p in pull_mod.pulls_dir(prefix).iterdir()) == [
