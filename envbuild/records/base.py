@@ -2,13 +2,18 @@
 
 Every JSON file envbuild writes to remember something (a build's marker, a stage's state
 file, a promotion's journal, a nightly's result) is a subclass of :class:`Record`. Its
-dataclass fields are the JSON object's keys, spelled once, in the class; ``save`` adds
-``"version": VERSION`` and writes atomically (:func:`envbuild.util.fs.atomic_write`).
+dataclass fields are the JSON object's keys, spelled once, in the class; ``save`` writes
+atomically (:func:`envbuild.util.fs.atomic_write`), with ``"version": VERSION`` from version 2
+on.
 
-Versions and compatibility: a record without ``"version"`` was written by an envbuild
-before records had one, in the same shape: it is version 1. A record whose version is
-newer than the class's ``VERSION`` (a later envbuild wrote it) or that is not what its class
-describes (not JSON, not an object, a field missing or of the wrong type) is *damaged*:
+Versions and compatibility: a record without ``"version"`` is version 1, the shape envbuild
+wrote before records had a version. Version 1 is still written without the key, so an
+envbuild from before this change reads what this one writes (an older envbuild builds its
+markers with ``BuildInfo(**data)``: an unknown key would make it see every build as incomplete
+and its gc remove them); a class that changes its shape bumps ``VERSION`` and the key
+appears. A record whose version is newer than the class's ``VERSION`` (a later envbuild
+wrote it) or that is not what its class describes (not JSON, not an object, a field missing
+or of the wrong type) is *damaged*:
 
 * :meth:`Record.load` raises :class:`envbuild.errors.RecordError` naming the file, what is
   wrong, and the fix (remove it; the stage that writes it runs again): for commands that
@@ -169,8 +174,9 @@ class Record:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object ``save`` writes: ``"version"`` and every field (tuples as lists)."""
-        out: dict[str, Any] = {VERSION_KEY: self.VERSION}
+        """The JSON object ``save`` writes: every field (tuples as lists), and ``"version"`` from
+        version 2 on (version 1 is the unversioned shape; see the module docstring)."""
+        out: dict[str, Any] = {VERSION_KEY: self.VERSION} if self.VERSION > 1 else {}
         for f in dataclasses.fields(self):
             out[f.name] = _plain(getattr(self, f.name))
         return out
@@ -210,7 +216,7 @@ class Record:
             return None
 
     def save(self, path: Path) -> None:
-        """Write this record to ``path`` atomically (parents created), with its version."""
+        """Write this record to ``path`` atomically (parents created)."""
         atomic_write(path, self.to_json())
 
     def replaced(self, **changes: Any) -> Self:
