@@ -13,12 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from envbuild import layout
 from envbuild.cli import help as helptext
 from envbuild.cli.scaffold import init, print_schema
 from envbuild.cli.verbs import BY_NAME, DOIT_VERBS, UsageError, Verb, to_doit, verb
 from envbuild.errors import EnvBuildError
-from envbuild.project import CONFIG_FILE
 from envbuild.util.progress import QUIET_ENV
 
 DOIT_COMMANDS = DOIT_VERBS  # the old name
@@ -39,6 +37,8 @@ def version() -> str:
 def find_root(start: Path) -> Path:
     """The nearest directory from ``start`` upwards holding ``envbuild.toml``. Raises
     EnvBuildError if there is none."""
+    from envbuild.project import CONFIG_FILE
+
     for d in (start, *start.parents):
         if (d / CONFIG_FILE).is_file():
             return d
@@ -139,6 +139,7 @@ def _task_names(root: Path) -> set[str]:
     """The public task names of the project at ``root`` (doit's loader, as ``doit list``)."""
     from doit import loader
 
+    from envbuild import layout
     from envbuild.graph.factory import tasks_for
 
     layout.project_at(root)
@@ -169,6 +170,8 @@ def _own(v: Verb, rest: list[str]) -> int:
 
 def _run_doit(doit_args: list[str]) -> int:
     """Run doit's command line ``doit_args`` on the project found from the working directory."""
+    from envbuild import layout
+
     root = find_root(Path.cwd())
     layout.project_at(root)  # envbuild.toml's errors: one line, exit 1
     from doit.cmd_base import ModuleTaskLoader

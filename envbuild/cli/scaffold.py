@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 
 from envbuild.errors import EnvBuildError
-from envbuild.project import CONFIG_FILE
 from envbuild.util import schema
-from envbuild.util.fs import atomic_write
 
 INIT_TOML = """\
 # envbuild project settings (https://github.com/envbuild/envbuild#readme). All optional.
@@ -61,6 +59,9 @@ def init(directory: Path, ci: bool = False) -> list[Path]:
     ``recipes/example.yml``, a two-line ``dodo.py``, ``.gitignore`` and, with ``ci``, the
     scheduled workflow. Returns the files written. Raises EnvBuildError, writing nothing, if
     any of them exists."""
+    from envbuild.project import CONFIG_FILE  # here: `envbuild --version` needs neither
+    from envbuild.util.fs import atomic_write
+
     files = {
         directory / CONFIG_FILE: INIT_TOML,
         directory / "recipes" / "example.yml": f"{schema_comment()}\n{INIT_RECIPE}",
