@@ -7,25 +7,29 @@
 # $ENVBUILD_TEST_WORKERS pytest-xdist workers (default 2; 1 runs it in one process), then the
 # tests marked `serial` alone; with PYTEST ARGS, one plain `pytest PYTEST ARGS`.
 #
-# --fast: the inner loop, no apt, no engine, no registry: ruff, mypy and the unit tier
-# (tests/unit, in-process only) on the existing .venv (scripts/setup.sh runs only if there is
-# none). About a minute on a 2-core machine.
+# --fast: the inner loop, no apt, no engine, no registry: ruff, mypy, the docs site's strict
+# build (mkdocs, under a second) and the unit tier (tests/unit, in-process only) on the
+# existing .venv (scripts/setup.sh runs only if there is none). About a minute on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python  # made by scripts/setup.sh
+# the docs site (mkdocs.yml): a missing page or anchor fails it; the reference is generated
+docs() { NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --quiet; }
 
 if [[ "${1:-}" == "--fast" ]]; then
     shift
     [[ -x "$PY" ]] || bash scripts/setup.sh
-    "$PY" -m ruff check envbuild tests dodo.py benchmarks
+    "$PY" -m ruff check envbuild tests dodo.py benchmarks docs
     "$PY" -m mypy
+    docs
     exec "$PY" -m pytest tests/unit "$@"
 fi
 
 bash scripts/setup.sh
 bash scripts/services.sh
-"$PY" -m ruff check envbuild tests dodo.py benchmarks
+"$PY" -m ruff check envbuild tests dodo.py benchmarks docs
 "$PY" -m mypy
+docs
 # the workflow `envbuild init --ci` hands every team: no zizmor finding of medium or higher
 # (tests/integration/test_schedule.py also checks the variants with a publish job, and runs actionlint)
 workflow_dir=$(mktemp -d)

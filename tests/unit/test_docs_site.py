@@ -1,0 +1,65 @@
+"""The documentation site builds strictly, and a broken link or anchor fails that build.
+
+Each test copies ``mkdocs.yml``, ``docs/`` and ``CHANGELOG.md`` into a temporary directory and
+runs mkdocs' own build in-process (``mkdocs.commands.build.build`` with ``strict``, as
+``mkdocs build --strict`` does), so what is checked is the project's real configuration: its
+``validation`` settings and the reference hook ``docs/gen_reference.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+from mkdocs.exceptions import Abort
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def _site(tmp_path: Path) -> Path:
+    """A copy of the docs project in ``tmp_path``; returns its root."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "docs", root / "docs", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "mkdocs.yml", root / "mkdocs.yml")
+    shutil.copy(REPO / "CHANGELOG.md", root / "CHANGELOG.md")
+    return root
+
+
+def _build(root: Path) -> None:
+    config = load_config(config_file=str(root / "mkdocs.yml"), strict=True)
+    config["site_dir"] = str(root / "site")
+    build(config)
+
+
+def test_the_docs_build_strictly_with_the_generated_reference(tmp_path: Path) -> None:
+    root = _site(tmp_path)
+    _build(root)
+    commands = (root / "site" / "reference" / "commands" / "index.html").read_text()
+    from envbuild.cli.verbs import VERBS
+
+    missing = [v.name for v in VERBS if f'id="{v.name.replace("_", "-")}"' not in commands]
+    assert missing == []
+    records = (root / "site" / "reference" / "records" / "index.html").read_text()
+    assert 'id="switch"' in records
+    assert "build/state/&lt;name&gt;.promotion.json" in records
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "[gone](how-to/no-such-page.md)",
+        "[no anchor](tutorial.md#no-such-heading)",
+        "[generated page, no anchor](reference/commands.md#no-such-verb)",
+    ],
+)
+def test_a_link_to_a_missing_page_or_anchor_fails_the_strict_build(
+    tmp_path: Path, link: str
+) -> None:
+    root = _site(tmp_path)
+    index = root / "docs" / "index.md"
+    index.write_text(index.read_text() + f"\nSee {link}.\n")
+    with pytest.raises(Abort, match="strict mode"):
+        _build(root)
