@@ -19,7 +19,7 @@ from envbuild.errors import LockError
 
 # When no package of a lock records a timestamp (repackaged or hand-made packages may carry 0):
 # 2000-01-01T00:00:00Z, a fixed date later than 1980 (zip's earliest) and old enough that
-# no tool warns about a time in the future. Documented in README ("Reproducible artifacts").
+# no tool warns about a time in the future. Documented in docs/explanation/reproducibility.md.
 FALLBACK_EPOCH = 946684800
 
 # the lockfile's custom_metadata key holding the newest package timestamp of the solve (s)

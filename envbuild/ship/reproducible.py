@@ -2,8 +2,8 @@
 output so that the same lock packs to the same bytes (https://reproducible-builds.org/docs/
 archives/): one mtime for every member (the lock's epoch), normalized owner, group and modes, no
 hard-link members, conda-meta without install-time or machine-specific values, scripts without
-the build directory. Each rule is documented where it is applied, and in README ("Reproducible
-artifacts").
+the build directory. Each rule is documented where it is applied, and in
+docs/explanation/reproducibility.md ("Reproducible artifacts").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The package's layout rules (README "Architecture"), checked with the standard library's ast.
+"""The package's layout rules (docs/explanation/architecture.md), checked with the standard library's ast.
 
 Each module belongs to a layer; it may import modules of its own layer's group and of the
 layers below, never above. Function-local imports and ``if TYPE_CHECKING:`` imports count
@@ -82,7 +82,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 def test_every_group_has_a_layer() -> None:
     groups = {group_of(module_name(p)) for p in MODULES} - {"__init__"}
-    assert groups <= set(RANK), f"add {sorted(groups - set(RANK))} to LAYERS and the README"
+    assert groups <= set(RANK), f"add {sorted(groups - set(RANK))} to LAYERS and docs/explanation/architecture.md"
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
