@@ -138,7 +138,7 @@ def commands_page() -> str:
 # --- schemas --------------------------------------------------------------------------------
 
 SCHEMAS = {"recipe": "recipe.json", "config": "envbuild-toml.json"}
-_DEFAULT = re.compile(r"\s*Default:\s*(.+?)(?:\.\s*$|\.\s+(?=[A-Z]))")
+_DEFAULT = re.compile(r"\s*Default:\s*(.+?)\.(?:\s|$)")
 
 
 def _schema(name: str) -> dict[str, Any]:
@@ -172,23 +172,34 @@ def _values(node: dict[str, Any]) -> str:
     return _cell(node.get("x-expected", ""))
 
 
-def _rows(properties: dict[str, Any], prefix: str) -> Iterator[str]:
+def _sections(properties: dict[str, Any], prefix: str, level: int) -> Iterator[str]:
+    """One heading per key (``paths.recipes``, anchor ``paths-recipes``): its type, allowed
+    values and default on one line, then its description; nested tables below their key."""
     for key, node in properties.items():
         path = f"{prefix}{key}"
         description = node.get("description", "")
         found = _DEFAULT.search(description)
-        default = found.group(1) if found else ""
+        facts = [f"**type:** {_type(node)}"]
         if found:
+            facts.append(f"**default:** `{found.group(1)}`")
             description = (description[: found.start()] + " " + description[found.end() :]).strip()
-        yield (
-            f"| `{path}` | {_type(node)} | {_values(node)} | {_cell(default)} | "
-            f"{_cell(description)} |"
-        )
+        values = _values(node)
+        if values:
+            facts.append(f"**values:** {values}")
+        anchor = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
+        yield f"{'#' * level} `{path}` {{#{anchor}}}"
+        yield ""
+        yield " · ".join(facts)
+        yield ""
+        if description:
+            yield _escape(description)
+            yield ""
         if isinstance(node.get("properties"), dict):
-            yield from _rows(node["properties"], f"{path}.")
+            yield from _sections(node["properties"], f"{path}.", min(level + 1, 4))
         extra = node.get("additionalProperties")
         if isinstance(extra, dict) and extra.get("description"):
-            yield f"| `{path}.<key>` | {_type(extra)} | | | {_cell(extra['description'])} |"
+            yield f"Each `{path}.<key>`: {_type(extra)}. {_escape(extra['description'])}"
+            yield ""
 
 
 def schema_page(name: str) -> str:
@@ -203,7 +214,7 @@ def schema_page(name: str) -> str:
             "",
             GENERATED,
             "",
-            f"**{data['title']}.** {_cell(data.get('description', ''))}",
+            f"**{_escape(data['title'])}.** {_cell(data.get('description', ''))}",
             "",
             f"Made from the JSON Schema shipped in the package (`envbuild/schemas/"
             f"{SCHEMAS[name]}`, draft 2020-12); `envbuild schema {command}` prints it and",
@@ -211,9 +222,7 @@ def schema_page(name: str) -> str:
             "([Schemas in your editor](../how-to/editor.md)). Unknown keys are refused with a",
             "did-you-mean.",
             "",
-            "| key | type | values | default | description |",
-            "| --- | --- | --- | --- | --- |",
-            *_rows(data["properties"], ""),
+            *_sections(data["properties"], "", 2),
             "",
         ]
     )
