@@ -8,6 +8,7 @@ runs mkdocs' own build in-process (``mkdocs.commands.build.build`` with ``strict
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -43,8 +44,19 @@ def test_the_docs_build_strictly_with_the_generated_reference(tmp_path: Path) ->
     missing = [v.name for v in VERBS if f'id="{v.name.replace("_", "-")}"' not in commands]
     assert missing == []
     records = (root / "site" / "reference" / "records" / "index.html").read_text()
-    assert 'id="switch"' in records
     assert "build/state/&lt;name&gt;.promotion.json" in records
+    from envbuild import records as record_classes
+
+    classes = [
+        name
+        for name in record_classes.__all__
+        if isinstance(getattr(record_classes, name), type) and name != "Record"
+    ]
+    assert [c for c in classes if f'id="{c.lower()}"' not in records] == []
+    for page, schema in (("recipe", "recipe.json"), ("config", "envbuild-toml.json")):
+        html = (root / "site" / "reference" / page / "index.html").read_text()
+        keys = json.loads((REPO / "envbuild" / "schemas" / schema).read_text())["properties"]
+        assert [k for k in keys if f'id="{k.lower().replace("_", "-")}"' not in html] == []
 
 
 @pytest.mark.parametrize(
