@@ -9,6 +9,7 @@ runs mkdocs' own build in-process (``mkdocs.commands.build.build`` with ``strict
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -75,3 +76,14 @@ def test_a_link_to_a_missing_page_or_anchor_fails_the_strict_build(
     index.write_text(index.read_text() + f"\nSee {link}.\n")
     with pytest.raises(Abort, match="strict mode"):
         _build(root)
+
+
+@pytest.mark.parametrize("name", ["README.md", "CONTRIBUTING.md"])
+def test_relative_links_of_the_repository_documents_exist(name: str) -> None:
+    """README.md and CONTRIBUTING.md are read on the forge, outside mkdocs: their links to
+    docs pages and files are checked here (anchors: by mkdocs, for links inside docs/)."""
+    text = (REPO / name).read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and t[0] != "#"]
+    assert local, f"{name} links to no file"
+    assert [t for t in local if not (REPO / t).exists()] == []
