@@ -14,7 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python  # made by scripts/setup.sh
 # the docs site (mkdocs.yml): a missing page or anchor fails it; the reference is generated
-docs() { NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --quiet; }
+docs() {
+    if ! "$PY" -c "import mkdocs, material" 2>/dev/null; then
+        echo "test.sh: mkdocs-material is not in .venv (an older one): run bash scripts/setup.sh" >&2
+        return 1
+    fi
+    NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --quiet
+}
 
 if [[ "${1:-}" == "--fast" ]]; then
     shift
