@@ -179,7 +179,7 @@ def smoke_env(
     record: dict[str, Any] | None = None,
 ) -> list[CheckResult]:
     """Run the smoke checks; on success write ``report`` (JSON) atomically, with the fields
-    of ``record`` (what the checks were made from: :mod:`envbuild.graph.stage_inputs`) added.
+    of ``record`` (what the checks were made from: :mod:`envbuild.stages.inputs`) added.
 
     Raises SmokeError naming each failed module/command, its exit code and stderr; the report
     is then not written (so later stages see the checks as not passed).
