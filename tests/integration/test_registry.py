@@ -583,7 +583,8 @@ def test_rollback_moves_current_back(plain: Registry, packed_project: Project) -
             )
             with Layout(root / "build" / f"layout-{text}") as layout:
                 digests.append(layout.read_json("index.json")["manifests"][0]["digest"])
-            commands.execute("publish", str(root), "tiny")  # (doit publish would first run doit docker)
+            # (doit publish would first run doit docker)
+            commands.execute("publish", str(root), "tiny")
         assert (
             json.loads(plain.skopeo("inspect", f"docker://{plain.host}/rb/tiny:current"))["Digest"]
             == digests[1]
