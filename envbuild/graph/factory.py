@@ -33,8 +33,8 @@ from envbuild.stages import registry
 from envbuild.stages.registry import Stage
 from envbuild.util.log import setup_logging
 
-# the names doit finds in a namespace besides one ``task_<stage>`` per registered stage
-COMMAND_TASKS = ("task_offline_channel", "task_check", "task_maintenance", "task_prefix")
+# the names doit finds in a namespace after the offline channel and the registered stages
+COMMAND_TASKS = ("task_check", "task_maintenance", "task_prefix")
 
 
 def task_names() -> tuple[str, ...]:
@@ -44,7 +44,7 @@ def task_names() -> tuple[str, ...]:
     return (
         "task_offline_channel",
         *(f"task_{s.name}" for s in registry.stages()),
-        *COMMAND_TASKS[1:],
+        *COMMAND_TASKS,
     )
 
 
