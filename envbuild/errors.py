@@ -54,3 +54,8 @@ class VerifyError(EnvBuildError):
 class RegistryError(EnvBuildError):
     """An OCI registry could not be reached, refused a request, or served content that does
     not match its digest (see envbuild.deliver.registry)."""
+
+
+class RecordError(EnvBuildError):
+    """A record envbuild wrote (a build marker, a stage's state file, a journal) is damaged
+    or of a version this envbuild does not read (see envbuild.records)."""

@@ -2,7 +2,7 @@
 
 Standard library and :mod:`envbuild.project` only, so every layer can name these paths
 (installing, packing, promoting, deciding what is up to date) without importing the others.
-Records:
+Records, each a class of :mod:`envbuild.records` (what it holds, how it is read and written):
 
 * the completion marker of a build, ``envs/.builds/<name>/<build id>.json`` (:class:`BuildInfo`);
 * ``build/state/<name>.lock.json``: the stamp of what the lockfile was made from
@@ -13,40 +13,22 @@ Records:
   ``<build id>.image.json``, the records a promotion or rollback makes current together with
   the build;
 * ``build/state/<name>.promotion.json``: the journal of a promotion or rollback in progress
-  (see :mod:`envbuild.ops.promotion`).
+  (see :mod:`envbuild.ops.promotion`);
+* ``build/state/candidate/<name>/candidate.json``: a nightly's candidate;
+* ``build/state/<name>.publish.json`` and ``<build id>.publish.json``: what was published;
+* ``build/state/nightly/<name>.result.json``: the last nightly's outcome.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from envbuild.project import CONFIG_FILE, Project, load_project
+from envbuild.records import BuildInfo, PackRecord
 
 TEMPLATE = "Dockerfile.j2"
 BUILDS_DIR = ".builds"
-
-
-@dataclass(frozen=True, slots=True)
-class BuildInfo:
-    """The completion marker of a build, ``envs/.builds/<name>/<build id>.json``.
-
-    Kept outside the prefix so that conda-pack and conda-meta readers never see it."""
-
-    recipe: str
-    build_id: str
-    platform: str
-    lock_sha256: str
-    fingerprint: str
-    packages: int
-    seconds: float
-    prefix: str = ""  # the absolute path the packages were installed for
-
-    def to_json(self) -> str:
-        return json.dumps({k: getattr(self, k) for k in self.__slots__}, indent=2)
 
 
 def marker_path(prefix: Path) -> Path:
@@ -56,21 +38,12 @@ def marker_path(prefix: Path) -> Path:
 
 
 def read_marker(prefix: Path) -> BuildInfo | None:
-    """The completion marker of the environment at ``prefix``, or None if absent/invalid."""
+    """The completion marker of the environment at ``prefix``, or None if absent or damaged
+    (an incomplete build: see :meth:`envbuild.records.Record.peek`)."""
     try:
-        data = json.loads(marker_path(prefix).read_text())
-        return BuildInfo(**data)
-    except (OSError, ValueError, TypeError):
+        return BuildInfo.peek(marker_path(prefix))
+    except OSError:  # resolving the path: a symlink loop, say
         return None
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None if it is missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def project_at(root: Path) -> Project:
@@ -164,10 +137,10 @@ def pack_record(project: Project, name: str, build_id: str) -> Path:
 def current_tarball(project: Project, name: str) -> Path | None:
     """The current build's published tarball as its pack record names it, or None."""
     info = read_marker(project.env_prefix(name))
-    record = read_json(pack_record(project, name, info.build_id)) if info else None
-    if info is None or record is None or record.get("format") not in ("tar.zst", "tar.gz"):
+    record = PackRecord.peek(pack_record(project, name, info.build_id)) if info else None
+    if info is None or record is None or not record.has_tarball_format:
         return None
-    return project.path("dist") / f"{name}-{info.platform}.{record['format']}"
+    return project.path("dist") / f"{name}-{info.platform}.{record.format}"
 
 
 def lock_copy(prefix: Path) -> Path:

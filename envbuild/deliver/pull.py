@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,47 +36,24 @@ from envbuild.deliver.pin import Pinned
 from envbuild.deliver.pulls import check_pulls_dir, make_pulls_dir, pulls_dir
 from envbuild.deliver.registry_http import DEADLINE
 from envbuild.errors import EnvBuildError, RegistryError
-from envbuild.util.fs import atomic_write, remove_tree, replace_symlink
-from envbuild.util.proc import kill_point
+from envbuild.records import Pulled
+from envbuild.util import kill_points
+from envbuild.util.fs import remove_tree, replace_symlink
 from envbuild.util.redact import printable
 
 log = logging.getLogger("envbuild")
-
-
-@dataclass(frozen=True, slots=True)
-class Pulled:
-    """The record of one pull: what was asked for, the image and artifact digests, the
-    tarball blob, the directory it went to (``pulls_dir/<id>``), imports checked, bytes
-    transferred, seconds; ``changed`` is False when PATH already held it."""
-
-    reference: str
-    image: str
-    artifact: str
-    tarball: str
-    directory: str
-    imports: tuple[str, ...]
-    bytes_received: int
-    seconds: float
-    changed: bool = True
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
 
 
 def _record(prefix: Path, ident: str) -> Path:
     return pulls_dir(prefix) / f"{ident}.json"
 
 
-def current(prefix: Path) -> dict[str, Any] | None:
-    """The record of the environment ``prefix`` points at, or None."""
+def current(prefix: Path) -> Pulled | None:
+    """The record of the environment ``prefix`` points at, or None (also if damaged)."""
     if not prefix.is_symlink():
         return None
     ident = os.readlink(prefix).rsplit("/", 1)[-1]
-    try:
-        data = json.loads(_record(prefix, ident).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return Pulled.peek(_record(prefix, ident))
 
 
 def _check_target(prefix: Path) -> None:
@@ -143,11 +119,8 @@ def for_this_machine(
 
 def _kept(prefix: Path, ident: str, artifact: str) -> Pulled | None:
     """The record of environment ``ident`` kept beside ``prefix``, if it is ``artifact``."""
-    try:
-        data = json.loads(_record(prefix, ident).read_text())
-        data["imports"] = tuple(data["imports"])
-        kept = Pulled(**data)
-    except (OSError, ValueError, TypeError, KeyError):
+    kept = Pulled.peek(_record(prefix, ident))
+    if kept is None:
         return None
     return kept if kept.artifact == artifact and (pulls_dir(prefix) / ident).is_dir() else None
 
@@ -209,9 +182,9 @@ def pull(
         _check_target(prefix)
         check_pulls_dir(prefix)
         now = current(prefix)
-        if now is not None and now.get("artifact") == art_digest:
+        if now is not None and now.artifact == art_digest:
             return Pulled(
-                str(ref), pin.image, art_digest, pin.blob, now["directory"], imports,
+                str(ref), pin.image, art_digest, pin.blob, now.directory, imports,
                 client.transfer.received, round(time.perf_counter() - start, 3), changed=False,
             )  # fmt: skip
         previous = os.readlink(prefix).rsplit("/", 1)[-1] if now is not None else ""
@@ -229,14 +202,14 @@ def pull(
             staging.mkdir()
             with watchdog(until, f"{ref}: pull"):
                 tarball = _fetch(client, ref, pin, staging)
-            kill_point("pull:fetched")
+            kill_points.reached("pull:fetched")
             _unpack_and_check(tarball, dest, pin, str(ref))
-            kill_point("pull:unpacked")
+            kill_points.reached("pull:unpacked")
             record = Pulled(
                 str(ref), pin.image, art_digest, pin.blob, str(dest), imports,
                 client.transfer.received, round(time.perf_counter() - start, 3),
             )  # fmt: skip
-            atomic_write(_record(prefix, ident), record.to_json())
+            record.save(_record(prefix, ident))
         except OSError as e:  # a full disk, most likely
             remove_tree(dest)
             msg = f"{ref}: writing beside {prefix} failed ({e}); {prefix} is unchanged"

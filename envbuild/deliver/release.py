@@ -6,18 +6,17 @@ sign the build's provenance (:func:`provenance`, :mod:`envbuild.deliver.attest`)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from envbuild.deliver.attest_oci import Provenance
 from envbuild.deliver.publish import Published, Release, publish
 from envbuild.deliver.tags import move_tags
 from envbuild.errors import ConfigError, EnvBuildError
-from envbuild.layout import BuildInfo
 from envbuild.project import CONFIG_FILE, Project
 from envbuild.recipe.model import Recipe
+from envbuild.records import BuildInfo, PublishRecord
 from envbuild.util.mediatypes import OCI_MANIFEST, SBOM_ARTIFACT, TARBALL_TYPES
 
 
@@ -32,7 +31,6 @@ def publish_project(
     a floor above), RegistryError from the registry."""
     from envbuild.layout import build_record, read_marker, state_file
     from envbuild.ship.pack import tarball_path
-    from envbuild.util.fs import atomic_write
 
     name = recipe.name
     if not project.publish_registry:
@@ -71,20 +69,20 @@ def publish_project(
     release = replace(release, provenance=provenance(project, release, info, signed))
     done = publish(project.publish_registry, release, project.publish_insecure)
     record = _record(done, info.build_id, recipe.smoke.imports)
-    atomic_write(state_file(project, name, "publish"), record)
+    record.save(state_file(project, name, "publish"))
     # kept with the build, for `doit rollback` to move :current back to its image
-    atomic_write(build_record(project, name, info.build_id, "publish"), record)
+    record.save(build_record(project, name, info.build_id, "publish"))
     return done
 
 
 def recorded_image(project: Project, name: str, build_id: str) -> str:
     """The image digest build ``build_id`` of ``name`` was pushed as to the project's
     ``[publish]`` registry, as its publish record says ("" if never pushed there)."""
-    from envbuild.layout import build_record, read_json
+    from envbuild.layout import build_record
 
-    done = read_json(build_record(project, name, build_id, "publish")) or {}
-    same = done.get("repository") == f"{project.publish_registry}/{name.lower()}"
-    return str(done.get("image") or "") if same else ""
+    done = PublishRecord.peek(build_record(project, name, build_id, "publish"))
+    same = done is not None and done.repository == f"{project.publish_registry}/{name.lower()}"
+    return done.image if done is not None and same else ""
 
 
 def push_build(project: Project, name: str, build_id: str, smoke_imports: tuple[str, ...]) -> str:
@@ -100,7 +98,6 @@ def push_build(project: Project, name: str, build_id: str, smoke_imports: tuple[
     moved)."""
     from envbuild.layout import build_record, builds_root, read_marker
     from envbuild.ship.oci_stage import kept_image
-    from envbuild.util.fs import atomic_write
 
     registry = project.publish_registry
     info = read_marker(builds_root(project, name) / build_id)
@@ -124,8 +121,7 @@ def push_build(project: Project, name: str, build_id: str, smoke_imports: tuple[
     signed = history / f"{build_id}.intoto.json"
     release = replace(release, provenance=provenance(project, release, info, signed))
     pushed = publish(registry, release, project.publish_insecure, tags=False)
-    atomic_write(build_record(project, name, build_id, "publish"),
-                 _record(pushed, build_id, smoke_imports))  # fmt: skip
+    _record(pushed, build_id, smoke_imports).save(build_record(project, name, build_id, "publish"))
     return pushed.image
 
 
@@ -137,20 +133,19 @@ def move_current(project: Project, name: str, registry: str, image: str, build_i
     after kill -9, and make the build's publish record current
     (``build/state/<name>.publish.json``). Returns a line saying what moved. Raises
     RegistryError (the journal stays, the next command finishes)."""
-    from envbuild.layout import build_record, builds_root, read_json, read_marker, state_file
-    from envbuild.util.fs import atomic_write
+    from envbuild.layout import build_record, builds_root, read_marker, state_file
 
     info = read_marker(builds_root(project, name) / build_id)
-    record = read_json(build_record(project, name, build_id, "publish")) or {}
-    imports = tuple(record.get("smoke_imports") or ())
+    record = PublishRecord.peek(build_record(project, name, build_id, "publish"))
+    imports = record.smoke_imports if record else ()
     if push_build(project, name, build_id, imports) != image:
         msg = f"{name}: build {build_id}'s image archive is not the image {image} its switch names"
         raise EnvBuildError(msg)
     lock = info.lock_sha256 if info else ""
     moved = move_tags(registry, name, image, lock, project.publish_insecure)
-    pushed = read_json(build_record(project, name, build_id, "publish"))
+    pushed = PublishRecord.peek(build_record(project, name, build_id, "publish"))
     if pushed is not None:
-        atomic_write(state_file(project, name, "publish"), json.dumps(pushed, indent=2))
+        pushed.save(state_file(project, name, "publish"))
     tags = ", ".join(f":{t}" for t in moved) or "no tag (already there)"
     return f"{registry}/{name.lower()}@{image}: moved {tags}"
 
@@ -203,9 +198,8 @@ def provenance(
     return Provenance(body, key, envelope, f"{release.name}-{info.platform}.intoto.json")
 
 
-def _record(done: Published, build_id: str, smoke_imports: tuple[str, ...] = ()) -> str:
-    data = {**json.loads(done.to_json()), "build_id": build_id}
-    return json.dumps({**data, "smoke_imports": list(smoke_imports)}, indent=2)
+def _record(done: Published, build_id: str, smoke_imports: tuple[str, ...] = ()) -> PublishRecord:
+    return PublishRecord(**asdict(done), build_id=build_id, smoke_imports=tuple(smoke_imports))
 
 
 def summary(done: Published) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from envbuild.deliver.registry import Client, connect
 from envbuild.deliver.registry_http import DEADLINE, Deadline
 from envbuild.errors import RegistryError
-from envbuild.util.proc import kill_point
+from envbuild.util import kill_points
 from envbuild.util.reference import Reference, parse_reference
 
 
@@ -66,7 +66,7 @@ def move(
             if client.manifest_digest(at) != subject["digest"]:
                 client.put_manifest(at, data, subject["mediaType"])
                 moved.append(tag)
-                kill_point("publish:tag")
+                kill_points.reached("publish:tag")
     except RegistryError as e:
         done = ", ".join(f":{t}" for t in moved) or "none"
         msg = f"{e}\ntags already moved to {subject['digest']}: {done}; the next publish "

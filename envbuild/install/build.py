@@ -25,12 +25,10 @@ from envbuild.install import bytecode
 from envbuild.install.trash import empty_trash, retire_build, trash_dir
 from envbuild.layout import (
     BUILDS_DIR,
-    BuildInfo,
     builds_root,
     candidate_dir,
     lock_copy,
     marker_path,
-    read_json,
     read_marker,
 )
 from envbuild.lock import pypi
@@ -41,6 +39,7 @@ from envbuild.rattler.protocol import FailureKind, InstallRequest
 from envbuild.recipe.fingerprint import fingerprint
 from envbuild.recipe.model import Recipe, current_subdir
 from envbuild.recipe.validate import display
+from envbuild.records import BuildInfo, Candidate
 from envbuild.util import progress
 from envbuild.util.fs import (
     atomic_write,
@@ -145,11 +144,12 @@ def candidate_file(project: Project, name: str) -> Path:
 def _note_candidate(project: Project, name: str, build_id: str) -> None:
     """Record ``build_id`` as the candidate; an older candidate's build (of a run that died
     and was never recovered) is removed first: it never became current."""
-    old = (read_json(candidate_file(project, name)) or {}).get("build_id", "")
+    noted = Candidate.peek(candidate_file(project, name))
+    old = noted.build_id if noted else ""
     current = read_marker(project.env_prefix(name))
     if old and old != build_id and (current is None or current.build_id != old):
         remove_build(builds_root(project, name) / old)
-    atomic_write(candidate_file(project, name), f'{{"build_id": "{build_id}"}}')
+    Candidate(build_id).save(candidate_file(project, name))
 
 
 def checked_lockfile(recipe: Recipe, project: Project, lock_path: Path) -> LockedPackages:
@@ -236,7 +236,7 @@ def install_build(recipe: Recipe, project: Project, lock_path: Path) -> tuple[Pa
             str(prefix),
         )
         atomic_write(lock_copy(prefix), lock_path.read_bytes())
-        atomic_write(marker_path(prefix), info.to_json())
+        info.save(marker_path(prefix))
     except BaseException:
         pyc.abandon()  # nothing writes into the prefix while it is removed
         remove_build(prefix)

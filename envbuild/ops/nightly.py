@@ -19,14 +19,14 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild.deliver import release
 from envbuild.errors import EnvBuildError
 from envbuild.install import build as build_mod
-from envbuild.layout import BuildInfo, build_record, pack_record
+from envbuild.layout import build_record, pack_record
 from envbuild.lock import diff as lockdiff
 from envbuild.lock import solve as lock_mod
 from envbuild.lock.epoch import lock_epoch
@@ -35,6 +35,7 @@ from envbuild.prefix.verify import verify_prefix
 from envbuild.project import Project
 from envbuild.recipe.fingerprint import effective_cutoff
 from envbuild.recipe.model import Recipe, current_subdir
+from envbuild.records import BuildInfo, ImageRecord, NightlyResult, PackRecord
 from envbuild.ship import engine as image_mod
 from envbuild.ship import pack as pack_mod
 from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
@@ -43,37 +44,11 @@ from envbuild.ship.smoke import write_report as write_smoke_report
 from envbuild.stages import inputs as stage_inputs
 from envbuild.stages.build import build_is_current
 from envbuild.stages.docker import docker_digest, engine_available
+from envbuild.util import kill_points
 from envbuild.util.fs import atomic_write, tree_bytes
-from envbuild.util.proc import kill_point
 
 if TYPE_CHECKING:
     from conda_lock.lockfile.v2prelim.models import Lockfile
-
-
-@dataclass(frozen=True, slots=True)
-class NightlyResult:
-    """One environment's nightly outcome. ``status``: promoted, proposed (``[nightly] mode =
-    "propose"``: the candidate passed and its lock and diff are in reports/, nothing switched),
-    unchanged (the fresh solve gave the packages already locked and built: nothing built,
-    promoted, packed or imaged) or failed; ``stage``: where it failed. Sizes in bytes, times
-    in seconds."""
-
-    recipe: str
-    status: str
-    stage: str = ""
-    error: str = ""
-    build_id: str = ""
-    changes: list[dict[str, str]] = field(default_factory=list)
-    smoke: list[dict[str, Any]] = field(default_factory=list)
-    build_seconds: float = 0.0
-    env_bytes: int = 0
-    tarball_bytes: int = 0
-    image: str = ""
-    seconds: float = 0.0
-    exclude_newer: str = ""  # the cutoff this night solved with (UTC)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
 
 
 log = logging.getLogger("envbuild")
@@ -147,9 +122,9 @@ def _smoke_and_verify(
     ]
     if bad:
         return "smoke", "\n".join(bad)
-    record = {**stage_inputs.stamp(project, recipe, "smoke"), "kernel_spec": ""}
+    stamp = stage_inputs.stamp(project, recipe, "smoke")
     write_smoke_report(build_record(project, recipe.name, info.build_id, "smoke"),
-                       recipe.name, info.build_id, checks, record)  # fmt: skip
+                       recipe.name, info.build_id, checks, stamp)  # fmt: skip
     findings = verify_prefix(prefix, candidate, current_subdir(), info.prefix)
     if findings:
         return "verify", "\n".join(f"{f.kind} {f.package} {f.path}" for f in findings)
@@ -175,9 +150,9 @@ def _publishables(
                                     recipe.variables, epoch, extra)  # fmt: skip
     except (EnvBuildError, OSError) as e:  # OSError: e.g. ENOSPC in dist/
         return "pack", _reason(e), None
-    packed = {"format": fmt, "unpacked_size": tarball.unpacked_size,
-              **stage_inputs.stamp(project, recipe, "pack")}  # fmt: skip
-    atomic_write(pack_record(project, name, info.build_id), json.dumps(packed, indent=2))
+    stamp = stage_inputs.stamp(project, recipe, "pack")
+    PackRecord(format=fmt, unpacked_size=tarball.unpacked_size, inputs=stamp.inputs,
+               sources=stamp.sources).save(pack_record(project, name, info.build_id))  # fmt: skip
     image = ""
     try:
         context = promotion.stage_context(project, recipe, info.build_id, info.lock_sha256, kept)
@@ -186,14 +161,14 @@ def _publishables(
             from envbuild.ship import oci_stage
 
             ensure_base(project)
-            image = oci_stage.write(project, recipe, info, prefix=prefix, current=False)["tag"]
+            image = oci_stage.write(project, recipe, info, prefix=prefix, current=False).tag
         elif engine_available():
             img = image_mod.build(context, name, info.lock_sha256, info.build_id,
                                   image_mod.project_id(root), current=False)  # fmt: skip
             image_mod.smoke(img.tag, recipe.smoke)
-            record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id,
-                      "inputs": docker_digest(recipe)}  # fmt: skip
-            atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+            record = ImageRecord(tag=img.tag, id=img.id, size=img.size, build_id=info.build_id,
+                                 inputs=docker_digest(recipe))  # fmt: skip
+            record.save(build_record(project, name, info.build_id, "image"))
             image = img.tag
     except (EnvBuildError, OSError) as e:
         return "docker", _reason(e), None
@@ -203,7 +178,7 @@ def _publishables(
             pushed = release.push_build(project, name, info.build_id, recipe.smoke.imports)
         except (EnvBuildError, OSError) as e:
             return "publish", _reason(e), None
-        kill_point("pushed")
+        kill_points.reached("pushed")
     dist = pack_mod.tarball_path(project.path("dist"), name, info.platform, fmt)
     return (
         "",
@@ -257,7 +232,7 @@ def nightly_recipe(recipe: Recipe, project: Project) -> NightlyResult:
             prefix, info = build_mod.install_build(recipe, project, candidate_path)
         except (EnvBuildError, OSError) as e:  # OSError: a full disk, said as a failure
             return _fail(res, "build", _reason(e), start)
-        kill_point("built")
+        kill_points.reached("built")
         res.update(build_id=info.build_id, build_seconds=info.seconds)
         stage, switch = "smoke", None
         try:

@@ -21,11 +21,9 @@ Callers hold the environment's build mutex (:func:`envbuild.install.build.build_
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envbuild.deliver import release
@@ -38,51 +36,40 @@ from envbuild.layout import (
     docker_state,
     image_state,
     promotion_journal,
-    read_json,
     read_marker,
     smoke_state,
 )
 from envbuild.lock import solve as lock_mod
 from envbuild.project import Project
 from envbuild.recipe.model import Recipe
+from envbuild.records import (
+    BuildInfo,
+    Candidate,
+    DockerRecord,
+    ImageRecord,
+    Record,
+    SmokeRecord,
+    StageStamp,
+    Switch,
+)
 from envbuild.ship import docker as docker_mod
 from envbuild.ship import engine as image_mod
 from envbuild.ship.oci_stage import kept_image
 from envbuild.stages import inputs as stage_inputs
 from envbuild.stages.docker import engine_available, template_sha
+from envbuild.util import kill_points
 from envbuild.util.fs import atomic_link, atomic_write, remove_tree
-from envbuild.util.proc import kill_point
 
 log = logging.getLogger("envbuild")
 # beside a staged context: the docker record fields (inputs, sources) it was rendered from
 DOCKER_INPUTS = "docker.inputs.json"
 
-# The steps of a switch, in order. ENVBUILD_KILL_AT=<step> makes the process kill itself
-# (SIGKILL) right after that step: how the tests cut a switch at every point for real.
+# The steps of a switch, in order; each is a kill point (util/kill_points.py) the tests arm to
+# cut a switch right after it, for real (SIGKILL).
 STEPS = (
     "journal", "environment", "lockfile", "explicit", "tarball", "context", "image", "registry",
     "state",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Switch:
-    """What one switch makes current for environment ``name``: build ``build_id``; ``tarball``,
-    the kept tarball (``dist/history/<name>/<id>.<fmt>``) to publish at ``dist_tarball``
-    (both relative to the project root; an empty ``tarball`` removes the published one);
-    ``context``, a staged Docker context directory (relative; empty: none); ``image``, the
-    image tag to point ``envbuild/<name>:current`` at (empty: remove that tag);
-    ``registry_image``, the manifest digest already pushed to ``registry`` (``[publish]``
-    ``HOST/NAMESPACE``) whose ``:current`` moves to it (empty: no registry step)."""
-
-    name: str
-    build_id: str
-    dist_tarball: str
-    tarball: str = ""
-    context: str = ""
-    image: str = ""
-    registry: str = ""
-    registry_image: str = ""
 
 
 def discard_candidate(project: Project, name: str) -> None:
@@ -91,7 +78,8 @@ def discard_candidate(project: Project, name: str) -> None:
     that build (of this project only), the temporaries its stages left, and the staging
     directory."""
     staging = candidate_dir(project, name)
-    build_id = (read_json(build_mod.candidate_file(project, name)) or {}).get("build_id", "")
+    noted = Candidate.peek(build_mod.candidate_file(project, name))
+    build_id = noted.build_id if noted else ""
     current = read_marker(project.env_prefix(name))
     if build_id and (current is None or current.build_id != build_id):
         if engine_available():
@@ -124,12 +112,12 @@ def leftovers(project: Project, name: str) -> list[Path]:
     return sorted(found)
 
 
-def _copy_record(source: Path, dest: Path) -> None:
-    data = read_json(source)
-    if data is None:
+def _copy_record(kind: type[Record], source: Path, dest: Path) -> None:
+    record = kind.peek(source)
+    if record is None:
         remove_tree(dest)  # that build never passed this stage: the stage is not current
     else:
-        atomic_write(dest, json.dumps(data, indent=2))
+        record.save(dest)
 
 
 def apply(project: Project, sw: Switch) -> None:
@@ -141,40 +129,42 @@ def apply(project: Project, sw: Switch) -> None:
     if info is None:
         msg = f"build {sw.build_id} of '{name}' is incomplete or gone; nothing was switched"
         raise EnvBuildError(msg)
-    atomic_write(promotion_journal(project, name), json.dumps(asdict(sw), indent=2))
-    kill_point("journal")
+    sw.save(promotion_journal(project, name))
+    kill_points.reached("journal")
     build_mod.promote(project, name, sw.build_id)
-    kill_point("environment")
+    kill_points.reached("environment")
     atomic_write(project.lockfile(name), build_mod.lock_copy(prefix).read_bytes())
-    kill_point("lockfile")
+    kill_points.reached("lockfile")
     lock_mod.write_explicit(lock_mod.read_lockfile(project.lockfile(name)), project, name)
-    kill_point("explicit")
+    kill_points.reached("explicit")
     dist = root / sw.dist_tarball
     if sw.tarball and (root / sw.tarball).exists():
         atomic_link(root / sw.tarball, dist)
     else:
         remove_tree(dist)  # that build was never packed: no older tarball may claim it
     _publish_kept(project, sw.name, sw.build_id, info.platform)
-    kill_point("tarball")
+    kill_points.reached("tarball")
     _switch_context(project, sw)
-    kill_point("context")
+    kill_points.reached("context")
     if engine_available():
         if sw.image:
             image_mod.retag(sw.image, image_mod.current_tag(name))
         else:
             _untag_current(project, name)
-    kill_point("image")
+    kill_points.reached("image")
     if sw.registry and sw.registry_image and sw.registry == project.publish_registry:
         log.info("%s", release.move_current(project, name, sw.registry, sw.registry_image,
                                             sw.build_id))  # fmt: skip
     elif sw.registry:  # [publish] changed since: that is how a switch gives the registry up
         log.warning("%s: [publish] no longer names %s; its :current is left as it is",
                     name, sw.registry)  # fmt: skip
-    kill_point("registry")
-    atomic_write(build_state(project, name), info.to_json())
-    _copy_record(build_record(project, name, sw.build_id, "smoke"), smoke_state(project, name))
-    _copy_record(build_record(project, name, sw.build_id, "image"), image_state(project, name))
-    kill_point("state")
+    kill_points.reached("registry")
+    info.save(build_state(project, name))
+    smoke = build_record(project, name, sw.build_id, "smoke")
+    _copy_record(SmokeRecord, smoke, smoke_state(project, name))
+    image = build_record(project, name, sw.build_id, "image")
+    _copy_record(ImageRecord, image, image_state(project, name))
+    kill_points.reached("state")
     remove_tree(promotion_journal(project, name))
     remove_tree(candidate_dir(project, name))
     published = ["its lockfile", "explicit files"]
@@ -216,15 +206,17 @@ def _switch_context(project: Project, sw: Switch) -> None:
     if staged is not None and (staged / "Dockerfile").exists():
         for f in (docker_mod.CONTEXT_ARCHIVE, "Dockerfile"):
             atomic_link(staged / f, out / f)
-        inputs = read_json(staged.parent / DOCKER_INPUTS) or {}
-        record = {
-            "build_id": sw.build_id,
-            "template_sha256": template_sha(project),
-            "tarball": stage_inputs.file_identity(project.root / sw.dist_tarball),
-            **inputs,
-        }
-        atomic_write(docker_state(project, sw.name), json.dumps(record, indent=2))
-    elif (read_json(docker_state(project, sw.name)) or {}).get("build_id") != sw.build_id:
+        stamp = StageStamp.peek(staged.parent / DOCKER_INPUTS)
+        DockerRecord(
+            build_id=sw.build_id,
+            template_sha256=template_sha(project),
+            tarball=stage_inputs.file_identity(project.root / sw.dist_tarball),
+            inputs=stamp.inputs if stamp else "",
+            sources=stamp.sources if stamp else {},
+        ).save(docker_state(project, sw.name))
+    elif (rendered := DockerRecord.peek(docker_state(project, sw.name))) is None or (
+        rendered.build_id != sw.build_id
+    ):
         remove_tree(docker_state(project, sw.name))  # `doit docker` renders it again
 
 
@@ -232,12 +224,9 @@ def recover(project: Project, name: str) -> bool:
     """Finish a switch whose journal exists (roll forward), else discard a candidate left by
     a run that died before its switch. Caller holds the build mutex. Returns True if it did
     either (the caller then asks again whether anything is left to do)."""
-    data = read_json(promotion_journal(project, name))
-    if data is not None:
-        try:
-            sw = Switch(**data)
-        except TypeError:
-            sw = None
+    journal = promotion_journal(project, name)
+    if journal.exists():
+        sw = Switch.peek(journal)
         if sw is not None and read_marker(build_mod.builds_root(project, name) / sw.build_id):
             log.info("finishing the interrupted switch of %s to build %s", name, sw.build_id)
             try:
@@ -266,12 +255,11 @@ def stage_context(
     text = docker_mod.render(project.path("templates"), ctx)
     out = candidate_dir(project, recipe.name) / "docker"
     docker_mod.write_context(tarball, out, text)
-    inputs = stage_inputs.stamp(project, recipe, "docker")
-    atomic_write(out.parent / DOCKER_INPUTS, json.dumps(inputs, indent=2))
+    stage_inputs.stamp(project, recipe, "docker").save(out.parent / DOCKER_INPUTS)
     return out
 
 
-def _image_of(project: Project, name: str, info: build_mod.BuildInfo) -> str:
+def _image_of(project: Project, name: str, info: BuildInfo) -> str:
     """The tag of build ``info``'s image if this project's engine still has it, else ""."""
     pid = image_mod.project_id(project.root)
     tag = image_mod.tag_for(name, info.lock_sha256, pid)
@@ -303,7 +291,8 @@ def missing_for_rollback(project: Project, name: str, build_id: str) -> list[str
         return ["its completion marker"]
     missing = []
     smoke = build_record(project, name, build_id, "smoke")
-    if (read_json(smoke) or {}).get("status") != "passed":
+    passed = SmokeRecord.peek(smoke)
+    if passed is None or not passed.passed:
         missing.append(f"a passed smoke record ({smoke.name})")
     if _kept_tarball(project, name, build_id) is None:
         missing.append(f"a kept tarball (dist/history/{name}/{build_id}.tar.*)")

@@ -20,7 +20,6 @@ from envbuild.layout import (
     nightly_result,
     pack_state,
     promotion_journal,
-    read_json,
     read_marker,
     smoke_state,
     state_file,
@@ -29,6 +28,16 @@ from envbuild.layout import (
 from envbuild.lock.lockfile import read_packages
 from envbuild.project import Project
 from envbuild.recipe.io import read_document
+from envbuild.records import (
+    PASSED,
+    ImageRecord,
+    NightlyResult,
+    PackState,
+    PublishRecord,
+    SmokeRecord,
+    Switch,
+    VerifyReport,
+)
 from envbuild.stages import registry
 from envbuild.stages.lock import lock_is_fresh
 from envbuild.util.fs import tree_bytes
@@ -86,12 +95,13 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         recipe_error, fresh = str(e), False
     info = read_marker(project.env_prefix(name))
     build_id = info.build_id if info else ""
-    smoke = read_json(smoke_state(project, name)) or {}
-    verify = read_json(verify_report(project, name)) or {}
-    image = read_json(image_state(project, name)) or {}
-    nightly = read_json(nightly_result(project, name)) or {}
-    packed = read_json(pack_state(project, name)) or {}
-    published = read_json(state_file(project, name, "publish")) or {}
+    smoke = SmokeRecord.peek(smoke_state(project, name))
+    verify = VerifyReport.peek(verify_report(project, name))
+    image = ImageRecord.peek(image_state(project, name))
+    nightly = NightlyResult.peek(nightly_result(project, name))
+    packed = PackState.peek(pack_state(project, name))
+    published = PublishRecord.peek(state_file(project, name, "publish"))
+    journal = Switch.peek(promotion_journal(project, name))
     tarball = next(iter(sorted(project.path("dist").glob(f"{name}-*.tar.*"))), None)
     tarball_build = ""
     history = project.path("dist") / "history" / name
@@ -99,9 +109,9 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         for kept in history.iterdir():
             if os.path.samefile(kept, tarball):
                 tarball_build = kept.name.split(".", 1)[0]
-    nightly_status = nightly.get("status", "")
-    if nightly_status == "failed":
-        nightly_status = f"failed at {nightly.get('stage', '?')}"
+    nightly_status = nightly.status if nightly else ""
+    if nightly and nightly_status == "failed":
+        nightly_status = f"failed at {nightly.stage or '?'}"
     return EnvStatus(
         recipe=name,
         lock="invalid"
@@ -114,27 +124,21 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         if info
         else 0.0,
         build_bytes=tree_bytes(project.env_prefix(name).resolve()) if info else 0,
-        smoke="passed"
-        if info and smoke.get("build_id") == build_id and smoke.get("status") == "passed"
-        else "not run",
+        smoke=PASSED if info and smoke and smoke.passed_for(build_id) else "not run",
         tarball_bytes=tarball.stat().st_size if tarball else 0,
         tarball_build=tarball_build,
-        tarball_sha256=str(packed.get("tarball_sha256", ""))
-        if tarball is not None and packed.get("tarball") == tarball.name
+        tarball_sha256=packed.tarball_sha256
+        if packed and tarball is not None and packed.tarball == tarball.name
         else "",
-        image=str(image.get("tag", "")),
-        image_build=str(image.get("build_id", "")),
-        image_digest=str(image.get("digest", "")),
-        image_smoke=str(image.get("smoke", "passed" if image.get("tag") else "")),
-        verify=str(verify.get("status"))
-        if info and verify.get("build_id") == build_id
-        else "not run",
+        image=image.tag if image else "",
+        image_build=image.build_id if image else "",
+        image_digest=image.digest if image else "",
+        image_smoke=image.smoke_status if image else "",
+        verify=verify.status if info and verify and verify.build_id == build_id else "not run",
         nightly=nightly_status,
-        published=f"{published['repository']}@{published['image']}"
-        if published.get("repository") and published.get("image")
-        else "",
-        published_build=str(published.get("build_id", "")),
-        pending_switch=str((read_json(promotion_journal(project, name)) or {}).get("build_id", "")),
+        published=published.reference if published else "",
+        published_build=published.build_id if published else "",
+        pending_switch=journal.build_id if journal else "",
         recipe_error=recipe_error,
         stages={s.name: _current(s, project, name) for s in registry.stages() if s.column},
     )

@@ -21,7 +21,8 @@ from packaging.utils import canonicalize_name
 
 from envbuild.prefix.files import record_entries, site_packages_dir
 from envbuild.prefix.meta import records_by_name
-from envbuild.util.fs import atomic_write, file_sha256
+from envbuild.records import CLEAN, VerifyReport
+from envbuild.util.fs import file_sha256
 
 if TYPE_CHECKING:  # conda-lock's models cost ~0.5 s to import
     from conda_lock.lockfile.v2prelim.models import Lockfile
@@ -225,16 +226,11 @@ def table(findings: list[Finding]) -> str:
 
 
 def write_report(path: Path, name: str, build_id: str, findings: list[Finding]) -> None:
-    """The JSON report: recipe, build id, status (clean/drifted), findings."""
-    atomic_write(
-        path,
-        json.dumps(
-            {
-                "recipe": name,
-                "build_id": build_id,
-                "status": "drifted" if findings else "clean",
-                "findings": [asdict(f) for f in findings],
-            },
-            indent=2,
-        ),
-    )
+    """The JSON report (:class:`envbuild.records.VerifyReport`): recipe, build id, status
+    (clean/drifted), findings."""
+    VerifyReport(
+        recipe=name,
+        build_id=build_id,
+        status="drifted" if findings else CLEAN,
+        findings=[asdict(f) for f in findings],
+    ).save(path)

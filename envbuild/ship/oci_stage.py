@@ -9,20 +9,19 @@ digest, whether the in-container checks ran.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from envbuild.errors import ImageError
-from envbuild.layout import BuildInfo, build_record, image_state
+from envbuild.layout import build_record, image_state
 from envbuild.lock.epoch import lock_epoch
 from envbuild.project import Project
 from envbuild.recipe.model import Recipe
 from envbuild.recipe.validate import display
+from envbuild.records import PASSED, BuildInfo, ImageRecord, PackRecord
 from envbuild.ship import engine as image_mod
 from envbuild.ship.base_image import local_base
 from envbuild.ship.engine import engine_available
@@ -38,7 +37,7 @@ from envbuild.ship.oci_image import (
 )
 from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
 from envbuild.util import proc
-from envbuild.util.fs import atomic_link, atomic_write
+from envbuild.util.fs import atomic_link
 from envbuild.util.reference import is_registry_ref
 
 log = logging.getLogger("envbuild")
@@ -58,19 +57,19 @@ def environment_pins(project: Project, name: str, build_id: str, sbom: str) -> d
     the build has no tarball (the pack stage runs before the image)."""
     import hashlib
 
-    from envbuild.layout import pack_record, read_json
+    from envbuild.layout import pack_record
     from envbuild.ship.pack import history_path, unpacked_size
     from envbuild.util.fs import file_sha256
 
-    record = read_json(pack_record(project, name, build_id)) or {}
-    fmt = str(record.get("format", ""))
+    record = PackRecord.peek(pack_record(project, name, build_id))
+    fmt = record.format if record else ""
     tarball = history_path(project.path("dist"), name, build_id, fmt or "tar.zst")
-    if fmt not in ("tar.zst", "tar.gz") or not tarball.is_file():
+    if record is None or not record.has_tarball_format or not tarball.is_file():
         msg = f"{name}: build {build_id} has no tarball ({display(tarball)}) for its image to "
         msg += f"pin; run `doit pack env={name}` first"
         raise ImageError(msg)
-    unpacked = record.get("unpacked_size")
-    if not isinstance(unpacked, int) or unpacked < 0:  # packed by an older envbuild
+    unpacked = record.unpacked_size
+    if unpacked is None or unpacked < 0:  # packed by an older envbuild
         unpacked = unpacked_size(tarball, fmt)
     return {
         ANN_ENV_DIGEST: "sha256:" + file_sha256(tarball),
@@ -99,7 +98,7 @@ def spec_for(
 def write(
     project: Project, recipe: Recipe, info: BuildInfo, output: Path | None = None,
     prefix: Path | None = None, current: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> ImageRecord:  # fmt: skip
     """Write the SBOM and the image archive of build ``info`` (at ``prefix``, default the
     current environment), kept with the build and, if ``current``, published as
     ``dist/<name>-<platform>.{oci.tar,cdx.json}`` (``output``: write the archive there
@@ -139,13 +138,13 @@ def write(
     print(f"{name}: image {display(out)} {img.digest}")
     log.info("wrote image %s in %.1f s (%.1f MB), SBOM %s", display(out), seconds,
              img.size / 1e6, display(sbom_file))  # fmt: skip
-    record: dict[str, Any] = {
-        "build_id": info.build_id, "lock_sha256": info.lock_sha256, "digest": img.digest,
-        "archive": os.path.relpath(published, project.root), "size": img.size,
-        "base": img.base_digest, "architecture": spec.architecture,
-        "env_bytes": img.env_bytes, "tag": "", "id": "",
-        "smoke": NOT_RUN, "seconds": round(seconds, 2),
-    }  # fmt: skip
+    record = ImageRecord(
+        build_id=info.build_id, lock_sha256=info.lock_sha256, digest=img.digest,
+        archive=os.path.relpath(published, project.root), size=img.size,
+        base=img.base_digest, architecture=spec.architecture,
+        env_bytes=img.env_bytes, tag="", id="",
+        smoke=NOT_RUN, seconds=round(seconds, 2),
+    )  # fmt: skip
     if engine_available():
         # in the engine, the project's own tag (a shared engine holds other projects' images
         # of the same recipe); the archive itself names no project, so its digest is the same
@@ -154,7 +153,7 @@ def write(
         load(out, tag)
         image_mod.smoke(tag, recipe.smoke)
         loaded = image_mod.inspect(tag)
-        record.update(tag=tag, id=loaded.id, smoke="passed")
+        record = record.replaced(tag=tag, id=loaded.id, smoke=PASSED)
         if current and output is None:  # a candidate's is moved by its promotion
             image_mod.retag(tag, image_mod.current_tag(name))
         log.info("loaded %s into the engine; smoke checks passed inside it as uid %d",
@@ -163,9 +162,9 @@ def write(
         log.warning("no Docker engine reachable: image written, the in-container smoke checks "
                     "did not run")  # fmt: skip
     if output is None:
-        atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+        record.save(build_record(project, name, info.build_id, "image"))
     if current and output is None:
-        atomic_write(image_state(project, name), json.dumps(record, indent=2))
+        record.save(image_state(project, name))
     return record
 
 

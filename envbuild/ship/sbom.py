@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from envbuild.errors import EnvBuildError
-from envbuild.layout import BuildInfo
 from envbuild.prefix.meta import records_by_name
 from envbuild.project import Project
+from envbuild.records import BuildInfo
 from envbuild.util.fs import atomic_link, atomic_write
 
 SBOM_IN_PREFIX = "etc/envbuild/sbom.cdx.json"

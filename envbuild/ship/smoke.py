@@ -7,7 +7,6 @@ directories only, with PYTHON* variables removed.
 
 from __future__ import annotations
 
-import json
 import keyword
 import logging
 import os
@@ -15,13 +14,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from envbuild.errors import SmokeError
 from envbuild.recipe.model import Smoke
 from envbuild.recipe.validate import display
+from envbuild.records import PASSED, SmokeRecord, StageStamp
 from envbuild.util import proc
-from envbuild.util.fs import atomic_write
 
 log = logging.getLogger("envbuild")
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -176,10 +174,12 @@ def smoke_env(
     report: Path | None = None,
     build_id: str = "",
     variables: tuple[tuple[str, str], ...] = (),
-    record: dict[str, Any] | None = None,
+    stamp: StageStamp | None = None,
+    kernel_spec: str = "",
 ) -> list[CheckResult]:
-    """Run the smoke checks; on success write ``report`` (JSON) atomically, with the fields
-    of ``record`` (what the checks were made from: :mod:`envbuild.stages.inputs`) added.
+    """Run the smoke checks; on success write ``report`` (:class:`envbuild.records.SmokeRecord`)
+    atomically, with ``stamp`` (what the checks were made from: :mod:`envbuild.stages.inputs`)
+    and ``kernel_spec``.
 
     Raises SmokeError naming each failed module/command, its exit code and stderr; the report
     is then not written (so later stages see the checks as not passed).
@@ -199,7 +199,7 @@ def smoke_env(
     if not all(r.ok for r in results):
         raise SmokeError(failure_message(name, prefix, results))
     if report is not None:
-        write_report(report, name, build_id, results, record)
+        write_report(report, name, build_id, results, stamp, kernel_spec)
     return results
 
 
@@ -208,15 +208,18 @@ def write_report(
     name: str,
     build_id: str,
     results: list[CheckResult],
-    record: dict[str, Any] | None = None,
+    stamp: StageStamp | None = None,
+    kernel_spec: str = "",
 ) -> None:
-    """Record (JSON, atomically) that build ``build_id`` of ``name`` passed ``results``
-    (``record``: further fields, e.g. the inputs' fingerprint)."""
-    payload = {
-        "recipe": name,
-        "build_id": build_id,
-        "status": "passed",
-        "checks": [asdict(r) for r in results],
-        **(record or {}),
-    }
-    atomic_write(report, json.dumps(payload, indent=2))
+    """Record (:class:`envbuild.records.SmokeRecord`, atomically) that build ``build_id`` of
+    ``name`` passed ``results`` (``stamp``: what the checks were made from; ``kernel_spec``:
+    the kernelspec registered with it, "" if none)."""
+    SmokeRecord(
+        recipe=name,
+        build_id=build_id,
+        status=PASSED,
+        checks=[asdict(r) for r in results],
+        inputs=stamp.inputs if stamp else "",
+        sources=dict(stamp.sources) if stamp else {},
+        kernel_spec=kernel_spec,
+    ).save(report)

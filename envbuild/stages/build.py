@@ -15,18 +15,17 @@ from typing import TYPE_CHECKING
 
 from envbuild.errors import BuildError
 from envbuild.layout import (
-    BuildInfo,
     build_state,
     candidate_dir,
     project_at,
     promotion_journal,
-    read_json,
     read_marker,
     verify_report,
 )
 from envbuild.project import Project
+from envbuild.records import BuildInfo, VerifyReport
 from envbuild.stages.registry import Stage, register
-from envbuild.util.fs import atomic_write, file_sha256
+from envbuild.util.fs import file_sha256
 from envbuild.util.progress import interactive
 
 if TYPE_CHECKING:
@@ -48,13 +47,11 @@ def build_is_current(root: Path, name: str) -> bool:
         return False
     if info.prefix and os.path.realpath(info.prefix) != os.path.realpath(prefix):
         return False  # the project was copied or moved (cp -a): rebuild where it is now
-    state = read_json(build_state(project, name))
-    if state is None or state.get("build_id") != info.build_id:
+    state = BuildInfo.peek(build_state(project, name))
+    if state is None or state.build_id != info.build_id:
         return False
-    report = read_json(verify_report(project, name))
-    return not (
-        report and report.get("build_id") == info.build_id and report.get("status") != "clean"
-    )
+    report = VerifyReport.peek(verify_report(project, name))
+    return not (report and report.drifted_for(info.build_id))
 
 
 def current_build(project: Project, name: str) -> BuildInfo:
@@ -74,7 +71,7 @@ def current_build(project: Project, name: str) -> BuildInfo:
 
 def record_build_state(project: Project, name: str) -> None:
     """Write build/state/<name>.build.json for the current build (the smoke task's input)."""
-    atomic_write(build_state(project, name), current_build(project, name).to_json())
+    current_build(project, name).save(build_state(project, name))
 
 
 def build(project: Project, recipe: Recipe, name: str) -> None:

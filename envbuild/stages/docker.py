@@ -11,10 +11,9 @@ mtime are recorded beside it (files, not recipe keys). Records:
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from envbuild.errors import DockerError, EnvBuildError
 from envbuild.layout import (
@@ -25,12 +24,12 @@ from envbuild.layout import (
     docker_state,
     image_state,
     project_at,
-    read_json,
 )
 from envbuild.project import Project
+from envbuild.records import PASSED, DockerRecord, ImageRecord
 from envbuild.stages import inputs
 from envbuild.stages.registry import Stage, register
-from envbuild.util.fs import atomic_write, file_sha256
+from envbuild.util.fs import file_sha256
 
 if TYPE_CHECKING:
     from envbuild.recipe.model import Recipe
@@ -80,42 +79,43 @@ def docker_is_current(root: Path, name: str) -> bool:
     smoke checks, variables) and, when an engine is reachable, its image was built from it."""
     project = project_at(root)
     current = current_build_id(project, name)
-    rendered = read_json(docker_state(project, name)) or {}
+    rendered = DockerRecord.peek(docker_state(project, name))
     if current is None or not dockerfile(project, name).exists():
         return False
     tarball = current_tarball(project, name)
     if (
-        rendered.get("build_id") != current
-        or rendered.get("template_sha256") != template_sha(project)
+        rendered is None
+        or rendered.build_id != current
+        or rendered.template_sha256 != template_sha(project)
         or tarball is None
-        or rendered.get("tarball") != inputs.file_identity(tarball)
+        or rendered.tarball != inputs.file_identity(tarball)
     ):
         return False
     if not inputs.unchanged(project, name, "docker", rendered, docker_state(project, name)):
         return False
-    image = read_json(image_state(project, name)) or {}
+    image = ImageRecord.peek(image_state(project, name))
     if project.image_base:  # the written image: of this build, on this base, checked if it can be
-        return _written_image_is_current(project, image, current)
+        return image is not None and _written_image_is_current(project, image, current)
     if not engine_available():
         return True
-    return image.get("build_id") == current and image.get("inputs") == rendered.get("inputs")
+    return image is not None and image.build_id == current and image.inputs == rendered.inputs
 
 
-def _written_image_is_current(project: Project, image: dict[str, Any], build_id: str) -> bool:
+def _written_image_is_current(project: Project, image: ImageRecord, build_id: str) -> bool:
     from envbuild.ship.base_image import local_base, manifest_digest
 
-    archive = project.root / str(image.get("archive") or "-")
-    if image.get("build_id") != build_id or not archive.is_file():
+    archive = project.root / (image.archive or "-")
+    if image.build_id != build_id or not archive.is_file():
         return False
     try:
-        arch = str(image.get("architecture") or "amd64")
+        arch = image.architecture or "amd64"
         cache = project.path("base_cache")
         base = manifest_digest(Path(local_base(project.image_base, cache)[0]), arch)
     except EnvBuildError:
         return False  # a malformed [image] base: the stage says what is wrong
-    if image.get("base") != base:
+    if image.base != base:
         return False  # the base changed (or is gone): the stage says which
-    return image.get("smoke") == "passed" or not engine_available()
+    return image.smoke == PASSED or not engine_available()
 
 
 def docker(project: Project, recipe: Recipe, name: str) -> None:
@@ -145,13 +145,15 @@ def docker(project: Project, recipe: Recipe, name: str) -> None:
     except OSError as e:  # a full disk, say: staged, so the previous context stays
         msg = f"writing the Docker context of '{name}' failed: {e}; the previous one is kept"
         raise DockerError(msg) from None
-    rendered = {
-        "build_id": info.build_id,
-        "template_sha256": template_sha(project),
-        "tarball": inputs.file_identity(tb),
-        **inputs.stamp(project, recipe, "docker"),
-    }
-    atomic_write(docker_state(project, name), json.dumps(rendered, indent=2))
+    stamp = inputs.stamp(project, recipe, "docker")
+    rendered = DockerRecord(
+        build_id=info.build_id,
+        template_sha256=template_sha(project),
+        tarball=inputs.file_identity(tb),
+        inputs=stamp.inputs,
+        sources=stamp.sources,
+    )
+    rendered.save(docker_state(project, name))
     log.info("rendered %s", display(path))
     if project.image_base:  # the image written without an engine, then checked in one
         from envbuild.deliver.registry_base import ensure_base
@@ -165,10 +167,10 @@ def docker(project: Project, recipe: Recipe, name: str) -> None:
         return
     img = image_mod.build(path.parent, name, info.lock_sha256, info.build_id, pid)
     image_mod.smoke(img.tag, recipe.smoke)
-    record = {"tag": img.tag, "id": img.id, "size": img.size, "build_id": info.build_id,
-              "inputs": rendered["inputs"]}  # fmt: skip
-    atomic_write(image_state(project, name), json.dumps(record, indent=2))
-    atomic_write(build_record(project, name, info.build_id, "image"), json.dumps(record))
+    record = ImageRecord(tag=img.tag, id=img.id, size=img.size, build_id=info.build_id,
+                         inputs=rendered.inputs)  # fmt: skip
+    record.save(image_state(project, name))
+    record.save(build_record(project, name, info.build_id, "image"))
     log.info("built image %s (%.1f MB); smoke checks passed inside it", img.tag, img.size / 1e6)
 
 

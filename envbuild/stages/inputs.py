@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild.project import CONFIG_FILE
+from envbuild.records import DockerRecord, PackRecord, SmokeRecord, StageStamp
 from envbuild.stages import registry
-from envbuild.util.fs import atomic_write, file_sha256
+from envbuild.util.fs import file_sha256
 
 if TYPE_CHECKING:
     from envbuild.project import Project
@@ -62,9 +63,9 @@ def sources(project: Project, files: tuple[Path, ...]) -> dict[str, str]:
     return out
 
 
-def stamp(project: Project, recipe: Recipe, kind: str) -> dict[str, Any]:
+def stamp(project: Project, recipe: Recipe, kind: str) -> StageStamp:
     """The fields a ``kind`` record adds: ``inputs`` (the fingerprint) and ``sources``."""
-    return {"inputs": fingerprint(kind, recipe), "sources": sources(project, recipe.sources)}
+    return StageStamp(inputs=fingerprint(kind, recipe), sources=sources(project, recipe.sources))
 
 
 def file_identity(path: Path) -> str:
@@ -77,7 +78,11 @@ def file_identity(path: Path) -> str:
 
 
 def unchanged(
-    project: Project, name: str, kind: str, record: dict[str, Any], path: Path | None
+    project: Project,
+    name: str,
+    kind: str,
+    record: SmokeRecord | PackRecord | DockerRecord,
+    path: Path | None,
 ) -> bool:
     """True if ``record`` (a ``kind`` record of recipe ``name``) was made from the inputs as
     they are now. Fast path: the recorded source files all hash the same. Otherwise the
@@ -85,8 +90,8 @@ def unchanged(
     is written back to ``path`` (if given) with the new source hashes, so the next check
     takes the fast path again. A recipe that no longer loads is not up to date (the stage
     then reports the error)."""
-    digest, recorded = record.get("inputs"), record.get("sources")
-    if not digest or not isinstance(recorded, dict) or not recorded:
+    digest, recorded = record.inputs, record.sources
+    if not digest or not recorded:
         return False
     files = tuple(project.root / p for p in recorded if p != CONFIG_FILE)
     if sources(project, files) == recorded:
@@ -101,6 +106,5 @@ def unchanged(
     if fingerprint(kind, recipe) != digest:
         return False
     if path is not None:
-        fresh = {**record, "sources": sources(project, recipe.sources)}
-        atomic_write(path, json.dumps(fresh, indent=2))
+        record.replaced(sources=sources(project, recipe.sources)).save(path)
     return True

@@ -11,16 +11,16 @@ and never solves.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envbuild.channels import transport_url
-from envbuild.layout import lock_stamp, project_at, read_json
+from envbuild.layout import lock_stamp, project_at
 from envbuild.project import CONFIG_FILE, Project
+from envbuild.records import LockStamp
 from envbuild.stages import inputs
 from envbuild.stages.registry import Stage, register
-from envbuild.util.fs import atomic_write, file_sha256
+from envbuild.util.fs import file_sha256
 
 if TYPE_CHECKING:
     from envbuild.recipe.model import Recipe
@@ -32,12 +32,12 @@ def write_lock_stamp(
     """Record what lockfile ``name`` was made from: the sha256 of ``recipe_files`` (the recipe
     and its ``extends`` parents) and of ``envbuild.toml``, the fingerprint, the lockfile's
     sha256."""
-    stamp = {
-        "sources": inputs.sources(project, recipe_files),
-        "fingerprint": fingerprint,
-        "lockfile_sha256": file_sha256(project.lockfile(name)),
-    }
-    atomic_write(lock_stamp(project, name), json.dumps(stamp, indent=2, sort_keys=True))
+    stamp = LockStamp(
+        sources=inputs.sources(project, recipe_files),
+        fingerprint=fingerprint,
+        lockfile_sha256=file_sha256(project.lockfile(name)),
+    )
+    stamp.save(lock_stamp(project, name))
 
 
 def lock_is_fresh(root: Path, name: str) -> bool:
@@ -49,13 +49,13 @@ def lock_is_fresh(root: Path, name: str) -> bool:
     that came from version control costs the slow path once. Never solves."""
     project = project_at(root)
     lockfile = project.lockfile(name)
-    stamp = read_json(lock_stamp(project, name)) or {}
+    stamp = LockStamp.peek(lock_stamp(project, name))
     try:
         lock_sha = file_sha256(lockfile)
     except OSError:
         return False
-    sources = stamp.get("sources") or {}
-    if stamp.get("lockfile_sha256") == lock_sha and sources:
+    sources = stamp.sources if stamp else {}
+    if stamp and stamp.lockfile_sha256 == lock_sha and sources:
         files = tuple(project.root / p for p in sources if p != CONFIG_FILE)
         if inputs.sources(project, files) == sources:
             return True

@@ -12,7 +12,6 @@ recipes (:func:`pack_is_current` checks the tarball itself).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -23,11 +22,11 @@ from envbuild.layout import (
     pack_record,
     pack_state,
     project_at,
-    read_json,
     read_marker,
     smoke_state,
 )
 from envbuild.project import Project
+from envbuild.records import PackRecord, PackState, SmokeRecord
 from envbuild.stages import inputs
 from envbuild.stages.registry import Stage, register
 
@@ -58,10 +57,10 @@ def pack_is_current(root: Path, name: str) -> bool:
     info = read_marker(project.env_prefix(name))
     if info is None:
         return False
-    record = read_json(pack_record(project, name, info.build_id)) or {}
-    fmt = str(record.get("format", ""))
-    if fmt not in ("tar.zst", "tar.gz"):
+    record = PackRecord.peek(pack_record(project, name, info.build_id))
+    if record is None or not record.has_tarball_format:
         return False
+    fmt = record.format
     kept = project.path("dist") / "history" / name / f"{info.build_id}.{fmt}"
     tarball = project.path("dist") / f"{name}-{info.platform}.{fmt}"
     try:
@@ -69,8 +68,8 @@ def pack_is_current(root: Path, name: str) -> bool:
             return False
     except OSError:
         return False
-    smoke = read_json(smoke_state(project, name)) or {}
-    if smoke.get("build_id") != info.build_id or smoke.get("status") != "passed":
+    smoke = SmokeRecord.peek(smoke_state(project, name))
+    if smoke is None or not smoke.passed_for(info.build_id):
         return False
     return inputs.unchanged(
         project, name, "pack", record, pack_record(project, name, info.build_id)
@@ -106,11 +105,11 @@ def pack(project: Project, recipe: Recipe, name: str) -> None:
     from envbuild.ship import pack as pack_mod
     from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
     from envbuild.stages.build import current_build
-    from envbuild.util.fs import atomic_link, atomic_write
+    from envbuild.util.fs import atomic_link
 
     info = current_build(project, name)
-    passed = read_json(smoke_state(project, name))
-    if not passed or passed.get("build_id") != info.build_id or passed.get("status") != "passed":
+    passed = SmokeRecord.peek(smoke_state(project, name))
+    if passed is None or not passed.passed_for(info.build_id):
         msg = (
             f"environment '{name}' has not passed its smoke checks (build {info.build_id}); "
             f"run `doit smoke env={name}`"
@@ -131,9 +130,10 @@ def pack(project: Project, recipe: Recipe, name: str) -> None:
     tb = packed.path
     # the same file under a second name: rollback restores it, gc removes it
     atomic_link(tb, history_tarball(project, name, info.build_id))
-    record = {"format": recipe.pack.format, "unpacked_size": packed.unpacked_size,
-              **inputs.stamp(project, recipe, "pack")}  # fmt: skip
-    atomic_write(pack_record(project, name, info.build_id), json.dumps(record, indent=2))
+    stamp = inputs.stamp(project, recipe, "pack")
+    record = PackRecord(format=recipe.pack.format, unpacked_size=packed.unpacked_size,
+                        inputs=stamp.inputs, sources=stamp.sources)  # fmt: skip
+    record.save(pack_record(project, name, info.build_id))
     _record_pack(project, name, info.build_id, info.lock_sha256, tb, recipe, epoch)
 
 
@@ -145,12 +145,12 @@ def _record_pack(
     a different sha256 for a (lock, format, level) packed before is reported as an error in
     the log and recorded as ``reproduced: false`` (the tests fail on it)."""
     from envbuild.recipe.validate import display
-    from envbuild.util.fs import atomic_write, file_sha256
+    from envbuild.util.fs import file_sha256
 
     digest = file_sha256(tb)
-    old = read_json(pack_state(project, name)) or {}
-    known = dict(old.get("known") or {})
-    key = f"{lock_sha}:{recipe.pack.format}:{recipe.pack.level}"
+    old = PackState.peek(pack_state(project, name))
+    known = dict(old.known) if old else {}
+    key = PackState.known_key(lock_sha, recipe.pack.format, recipe.pack.level)
     before = known.get(key)
     if before and before != digest:
         log.error(
@@ -159,18 +159,18 @@ def _record_pack(
             display(tb), digest, before,
         )  # fmt: skip
     known[key] = digest
-    record = {
-        "build_id": build_id,
-        "lock_sha256": lock_sha,
-        "epoch": epoch,
-        "format": recipe.pack.format,
-        "level": recipe.pack.level,
-        "tarball": tb.name,
-        "tarball_sha256": digest,
-        "reproduced": None if before is None else before == digest,
-        "known": known,
-    }
-    atomic_write(pack_state(project, name), json.dumps(record, indent=2, sort_keys=True))
+    record = PackState(
+        build_id=build_id,
+        lock_sha256=lock_sha,
+        epoch=epoch,
+        format=recipe.pack.format,
+        level=recipe.pack.level,
+        tarball=tb.name,
+        tarball_sha256=digest,
+        reproduced=None if before is None else before == digest,
+        known=known,
+    )
+    record.save(pack_state(project, name))
     log.info("%s sha256 %s", display(tb), digest)
 
 

@@ -13,8 +13,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envbuild.layout import build_record, current_build_id, project_at, read_json, smoke_state
+from envbuild.layout import build_record, current_build_id, project_at, smoke_state
 from envbuild.project import Project
+from envbuild.records import SmokeRecord
 from envbuild.stages import inputs
 from envbuild.stages.registry import Stage, register
 
@@ -42,11 +43,11 @@ def smoke_is_current(root: Path, name: str) -> bool:
     """True if the current build passed its smoke checks as the recipe states them now
     (imports, commands, variables, kernel options) and its kernelspec is still there."""
     project = project_at(root)
-    report = read_json(smoke_state(project, name)) or {}
+    report = SmokeRecord.peek(smoke_state(project, name))
     current = current_build_id(project, name)
-    if current is None or report.get("build_id") != current or report.get("status") != "passed":
+    if current is None or report is None or not report.passed_for(current):
         return False
-    kernel = report.get("kernel_spec")
+    kernel = report.kernel_spec
     if kernel and not Path(kernel).is_file():
         return False
     return inputs.unchanged(project, name, "smoke", report, smoke_state(project, name))
@@ -66,7 +67,7 @@ def smoke(project: Project, recipe: Recipe, name: str) -> None:
     report = smoke_state(project, name)
     remove_tree(report)  # a failed run must not leave an older pass behind
     spec = kernels.kernel_dir(name) / "kernel.json" if recipe.jupyter.kernel else ""
-    record = {**inputs.stamp(project, recipe, "smoke"), "kernel_spec": str(spec)}
+    stamp = inputs.stamp(project, recipe, "smoke")
     try:
         smoke_env(
             name,
@@ -75,7 +76,8 @@ def smoke(project: Project, recipe: Recipe, name: str) -> None:
             report,
             info.build_id,
             recipe.variables,
-            record,
+            stamp,
+            str(spec),
         )
     except SmokeError:
         remove_tree(report)

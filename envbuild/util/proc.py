@@ -316,10 +316,3 @@ def feeding(
         )
     if returncode != 0 or broken:
         raise ProcessError(format_failure(result, "command failed while reading its input"))
-
-
-def kill_point(step: str) -> None:
-    """SIGKILL this process if ``$ENVBUILD_KILL_AT`` names ``step``: the tests' kill -9 at a
-    chosen point (a switch step, ``built``, ``publish:<step>``, ``pull:<step>``)."""
-    if os.environ.get("ENVBUILD_KILL_AT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -23,6 +23,7 @@ from envbuild.ship import engine as image
 
 from ..conftest import TINY_RECIPE, Project
 from ..support.fakechannel import index, make_module_package
+from .test_nightly_page import check_page
 
 FLAKY = """\
 dependencies: ['python 3.11.*', greeting]
@@ -96,6 +97,11 @@ def test_nightly_promotes_passing_and_keeps_failing_environments(nightly_project
     assert good["build_seconds"] > 0 and good["smoke"]
     md = (p.root / "reports" / "nightly.md").read_text()
     assert "## flaky: failed at smoke" in md
+    # the same two nights as a page (issue 32), as Chromium shows it
+    assert len(list((p.root / "reports" / "history").iterdir())) == 2
+    dom = check_page(p.root / "reports" / "index.html", p.root.parent, ["flaky", "good"],
+                     "flaky", p.root.parent / "nightly-page.png")  # fmt: skip
+    assert "greeting 2.0 is broken" in dom and "1 upgraded" in dom
 
 
 def _variant(p: Project, i: int) -> None:

@@ -19,6 +19,7 @@ import yaml
 
 from envbuild.layout import lock_copy, read_marker
 from envbuild.ops.promotion import STEPS
+from envbuild.util.kill_points import armed
 
 from ..conftest import Project, kill_after
 from ..support.fakechannel import index, make_module_package
@@ -167,7 +168,7 @@ def test_kill_9_at_every_step_of_a_switch_then_the_next_command_finishes_it(
         before = _published(p)
         _publish(channel, f"1.{i + 1}", f"MESSAGE = 'hello 1.{i + 1}'\n")
         if isinstance(point, str):
-            killed = p.doit("_nightly_env:greet", check=False, env={"ENVBUILD_KILL_AT": point})
+            killed = p.doit("_nightly_env:greet", check=False, env=armed(point))
             assert killed.returncode == -9, killed.stdout + killed.stderr
         else:
             kill_after(p.popen("_nightly_env:greet"), point)

@@ -22,6 +22,7 @@ import pytest
 
 from envbuild.layout import lock_copy, read_marker
 from envbuild.ship import oci
+from envbuild.util.kill_points import armed
 
 from ..conftest import Project
 from ..support.ociregistry import Registry, running_registry
@@ -140,9 +141,7 @@ def test_kill_9_around_the_registry_step_then_the_next_command(
     p, channel = pgreet
     before = _six(p, registry)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
-    killed = p.doit(
-        f"_nightly_env:{NAME}", check=False, env={**NO_ENGINE, "ENVBUILD_KILL_AT": point}
-    )
+    killed = p.doit(f"_nightly_env:{NAME}", check=False, env=armed(point, NO_ENGINE))
     assert killed.returncode == -9, killed.stdout + killed.stderr
     journal = (p.root / "build" / "state" / f"{NAME}.promotion.json").exists()
     assert journal == (point != "pushed")
@@ -226,9 +225,7 @@ def test_a_registry_that_lost_the_images_is_pushed_again_by_the_switch(
     assert _six(p, registry) == first
 
     _publish(channel, "1.2", "MESSAGE = 'hello 1.2'\n")
-    killed = p.doit(
-        f"_nightly_env:{NAME}", check=False, env={**NO_ENGINE, "ENVBUILD_KILL_AT": "image"}
-    )
+    killed = p.doit(f"_nightly_env:{NAME}", check=False, env=armed("image", NO_ENGINE))
     assert killed.returncode == -9, killed.stdout + killed.stderr
     journal = json.loads((p.root / "build" / "state" / f"{NAME}.promotion.json").read_text())
     pending = f"the switch to build {journal['build_id']} was interrupted"

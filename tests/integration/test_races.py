@@ -20,6 +20,7 @@ import pytest
 
 from envbuild.install.build import read_marker
 from envbuild.ship.engine import project_id
+from envbuild.util.kill_points import armed
 
 from ..conftest import Project
 from .test_promotion import NAME, _docker, _greeting, _publish, _published, greet
@@ -109,7 +110,7 @@ def test_kill_9_when_the_candidate_is_complete_then_nightly_then_rollback(
     p, channel = greet
     first = _published(p)
     _publish(channel, "1.1", "MESSAGE = 'hello 1.1'\n")
-    killed = p.doit("_nightly_env:greet", check=False, env={"ENVBUILD_KILL_AT": "built"})
+    killed = p.doit("_nightly_env:greet", check=False, env=armed("built"))
     assert killed.returncode == -9, killed.stdout + killed.stderr
     untested = _candidate_id(p)
     assert untested and read_marker(p.root / "envs" / ".builds" / NAME / untested)

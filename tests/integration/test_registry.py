@@ -18,6 +18,7 @@ import pytest
 from envbuild.deliver import pull as pull_mod
 from envbuild.deliver.publish import Release, publish
 from envbuild.errors import EnvBuildError, RegistryError
+from envbuild.util.kill_points import armed
 from envbuild.util.mediatypes import ENV_ARTIFACT, SBOM_ARTIFACT
 
 from ..conftest import REPO, TINY_RECIPE, Project, imports_ok
@@ -142,10 +143,10 @@ def test_new_publish_switches_and_rollback_returns(
     second = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
     assert second.changed and second.artifact != first.artifact and imports_ok(prefix)
     assert pull_mod.rollback(prefix) == first.artifact.split(":")[1][:12]
-    assert pull_mod.current(prefix)["artifact"] == first.artifact  # type: ignore[index]
+    assert pull_mod.current(prefix).artifact == first.artifact  # type: ignore[union-attr]
     back = pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)  # the kept one, no download
     assert back.artifact == second.artifact and back.bytes_received < 10_000
-    assert pull_mod.current(prefix)["artifact"] == second.artifact  # type: ignore[index]
+    assert pull_mod.current(prefix).artifact == second.artifact  # type: ignore[union-attr]
     assert pull_mod.rollback(prefix) == first.artifact.split(":")[1][:12]
 
 
@@ -215,12 +216,12 @@ def test_kill_during_publish_moves_no_tag_and_next_publish_finishes(
         print(publish({plain.host + "/team"!r}, r).to_json())
     """)
     )
-    for step in ("blob", "manifest", "referrers"):
-        r = _run([str(script)], {"ENVBUILD_KILL_AT": f"publish:{step}"})
+    for point in ("publish:blob", "publish:manifest", "publish:referrers"):
+        r = _run([str(script)], armed(point))
         assert r.returncode == -9, r.stderr
         tags = plain.tags("team/killed")
         assert "current" not in tags and LOCK[:12] not in tags
-    r = _run([str(script)], {"ENVBUILD_KILL_AT": "publish:tag"})  # after the first tag
+    r = _run([str(script)], armed("publish:tag"))  # after the first tag
     assert r.returncode == -9
     done = json.loads(_run([str(script)], {}).stdout)
     assert "current" in done["tags_moved"] and done["bytes_sent"] < 2000
@@ -234,11 +235,8 @@ def test_kill_during_pull_leaves_prefix_and_next_pull_finishes(
     publish(f"{plain.host}/team", release)
     prefix = tmp_path / "envs" / "tiny"
     ref = f"{plain.host}/team/tiny:current"
-    for step in ("fetched", "unpacked"):
-        r = _run(
-            ["-m", "envbuild.cli", "pull", ref, "--prefix", str(prefix)],
-            {"ENVBUILD_KILL_AT": f"pull:{step}"},
-        )
+    for point in ("pull:fetched", "pull:unpacked"):
+        r = _run(["-m", "envbuild.cli", "pull", ref, "--prefix", str(prefix)], armed(point))
         assert r.returncode == -9, r.stderr
         assert not prefix.exists() and not prefix.is_symlink()
     r = _run(["-m", "envbuild.cli", "pull", ref, "--prefix", str(prefix)], {})
@@ -472,7 +470,7 @@ def test_full_disk_during_pull_keeps_the_previous(
         ) as e:
             pull_mod.pull(f"{plain.host}/team/tiny:current", prefix)
         assert len(str(e.value).splitlines()) < 20  # one screen
-        assert pull_mod.current(prefix)["artifact"] == first.artifact  # type: ignore[index]
+        assert pull_mod.current(prefix).artifact == first.artifact  # type: ignore[union-attr]
         assert imports_ok(prefix)
         ident = first.artifact.split(":")[1][:12]
         assert sorted(p.name for p in pull_mod.pulls_dir(prefix).iterdir()) == [

@@ -213,6 +213,8 @@ def test_merge_step_makes_one_lockfile_from_per_platform_results(
     body = (p.root / "reports" / "nightly-pr.md").read_text()
     assert "| multi | win-64 | locked; build unsupported |" in body
     assert "| multi | osx-arm64 | success |" in body and "beta" in body
+    page = (p.root / "reports" / "index.html").read_text()  # the artifact nightly-page
+    assert 'data-recipe="multi" data-status="proposed"' in page and "upgraded" in page
 
 
 @pytest.mark.parametrize(
@@ -233,6 +235,8 @@ def test_merge_step_rejects_a_lock_one_platform_did_not_pass(
     assert f"multi: rejected: {why}" in out.stdout
     assert (p.root / "locks" / "multi.conda-lock.yml").read_bytes() == old
     assert f"rejected: {why}" in (p.root / "reports" / "nightly-pr.md").read_text()
+    page = (p.root / "reports" / "index.html").read_text()
+    assert '<tr class="env failed" data-recipe="multi"' in page and why in page
 
 
 @pytest.mark.parametrize("registry", ["ghcr.io/envbuild-org", "registry.example.org:5000/team"])

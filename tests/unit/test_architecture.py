@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("util",),
     ("channels",),
     ("project",),
+    ("records",),
     ("layout",),
     ("recipe",),
     ("prefix",),
@@ -271,3 +272,88 @@ def test_the_sleep_check_can_fail(tmp_path: Path) -> None:
     call = "time.sleep" + "(1)"  # split, so this line is no call itself
     (tmp_path / "t.py").write_text(f"{call}\n{call}  # the registry opening its port\n{call}  #\n")
     assert unexplained_sleeps(tmp_path) == ["t.py:1", "t.py:3"]
+
+
+def kill_point_calls(paths: list[Path]) -> list[tuple[str, str | None]]:
+    """(module, point) for every ``kill_points.reached(...)`` call in ``paths``; point is None
+    when the argument is not a string literal."""
+    out: list[tuple[str, str | None]] = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "reached"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "kill_points"
+            ):
+                arg = node.args[0] if node.args else None
+                literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                out.append((path.name, arg.value if literal else None))  # type: ignore[union-attr]
+    return out
+
+
+def test_kill_points_are_registered_reached_and_armed() -> None:
+    """Every kill point called in the package is a literal registered in util/kill_points.py;
+    every registered point is reached somewhere and armed by an integration test (named as a
+    string there, or one of the switch's steps, which test_promotion arms one by one)."""
+    from envbuild.ops.promotion import STEPS
+    from envbuild.util.kill_points import POINTS
+
+    calls = kill_point_calls(MODULES)
+    assert [c for c in calls if c[1] not in POINTS] == []
+    assert set(POINTS) == {point for _, point in calls}
+    text = "\n".join(p.read_text() for p in (TESTS / "integration").glob("*.py"))
+    unarmed = {p for p in POINTS if f'"{p}"' not in text and p not in STEPS}
+    assert unarmed == set(), f"kill points no test arms: {sorted(unarmed)}"
+
+
+def test_the_kill_point_check_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text('kill_points.reached("journal")\nkill_points.reached(name)\n')
+    assert kill_point_calls([bad]) == [("m.py", "journal"), ("m.py", None)]
+
+
+# Typed records (issue 29): the keys of envbuild's JSON records are spelled only in their
+# classes (envbuild/records/); everywhere else a record is a typed object. The distinctive keys:
+RECORD_KEYS = (
+    "build_id", "lock_sha256", "lockfile_sha256", "tarball_sha256", "template_sha256",
+    "inputs", "sources", "kernel_spec", "unpacked_size", "smoke_imports", "dist_tarball",
+    "registry_image", "reproduced", "known", "tags_moved", "signing_keyid",
+)  # fmt: skip
+RECORDS_HOME = "records"
+
+
+def record_key_literals(paths: list[Path], base: Path = PACKAGE) -> list[str]:
+    """``path:line: "key"`` for each record key written as a string literal (either quote)
+    in ``paths`` outside the records package."""
+    import re
+
+    keys = "|".join(RECORD_KEYS)
+    rx = re.compile(rf"""["']({keys})["']""")
+    found = []
+    for path in paths:
+        rel = path.relative_to(base)
+        if rel.parts[0] == RECORDS_HOME:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            found += [f"{rel}:{n}: {m.group(0)}" for m in rx.finditer(line)]
+    return found
+
+
+def test_no_record_key_literal_outside_the_records() -> None:
+    assert record_key_literals(MODULES) == []
+
+
+def test_the_record_key_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "ops").mkdir()
+    (tmp_path / RECORDS_HOME).mkdir()
+    bad = tmp_path / "ops" / "bad.py"
+    bad.write_text("x = data.get('build_id')\ny = {\"inputs\": 1, \"sources\": 2}\nz = 'status'\n")
+    home = tmp_path / RECORDS_HOME / "ok.py"
+    home.write_text('KEY = "build_id"\n')
+    assert record_key_literals([bad, home], tmp_path) == [
+        "ops/bad.py:1: 'build_id'",
+        'ops/bad.py:2: "inputs"',
+        'ops/bad.py:2: "sources"',
+    ]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.cli import doit_arguments, init
+from envbuild.cli import doit_arguments, init, main
+from envbuild.cli.verbs import UsageError
 from envbuild.errors import EnvBuildError
 
 
@@ -21,6 +22,19 @@ from envbuild.errors import EnvBuildError
         (["doctor", "prefix=/x"], ["doctor", "prefix=/x"]),
         (["list", "--all"], ["list", "--all"]),
         (["info", "build:ml"], ["info", "build:ml"]),
+        (["build:ml"], ["build:ml"]),
+        # the grammar: envbuild VERB [NAME...] [--option [VALUE]]
+        (["lock", "ml", "--update", "numpy"], ["lock", "update=numpy", "env=ml"]),
+        (["lock", "--update=numpy", "--update", "scipy"], ["lock", "update=numpy,scipy"]),
+        (["doctor", "--prefix", "/x", "--json"], ["doctor", "--json", "prefix=/x"]),
+        (
+            ["adopt", "--prefix", "/x", "--name", "ml", "--force"],
+            ["adopt", "prefix=/x", "name=ml", "force=1"],
+        ),
+        (["gc", "--dry-run"], ["gc", "--dry-run"]),
+        (["ci_merge", "--dir", "a"], ["ci_merge", "--dir", "a"]),
+        (["build", "ml", "-n", "2"], ["build", "-n", "2", "env=ml"]),  # doit's own option
+        (["rollback", "ml"], ["rollback", "env=ml"]),
     ],
 )
 def test_arguments_become_doit_arguments(args: list[str], expected: list[str]) -> None:
@@ -47,3 +61,39 @@ def test_init_ci_adds_the_scheduled_workflow(tmp_path: Path) -> None:
     assert workflow in written and "doit relock" in workflow.read_text()
     assert "run: python -m pip install envbuild" in workflow.read_text()  # not "install ."
     assert not (tmp_path / "deploy").exists()  # only what was asked for
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["gc", "ml"], "envbuild gc: takes no NAME, got 'ml'"),
+        (["adopt", "--prefix"], "envbuild adopt: --prefix needs a value (PATH)"),
+        (["status", "--jsn"], "envbuild status: unknown option --jsn (did you mean '--json'?)"),
+        (["biuld", "ml"], "envbuild: unknown command 'biuld' (did you mean 'build'?)"),
+    ],
+)
+def test_a_command_line_off_the_grammar_is_one_line(args: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as e:
+        doit_arguments(args)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_an_unknown_verb_is_one_line_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside a project and inside one (where the project's tasks are asked too)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["stauts"]) == 2
+    err = capsys.readouterr().err
+    assert err == "envbuild: unknown command 'stauts' (did you mean 'status'?); " \
+        "`envbuild --help` lists them\n"  # fmt: skip
+    init(tmp_path)
+    assert main(["-q", "pakc", "example"]) == 2
+    assert "(did you mean 'pack'?)" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"envbuild {version('envbuild')}\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,16 @@ from doit.doit_cmd import DoitMain
 from envbuild.graph.factory import tasks_for
 from envbuild.project import Project
 from envbuild.recipe.model import Recipe
+from envbuild.records import Record
 from envbuild.stages import registry
 from envbuild.stages.registry import Stage
+
+
+@dataclass(frozen=True, slots=True)
+class ToyRecord(Record):
+    """The toy stage's record: the sha256 of ``toy.txt`` it shouted."""
+
+    input: str
 
 
 def _record(project: Project, name: str) -> Path:
@@ -33,10 +42,10 @@ def _input_sha(root: Path) -> str:
 
 def _toy_is_current(root: Path, name: str) -> bool:
     """The output exists and was made from toy.txt as it is now."""
-    from envbuild.layout import project_at, read_json
+    from envbuild.layout import project_at
 
-    record = read_json(_record(project_at(root), name)) or {}
-    return _shout(root, name).exists() and record.get("input") == _input_sha(root)
+    record = ToyRecord.peek(_record(project_at(root), name))
+    return _shout(root, name).exists() and record is not None and record.input == _input_sha(root)
 
 
 RUNS: list[str] = []  # the environments the toy stage ran for, in order
@@ -47,8 +56,7 @@ def _toy_run(project: Project, recipe: Recipe, name: str) -> None:
     text = (project.root / "toy.txt").read_text()
     _shout(project.root, name).parent.mkdir(parents=True, exist_ok=True)
     _shout(project.root, name).write_text(f"{recipe.name}: {text.upper()}")
-    _record(project, name).parent.mkdir(parents=True, exist_ok=True)
-    _record(project, name).write_text(json.dumps({"input": _input_sha(project.root)}))
+    ToyRecord(input=_input_sha(project.root)).save(_record(project, name))
 
 
 TOY = Stage(
