@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from envbuild.graph.factory import TASK_NAMES, tasks_for
+from envbuild.graph.factory import task_names, tasks_for
 
-__all__ = ["DOIT_CONFIG", *TASK_NAMES]  # noqa: F822 (from __getattr__)
+__all__ = ["DOIT_CONFIG", *task_names()]  # noqa: F822 (from __getattr__)
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,7 @@ Records, each a class of :mod:`envbuild.records` (what it holds, how it is read 
 
 * the completion marker of a build, ``envs/.builds/<name>/<build id>.json`` (:class:`BuildInfo`);
 * ``build/state/<name>.lock.json``: the stamp of what the lockfile was made from
-  (:mod:`envbuild.graph.uptodate`);
+  (:mod:`envbuild.stages.lock`);
 * ``build/state/<name>.{build,smoke,pack,docker,image}.json`` and ``reports/<name>.verify.json``,
   each naming the build id it is about;
 * per build, beside its marker: ``<build id>.smoke.json``, ``<build id>.pack.json`` and
@@ -106,7 +106,7 @@ def smoke_state(project: Project, name: str) -> Path:
 
 def pack_state(project: Project, name: str) -> Path:
     """``build/state/<name>.pack.json``: the last tarball's sha256 beside its lock's, and every
-    tarball sha256 packed so far per (lock sha256, format, level) (see stages.pack)."""
+    tarball sha256 packed so far per (lock sha256, format, level) (:mod:`envbuild.stages.pack`)."""
     return state_file(project, name, "pack")
 
 

@@ -6,7 +6,7 @@ the mapping onto doit's command line (:func:`to_doit`) are all generated from it
 (https://github.com/pypa/pip/blob/main/src/pip/_internal/commands/__init__.py).
 
 The grammar is ``envbuild VERB [NAME...] [--option [VALUE]]``. A ``task`` verb runs the doit
-task of that name (:data:`envbuild.graph.factory.TASK_NAMES` makes them): NAMEs become
+task of that name (:func:`envbuild.graph.factory.task_names` names them): NAMEs become
 ``env=NAME,NAME`` and each option becomes what the task reads, a command-line variable
 (``--update numpy`` -> ``update=numpy``, ``--force`` -> ``force=1``) or a task parameter
 passed as is (``--json``). ``doit <task> env=NAME`` is the make-style equivalent; the old

@@ -1,8 +1,8 @@
-"""Executors of the commands that are not stages of the chain (they always run when asked):
-``relock``, ``ci_merge``, ``export``, ``doctor``, ``adopt``, ``nightly_env``,
-``nightly_report``, ``publish``, ``rollback``, ``gc``, ``status``, ``schedule``. Same contract as
-:mod:`envbuild.commands.stages`: ``(project root, arguments as strings)`` -> side effect,
-EnvBuildError for anything the user must fix.
+"""Executors of the commands that are not stages (they always run when asked): ``relock``,
+``ci_merge``, ``doctor``, ``adopt``, ``nightly_env``, ``nightly_report``, ``rollback``, ``gc``,
+``status``, ``schedule``. Same contract as :mod:`envbuild.commands.stages`:
+``(project root, arguments as strings)`` -> side effect, EnvBuildError for anything the user
+must fix.
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from envbuild.commands.stages import exclusive, load, tarball, the_five
-from envbuild.errors import EnvBuildError, LockError, RecordError
-from envbuild.graph.uptodate import write_lock_stamp
+from envbuild.errors import EnvBuildError, RecordError
 from envbuild.install import conda_envs
 from envbuild.layout import nightly_result, project_at, state_file
 from envbuild.lock import diff as lockdiff
 from envbuild.lock import solve as lock_mod
-from envbuild.lock.lockfile import read_packages
 from envbuild.ops import promotion
 from envbuild.project import Project, load_project
 from envbuild.recipe.validate import display
 from envbuild.records import NightlyResult, PublishRecord
 from envbuild.ship import kernels
+from envbuild.stages.common import exclusive, load
+from envbuild.stages.lock import write_lock_stamp
+from envbuild.stages.pack import tarball
 from envbuild.util.fs import atomic_write, remove_tree
 
 
@@ -62,35 +62,6 @@ def ci_merge(root: str, artifacts: str, env: str = "") -> None:
     diffs = Path(root) / artifacts / ci.LOCKS_ARTIFACT / "reports"
     page = nightly_page.write_page(project, nightly_page.merged_results(merged.outcome, diffs))
     print(f"wrote {display(page)}")
-
-
-def export(root: str, name: str) -> None:
-    """``doit export env=NAME``: ``dist/<name>.environment.yml`` (the recipe's top-level specs,
-    for ``conda env create -f``) and ``dist/<name>-<platform>.explicit.txt`` (the lock's
-    explicit files, for ``conda create --file``). Raises LockError if it is not locked."""
-    from envbuild.lock.lockfile import explicit_path
-    from envbuild.recipe import environment_yml
-
-    project, recipe = load(root, name)
-    locked = read_packages(project.lockfile(name))
-    out = project.path("dist") / f"{name}.environment.yml"
-    text = environment_yml.render(
-        name,
-        recipe.channels,
-        recipe.dependencies,
-        recipe.pypi_dependencies,
-        recipe.variables,
-    )
-    atomic_write(out, text)
-    print(f"wrote {display(out)}")
-    for platform in locked.platforms:
-        src = explicit_path(project, name, platform)
-        if not src.exists():
-            msg = f"{display(src)} is missing; run `doit lock env={name}` to write it"
-            raise LockError(msg)
-        dest = project.path("dist") / src.name
-        atomic_write(dest, src.read_bytes())
-        print(f"wrote {display(dest)}")
 
 
 def doctor_report_name(prefix: Path) -> str:
@@ -178,21 +149,6 @@ def nightly_report(root: str, env: str = "") -> None:
             "changed nothing; a failed switch is finished by the next command)"
         )
         raise EnvBuildError(msg)
-
-
-def publish(root: str, name: str) -> None:
-    """``doit publish env=NAME``: push the current build's image, tarball and SBOM to the
-    ``[publish]`` registry (see :mod:`envbuild.deliver.publish`) and print what moved."""
-    from envbuild.deliver import release as publish_mod
-
-    project, recipe = load(root, name)
-    if not project.publish_registry:  # says so before waiting for any lock
-        publish_mod.publish_project(project, recipe)
-    # the build mutex too: a nightly or rollback switching meanwhile would otherwise be
-    # raced (this build's marker read before, another build's image archive after)
-    with exclusive(project, name, "publish"), the_five(project, name):
-        done = publish_mod.publish_project(project, recipe)
-    print(publish_mod.summary(done))
 
 
 def rollback(root: str, name: str) -> None:
@@ -343,8 +299,8 @@ def adopt(root: str, prefix: str, name: str, force: str = "") -> None:
         "findings": [asdict(f) for f in findings],
     }
     report = _adopt_report(project.path("reports"), name, data, [])
-    for step in (stages.build, stages.smoke):
-        step(root, name)
+    for step in ("build", "smoke"):
+        stages.execute(step, root, name)
     rebuilt = project.env_prefix(name)
     new = doctor_mod.read_records(rebuilt)
     changes = adopt_mod.compare(

@@ -6,6 +6,7 @@ sign the build's provenance (:func:`provenance`, :mod:`envbuild.deliver.attest`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -19,13 +20,15 @@ from envbuild.records import BuildInfo, PublishRecord
 from envbuild.util.mediatypes import OCI_MANIFEST, SBOM_ARTIFACT, TARBALL_TYPES
 
 
-def publish_project(project: Project, recipe: Recipe) -> Published:
+def publish_project(
+    project: Project, recipe: Recipe, pack_is_current: Callable[[Path, str], bool]
+) -> Published:
     """Publish the current build of ``recipe`` to the project's ``[publish]`` registry: the
     image ``dist/<name>-<platform>.oci.tar``, the tarball ``pack`` made for this build, the
     SBOM ``dist/<name>-<platform>.cdx.json`` if there is one. Records the outcome in
     ``build/state/<name>.publish.json``. Raises ConfigError without a registry,
-    EnvBuildError if an artifact is missing, RegistryError from the registry."""
-    from envbuild.graph.uptodate import pack_is_current
+    EnvBuildError if an artifact is missing (``pack_is_current``: the pack stage's check, of
+    a floor above), RegistryError from the registry."""
     from envbuild.layout import build_record, read_marker, state_file
     from envbuild.ship.pack import tarball_path
 

@@ -1,7 +1,8 @@
 """Task dicts of the commands that run when asked (https://pydoit.org/tasks.html): nightly,
 relock, ci_merge, rollback, gc, status, schedule, doctor, adopt, check and the offline channel.
-The per-environment stages are :mod:`envbuild.graph.tasks`; both name their executors through
-:mod:`envbuild.graph.actions` and share its error boundary (:func:`tasks.guard`).
+The per-environment stages are :mod:`envbuild.graph.tasks`, from the registry of
+:mod:`envbuild.stages`; both name their executors through :mod:`envbuild.graph.actions` and
+share its error boundary (:func:`tasks.guard`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import atexit
 import functools
 import gc
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +29,23 @@ from envbuild.graph.command_tasks import (
 )
 from envbuild.graph.reporter import Reporter
 from envbuild.graph.tasks import TaskDict, stage_tasks
+from envbuild.stages import registry
+from envbuild.stages.registry import Stage
 from envbuild.util.log import setup_logging
 
-# the names doit finds in a namespace, in their order of definition (doit sorts by line)
-TASK_NAMES = (
-    "task_offline_channel",
-    "task_lock",
-    "task_verify",
-    "task_check",
-    "task_build",
-    "task_smoke",
-    "task_pack",
-    "task_docker",
-    "task_publish",
-    "task_export",
-    "task_maintenance",
-    "task_prefix",
-)
+# the names doit finds in a namespace after the offline channel and the registered stages
+COMMAND_TASKS = ("task_check", "task_maintenance", "task_prefix")
+
+
+def task_names() -> tuple[str, ...]:
+    """The ``task_*`` names of :func:`tasks_for`'s namespace, in doit's order: the offline
+    channel, every registered stage (:func:`envbuild.stages.registry.stages`), check, the
+    maintenance commands, the prefix commands."""
+    return (
+        "task_offline_channel",
+        *(f"task_{s.name}" for s in registry.stages()),
+        *COMMAND_TASKS,
+    )
 
 
 def doit_config(root: Path) -> dict[str, Any]:
@@ -83,58 +83,57 @@ def _process_setup() -> None:
     atexit.register(gc.freeze)
 
 
+def _creator(make: Callable[[], Any], doc: str | None = None) -> Callable[[], Any]:
+    """A doit task creator calling ``make``. doit orders creators by the line they are
+    defined on: every creator is defined here, so the namespace's order is doit's."""
+
+    def creator() -> Any:
+        return make()
+
+    creator.__doc__ = doc
+    return creator
+
+
 def tasks_for(root: Path) -> dict[str, Any]:
     """The doit namespace of the project at ``root`` (a directory holding ``envbuild.toml``):
-    ``{"DOIT_CONFIG": dict, "task_<name>": generator, ...}`` with :data:`TASK_NAMES`, for
-    ``doit.cmd_base.ModuleTaskLoader``. Reads nothing and raises nothing; the generators raise
-    ``SystemExit(1)`` for a bad ``envbuild.toml`` (see :func:`prepare`)."""
+    ``{"DOIT_CONFIG": dict, "task_<name>": generator, ...}`` with :func:`task_names`, for
+    ``doit.cmd_base.ModuleTaskLoader``: one generator per registered stage, then the
+    commands. Reads nothing and raises nothing; the generators raise ``SystemExit(1)`` for a
+    bad ``envbuild.toml`` (see :func:`prepare`)."""
     root = root.resolve()
 
     def env() -> Any:
         prepare(root)
         return get_var("env", None)
 
-    def task_offline_channel() -> TaskDict:
+    def stage(spec: Stage) -> Callable[[], Iterator[TaskDict]]:
+        def make() -> Iterator[TaskDict]:
+            values = (get_var(v, None) for v in spec.variables)
+            yield from stage_tasks(root, spec.name, env(), *(v or "" for v in values))
+
+        return make
+
+    def offline_channel() -> TaskDict:
         prepare(root)
         return offline_channel_task(root)
 
-    def task_lock() -> Iterator[TaskDict]:
-        """solve each recipe (env=NAME[,NAME]; update=PKG[,PKG] updates only those packages)"""
-        yield from stage_tasks(root, "lock", env(), get_var("update", None))
-
-    def task_verify() -> Iterator[TaskDict]:
-        yield from stage_tasks(root, "verify", env())
-
-    def task_check() -> TaskDict:
-        return check_task(root, env())
-
-    def task_build() -> Iterator[TaskDict]:
-        yield from stage_tasks(root, "build", env())
-
-    def task_smoke() -> Iterator[TaskDict]:
-        yield from stage_tasks(root, "smoke", env())
-
-    def task_pack() -> Iterator[TaskDict]:
-        yield from stage_tasks(root, "pack", env())
-
-    def task_docker() -> Iterator[TaskDict]:
-        yield from stage_tasks(root, "docker", env())
-
-    def task_publish() -> Iterator[TaskDict]:
-        yield from stage_tasks(root, "publish", env())
-
-    def task_export() -> Iterator[TaskDict]:
-        yield from stage_tasks(root, "export", env())
-
-    def task_maintenance() -> Iterator[TaskDict]:
-        """nightly, _nightly_env:<name>, relock, ci_merge, rollback:<name>, gc, status, schedule."""
-        yield from maintenance_tasks(root, env())
-
-    def task_prefix() -> Iterator[TaskDict]:
-        """doctor prefix=PATH, adopt prefix=PATH name=NAME [force=1]."""
+    def prefix() -> Iterator[TaskDict]:
         prepare(root)
         yield from prefix_tasks(root, get_var("prefix", None), get_var("name", None),
                                 get_var("force", None))  # fmt: skip
 
-    found = locals()  # the generators above, by name
-    return {"DOIT_CONFIG": doit_config(root), **{name: found[name] for name in TASK_NAMES}}
+    namespace: dict[str, Any] = {
+        "DOIT_CONFIG": doit_config(root),
+        "task_offline_channel": _creator(offline_channel),
+    }
+    for spec in registry.stages():
+        namespace[f"task_{spec.name}"] = _creator(stage(spec), spec.doc)
+    namespace["task_check"] = _creator(lambda: check_task(root, env()))
+    namespace["task_maintenance"] = _creator(
+        lambda: maintenance_tasks(root, env()),
+        "nightly, _nightly_env:<name>, relock, ci_merge, rollback:<name>, gc, status, schedule.",
+    )
+    namespace["task_prefix"] = _creator(
+        prefix, "doctor prefix=PATH, adopt prefix=PATH name=NAME [force=1]."
+    )
+    return namespace

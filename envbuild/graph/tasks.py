@@ -1,8 +1,12 @@
-"""Recipes -> doit task dicts (https://pydoit.org/tasks.html). No I/O beyond listing recipes.
+"""Registered stages -> doit task dicts (https://pydoit.org/tasks.html). No I/O beyond
+listing recipes.
 
 One subtask per environment and stage (``lock:ml``, ``build:ml``, ...), because doit keys its
-state by task name. Stages are chained through files, so doit runs a stage only when its inputs
-changed and skips the later stages of an environment whose earlier stage failed::
+state by task name; each is derived from the stage's definition
+(:mod:`envbuild.stages.registry`): its ``after`` (``task_dep``), ``target``, ``is_current``
+(``uptodate``; none: it runs whenever asked) and ``clean``. Stages are chained through files,
+so doit runs a stage only when its inputs changed and skips the later stages of an environment
+whose earlier stage failed::
 
     recipe --lock--> locks/ml.conda-lock.yml --build--> build/state/ml.build.json
       --smoke--> build/state/ml.smoke.json --pack--> dist/ml-<platform>.tar.zst
@@ -23,35 +27,30 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from envbuild import layout
-from envbuild.channels import transport_url
 from envbuild.errors import EnvBuildError
-from envbuild.graph import actions, uptodate
+from envbuild.graph import actions
 from envbuild.project import Project
+from envbuild.stages import registry
+from envbuild.stages.registry import Stage
 from envbuild.util import progress
 from envbuild.util.redact import scrub
 
 TaskDict = dict[str, Any]
 
 
-# per-environment steps shown with their duration (see :mod:`envbuild.util.progress`)
-_SHOWN = frozenset(
-    {"lock", "relock", "build", "smoke", "pack", "docker", "export", "nightly_env", "publish"}
-)
-
-
-# stages whose py-rattler worker (solve, install) is started ahead, while the stage modules
-# import, and whether that call draws progress bars
-_WORKER_FIRST: dict[str, Callable[[], bool]] = {
-    "lock": lambda: False,
-    "build": progress.interactive,
-}
+# the commands (not stages) shown as one line with their duration
+_SHOWN = frozenset({"relock", "nightly_env"})
 
 
 def guard(stage: str, *args: str) -> TaskFailed | None:
+    """Run action ``stage`` with ``args``; an EnvBuildError is a failed task with its message.
+    A stage's py-rattler worker (lock, build) is started ahead, while its modules import."""
     from envbuild.rattler import client as rattler_client
 
-    first = _WORKER_FIRST.get(stage)
-    what = f"{stage.removesuffix('_env')} {args[1]}" if stage in _SHOWN else ""
+    spec = registry.get(stage) if registry.is_stage(stage) else None
+    first = spec.warm if spec else None
+    shown = spec.shown if spec else stage in _SHOWN
+    what = f"{stage.removesuffix('_env')} {args[1]}" if shown else ""
     try:
         with rattler_client.warm(first()) if first else contextlib.nullcontext():
             run = actions.executor(stage)  # imported now, not when doit loads the graph
@@ -63,9 +62,9 @@ def guard(stage: str, *args: str) -> TaskFailed | None:
 
 
 def action(stage: str, *args: str) -> tuple[Callable[..., object], list[str]]:
-    """A doit python-action running action ``stage`` of :data:`actions.EXECUTORS` with
-    ``args``, the error boundary applied (module-level and picklable, for ``doit -n``).
-    Raises KeyError for a name not in the table, as the graph loads."""
+    """A doit python-action running action ``stage`` (a registered stage, or a name of
+    :data:`actions.EXECUTORS`) with ``args``, the error boundary applied (module-level and
+    picklable, for ``doit -n``). Raises KeyError for an unknown name, as the graph loads."""
     return (guard, [actions.check(stage), *args])
 
 
@@ -84,7 +83,8 @@ class _UpToDate:
 
     def __repr__(self) -> str:
         what = " ".join((self.check.__doc__ or "").split("\n\n")[0].split())
-        return f"envbuild.graph.uptodate.{self.check.__name__}({self.name!r}) -- {what}"
+        where = f"{self.check.__module__}.{self.check.__name__}"
+        return f"{where}({self.name!r}) -- {what}"
 
 
 class OfflineInputsUnchanged:
@@ -124,127 +124,29 @@ def task_offline_channel(project: Project) -> TaskDict:
     }
 
 
-def _uses_offline_channel(project: Project) -> bool:
-    offline = project.path("offline_channel").as_uri()
-    return any(transport_url(t, project.root) == offline for t in project.mirrors.values())
-
-
-def _stage(
-    project: Project,
-    names: list[str],
-    basename: str,
-    doc: str,
-    make: Callable[[Project, str], TaskDict],
-) -> Iterator[TaskDict]:
-    yield {"basename": basename, "name": None, "doc": doc}
-    for name in names:
-        task = make(project, name)
-        task.setdefault("verbosity", 2)
-        task.setdefault("doc", f"{basename} of environment '{name}'")
-        yield {"basename": basename, "name": name, **task}
-
-
-def _lock(project: Project, name: str, update: str = "") -> TaskDict:
+def stage_task(project: Project, stage: Stage, name: str, *variables: str) -> TaskDict:
+    """The doit task dict of ``stage`` for environment ``name``: always run when it has no
+    up-to-date check or a variable is given (``update=`` of lock)."""
     root = str(project.root)
-    fresh = _UpToDate(uptodate.lock_is_fresh, root, name)
-    return {
-        "actions": [action("lock", root, name, update)],
-        "targets": [project.lockfile(name)],
-        "uptodate": [False] if update else [fresh],
-        "task_dep": ["offline_channel"] if _uses_offline_channel(project) else [],
+    check = stage.is_current
+    task: TaskDict = {
+        "actions": [action(stage.name, root, name, *variables)],
+        "task_dep": stage.after_for(project, name),
+        "targets": [stage.target(project, name)] if stage.target else [],
+        "uptodate": [False] if check is None or any(variables) else [_UpToDate(check, root, name)],
+        "verbosity": 2,
+        "doc": f"{stage.name} of environment '{name}'",
     }
+    if stage.clean:
+        task["clean"] = [action("clean", root, stage.name, name)]  # `doit clean <stage>:<name>`
+    return task
 
 
-# Each stage is keyed on the identity of the current build (its build id), not on file
-# hashes: a build promoted by `doit nightly` or `doit rollback` is recognised as current, and
-# the stages after it run only if they have not yet run for that build.
-
-
-def _after(
-    previous: str,
-    run: str,
-    is_current: Callable[[Path, str], bool],
-    target: Callable[[Project, str], Path] | None,
-) -> Callable[[Project, str], TaskDict]:
-    """A link of the chain: stage ``run`` after stage ``previous`` of the same environment,
-    making ``target`` (if any), up to date while ``is_current`` says so."""
-
-    def make(project: Project, name: str) -> TaskDict:
-        root = str(project.root)
-        return {
-            "actions": [action(run, root, name)],
-            "task_dep": [f"{previous}:{name}"],
-            "targets": [target(project, name)] if target else [],
-            "uptodate": [_UpToDate(is_current, root, name)],
-            "clean": [action("clean", root, run, name)],  # `doit clean <stage>:<name>`
-        }
-
-    return make
-
-
-def _dockerfile(project: Project, name: str) -> Path:
-    return project.path("docker") / name / "Dockerfile"
-
-
-def _verify(project: Project, name: str) -> TaskDict:
-    return {"actions": [action("verify", str(project.root), name)], "uptodate": [False]}
-
-
-STAGES: dict[str, tuple[str, Callable[[Project, str], TaskDict]]] = {
-    "lock": (
-        "solve each recipe and write locks/<name>.conda-lock.yml; update=PKG[,PKG] updates "
-        "only those packages, every other one stays pinned",
-        _lock,
-    ),
-    "build": (
-        "install the locked packages into envs/<name> (staged, then switched)",
-        _after("lock", "build", uptodate.build_is_current, layout.build_state),
-    ),
-    "smoke": (
-        "run each recipe's smoke imports and commands in its environment",
-        _after("build", "smoke", uptodate.smoke_is_current, layout.smoke_state),
-    ),
-    "pack": (
-        "conda-pack each environment into dist/ and prove the tarball",
-        # the tarball's name depends on the recipe's pack format: no target, so that loading
-        # the graph never parses recipes (pack_is_current checks the tarball itself)
-        _after("smoke", "pack", uptodate.pack_is_current, None),
-    ),
-    "docker": (
-        "render docker/<name>/Dockerfile and its build context (and image, with an engine)",
-        _after("pack", "docker", uptodate.docker_is_current, _dockerfile),
-    ),
-    "verify": ("compare each environment with its lockfile; fails on any drift", _verify),
-    "publish": (
-        "push image, tarball and SBOM to the [publish] registry; tags :current, :<lock>, :<date>",
-        lambda project, name: {
-            "actions": [action("publish", str(project.root), name)],
-            # without [publish] the action says so at once, before building anything
-            "task_dep": [f"docker:{name}"] if project.publish_registry else [],
-            "uptodate": [False],  # asks the registry (HEAD requests only when all is there)
-        },
-    ),
-    "export": (
-        "write dist/<name>.environment.yml and the explicit files, for people using conda",
-        lambda project, name: {
-            "actions": [action("export", str(project.root), name)],
-            "task_dep": [f"lock:{name}"],
-            "uptodate": [False],
-        },
-    ),
-}
-
-
-def stage_tasks(
-    root: Path, stage: str, env: str | None, update: str | None = None
-) -> Iterator[TaskDict]:
-    """The doit subtasks of ``stage`` for the selected environments of the project at
-    ``root``; ``update`` (lock only) names packages to update with the rest pinned."""
+def stage_tasks(root: Path, stage: str, env: str | None, *variables: str) -> Iterator[TaskDict]:
+    """The doit subtasks of registered stage ``stage`` for the selected environments of the
+    project at ``root``; ``variables``: the values of the stage's doit variables ("" unset)."""
     project = layout.project_at(root)
-    doc, make = STAGES[stage]
-    if stage == "lock" and update:
-        yield from _stage(
-            project, project.selected(env), stage, doc, lambda p, n: _lock(p, n, update)
-        )
-        return
-    yield from _stage(project, project.selected(env), stage, doc, make)
+    spec = registry.get(stage)
+    yield {"basename": stage, "name": None, "doc": spec.doc}
+    for name in project.selected(env):
+        yield {"basename": stage, "name": name, **stage_task(project, spec, name, *variables)}

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envbuild.errors import EnvBuildError, LockError
-from envbuild.graph.uptodate import engine_available
 from envbuild.install import build as build_mod
 from envbuild.install import bytecode, trash
 from envbuild.layout import BUILDS_DIR
@@ -22,6 +21,7 @@ from envbuild.ops import promotion
 from envbuild.project import Project
 from envbuild.rattler import cache_stamps
 from envbuild.ship import engine as image_mod
+from envbuild.stages.docker import engine_available
 from envbuild.util.fs import remove_tree, tree_bytes
 from envbuild.util.mutex import try_hold
 

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from envbuild.deliver import release
 from envbuild.errors import EnvBuildError
-from envbuild.graph import stage_inputs
-from envbuild.graph.uptodate import build_is_current, engine_available
 from envbuild.install import build as build_mod
 from envbuild.layout import build_record, pack_record
 from envbuild.lock import diff as lockdiff
@@ -43,6 +41,9 @@ from envbuild.ship import pack as pack_mod
 from envbuild.ship.sbom import SBOM_IN_PREFIX, write_sbom
 from envbuild.ship.smoke import run_checks
 from envbuild.ship.smoke import write_report as write_smoke_report
+from envbuild.stages import inputs as stage_inputs
+from envbuild.stages.build import build_is_current
+from envbuild.stages.docker import docker_digest, engine_available
 from envbuild.util import kill_points
 from envbuild.util.fs import atomic_write, tree_bytes
 
@@ -166,7 +167,7 @@ def _publishables(
                                   image_mod.project_id(root), current=False)  # fmt: skip
             image_mod.smoke(img.tag, recipe.smoke)
             record = ImageRecord(tag=img.tag, id=img.id, size=img.size, build_id=info.build_id,
-                                 inputs=stage_inputs.docker_digest(recipe))  # fmt: skip
+                                 inputs=docker_digest(recipe))  # fmt: skip
             record.save(build_record(project, name, info.build_id, "image"))
             image = img.tag
     except (EnvBuildError, OSError) as e:

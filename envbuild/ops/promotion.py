@@ -28,8 +28,6 @@ from pathlib import Path
 
 from envbuild.deliver import release
 from envbuild.errors import BuildError, EnvBuildError, RegistryError
-from envbuild.graph import stage_inputs
-from envbuild.graph.uptodate import engine_available, template_sha
 from envbuild.install import build as build_mod
 from envbuild.layout import (
     build_record,
@@ -57,6 +55,8 @@ from envbuild.records import (
 from envbuild.ship import docker as docker_mod
 from envbuild.ship import engine as image_mod
 from envbuild.ship.oci_stage import kept_image
+from envbuild.stages import inputs as stage_inputs
+from envbuild.stages.docker import engine_available, template_sha
 from envbuild.util import kill_points
 from envbuild.util.fs import atomic_link, atomic_write, remove_tree
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envbuild.errors import EnvBuildError, LockError, RecipeError
-from envbuild.graph.uptodate import lock_is_fresh
 from envbuild.layout import (
     image_state,
     nightly_result,
@@ -39,6 +38,8 @@ from envbuild.records import (
     Switch,
     VerifyReport,
 )
+from envbuild.stages import registry
+from envbuild.stages.lock import lock_is_fresh
 from envbuild.util.fs import tree_bytes
 
 
@@ -67,6 +68,8 @@ class EnvStatus:
     published_build: str = ""  # the build that image is of
     pending_switch: str = ""  # the build an interrupted switch goes to (its journal exists)
     recipe_error: str = ""  # why the recipe file does not parse ("" when it does)
+    # stage -> "current" or "-", for each registered stage shown as a column of its own
+    stages: dict[str, str] = field(default_factory=dict)
 
 
 def _platforms(lockfile: Path) -> tuple[str, ...]:
@@ -137,7 +140,18 @@ def env_status(project: Project, name: str, now: float | None = None) -> EnvStat
         published_build=published.build_id if published else "",
         pending_switch=journal.build_id if journal else "",
         recipe_error=recipe_error,
+        stages={s.name: _current(s, project, name) for s in registry.stages() if s.column},
     )
+
+
+def _current(stage: registry.Stage, project: Project, name: str) -> str:
+    """ "current" if ``stage`` of ``name`` is up to date, else "-" (also for a stage that
+    runs whenever asked, or whose check fails)."""
+    try:
+        current = stage.is_current is not None and stage.is_current(project.root, name)
+    except EnvBuildError:
+        current = False
+    return "current" if current else "-"
 
 
 def _age(seconds: float) -> str:
@@ -153,9 +167,11 @@ def _for(build: str, current: str) -> str:
 
 def table(rows: list[EnvStatus]) -> str:
     """One line per environment: recipe, lock, build, smoke, tarball, image, verify, nightly,
-    published (the registry's ``:current``, as the last publish or switch left it)."""
+    published (the registry's ``:current``, as the last publish or switch left it), then a
+    column for each other registered stage."""
+    extra = tuple(rows[0].stages) if rows else ()
     header = ("recipe", "lock", "build", "smoke", "tarball", "image", "verify", "nightly",
-              "published")  # fmt: skip
+              "published", *extra)  # fmt: skip
     lines = [header]
     for r in rows:
         lock = (
@@ -182,7 +198,8 @@ def table(rows: list[EnvStatus]) -> str:
             else "-"
         )
         lines.append((r.recipe, lock, build, r.smoke, tarball, image, r.verify,
-                      r.nightly or "-", published))  # fmt: skip
+                      r.nightly or "-", published,
+                      *(r.stages.get(s, "-") for s in extra)))  # fmt: skip
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in lines)  # fmt: skip

@@ -1,7 +1,7 @@
 """The records of the stages after a build: smoke, pack, Docker context, image, verify
 (see :mod:`envbuild.records.base` for versions and damaged records). ``inputs`` and
 ``sources`` are the stage's input fingerprint and the sha256 of the files it was computed
-from (:mod:`envbuild.graph.stage_inputs`)."""
+from (:mod:`envbuild.stages.inputs`)."""
 
 from __future__ import annotations
 

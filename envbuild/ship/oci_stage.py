@@ -1,7 +1,7 @@
 """The docker stage's engine-free half: the SBOM, the image archive, and (with an engine) the
 image loaded and smoke-tested inside as the non-root user.
 
-Called by :func:`envbuild.commands.stages.docker` when ``[image] base`` is set; without it the stage
+Called by :func:`envbuild.stages.docker.docker` when ``[image] base`` is set; without it the stage
 keeps building the rendered Dockerfile with a local engine. Records
 ``build/state/<name>.image.json`` (and the build's copy): manifest digest, archive, base
 digest, whether the in-container checks ran.

@@ -178,8 +178,8 @@ def smoke_env(
     kernel_spec: str = "",
 ) -> list[CheckResult]:
     """Run the smoke checks; on success write ``report`` (:class:`envbuild.records.SmokeRecord`)
-    atomically, with ``stamp`` (what the checks were made from:
-    :mod:`envbuild.graph.stage_inputs`) and ``kernel_spec``.
+    atomically, with ``stamp`` (what the checks were made from: :mod:`envbuild.stages.inputs`)
+    and ``kernel_spec``.
 
     Raises SmokeError naming each failed module/command, its exit code and stderr; the report
     is then not written (so later stages see the checks as not passed).

@@ -218,11 +218,11 @@ def test_signed_publish_verified_pull_and_three_refusals(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from envbuild.commands import maintenance as commands
+    from envbuild.commands import stages as commands
 
     root = packed_project.root
     _published_project(root, plain, keys / "p256.pem", packed)
-    commands.publish(str(root), "tiny")
+    commands.execute("publish", str(root), "tiny")
     record = json.loads((root / "build" / "state" / "tiny.publish.json").read_text())
     keyid = attest.load_public_key((keys / "p256.pub").read_bytes(), "t").keyid
     assert record["signed"] and record["signing_keyid"] == keyid and record["attestation"]
@@ -236,7 +236,7 @@ def test_signed_publish_verified_pull_and_three_refusals(
     # a re-publish signs nothing new, even with the kept envelope gone (ECDSA differs per run)
     (root / "dist" / "tiny-linux-64.intoto.json").unlink()
     capsys.readouterr()
-    commands.publish(str(root), "tiny")
+    commands.execute("publish", str(root), "tiny")
     assert "0 upload(s), 0.0 MB sent, no tag moved (" in (out := capsys.readouterr().out)
     assert f"provenance signed by key {keyid[:16]}" in out
     again = json.loads((root / "build" / "state" / "tiny.publish.json").read_text())

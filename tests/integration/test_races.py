@@ -89,7 +89,7 @@ def _stage(p: Project, *stages: str) -> subprocess.Popen[str]:
 
 def _stage_of(p: Project, name: str, *stages: str) -> subprocess.Popen[str]:
     code = "import sys; from envbuild.commands import stages\n" + "".join(
-        f"stages.{s}(sys.argv[1], {name!r})\n" for s in stages
+        f"stages.execute({s!r}, sys.argv[1], {name!r})\n" for s in stages
     )
     return subprocess.Popen(
         [sys.executable, "-c", code, str(p.root)],

@@ -359,12 +359,12 @@ def test_fetch_base_once_digest_checked(plain: Registry, tmp_path: Path) -> None
 def test_publish_a_project_build(
     plain: Registry, packed_project: Project, packed: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from envbuild.commands import maintenance as commands
+    from envbuild.commands import stages as commands
     from envbuild.errors import ConfigError
 
     root = packed_project.root
     with pytest.raises(ConfigError, match=r"\[publish\] registry is not set"):
-        commands.publish(str(root), "tiny")
+        commands.execute("publish", str(root), "tiny")
     config = root / "envbuild.toml"
     original = config.read_text()
     try:
@@ -372,7 +372,7 @@ def test_publish_a_project_build(
         image = packed.with_name(packed.name.replace(".tar.zst", ".oci.tar"))
         write_layout(root / "build" / "layout", text="project")
         layout_archive(root / "build" / "layout", image)
-        commands.publish(str(root), "tiny")
+        commands.execute("publish", str(root), "tiny")
         line = capsys.readouterr().out
         assert f"{plain.host}/proj/tiny@sha256:" in line and ":current" in line
         record = json.loads((root / "build" / "state" / "tiny.publish.json").read_text())
@@ -382,7 +382,7 @@ def test_publish_a_project_build(
             plain.skopeo("inspect", "--raw", f"docker://{plain.host}/proj/tiny@{record['tarball']}")
         )["annotations"]["org.envbuild.lock-sha256"]
         assert lock_sha[:12] in tags
-        commands.publish(str(root), "tiny")
+        commands.execute("publish", str(root), "tiny")
         assert "0 upload(s), 0.0 MB sent, no tag moved" in capsys.readouterr().out
         assert "publish" in packed_project.doit("list").stdout
     finally:
@@ -528,7 +528,7 @@ def test_registry_libraries_stay_off_the_no_op_path(packed_project: Project) -> 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-    assert "envbuild.graph.uptodate" in imported
+    assert "envbuild.stages.build" in imported
     assert not {
         m for m in imported if m.split(".")[0] in ("oras", "requests", "urllib3", "jsonschema")
     }
@@ -556,7 +556,7 @@ def test_registry_out_of_space_then_next_publish_finishes(release: Release, tmp_
 
 def test_rollback_moves_current_back(plain: Registry, packed_project: Project) -> None:
     """Two published builds; `doit rollback` switches the environment and :current back."""
-    from envbuild.commands import maintenance as commands
+    from envbuild.commands import stages as commands
     from envbuild.ship.oci import Layout
 
     root = packed_project.root
@@ -581,7 +581,8 @@ def test_rollback_moves_current_back(plain: Registry, packed_project: Project) -
             )
             with Layout(root / "build" / f"layout-{text}") as layout:
                 digests.append(layout.read_json("index.json")["manifests"][0]["digest"])
-            commands.publish(str(root), "tiny")  # (doit publish would first run doit docker)
+            # (doit publish would first run doit docker)
+            commands.execute("publish", str(root), "tiny")
         assert (
             json.loads(plain.skopeo("inspect", f"docker://{plain.host}/rb/tiny:current"))["Digest"]
             == digests[1]

@@ -143,7 +143,7 @@ def test_noop_imports_no_conda_lock_pydantic_or_rattler(project: Project) -> Non
     assert proc.returncode == 0, proc.stderr
     assert project.executed(proc) == []
     imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-    assert "doit" in imported and "envbuild.graph.uptodate" in imported  # the probe itself works
+    assert "doit" in imported and "envbuild.stages.build" in imported  # the probe itself works
     heavy = {m for m in imported if m.split(".")[0] in ("conda_lock", "pydantic", "rattler")}
     assert heavy == set()
     # the offline channel's up-to-date inputs are computed only when that task is checked
@@ -186,7 +186,7 @@ def test_doit_list_info_and_clean_as_doit_users_expect(make_project) -> None:  #
     assert (
         info.returncode == 1
         and "status     : run" in why
-        and "envbuild.graph.uptodate.build_is_current('tiny')" in why
+        and "envbuild.stages.build.build_is_current('tiny')" in why
     )
     p.doit("build")
     p.doit("clean", "pack:tiny")

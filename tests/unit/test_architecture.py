@@ -29,8 +29,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("lock",),
     ("install",),
     ("ship", "offline"),
-    ("graph",),
     ("deliver",),
+    ("stages",),
+    ("graph",),
     ("ops",),
     ("commands",),
     ("dodo",),
@@ -126,13 +127,65 @@ def test_few_modules_on_top_and_every_module_small() -> None:
 
 
 def test_every_action_names_a_function() -> None:
-    """The table of executors (graph/actions.py): each entry exists and is callable."""
+    """The table of executors (graph/actions.py) and every registered stage: each names a
+    function that exists."""
     from envbuild.graph import actions
+    from envbuild.stages import registry
 
-    for name in actions.EXECUTORS:
+    for name in [*actions.EXECUTORS, *(s.name for s in registry.stages())]:
         assert callable(actions.executor(name)), name
+    for stage in registry.stages():
+        assert callable(stage.runner()), stage.name
     with pytest.raises(KeyError, match="no action named 'buidl'"):
         actions.check("buidl")
+
+
+def stage_definitions(paths: list[Path], base: Path = PACKAGE) -> dict[str, list[str]]:
+    """stage name -> the modules (relative to ``base``) with a ``Stage(name=...)`` call."""
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            callee = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if callee != "Stage":
+                continue
+            name = next((k.value for k in node.keywords if k.arg == "name"), None)
+            label = name.value if isinstance(name, ast.Constant) else "<not a literal>"
+            found.setdefault(str(label), []).append(str(path.relative_to(base)))
+    return found
+
+
+def misplaced_stages(found: dict[str, list[str]]) -> list[str]:
+    """Each stage must be defined once, in ``stages/<its name>.py``."""
+    return [
+        f"stage {name!r} defined in {', '.join(homes)} (expected once, in stages/{name}.py)"
+        for name, homes in sorted(found.items())
+        if homes != [f"stages/{name}.py"]
+    ]
+
+
+def test_one_definition_per_stage() -> None:
+    """Every stage is one ``Stage(...)`` in its own module, ``envbuild/stages/<name>.py``,
+    and the registry's built-in ones are exactly those."""
+    from envbuild.stages import registry
+
+    found = stage_definitions(MODULES)
+    assert misplaced_stages(found) == []
+    assert sorted(found) == sorted(registry.BUILTIN)
+    assert [s.name for s in registry.stages()] == list(registry.BUILTIN)
+
+
+def test_the_stage_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "pack.py").write_text(
+        'A = Stage(name="pack", doc="", run=f)\nB = registry.Stage(name="smoke", run=f)\n'
+    )
+    (tmp_path / "graph.py").write_text('C = Stage(name="pack", doc="", run=f)\n')
+    found = stage_definitions(sorted(tmp_path.rglob("*.py")), tmp_path)
+    assert found == {"pack": ["graph.py", "stages/pack.py"], "smoke": ["stages/pack.py"]}
+    assert len(misplaced_stages(found)) == 2
 
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:

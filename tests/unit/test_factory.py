@@ -12,7 +12,7 @@ import pytest
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from envbuild.graph.factory import TASK_NAMES, tasks_for
+from envbuild.graph.factory import task_names, tasks_for
 
 
 def _project(root: Path, toml: str = "") -> Path:
@@ -28,7 +28,7 @@ def test_tasks_for_lists_the_project_at_root_from_elsewhere(
     root = _project(tmp_path / "proj")
     monkeypatch.chdir(tmp_path)
     namespace = tasks_for(root)
-    assert set(namespace) == {"DOIT_CONFIG", *TASK_NAMES}
+    assert set(namespace) == {"DOIT_CONFIG", *task_names()}
     assert namespace["DOIT_CONFIG"]["dep_file"] == str(root.resolve() / ".doit.db")
     assert DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(["list", "--all"]) == 0
     assert "lock:tiny" in capsys.readouterr().out

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from envbuild.errors import ConfigError, LockError, RecipeError
-from envbuild.graph import uptodate
 from envbuild.lock.lockfile import read_packages
 from envbuild.project import load_project
 from envbuild.recipe.load import load_recipe
+from envbuild.stages import lock as lock_stage
 
 HEAD = "name: ml\ndependencies: [python]\n"
 
@@ -111,7 +111,7 @@ def test_a_fifo_recipe_does_not_hang_the_up_to_date_check(tmp_path: Path) -> Non
     (tmp_path / "recipes").mkdir()
     os.mkfifo(tmp_path / "recipes" / "ml.yml")
     with within(10):
-        assert not uptodate.lock_is_fresh(tmp_path, "ml")
+        assert not lock_stage.lock_is_fresh(tmp_path, "ml")
 
 
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo"])

@@ -285,8 +285,9 @@ def test_the_up_to_date_checks_rerun_a_stage_whose_record_is_damaged(tmp_path: P
     """The policy (envbuild/records/base.py): a damaged or too-new record is "not current"
     for doit (no traceback); the stage that then runs rewrites it. A damaged verify report
     hides no drift it recorded: it is read as absent, as before."""
-    from envbuild.graph.uptodate import build_is_current, smoke_is_current
     from envbuild.layout import project_at
+    from envbuild.stages.build import build_is_current
+    from envbuild.stages.smoke import smoke_is_current
     from envbuild.util.fs import file_sha256
 
     (tmp_path / "envbuild.toml").write_text("")

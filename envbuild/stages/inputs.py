@@ -1,24 +1,16 @@
-"""What each stage after the build is made from, as a fingerprint its record keeps.
+"""What a stage is made from, as a fingerprint its record keeps.
 
 A stage is up to date only if the build it ran for is current *and* every input it read is
-what it was (make's promise). Inputs per stage, all from the recipe (its whole ``extends``
-chain) except where said:
-
-* smoke: ``smoke.imports``, ``smoke.commands``, ``variables`` and the Jupyter kernel options
-  (the smoke stage registers the kernel); the build is its record's ``build_id``;
-* pack: ``pack.format``, ``pack.level``, ``smoke.imports`` (the tarball's proof imports them),
-  ``variables`` (its activation scripts); the build and its passed smoke checks are checked
-  beside it;
-* docker: the name, ``docker`` (base image, user, uid, prefix), ``smoke`` (the image runs
-  the checks), ``variables``; the template's sha256 and the tarball's size and mtime are
-  recorded beside it.
+what it was (make's promise). Each stage declares the recipe keys it reads as its ``inputs``
+(a function of the recipe, over :func:`digest`) in its own module: ``stages/smoke.py``,
+``stages/pack.py``, ``stages/docker.py``.
 
 A record keeps the fingerprint and the sha256 of each file it was computed from (the recipe
 chain, ``envbuild.toml``). Deciding "nothing to do" hashes those few small files only; if one
 changed (a comment, say), the recipe is loaded and the fingerprint compared (doit's
 ``config_changed`` idea with a cheap first look, as the lock's stamp does), and an equal one
-refreshes the record. Light: the standard library, :mod:`envbuild.util.fs` and
-:mod:`envbuild.project` only at import time.
+refreshes the record. Light: the standard library, :mod:`envbuild.util.fs`,
+:mod:`envbuild.project` and the registry only at import time.
 """
 
 from __future__ import annotations
@@ -26,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envbuild.project import CONFIG_FILE
 from envbuild.records import DockerRecord, PackRecord, SmokeRecord, StageStamp
+from envbuild.stages import registry
 from envbuild.util.fs import file_sha256
 
 if TYPE_CHECKING:
@@ -42,59 +34,21 @@ if TYPE_CHECKING:
 STAGE_SCHEMA = 1
 
 
-def _digest(kind: str, data: dict[str, Any]) -> str:
+def digest(kind: str, data: dict[str, Any]) -> str:
+    """sha256 hex of ``data`` (JSON values), the stage ``kind`` and :data:`STAGE_SCHEMA`: a
+    stage's ``inputs`` fingerprint is this over the recipe keys it reads."""
     text = json.dumps({"schema": STAGE_SCHEMA, "stage": kind, **data}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def smoke_digest(recipe: Recipe) -> str:
-    """Fingerprint of the smoke stage's inputs (see the module docstring)."""
-    return _digest(
-        "smoke",
-        {
-            "imports": list(recipe.smoke.imports),
-            "commands": list(recipe.smoke.commands),
-            "variables": [list(v) for v in recipe.variables],
-            # the display name matters only when a kernel is registered
-            "kernel": recipe.jupyter.kernel and [recipe.jupyter.display_name],
-        },
-    )
-
-
-def pack_digest(recipe: Recipe) -> str:
-    """Fingerprint of the pack stage's inputs."""
-    return _digest(
-        "pack",
-        {
-            "format": recipe.pack.format,
-            "level": recipe.pack.level,
-            "imports": list(recipe.smoke.imports),
-            "variables": [list(v) for v in recipe.variables],
-        },
-    )
-
-
-def docker_digest(recipe: Recipe) -> str:
-    """Fingerprint of the docker stage's recipe inputs (template and tarball are recorded
-    beside it: they are files, not recipe keys)."""
-    d = recipe.docker
-    return _digest(
-        "docker",
-        {
-            "name": recipe.name,
-            "docker": [d.base_image, d.user, d.uid, d.prefix],
-            "imports": list(recipe.smoke.imports),
-            "commands": list(recipe.smoke.commands),
-            "variables": [list(v) for v in recipe.variables],
-        },
-    )
-
-
-DIGESTS: dict[str, Callable[[Recipe], str]] = {
-    "smoke": smoke_digest,
-    "pack": pack_digest,
-    "docker": docker_digest,
-}
+def fingerprint(kind: str, recipe: Recipe) -> str:
+    """The ``inputs`` fingerprint of stage ``kind`` for ``recipe`` (KeyError: no such stage,
+    or one without inputs)."""
+    inputs = registry.get(kind).inputs
+    if inputs is None:
+        msg = f"stage {kind!r} declares no inputs"
+        raise KeyError(msg)
+    return inputs(recipe)
 
 
 def sources(project: Project, files: tuple[Path, ...]) -> dict[str, str]:
@@ -111,7 +65,7 @@ def sources(project: Project, files: tuple[Path, ...]) -> dict[str, str]:
 
 def stamp(project: Project, recipe: Recipe, kind: str) -> StageStamp:
     """The fields a ``kind`` record adds: ``inputs`` (the fingerprint) and ``sources``."""
-    return StageStamp(inputs=DIGESTS[kind](recipe), sources=sources(project, recipe.sources))
+    return StageStamp(inputs=fingerprint(kind, recipe), sources=sources(project, recipe.sources))
 
 
 def file_identity(path: Path) -> str:
@@ -149,7 +103,7 @@ def unchanged(
         recipe = load_recipe(project.recipe_file(name), project.platforms)
     except EnvBuildError:
         return False
-    if DIGESTS[kind](recipe) != digest:
+    if fingerprint(kind, recipe) != digest:
         return False
     if path is not None:
         record.replaced(sources=sources(project, recipe.sources)).save(path)
