@@ -93,6 +93,7 @@ STAGE = register(
         after=("lock:{name}",),
         target=build_state,
         record=build_state,
+        record_type=BuildInfo,
         is_current=build_is_current,
         hold=("five",),
         clean=True,

@@ -182,6 +182,7 @@ STAGE = register(
         after=("pack:{name}",),
         target=dockerfile,
         record=docker_state,
+        record_type=DockerRecord,
         inputs=docker_digest,
         is_current=docker_is_current,
         hold=("five",),

@@ -99,6 +99,7 @@ STAGE = register(
         after=_after,
         target=lambda project, name: project.lockfile(name),
         record=lock_stamp,
+        record_type=LockStamp,
         is_current=lock_is_fresh,
         hold=("own",),
         variables=("update",),

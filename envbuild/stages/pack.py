@@ -181,6 +181,7 @@ STAGE = register(
         run=pack,
         after=("smoke:{name}",),
         record=pack_state,
+        record_type=PackState,
         inputs=pack_digest,
         is_current=pack_is_current,
         hold=("five",),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from envbuild.layout import state_file
 from envbuild.project import Project
+from envbuild.records import PublishRecord
 from envbuild.stages.registry import Stage, register
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ STAGE = register(
         run=publish,
         after=_after,
         record=lambda project, name: state_file(project, name, "publish"),
+        record_type=PublishRecord,
         precheck=without_registry,
         hold=("own", "five"),
         column=False,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from envbuild.project import Project
     from envbuild.recipe.model import Recipe
+    from envbuild.records import Record
 
 # the built-in stages, in the order doit lists and runs them; each is envbuild/stages/<name>.py
 BUILTIN = ("lock", "verify", "build", "smoke", "pack", "docker", "publish", "export")
@@ -40,6 +41,8 @@ class Stage:
       (``("lock:{name}",)``), or a function of the project giving them;
     * ``target``: the file it makes for environment ``name`` (doit's ``targets``), or None;
     * ``record``: where its record of environment ``name`` is kept (a JSON file), or None;
+    * ``record_type``: the class of that record (a :class:`envbuild.records.Record`, whose
+      fields are the file's keys), or None;
     * ``inputs``: the fingerprint of the recipe keys it reads (sha256 hex; see
       :mod:`envbuild.stages.inputs`), or None;
     * ``is_current``: ``(project root, name) -> bool``, doit's up-to-date check; reads small
@@ -68,6 +71,7 @@ class Stage:
     after: tuple[str, ...] | Callable[[Project], tuple[str, ...]] = ()
     target: Callable[[Project, str], Path] | None = None
     record: Callable[[Project, str], Path] | None = None
+    record_type: type[Record] | None = None
     inputs: Callable[[Recipe], str] | None = None
     is_current: Callable[[Path, str], bool] | None = None
     hold: tuple[Hold, ...] = ()

@@ -97,6 +97,7 @@ STAGE = register(
         after=("build:{name}",),
         target=smoke_state,
         record=smoke_state,
+        record_type=SmokeRecord,
         inputs=smoke_digest,
         is_current=smoke_is_current,
         hold=("five",),

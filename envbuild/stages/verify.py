@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from envbuild.errors import VerifyError
 from envbuild.layout import read_marker, verify_report
 from envbuild.project import Project
+from envbuild.records import VerifyReport
 from envbuild.stages.registry import Stage, register
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ STAGE = register(
         doc="compare each environment with its lockfile; fails on any drift",
         run=verify,
         record=verify_report,
+        record_type=VerifyReport,
         shown=False,
         column=False,
     )

@@ -65,6 +65,7 @@ TOY = Stage(
     run=_toy_run,
     target=lambda project, name: _shout(project.root, name),
     record=_record,
+    record_type=ToyRecord,
     is_current=_toy_is_current,
 )
 
@@ -114,3 +115,11 @@ def test_a_stage_is_registered_once() -> None:
 def test_the_registry_lists_the_built_in_stages_in_order() -> None:
     assert [s.name for s in registry.stages()] == list(registry.BUILTIN)
     assert registry.get("build").after_for(None, "ml") == ["lock:ml"]  # type: ignore[arg-type]
+
+
+def test_every_stage_with_a_record_names_its_record_class() -> None:
+    """A stage's record file and its class are declared together: the class is a Record (its
+    fields are the file's keys, spelled only there)."""
+    for stage in registry.stages():
+        assert (stage.record is None) == (stage.record_type is None), stage.name
+        assert stage.record_type is None or issubclass(stage.record_type, Record), stage.name
