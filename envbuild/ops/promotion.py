@@ -220,13 +220,25 @@ def _switch_context(project: Project, sw: Switch) -> None:
         remove_tree(docker_state(project, sw.name))  # `doit docker` renders it again
 
 
+def misplaced(project: Project, name: str, sw: Switch) -> str:
+    """What in journal ``sw`` (read from ``name``'s journal file) points outside the places a
+    switch of ``name`` writes (:meth:`Switch.misplaced`), or "": a switch links and removes
+    what its journal names, and anyone with write access to build/state can edit it."""
+    dist = project.path("dist")
+    return sw.misplaced(project.root, name, dist, dist / "history" / name,
+                        candidate_dir(project, name) / "docker")  # fmt: skip
+
+
 def recover(project: Project, name: str) -> bool:
     """Finish a switch whose journal exists (roll forward), else discard a candidate left by
     a run that died before its switch. Caller holds the build mutex. Returns True if it did
     either (the caller then asks again whether anything is left to do)."""
     journal = promotion_journal(project, name)
-    if journal.exists():
+    if journal.exists() or journal.is_symlink():
         sw = Switch.peek(journal)
+        if sw is not None and (wrong := misplaced(project, name, sw)):
+            log.warning("%s: %s; the journal is discarded, nothing is switched", journal, wrong)
+            sw = None
         if sw is not None and read_marker(build_mod.builds_root(project, name) / sw.build_id):
             log.info("finishing the interrupted switch of %s to build %s", name, sw.build_id)
             try:

@@ -23,7 +23,12 @@ or of the wrong type) is *damaged*:
   and its ``save`` overwrites the damaged file. Nothing else is lost.
 
 Keys a record does not know are ignored (a field added by a later envbuild of the same
-version). Standard library only: deciding "nothing to do" stays light.
+version). A record file is data like any other: it is read only if it is a regular file of at
+most :data:`MAX_BYTES` (a FIFO, a device or ``/dev/zero`` behind a symlink is never read),
+NaN, Infinity and nesting too deep for the parser are damage, and a field that becomes part
+of a path (a build id, an environment name) is declared with a :class:`Shape`
+(``Annotated[str, BUILD_ID]``) and checked like its type, so ``"../.."`` is a damaged record,
+never a directory removed. Standard library only: deciding "nothing to do" stays light.
 """
 
 from __future__ import annotations
@@ -31,18 +36,62 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from envbuild.errors import RecordError
-from envbuild.util.fs import atomic_write
+from envbuild.util.fs import atomic_write, read_bounded
 
 log = logging.getLogger("envbuild")
 VERSION_KEY = "version"
+MAX_BYTES = 64 << 20  # a record is a few KiB; a nightly's or verify report's list, a few MiB
 _HINTS: dict[type, dict[str, Any]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What a string field must look like beyond being a string, as ``Annotated[str,
+    Shape(...)]`` metadata: ``what`` (for messages) and ``pattern`` (matched whole)."""
+
+    what: str
+    pattern: re.Pattern[str]
+
+    def fits(self, value: str) -> bool:
+        return self.pattern.fullmatch(value) is not None
+
+
+# One path component: what a build id or an environment name becomes in envs/.builds/<name>/
+# <id>, dist/history/<name>/<id>.*; never "", ".", "..", a "/" or a glob character.
+_COMPONENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"
+BUILD_ID = Shape(
+    "a build id (one file name: letters, digits, '.', '_', '-')", re.compile(_COMPONENT)
+)
+BUILD_ID_OR_EMPTY = Shape(
+    "a build id (one file name: letters, digits, '.', '_', '-') or empty",
+    re.compile(f"(?:{_COMPONENT})?"),
+)
+ENV_NAME = Shape("an environment name (letters, digits, '.', '_', '-')", re.compile(_COMPONENT))
+
+
+BuildId = Annotated[str, BUILD_ID]
+BuildIdOrEmpty = Annotated[str, BUILD_ID_OR_EMPTY]
+EnvName = Annotated[str, ENV_NAME]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: json.dumps never writes them here
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 class _Wrong(Exception):
@@ -52,7 +101,7 @@ class _Wrong(Exception):
 def _hints(cls: type) -> dict[str, Any]:
     found = _HINTS.get(cls)
     if found is None:
-        found = _HINTS[cls] = typing.get_type_hints(cls)
+        found = _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
     return found
 
 
@@ -62,6 +111,12 @@ def _checked(value: Any, hint: Any) -> Any:
     if hint is Any:
         return value
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        base, *meta = typing.get_args(hint)
+        value = _checked(value, base)
+        if any(isinstance(m, Shape) and not m.fits(value) for m in meta):
+            raise _Wrong
+        return value
     if origin in (typing.Union, types.UnionType):
         for arm in typing.get_args(hint):
             try:
@@ -106,6 +161,9 @@ def _type_name(hint: Any) -> str:
     if hint in _NAMES:
         return _NAMES[hint]
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        shapes = [f" ({m.what})" for m in args[1:] if isinstance(m, Shape)]
+        return _type_name(args[0]) + "".join(shapes)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if origin in (tuple, list):
@@ -113,6 +171,18 @@ def _type_name(hint: Any) -> str:
     if origin is dict or hint is dict:
         return f"object of {_type_name(args[1])}" if len(args) == 2 else "object"
     return "anything" if hint is Any else str(hint)
+
+
+def _shown(value: Any) -> str:
+    """``value`` as JSON for a message: control characters escaped, at most 40 characters
+    (a list of a million items is not encoded whole)."""
+    if isinstance(value, list | dict) and len(value) > 8:
+        return "[...]" if isinstance(value, list) else "{...}"
+    try:
+        got = json.dumps(value)
+    except (ValueError, RecursionError):
+        got = "..."
+    return got if len(got) <= 40 else got[:37] + "..."
 
 
 def _plain(value: Any) -> Any:
@@ -145,7 +215,8 @@ class Record:
         where = f"{source}: " if source else ""
         version = data.get(VERSION_KEY, 1)
         if isinstance(version, bool) or not isinstance(version, int):
-            msg = f"{where}this {cls.WHAT} has no valid version ({version!r}); {cls.FIX}"
+            shown = _shown(version)
+            msg = f"{where}this {cls.WHAT} has no valid version ({shown}); {cls.FIX}"
             raise RecordError(msg)
         if not 1 <= version <= cls.VERSION:
             msg = (
@@ -164,8 +235,7 @@ class Record:
             try:
                 values[f.name] = _checked(data[f.name], hints[f.name])
             except _Wrong:
-                got = json.dumps(data[f.name])
-                got = got if len(got) <= 40 else got[:37] + "..."
+                got = _shown(data[f.name])
                 msg = (
                     f"{where}this {cls.WHAT}'s {f.name!r} should be "
                     f"{_type_name(hints[f.name])}, not {got} (damaged); {cls.FIX}"
@@ -187,17 +257,18 @@ class Record:
     @classmethod
     def load(cls, path: Path) -> Self | None:
         """The record in ``path``, None if there is none. Raises RecordError naming ``path``
-        if it cannot be read, is not a JSON object, or is damaged (see :meth:`from_dict`)."""
+        if it cannot be read (not a regular file, over :data:`MAX_BYTES`), is not a JSON
+        object, or is damaged (see :meth:`from_dict`)."""
         try:
-            text = path.read_bytes()
+            text = read_bounded(path, MAX_BYTES)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
             msg = f"{path}: this {cls.WHAT} cannot be read ({e.strerror}); {cls.FIX}"
             raise RecordError(msg) from None
         try:
-            data = json.loads(text)
-        except ValueError:  # UnicodeDecodeError included
+            data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        except (ValueError, RecursionError):  # UnicodeDecodeError included; nesting too deep
             msg = f"{path}: this {cls.WHAT} is not valid JSON (damaged); {cls.FIX}"
             raise RecordError(msg) from None
         if not isinstance(data, dict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from envbuild.records.base import Record
+from envbuild.records.base import BuildId, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class BuildInfo(Record):
     FIX: ClassVar[str] = "remove it and run `doit build` (the build is made again)"
 
     recipe: str
-    build_id: str
+    build_id: BuildId
     platform: str
     lock_sha256: str
     fingerprint: str
@@ -51,4 +51,4 @@ class Candidate(Record):
     WHAT: ClassVar[str] = "candidate record"
     FIX: ClassVar[str] = "remove build/state/candidate/<name>: nothing current uses it"
 
-    build_id: str
+    build_id: BuildId

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from envbuild.records.base import Record
+from envbuild.records.base import BuildId, BuildIdOrEmpty, EnvName, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +30,36 @@ class Switch(Record):
         "`doit rollback` again)"
     )
 
-    name: str
-    build_id: str
+    name: EnvName
+    build_id: BuildId
     dist_tarball: str
     tarball: str = ""
     context: str = ""
     image: str = ""
     registry: str = ""
     registry_image: str = ""
+
+    def misplaced(self, root: Path, name: str, dist: Path, history: Path, staged: Path) -> str:
+        """What in this journal (read from environment ``name``'s journal file, paths relative
+        to the project ``root``) points outside the places a switch of ``name`` writes, or ""
+        if nothing: ``dist_tarball`` must be a file directly in ``dist``, ``tarball`` (if any)
+        one directly in ``history`` (``dist/history/<name>``), ``context`` (if any) the
+        directory ``staged``. ``dist``, ``history``, ``staged``: absolute, normalized."""
+        if self.name != name:
+            return f"it is the journal of {self.name!r}, not of {name!r}"
+
+        def inside(rel: str, parent: Path, exact: bool = False) -> bool:
+            full = Path(os.path.normpath(root / rel))
+            return full == parent if exact else full.parent == parent
+
+        for key, value, ok in (
+            ("dist_tarball", self.dist_tarball, inside(self.dist_tarball, dist)),
+            ("tarball", self.tarball, not self.tarball or inside(self.tarball, history)),
+            ("context", self.context, not self.context or inside(self.context, staged, True)),
+        ):
+            if not ok:
+                return f"its {key} {json.dumps(value)} is not where a switch of {name!r} puts it"
+        return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +77,7 @@ class NightlyResult(Record):
     status: str
     stage: str = ""
     error: str = ""
-    build_id: str = ""
+    build_id: BuildIdOrEmpty = ""
     changes: list[dict[str, str]] = field(default_factory=list)
     smoke: list[dict[str, Any]] = field(default_factory=list)
     build_seconds: float = 0.0
@@ -76,7 +101,7 @@ class PublishRecord(Record):
 
     repository: str
     image: str
-    build_id: str
+    build_id: BuildIdOrEmpty
     tarball: str = ""
     sbom: str = ""
     tags_moved: tuple[str, ...] = ()

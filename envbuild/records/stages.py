@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from envbuild.records.base import Record
+from envbuild.records.base import BuildIdOrEmpty, Record
 
 PASSED = "passed"
 CLEAN = "clean"
@@ -37,7 +37,7 @@ class SmokeRecord(Record):
     FIX: ClassVar[str] = "remove it and run `doit smoke` (the checks run again)"
 
     recipe: str
-    build_id: str
+    build_id: BuildIdOrEmpty
     status: str
     checks: list[dict[str, Any]] = field(default_factory=list)
     inputs: str = ""
@@ -82,7 +82,7 @@ class PackState(Record):
     WHAT: ClassVar[str] = "pack state"
     FIX: ClassVar[str] = "remove it and run `doit pack`"
 
-    build_id: str
+    build_id: BuildIdOrEmpty
     lock_sha256: str
     epoch: int
     format: str
@@ -106,7 +106,7 @@ class DockerRecord(Record):
     WHAT: ClassVar[str] = "Docker context record"
     FIX: ClassVar[str] = "remove it and run `doit docker`"
 
-    build_id: str
+    build_id: BuildIdOrEmpty
     template_sha256: str
     tarball: str
     inputs: str = ""
@@ -125,7 +125,7 @@ class ImageRecord(Record):
     WHAT: ClassVar[str] = "image record"
     FIX: ClassVar[str] = "remove it and run `doit docker`"
 
-    build_id: str
+    build_id: BuildIdOrEmpty
     tag: str = ""
     id: str = ""
     size: int = 0
@@ -155,7 +155,7 @@ class VerifyReport(Record):
     FIX: ClassVar[str] = "remove it and run `doit verify`"
 
     recipe: str
-    build_id: str
+    build_id: BuildIdOrEmpty
     status: str
     findings: list[dict[str, Any]] = field(default_factory=list)
 

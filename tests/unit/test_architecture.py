@@ -83,7 +83,9 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 def test_every_group_has_a_layer() -> None:
     groups = {group_of(module_name(p)) for p in MODULES} - {"__init__"}
-    assert groups <= set(RANK), f"add {sorted(groups - set(RANK))} to LAYERS and docs/explanation/architecture.md"
+    assert groups <= set(RANK), (
+        f"add {sorted(groups - set(RANK))} to LAYERS and docs/explanation/architecture.md"
+    )
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))

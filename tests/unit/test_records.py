@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from envbuild.records import (
     StageStamp,
     Switch,
     VerifyReport,
+    base,
 )
 
 # Real records written by envbuild before this module (commit 383aa57: `doit env=base` then
@@ -212,7 +214,34 @@ DAMAGED = [
     ("\udcff", "is not valid JSON"),
     ("[1, 2]", "is not a JSON object"),
     ('{"recipe": "base", "status": "passed"}', "lacks 'build_id'"),
-    ('{"recipe": "base", "build_id": 7, "status": "passed"}', "'build_id' should be string, not 7"),
+    ('{"recipe": "base", "build_id": 7, "status": "passed"}', "'build_id' should be string (a"),
+    # a field that becomes a path: never a directory outside envs/.builds/<name>/
+    ('{"recipe": "b", "build_id": "../../..", "status": "p"}', "should be string (a build id"),
+    ('{"recipe": "b", "build_id": "/", "status": "p"}', 'not "/" (damaged)'),
+    ('{"recipe": "b", "build_id": "a/../../b", "status": "p"}', "(damaged)"),
+    ('{"recipe": "b", "build_id": "x*", "status": "p"}', "(damaged)"),
+    # hostile but valid-looking JSON: no traceback, no float('nan') in a record
+    ('{"recipe": "b", "build_id": "x", "status": "p", "checks": [{"s": NaN}]}', "not valid JSON"),
+    ('{"version": Infinity, "recipe": "b", "build_id": "x", "status": "p"}', "not valid JSON"),
+    ('{"version": 1e400, "recipe": "b", "build_id": "x", "status": "p"}', "not valid JSON"),
+    ('{"version": 1e308, "recipe": "b", "build_id": "x", "status": "p"}', "no valid version"),
+    ('{"version": true, "recipe": "b", "build_id": "x", "status": "p"}', "no valid version"),
+    ('{"version": ' + "9" * 5000 + "}", "not valid JSON"),
+    (
+        '{"recipe": "b", "build_id": "x", "status": "p", "checks": '
+        + "[" * 100_000
+        + "]" * 100_000
+        + "}",
+        "not valid JSON",
+    ),
+    (
+        '{"recipe": ["b"' + ', "b"' * 100_000 + '], "build_id": "x", "status": "p"}',
+        "'recipe' should be string, not [...]",
+    ),
+    (
+        '{"version": "\\u001b[31m' + "x" * 1000 + '", "recipe": "b"}',
+        'no valid version ("\\u001b[31mx',
+    ),
     (
         '{"recipe": "b", "build_id": "x", "status": "passed", "checks": {}}',
         "'checks' should be array of object of anything, not {}",
@@ -234,6 +263,39 @@ def test_a_damaged_record_is_one_clear_message(tmp_path: Path, text: str, what: 
     assert what in msg
     assert "remove it and run `doit smoke`" in msg
     assert SmokeRecord.peek(path) is None  # an up-to-date check: not current, no traceback
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "directory", "loop", "huge"])
+def test_a_record_that_is_not_a_small_regular_file_is_not_read(tmp_path: Path, kind: str) -> None:
+    """A FIFO would hang the up-to-date check, /dev/zero behind a symlink would fill memory:
+    neither is read; like a directory, a symlink loop or a file over MAX_BYTES they are one
+    RecordError (peek: None, the stage runs again)."""
+    path = tmp_path / "base.smoke.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "loop":
+        path.symlink_to(path.name)
+    else:
+        with path.open("wb") as f:
+            f.truncate(base.MAX_BYTES + 1)  # sparse: nothing written
+    with pytest.raises(RecordError, match="this smoke record cannot be read"):
+        SmokeRecord.load(path)
+    assert SmokeRecord.peek(path) is None
+
+
+def test_saving_over_a_symlinked_record_replaces_the_link_not_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not ours")
+    path = tmp_path / "base.smoke.json"
+    path.symlink_to(target)
+    SmokeRecord(recipe="base", build_id="x", status="passed").save(path)
+    assert target.read_text() == "not ours"
+    assert not path.is_symlink()
+    assert SmokeRecord.load(path) == SmokeRecord(recipe="base", build_id="x", status="passed")
 
 
 def test_types_are_checked_and_converted() -> None:
