@@ -60,7 +60,7 @@ from envbuild.util.keys import configured_key
 from envbuild.util.redact import public_url_problem, scrub
 from envbuild.util.reference import is_registry_ref, looks_like_host, split_pinned
 from envbuild.util.schema import did_you_mean as did_you_mean  # re-exported
-from envbuild.util.schema import show
+from envbuild.util.schema import escaped, show
 
 CONFIG_FILE = "envbuild.toml"
 MAX_CONFIG_BYTES = 1 << 20
@@ -170,7 +170,7 @@ class _Source:
         ``lock.platforms``, when found; ``<file>: <key>`` else; ``<file>`` for ``""``)."""
         line = line_of(self.text, key)
         head = f"{self.path}: line {line}" if line else str(self.path)
-        return f"{head}: {key}" if key else head
+        return f"{head}: {escaped(key)}" if key else head
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.where(key)}: {message}")

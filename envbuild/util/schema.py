@@ -55,6 +55,14 @@ def got(value: Any) -> str:
     return f"{type(value).__name__} {show(value)}"
 
 
+def escaped(text: str) -> str:
+    """``text`` with each non-printable character (ESC, newline, bidi override...) shown as its
+    Python escape, so that a key path from a file cannot drive the terminal it is printed on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def key_text(key: str) -> str:
     """A key as shown in a key path: non-printable ones escaped, long ones cut."""
     key = key if key.isprintable() else show(key)
@@ -102,7 +110,7 @@ def check(name: str, data: Any, table: str = "a mapping") -> Problem | None:
     try:
         _validator(name)(data)
     except JsonSchemaValueException as e:
-        path = (e.name or "data").removeprefix("data").removeprefix(".")
+        path = escaped((e.name or "data").removeprefix("data").removeprefix("."))
         return _problem(path, e.rule or "", e.value, e.definition or {}, table)
     return None
 

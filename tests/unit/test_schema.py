@@ -99,6 +99,32 @@ def test_a_hostile_key_is_shown_escaped_and_cut() -> None:
     assert "\n" not in problem.path and len(problem.path) == 40 and problem.path.endswith("...")
 
 
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("recipe", {"variables": {"\x1b[31mred\u202e": [1]}}),  # a type error below the key
+        ("config", {"mirrors": {"\x1b[31mred\u202e": 3}}),
+    ],
+)
+def test_a_hostile_key_in_a_key_path_is_escaped(name: str, data: dict[str, Any]) -> None:
+    """A key that reaches the path of a type error (not an unknown key) is escaped too: ESC
+    and a bidi override never reach the terminal."""
+    problem = schema.check(name, data)
+    assert problem is not None
+    assert problem.path.endswith(".\\x1b[31mred\\u202e"), problem.path
+
+
+def test_envbuild_toml_messages_escape_a_hostile_key(tmp_path: Path) -> None:
+    from envbuild.errors import ConfigError
+    from envbuild.project import load_project
+
+    (tmp_path / "envbuild.toml").write_text('[mirrors]\n"\\u001b[31mx" = "https://u:p@h/c"\n')
+    with pytest.raises(ConfigError) as e:
+        load_project(tmp_path)
+    assert "mirrors.\\x1b[31mx: has" in str(e.value)
+    assert "\x1b" not in str(e.value)
+
+
 def test_a_valid_document_has_no_problem() -> None:
     assert schema.check("recipe", {"dependencies": ["python", {"pip": ["six"]}]}) is None
     assert schema.check("config", {"builds": {"keep": 2}}, table="a table") is None
