@@ -129,9 +129,13 @@ class Project:
 
     def selected(self, env: str | None) -> list[str]:
         """The environments ``env`` names (comma-separated; spaces around a name ignored;
-        each once, in order), or every recipe (:meth:`recipe_names`) if it names none."""
+        each once, in order), or every recipe (:meth:`recipe_names`) if it names none. A
+        non-printable character (from the command line or a recipe's file name) comes back
+        escaped (:func:`escaped`): these names become task names and table cells, printed
+        as they are, and an escaped one is no valid environment name (its lock says so)."""
         names = (e.strip() for e in (env or "").split(","))
-        return list(dict.fromkeys(e for e in names if e)) or self.recipe_names()
+        chosen = list(dict.fromkeys(e for e in names if e)) or self.recipe_names()
+        return list(dict.fromkeys(escaped(e) for e in chosen))
 
     def route(self, channel: str) -> channels.Route:
         """How ``channel`` is recorded (canonical URL) and fetched (mirror or itself), with

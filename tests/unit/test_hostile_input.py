@@ -16,7 +16,7 @@ import pytest
 from envbuild.errors import ConfigError, LockError, RecipeError
 from envbuild.lock.lockfile import read_packages
 from envbuild.project import load_project
-from envbuild.recipe.load import load_recipe
+from envbuild.recipe.load import find_recipe, load_recipe
 from envbuild.stages import lock as lock_stage
 
 HEAD = "name: ml\ndependencies: [python]\n"
@@ -141,3 +141,17 @@ def test_a_30_level_extends_diamond_loads_in_linear_time(tmp_path: Path) -> None
     assert set(r.dependencies) == {"python", "pip", "numpy"}
     assert len(r.sources) == 63
     assert seconds < 5
+
+
+def test_names_from_the_command_line_or_recipe_files_are_escaped(tmp_path: Path) -> None:
+    """Selected names become doit task names, log lines and status cells, printed as they are:
+    an ESC (clear the screen, recolour) in ``env=`` or in a recipe's file name comes back
+    escaped, and no longer a valid environment name."""
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "\x1b[2Jevil.yml").write_text("name: x\n")
+    (tmp_path / "recipes" / "tiny.yml").write_text("name: tiny\n")
+    project = load_project(tmp_path)
+    assert project.selected(None) == ["\\x1b[2Jevil", "tiny"]
+    assert project.selected("tiny, \u202eyni\x1b, tiny") == ["tiny", "\\u202eyni\\x1b"]
+    with pytest.raises(RecipeError, match="is not a valid environment name"):
+        find_recipe(tmp_path / "recipes", project.selected(None)[0], [])
