@@ -72,7 +72,8 @@ def _cell(text: str) -> str:
 def _option_row(o: Option) -> str:
     value = f"`{o.metavar}`" if o.metavar else "(switch)"
     doit = f"`{o.doit}={o.metavar or 1}`" if o.doit else f"`{o.flag}` (passed as is)"
-    return f"| `{o.flag}` | {value} | {_cell(o.help)} | {doit} |"
+    required = " (required)" if o.required else ""
+    return f"| `{o.flag}` | {value}{required} | {_cell(o.help)} | {doit} |"
 
 
 def _verb_section(v: Verb) -> Iterator[str]:
@@ -89,7 +90,8 @@ def _verb_section(v: Verb) -> Iterator[str]:
         yield ""
     if v.args:
         choices = f" (one of {', '.join(f'`{c}`' for c in v.choices)})" if v.choices else ""
-        yield f"`{v.args}`{choices}."
+        what = f": {_escape(v.args_help)}" if v.args_help and not v.choices else ""
+        yield f"`{v.args}`{choices}{what}."
         yield ""
     if v.options:
         yield "| option | value | what it does | doit spelling |"
