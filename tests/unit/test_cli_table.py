@@ -154,3 +154,17 @@ def help_of(name: str) -> str:
     from envbuild.cli import help as helptext
 
     return helptext.verb_help(BY_NAME[name])
+
+
+def test_completion_offers_only_characters_a_recipe_name_may_hold() -> None:
+    """The scripts drop a ``recipes/*.yml`` whose name has any character outside
+    ``NAME_CHARS`` (``$(...)``, a space, a glob): the set is exactly the name rule's."""
+    import string
+
+    from envbuild.cli.completion import NAME_CHARS
+    from envbuild.recipe.model import NAME_RE
+
+    allowed = {c for c in string.printable + "éİ\u202e" if NAME_RE.match(f"a{c}a")}
+    assert allowed == set(NAME_CHARS)
+    for shell in ("bash", "zsh"):
+        assert NAME_CHARS in script(shell)
