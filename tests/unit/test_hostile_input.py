@@ -141,3 +141,15 @@ def test_a_30_level_extends_diamond_loads_in_linear_time(tmp_path: Path) -> None
     assert set(r.dependencies) == {"python", "pip", "numpy"}
     assert len(r.sources) == 63
     assert seconds < 5
+
+
+def test_masking_credentials_in_a_long_message_is_linear() -> None:
+    """Hostile review (issue 32): ``scrub`` (every log line, every message shown from a
+    registry, the nightly page's text) restarted its URL-scheme search inside every run of
+    letters: 100,000 letters took 50 s. A scheme glued to a word is still masked."""
+    from envbuild.util.redact import scrub
+
+    with within(5):
+        assert scrub("x" * 1_000_000) == "x" * 1_000_000
+        assert scrub("a://" * 200_000 + "b:" * 200_000).endswith("b:")
+    assert scrub("at xhttps://u:p@h/ git+ssh://k@h") == "at xhttps://***@h/ git+ssh://***@h"
