@@ -61,6 +61,15 @@ def _escape(text: str) -> str:
     )
 
 
+def _code(text: str) -> str:
+    """``text`` as one Markdown code span, whatever backticks it holds (CommonMark: a fence
+    longer than any run inside it, padded with spaces), so nothing in it is markup or HTML."""
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if runs or text[:1] == " " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _cell(text: str) -> str:
     """Text for one Markdown table cell."""
     return _escape(text.replace("|", "\\|").replace("\n", " "))
@@ -167,7 +176,7 @@ def _type(node: dict[str, Any]) -> str:
 def _values(node: dict[str, Any]) -> str:
     enum = node.get("enum") or (node.get("items") or {}).get("enum")
     if enum:
-        return ", ".join(f"`{json.dumps(e)}`" for e in enum)
+        return ", ".join(_code(json.dumps(e)) for e in enum)
     for key in ("minimum", "maximum"):
         if key in node:
             return f"{node.get('minimum', '')}..{node.get('maximum', '')}"
@@ -183,13 +192,13 @@ def _sections(properties: dict[str, Any], prefix: str, level: int) -> Iterator[s
         found = _DEFAULT.search(description)
         facts = [f"**type:** {_type(node)}"]
         if found:
-            facts.append(f"**default:** `{found.group(1)}`")
+            facts.append(f"**default:** {_code(found.group(1))}")
             description = (description[: found.start()] + " " + description[found.end() :]).strip()
         values = _values(node)
         if values:
             facts.append(f"**values:** {values}")
         anchor = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
-        yield f"{'#' * level} `{path}` {{#{anchor}}}"
+        yield f"{'#' * level} {_code(path)} {{#{anchor}}}"
         yield ""
         yield " · ".join(facts)
         yield ""
@@ -198,9 +207,13 @@ def _sections(properties: dict[str, Any], prefix: str, level: int) -> Iterator[s
             yield ""
         if isinstance(node.get("properties"), dict):
             yield from _sections(node["properties"], f"{path}.", min(level + 1, 4))
+        items = node.get("items")
+        if isinstance(items, dict) and isinstance(items.get("properties"), dict):
+            # keys of a list's mapping entries (dependencies: - pip: [...])
+            yield from _sections(items["properties"], f"{path}[].", min(level + 1, 4))
         extra = node.get("additionalProperties")
         if isinstance(extra, dict) and extra.get("description"):
-            yield f"Each `{path}.<key>`: {_type(extra)}. {_escape(extra['description'])}"
+            yield f"Each {_code(path + '.<key>')}: {_type(extra)}. {_escape(extra['description'])}"
             yield ""
 
 
