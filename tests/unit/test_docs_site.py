@@ -187,3 +187,15 @@ def test_the_scripted_docs_build_is_strict_and_not_quiet() -> None:
     builds = re.findall(r"^[^#\n]*mkdocs build[^\n]*$", script, re.M)
     assert builds and all("--strict" in b for b in builds)
     assert [b for b in builds if re.search(r"\s(-q|--quiet)\b", b)] == []
+
+
+def test_pip_install_envbuild_is_not_promised_before_a_release() -> None:
+    """Hostile review: README's and the tutorial's ``pip install envbuild`` failed for a new
+    user (no release on PyPI; CHANGELOG.md says so): while CHANGELOG.md has no released
+    version, both say how to install from a clone."""
+    changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    released = re.findall(r"^## \[\d+\.\d+\.\d+\]", changelog, re.M)
+    for name in ("README.md", "docs/tutorial.md"):
+        text = (REPO / name).read_text(encoding="utf-8")
+        if "pip install envbuild" in text and not released:
+            assert "not on PyPI yet" in text and "pip install ./envbuild" in text, name
