@@ -61,6 +61,15 @@ def _escape(text: str) -> str:
     )
 
 
+def _code(text: str) -> str:
+    """``text`` as one Markdown code span, whatever backticks it holds (CommonMark: a fence
+    longer than any run inside it, padded with spaces), so nothing in it is markup or HTML."""
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if runs or text[:1] == " " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _cell(text: str) -> str:
     """Text for one Markdown table cell."""
     return _escape(text.replace("|", "\\|").replace("\n", " "))
@@ -72,7 +81,8 @@ def _cell(text: str) -> str:
 def _option_row(o: Option) -> str:
     value = f"`{o.metavar}`" if o.metavar else "(switch)"
     doit = f"`{o.doit}={o.metavar or 1}`" if o.doit else f"`{o.flag}` (passed as is)"
-    return f"| `{o.flag}` | {value} | {_cell(o.help)} | {doit} |"
+    required = " (required)" if o.required else ""
+    return f"| `{o.flag}` | {value}{required} | {_cell(o.help)} | {doit} |"
 
 
 def _verb_section(v: Verb) -> Iterator[str]:
@@ -89,7 +99,8 @@ def _verb_section(v: Verb) -> Iterator[str]:
         yield ""
     if v.args:
         choices = f" (one of {', '.join(f'`{c}`' for c in v.choices)})" if v.choices else ""
-        yield f"`{v.args}`{choices}."
+        what = f": {_escape(v.args_help)}" if v.args_help and not v.choices else ""
+        yield f"`{v.args}`{choices}{what}."
         yield ""
     if v.options:
         yield "| option | value | what it does | doit spelling |"
@@ -117,6 +128,11 @@ def commands_page() -> str:
         "`envbuild init` writes) is the make-style equivalent of `envbuild VERB NAME... --key",
         "value`; each verb below names its doit spelling. doit's own commands (`list`, `info`,",
         "`forget`, `clean`, ...) pass through unchanged: `envbuild list` is `doit list`.",
+        "doit's run options (`-a`, `-n N`, `--continue`, ...) may follow the verb.",
+        "",
+        "Exit status: 0 done; 1 something failed (a task, or one it needs), with one line",
+        "saying what; 2 a command line off the grammar (an unknown verb, option or variable, a",
+        "missing value or required option), with one line and a did-you-mean where one is close.",
         "",
         "## Global options",
         "",
@@ -165,7 +181,7 @@ def _type(node: dict[str, Any]) -> str:
 def _values(node: dict[str, Any]) -> str:
     enum = node.get("enum") or (node.get("items") or {}).get("enum")
     if enum:
-        return ", ".join(f"`{json.dumps(e)}`" for e in enum)
+        return ", ".join(_code(json.dumps(e)) for e in enum)
     for key in ("minimum", "maximum"):
         if key in node:
             return f"{node.get('minimum', '')}..{node.get('maximum', '')}"
@@ -181,13 +197,13 @@ def _sections(properties: dict[str, Any], prefix: str, level: int) -> Iterator[s
         found = _DEFAULT.search(description)
         facts = [f"**type:** {_type(node)}"]
         if found:
-            facts.append(f"**default:** `{found.group(1)}`")
+            facts.append(f"**default:** {_code(found.group(1))}")
             description = (description[: found.start()] + " " + description[found.end() :]).strip()
         values = _values(node)
         if values:
             facts.append(f"**values:** {values}")
         anchor = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
-        yield f"{'#' * level} `{path}` {{#{anchor}}}"
+        yield f"{'#' * level} {_code(path)} {{#{anchor}}}"
         yield ""
         yield " · ".join(facts)
         yield ""
@@ -196,9 +212,13 @@ def _sections(properties: dict[str, Any], prefix: str, level: int) -> Iterator[s
             yield ""
         if isinstance(node.get("properties"), dict):
             yield from _sections(node["properties"], f"{path}.", min(level + 1, 4))
+        items = node.get("items")
+        if isinstance(items, dict) and isinstance(items.get("properties"), dict):
+            # keys of a list's mapping entries (dependencies: - pip: [...])
+            yield from _sections(items["properties"], f"{path}[].", min(level + 1, 4))
         extra = node.get("additionalProperties")
         if isinstance(extra, dict) and extra.get("description"):
-            yield f"Each `{path}.<key>`: {_type(extra)}. {_escape(extra['description'])}"
+            yield f"Each {_code(path + '.<key>')}: {_type(extra)}. {_escape(extra['description'])}"
             yield ""
 
 

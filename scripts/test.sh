@@ -19,7 +19,12 @@ docs() {
         echo "test.sh: mkdocs-material is not in .venv (an older one): run bash scripts/setup.sh" >&2
         return 1
     fi
-    NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --quiet
+    # not --quiet: it drops warnings before strict mode counts them, so a broken link passed
+    local out
+    if ! out=$(NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict 2>&1); then
+        printf '%s\n' "$out" | grep -v '^INFO ' >&2
+        return 1
+    fi
 }
 
 if [[ "${1:-}" == "--fast" ]]; then

@@ -9,7 +9,10 @@ completion, https://www.gnu.org/software/bash/manual/html_node/Programmable-Comp
 or ``eval "$(envbuild completion zsh)"`` after ``compinit`` in ``~/.zshrc`` (zsh's completion
 system, https://zsh.sourceforge.io/Doc/Release/Completion-System.html). Everything quoted into
 the script is the table's own text, through :func:`shlex.quote`; recipe names are never
-evaluated (bash: matched in a loop, not through ``compgen -W``, which expands its argument).
+evaluated (bash: matched in a loop, not through ``compgen -W``, which expands its argument),
+and only a file name that is a valid recipe name (the characters of
+:data:`envbuild.recipe.model.NAME_RE`) is offered: the shell inserts a completion as typed, so
+``recipes/$(rm -rf ~).yml`` in a cloned repository must never reach the command line.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from shlex import quote
 from envbuild.cli.verbs import DOIT_VERBS, GLOBAL, VERBS, Verb
 
 SHELLS = ("bash", "zsh")
+# the characters a recipe name may hold (envbuild.recipe.model.NAME_RE), spelled out for a
+# glob bracket: a range such as a-z follows the locale in some shells
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789._-"
 TOP_OPTIONS = (*(o.flag for o in GLOBAL), "-h", "-q")
 
 BASH = """\
@@ -32,7 +38,8 @@ _envbuild_recipes() {{  # recipe names of the project found from $PWD upwards
     for f in "$d"/recipes/*.yml; do
         [[ -f $f ]] || continue
         f=${{f##*/}}
-        _envbuild_words+=("${{f%.yml}}")
+        f=${{f%.yml}}
+        [[ $f == *[!{name_chars}]* ]] || _envbuild_words+=("$f")
     done
 }}
 _envbuild() {{
@@ -70,7 +77,10 @@ _envbuild_recipes() {{  # recipe names of the project found from $PWD upwards
         [[ -z $d || $d == / ]] && return 0
         d=${{d:h}}
     done
-    for f in $d/recipes/*.yml(N); do reply+=("${{${{f:t}}%.yml}}"); done
+    for f in $d/recipes/*.yml(N); do
+        f=${{${{f:t}}%.yml}}
+        [[ $f == *[^{name_chars}]* ]] || reply+=("$f")
+    done
 }}
 _envbuild() {{
     local -a reply verbs
@@ -140,7 +150,10 @@ def script(shell: str) -> str:
     top = " ".join(quote(w) for w in (*(v.name for v in VERBS), *DOIT_VERBS, *TOP_OPTIONS))
     if shell == "bash":
         return BASH.format(
-            values="\n".join(_value_cases(False)), top=top, verbs="\n".join(_verb_cases(False))
+            values="\n".join(_value_cases(False)),
+            top=top,
+            verbs="\n".join(_verb_cases(False)),
+            name_chars=NAME_CHARS,
         )
     if shell != "zsh":
         raise KeyError(shell)
@@ -151,4 +164,5 @@ def script(shell: str) -> str:
         top=" ".join(quote(w) for w in TOP_OPTIONS),
         zvalues="\n".join(_value_cases(True)),
         zverbs="\n".join(_verb_cases(True)),
+        name_chars=NAME_CHARS,
     )

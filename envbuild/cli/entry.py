@@ -15,7 +15,15 @@ from typing import Any
 
 from envbuild.cli import help as helptext
 from envbuild.cli.scaffold import init, print_schema
-from envbuild.cli.verbs import BY_NAME, DOIT_VERBS, UsageError, Verb, to_doit, verb
+from envbuild.cli.verbs import (
+    BY_NAME,
+    DOIT_VERBS,
+    UsageError,
+    Verb,
+    known_flag,
+    to_doit,
+    verb,
+)
 from envbuild.errors import EnvBuildError
 from envbuild.util.progress import QUIET_ENV
 
@@ -55,18 +63,38 @@ def doit_arguments(args: list[str]) -> list[str]:
     leading option and a ``task:subtask`` pass through. Raises UsageError."""
     if not args or args[0] in DOIT_VERBS or args[0].startswith("-") or ":" in args[0]:
         return args
-    return to_doit(verb(args[0]), args[1:], _doit_value_options())
+    return to_doit(verb(args[0]), args[1:], *_doit_run_options())
 
 
-def _doit_value_options() -> frozenset[str]:
-    """doit's run options that take a value (``-n``, ``--process``, ...), from doit itself."""
+def _doit_run_options() -> tuple[frozenset[str], frozenset[str]]:
+    """doit's run options (https://pydoit.org/cmd-run.html), from doit itself: those that
+    take a value (``-n``, ``--process``, ``--db-file``) and those that take none (``-a``)."""
+    from doit.cmd_base import DoitCmdBase
     from doit.cmd_run import Run
 
-    found: set[str] = set()
-    for opt in Run.cmd_options:
-        if opt.get("type") is not bool:
-            found |= {f"-{opt['short']}" if opt.get("short") else "", f"--{opt['long']}"}
-    return frozenset(found - {"", "--"})
+    value: set[str] = set()
+    switch: set[str] = set()
+    for opt in (*DoitCmdBase.base_options, *Run.cmd_options):
+        flags = {f"-{opt['short']}" if opt.get("short") else "", f"--{opt['long']}"}
+        (switch if opt.get("type") is bool else value).update(flags - {"", "--"})
+    return frozenset(value), frozenset(switch)
+
+
+def _check_leading_options(args: list[str]) -> None:
+    """doit's spelling with its run options first (``envbuild -a build``): each word before
+    the first that is not an option must be one of doit's run options. Raises UsageError."""
+    takes_value, switches = _doit_run_options()
+    words = iter(args)
+    for word in words:
+        if not word.startswith("-") or word == "-":
+            return
+        flag, eq, _ = word.partition("=")
+        if flag in takes_value and not eq:
+            next(words, "")
+        elif not known_flag(flag, takes_value, switches):
+            what = flag if flag.isprintable() else repr(flag)
+            msg = f"envbuild: unknown option {what}; `envbuild --help` lists the options"
+            raise UsageError(msg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +135,8 @@ def _dispatch(args: list[str]) -> int:
         print(f"envbuild {version()}")
         return 0
     name, rest = args[0], args[1:]
+    if name.startswith("-"):
+        _check_leading_options(args)
     if name.startswith("-") or ":" in name or name in DOIT_VERBS:
         return _run_doit(args)  # doit's spelling: options first, a subtask, doit's commands
     v = _verb_or_task(name)
@@ -117,20 +147,22 @@ def _dispatch(args: list[str]) -> int:
         return 0
     if v.kind == "own":
         return _own(v, rest)
-    return _run_doit(to_doit(v, rest, _doit_value_options()))
+    return _run_doit(to_doit(v, rest, *_doit_run_options()))
 
 
 def _verb_or_task(name: str) -> Verb | None:
     """The table's verb ``name``; None if it is not in the table but the project (found from
-    the working directory) has a public task of that name. Raises UsageError otherwise."""
+    the working directory) has a public task of that name. Raises UsageError otherwise,
+    also when there is no project or it does not load (a typo is named as one, not as the
+    project's error)."""
     try:
         return verb(name)
     except UsageError as unknown:
         try:
-            root = find_root(Path.cwd())
+            tasks = _task_names(find_root(Path.cwd()))
         except EnvBuildError:
             raise unknown from None
-        if name in _task_names(root):
+        if name in tasks:
             return None
         raise
 
@@ -151,7 +183,7 @@ def _own(v: Verb, rest: list[str]) -> int:
     if v.name == "pull":  # a published environment at a path
         from envbuild.deliver.pull import main as pull_main
 
-        return pull_main(rest)
+        return pull_main(rest, usage=helptext.usage(v).removeprefix("usage: "))
     if v.name == "schema":
         return print_schema(rest)
     if v.name == "completion":
@@ -182,7 +214,14 @@ def _run_doit(doit_args: list[str]) -> int:
     doit = DoitMain(
         ModuleTaskLoader(tasks_for(root)), config_filenames=(), extra_config=doit_files(root)
     )
-    return int(doit.run(doit_args))
+    return exit_status(int(doit.run(doit_args)))
+
+
+def exit_status(doit_status: int) -> int:
+    """envbuild's exit status for doit's (https://pydoit.org/cmd-run.html, ``DoitMain.run``):
+    a task that failed (1) or could not run because one it needs failed (2) -> 1; doit could
+    not start on the command line (3) -> 2, as for any command line off the grammar."""
+    return {0: 0, 1: 1, 2: 1, 3: 2}.get(doit_status, 1)
 
 
 def _doit_summaries() -> dict[str, str]:

@@ -29,6 +29,11 @@ def _row(left: str, text: str) -> str:
     return first + textwrap.fill(text, WIDTH - COLUMN, subsequent_indent=" " * COLUMN)
 
 
+def _usage_word(option: Option) -> str:
+    """``--prefix PATH`` for a required option, ``[--json]`` for another."""
+    return _left(option) if option.required else f"[{_left(option)}]"
+
+
 def _left(option: Option) -> str:
     short = {"--help": "-h, ", "--quiet": "-q, "}.get(option.flag, "")
     return f"{short}{option.flag}" + (f" {option.metavar}" if option.metavar else "")
@@ -37,7 +42,7 @@ def _left(option: Option) -> str:
 def usage(v: Verb) -> str:
     """``usage: envbuild lock [NAME...] [--update PKG[,PKG]]``."""
     words = ["envbuild", v.name, *(["[NAME...]"] if v.names else []), *([v.args] if v.args else [])]
-    words += [f"[{_left(o)}]" for o in v.options]
+    words += [_usage_word(o) for o in v.options]
     return "usage: " + textwrap.fill(" ".join(words), WIDTH - 7, subsequent_indent=" " * 7)
 
 
@@ -61,7 +66,9 @@ def verb_help(v: Verb) -> str:
         if v.names:
             lines.append(_row("NAME...", "recipes (recipes/NAME.yml); none: every recipe"))
         if v.args:
-            lines.append(_row(v.args, "one of " + ", ".join(v.choices) if v.choices else ""))
+            lines.append(
+                _row(v.args, "one of " + ", ".join(v.choices) if v.choices else v.args_help)
+            )
         lines.append("")
     lines.append("options:")
     lines += [_row(_left(o), o.help) for o in v.options]

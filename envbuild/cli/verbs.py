@@ -31,13 +31,15 @@ class Option:
     """One ``--flag``: ``metavar`` empty for a switch, else the value's name (``PKG``).
     ``doit`` says what doit gets: ``"update"`` -> ``update=VALUE`` (a switch: ``force=1``),
     empty -> the option as typed (a doit task parameter). ``complete`` is what shell
-    completion offers for the value: ``"file"``, ``"dir"`` or nothing."""
+    completion offers for the value: ``"file"``, ``"dir"`` or nothing. ``required``: the verb
+    cannot run without it (shown without brackets in the usage line)."""
 
     flag: str
     help: str
     metavar: str = ""
     doit: str = ""
     complete: str = ""
+    required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,8 @@ class Verb:
     """One verb. ``kind``: ``"task"`` (a doit task of the project), ``"own"`` (envbuild's,
     needing no project) or ``"doit"`` (doit's own command, arguments passed through).
     ``names``: takes recipe NAMEs; ``args``: other positional arguments as shown in the
-    usage line, with ``choices`` for completion; ``group``: its section in the help."""
+    usage line, with ``choices`` for completion, else ``args_help`` saying what they are;
+    ``group``: its section in the help."""
 
     name: str
     summary: str
@@ -55,6 +58,7 @@ class Verb:
     args: str = ""
     choices: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
+    args_help: str = ""
 
     def option(self, flag: str) -> Option | None:
         """The option spelled ``flag`` (``--update``), or None."""
@@ -62,7 +66,7 @@ class Verb:
 
 
 JSON = Option("--json", "print JSON instead of a table")
-PREFIX = Option("--prefix", "the conda environment's directory", "PATH", "prefix", "dir")
+PREFIX = Option("--prefix", "the conda environment's directory", "PATH", "prefix", "dir", True)
 
 # the help's sections, in order
 GROUPS = {
@@ -119,11 +123,14 @@ VERBS: tuple[Verb, ...] = (
     Verb("doctor", "examine any conda environment; fails on problems", "conda",
          options=(PREFIX, JSON)),
     Verb("adopt", "turn a conda environment into recipes/NAME.yml, rebuild it, report",
-         "conda", options=(PREFIX, Option("--name", "the recipe's name", "NAME", "name"),
+         "conda", options=(PREFIX,
+                           Option("--name", "the recipe's name", "NAME", "name", required=True),
                            Option("--force", "write over an existing recipe", doit="force"))),
     Verb("pull", "put a published environment at PATH, checked (no project needed)", "conda",
-         "own", args="REF", options=(
-             Option("--prefix", "where the environment goes", "PATH", complete="dir"),
+         "own", args="[REF]", args_help="the published image, HOST/NAMESPACE/NAME[:TAG|"
+         "@sha256:HEX]; none with --rollback", options=(
+             Option("--prefix", "where the environment goes", "PATH", complete="dir",
+                    required=True),
              Option("--rollback", "switch back to the previous environment (no REF)"),
              Option("--verify-key", "refuse unless signed by this public key (PEM)",
                     "PUB.pem", complete="file"),
@@ -139,6 +146,9 @@ GLOBAL = (
     Option("--quiet", "no progress output (errors still show)"),
 )
 BY_NAME = {v.name: v for v in VERBS}
+# the command-line variables the tasks read (doit's ``key=value``): the recipe NAMEs and each
+# option that becomes one
+VARIABLES = frozenset({"env", *(o.doit for v in VERBS for o in v.options if o.doit)})
 
 
 def verb(name: str) -> Verb:
@@ -153,17 +163,28 @@ def verb(name: str) -> Verb:
     raise UsageError(msg)
 
 
-def to_doit(v: Verb, args: list[str], takes_value: frozenset[str] = frozenset()) -> list[str]:
-    """``envbuild VERB ARGS`` (``v`` a task verb) -> doit's arguments: ``[VERB, options...,
-    key=value..., env=NAME,NAME]``. ``takes_value``: doit's own run options that take a value
-    (``-n``, ``--process``), so the word after one is its value, not a NAME. Raises
-    UsageError for a NAME given to a verb taking none, a missing value, or an unknown
-    ``--option`` close to one of the verb's."""
+def to_doit(
+    v: Verb,
+    args: list[str],
+    takes_value: frozenset[str] = frozenset(),
+    switches: frozenset[str] | None = None,
+) -> list[str]:
+    """``envbuild VERB ARGS`` (``v`` a task verb) -> doit's arguments: ``[doit's run options...,
+    VERB, the verb's task parameters..., key=value..., env=NAME,NAME]`` (doit reads its run
+    options before the task and a task's parameters after it). ``takes_value``: doit's run
+    options that take a value (``-n``, ``--process``), so the word after one is its value, not
+    a NAME; ``switches``: those that take none (``-a``, ``--continue``); when given, any other
+    option is refused. After ``--`` every word is a NAME. Raises UsageError for a NAME given to
+    a verb taking none, a missing value, an unknown ``--option`` or ``key=value``."""
     names: list[str] = []
-    out: list[str] = []
+    run: list[str] = []
+    params: list[str] = []
     values: dict[str, list[str]] = {}
     words = iter(args)
     for word in words:
+        if word == "--":  # the end of the options
+            names += words
+            break
         flag, eq, inline = word.partition("=")
         opt = v.option(flag) if word.startswith("--") else None
         if opt is not None:
@@ -174,24 +195,60 @@ def to_doit(v: Verb, args: list[str], takes_value: frozenset[str] = frozenset())
                     msg = f"envbuild {v.name}: {flag} needs a value ({opt.metavar})"
                     raise UsageError(msg)
             if not opt.doit:
-                out += [flag, value] if opt.metavar else [flag]
+                params += [flag, value] if opt.metavar else [flag]
             else:
                 values.setdefault(opt.doit, []).append(value if opt.metavar else "1")
         elif word.startswith("-"):
-            if word.startswith("--") and flag not in takes_value and not eq:
-                close = did_you_mean(flag, [o.flag for o in v.options])
-                if close:
-                    raise UsageError(f"envbuild {v.name}: unknown option {flag}{close}")
-            out.append(word)
-            if word in takes_value and not eq:
-                out.append(next(words, ""))
-        elif eq:
-            out.append(word)  # key=value, doit's spelling
-        elif v.names:
-            names.append(word)
+            close = did_you_mean(flag, [o.flag for o in v.options])
+            if switches is None:  # nothing to check against: refuse only a near miss
+                unknown = bool(close) and flag[:2] == "--" and flag not in takes_value and not eq
+            else:
+                unknown = not known_flag(flag, takes_value, switches)
+            if unknown:
+                what = flag if flag.isprintable() else repr(flag)
+                msg = f"envbuild {v.name}: unknown option {what}{close}"
+                raise UsageError(f"{msg}; `envbuild {v.name} --help` lists them")
+            run.append(word)
+            if flag in takes_value and not eq:
+                run.append(next(words, ""))
+        elif eq:  # key=value, doit's spelling
+            if flag not in VARIABLES:
+                close = did_you_mean(flag, sorted(VARIABLES))
+                msg = f"envbuild {v.name}: {_shown(word)}: no variable {flag!r}{close}"
+                raise UsageError(f"{msg}; the variables are {', '.join(sorted(VARIABLES))}")
+            params.append(word)
         else:
-            what = f"'{word}'" if word.isprintable() else repr(word)
-            msg = f"envbuild {v.name}: takes no NAME, got {what}; `envbuild {v.name} --help`"
-            raise UsageError(msg)
-    out += [f"{key}={','.join(vals)}" for key, vals in values.items()]
-    return [v.name, *out, *([f"env={','.join(names)}"] if names else [])]
+            names.append(word)
+    for o in v.options:
+        if o.required and o.doit and not values.get(o.doit) and not _given(o.doit, params):
+            msg = f"envbuild {v.name}: {o.flag} {o.metavar} is required ({o.help})"
+            raise UsageError(f"{msg}; `envbuild {v.name} --help`")
+    if names and not v.names:
+        msg = (
+            f"envbuild {v.name}: takes no NAME, got {_shown(names[0])}; `envbuild {v.name} --help`"
+        )
+        raise UsageError(msg)
+    params += [f"{key}={','.join(vals)}" for key, vals in values.items()]
+    return [*run, v.name, *params, *([f"env={','.join(names)}"] if names else [])]
+
+
+def _given(key: str, params: list[str]) -> bool:
+    """Whether ``key=VALUE`` (doit's spelling) is among ``params``."""
+    return any(p.startswith(f"{key}=") for p in params)
+
+
+def _shown(word: str) -> str:
+    """``'word'``, or its repr when it holds a control or other unprintable character."""
+    return f"'{word}'" if word.isprintable() else repr(word)
+
+
+def known_flag(flag: str, takes_value: frozenset[str], switches: frozenset[str]) -> bool:
+    """Whether doit's run accepts ``flag`` (``--process``, ``-n``, ``-n2``, ``-ac``)."""
+    known = takes_value | switches
+    if flag in known:
+        return True
+    if flag.startswith("--") or len(flag) < 2:
+        return False
+    if f"-{flag[1]}" in takes_value:  # -n2: the value attached
+        return True
+    return all(f"-{c}" in switches for c in flag[1:])  # -ac: switches bundled

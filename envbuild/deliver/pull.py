@@ -330,10 +330,13 @@ def rollback(prefix: Path) -> str:
     return others[-1]
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], usage: str | None = None) -> int:
     """``envbuild pull REF --prefix PATH [--insecure]`` / ``envbuild pull --rollback
-    --prefix PATH``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="envbuild pull", description=__doc__.split("\n\n")[0])
+    --prefix PATH``; returns the exit code. ``usage``: the usage line its errors show (the
+    ``envbuild pull --help`` one, from the table of verbs), else argparse's."""
+    parser = argparse.ArgumentParser(
+        prog="envbuild pull", usage=usage, description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("reference", nargs="?", help="HOST/NAMESPACE/NAME[:TAG|@sha256:...]")
     parser.add_argument("--prefix", required=True, help="where the environment goes")
     parser.add_argument("--insecure", action="store_true", help="allow plain http / bad TLS")

@@ -38,6 +38,7 @@ from envbuild.project import Project
 from envbuild.recipe.model import current_subdir
 from envbuild.util import templates
 from envbuild.util.fs import atomic_write, read_bounded
+from envbuild.util.redact import printable
 
 log = logging.getLogger("envbuild")
 
@@ -45,6 +46,7 @@ KEEP_NIGHTS = 30  # history files kept under reports/history/
 HISTORY_LIMIT = 256 * 1024  # bytes read from one history file at most
 ERROR_CHARS = 4000  # of a failure's message shown on the page (the rest is in nightly.md)
 CHANGES_SHOWN = 200  # lock changes listed per environment; the count says how many more
+FIELD_CHARS = 200  # of any other text shown (a name, a version, an image reference)
 TEMPLATE = "nightly/index.html.j2"
 _NIGHT_FILE = re.compile(r"\d{8}T\d{6}Z\.json")
 CHART_W, CHART_H, PAD = 90, 18, 2  # an SVG chart's size in CSS pixels, inner padding
@@ -96,8 +98,28 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n else "-"
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB" if _number(n) else "-"
+
+
+def _text(value: object, limit: int = FIELD_CHARS) -> str:
+    """``value`` as the page shows it: control and format characters (a bidi override that
+    would show the rest of a message reversed, ESC, NUL) as visible escapes, URL
+    credentials masked, at most ``limit`` characters (:func:`envbuild.util.redact.printable`);
+    the page's autoescaping then makes it text."""
+    return printable(value, limit)
+
+
+def _lines(value: str, limit: int) -> str:
+    """A multi-line message through :func:`_text` line by line, newlines kept, ``limit``
+    characters in all."""
+    cut = value[:limit]
+    shown = "\n".join(_text(ln, limit) for ln in cut.split("\n"))
+    return shown + ("…" if len(value) > limit else "")
+
+
+def _shown(c: Change) -> Change:
+    return Change(**{f.name: _text(getattr(c, f.name)) for f in fields(Change)})
 
 
 def package_count(project: Project, name: str) -> int:
@@ -142,28 +164,49 @@ def night_point(result: NightlyResult, status: EnvStatus | None, packages: int) 
 
 def record_night(history: Path, night: float, points: dict[str, dict[str, Any]]) -> Path:
     """Write ``history/<night as YYYYMMDDTHHMMSSZ>.json`` and delete all but the newest
-    :data:`KEEP_NIGHTS` night files. ``night``: seconds since the epoch. Returns the file."""
+    :data:`KEEP_NIGHTS` night files up to this one (a file dated after this night is no
+    night that happened: it neither counts nor pushes this one out). ``night``: seconds since
+    the epoch. Returns the file."""
+    path = history / _night_file(night)
     stamp = time.gmtime(night)
-    path = history / f"{time.strftime('%Y%m%dT%H%M%SZ', stamp)}.json"
     doc = {"night": time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp), "envs": points}
     atomic_write(path, json.dumps(doc, indent=1, sort_keys=True))
-    kept = sorted(p for p in history.iterdir() if _NIGHT_FILE.fullmatch(p.name))
+    kept = sorted(
+        p for p in history.iterdir() if _NIGHT_FILE.fullmatch(p.name) and p.name <= path.name
+    )
     for old in kept[:-KEEP_NIGHTS]:
         old.unlink(missing_ok=True)
     return path
 
 
+def _night_file(night: float) -> str:
+    """``YYYYMMDDTHHMMSSZ.json`` for ``night`` (seconds since the epoch, UTC); such names sort
+    as their times."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(night))}.json"
+
+
 def _number(v: object) -> float | None:
+    """``v`` if it is a plausible count or size (a finite number, 0 <= v < 1e15), else None
+    (NaN, infinity, negative, a string, a boolean)."""
     ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e15
     return float(v) if ok else None  # type: ignore[arg-type]
 
 
-def load_history(history: Path) -> dict[str, list[tuple[float, float, float]]]:
-    """name -> [(env_bytes, packages, seconds), ...] over the kept nights, oldest first.
-    Files are data from whoever could write reports/: read bounded, shape-checked, skipped
-    with a warning when wrong."""
+def load_history(
+    history: Path, until: float | None = None
+) -> dict[str, list[tuple[float, float, float]]]:
+    """name -> [(env_bytes, packages, seconds), ...] over the kept nights, oldest first, up to
+    the night ``until`` (seconds since the epoch; None: every file). Files are data from
+    whoever could write reports/: read bounded (no symlink followed), shape-checked, numbers
+    that are no size or count (NaN, negative) dropped, a file dated after ``until`` ignored,
+    skipped with a warning when wrong."""
     out: dict[str, list[tuple[float, float, float]]] = {}
-    files = sorted(p for p in history.glob("*.json") if _NIGHT_FILE.fullmatch(p.name))
+    last = _night_file(until) if until is not None else None
+    files = sorted(
+        p
+        for p in history.glob("*.json")
+        if _NIGHT_FILE.fullmatch(p.name) and (last is None or p.name <= last)
+    )
     for path in files[-KEEP_NIGHTS:]:
         try:
             doc = json.loads(read_bounded(path, HISTORY_LIMIT, follow_symlinks=False))
@@ -227,24 +270,24 @@ def rows(
         smoke = f"{passed}/{len(r.smoke)} passed" if r.smoke else (st.smoke if st else "-")
         out.append(
             Row(
-                recipe=r.recipe,
-                status=r.status,
+                recipe=_text(r.recipe),
+                status=_text(r.status, 40),
                 failed=failed,
-                outcome=f"FAILED at {r.stage or '?'}" if failed else r.status,
-                error=r.error[:ERROR_CHARS] + ("…" if len(r.error) > ERROR_CHARS else ""),
-                lock_age=_age(st.lock_age) if st and st.lock_age else "-",
-                changes=tuple(changes[:CHANGES_SHOWN]),
+                outcome=f"FAILED at {_text(r.stage or '?', 40)}" if failed else _text(r.status),
+                error=_lines(r.error, ERROR_CHARS),
+                lock_age=_age(st.lock_age) if st and _number(st.lock_age) else "-",
+                changes=tuple(_shown(c) for c in changes[:CHANGES_SHOWN]),
                 changes_more=max(0, len(changes) - CHANGES_SHOWN),
                 change_summary=summary(changes) if r.status != "unchanged" else "no change",
                 smoke=smoke,
                 env_size=_mb(r.env_bytes or (st.build_bytes if st else 0)),
                 tarball=_mb(r.tarball_bytes or (st.tarball_bytes if st else 0)),
-                image=r.image or (st.image if st else "") or "-",
-                image_digest=(st.image_digest if st else "") or "",
-                published=(st.published if st else "") or "-",
-                verify=_verify(r, st),
-                duration=f"{r.seconds:.1f} s",
-                solved_as_of=r.exclude_newer or "-",
+                image=_text(r.image or (st.image if st else "") or "-"),
+                image_digest=_text((st.image_digest if st else "") or ""),
+                published=_text((st.published if st else "") or "-"),
+                verify=_text(_verify(r, st)),
+                duration=f"{r.seconds:.1f} s" if _number(r.seconds) is not None else "-",
+                solved_as_of=_text(r.exclude_newer or "-"),
                 charts=_charts(history.get(r.recipe, [])),
             )
         )
@@ -326,7 +369,7 @@ def write_page(project: Project, results: list[NightlyResult], now: float | None
     history = project.path("reports") / "history"
     record_night(history, now, points)
     generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
-    page = render(rows(results, statuses, load_history(history), now), generated,
+    page = render(rows(results, statuses, load_history(history, until=now), now), generated,
                   templates.search_path(project.path("templates")))  # fmt: skip
     out = project.path("reports") / "index.html"
     atomic_write(out, page)

@@ -60,6 +60,10 @@ def test_the_wheel_in_a_fresh_venv_runs_a_project_of_its_own(
     (project / "envbuild.toml").write_text(
         f'[mirrors]\nconda-forge = "{channel}"\n[paths]\npackage_cache = "{tmp_path / "pkgs"}"\n'
     )
+    from envbuild import __version__
+
+    # --version from a wheel install: the distribution's metadata
+    assert _run(installed, project, "envbuild", "--version").stdout == f"envbuild {__version__}\n"
     helped = _run(installed, project, "envbuild", "--help").stdout
     assert "usage: envbuild VERB" in helped and "\n  build " in helped and "\n  pull " in helped
     _run(installed, project, "envbuild", "lock")

@@ -14,6 +14,7 @@ import pytest
 from envbuild.cli.completion import script
 
 BASH_CALL = """
+set -u  # as in a user's shell that sets it
 source "$1"; shift
 COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
 _envbuild
@@ -32,11 +33,13 @@ _envbuild
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A project with recipes ``ml`` and ``gpu $(touch pwned)`` (a name is never run), and
-    the working directory below it."""
+    """A project with recipes ``ml``, ``notes`` and files that are no recipe name (``gpu
+    $(touch pwned)``, a glob, quotes, upper case: never run, never offered: bash and zsh
+    insert a completion as typed, so the name would run when the line is entered), and the
+    working directory below it."""
     (tmp_path / "envbuild.toml").write_text("")
     (tmp_path / "recipes").mkdir()
-    for name in ("ml", "gpu $(touch pwned)", "notes"):
+    for name in ("ml", "gpu $(touch pwned)", "notes", "*", "it's", "a;id", "Upper", "é"):
         (tmp_path / "recipes" / f"{name}.yml").write_text("name: x\n")
     (tmp_path / "recipes" / "README.md").write_text("")
     (tmp_path / "sub").mkdir()
@@ -62,9 +65,7 @@ def test_bash_completes_verbs_options_names_and_paths(project: Path) -> None:
     assert complete("bash", sub, "bu") == ["build"]
     assert complete("bash", sub, "-q", "sta") == ["status"]
     assert complete("bash", sub, "--v") == ["--version"]
-    assert sorted(complete("bash", sub, "lock", "")) == sorted(
-        ["--update", "--help", "gpu $(touch pwned)", "ml", "notes"]
-    )
+    assert sorted(complete("bash", sub, "lock", "")) == ["--help", "--update", "ml", "notes"]
     assert complete("bash", sub, "build", "n") == ["notes"]
     assert complete("bash", sub, "lock", "--") == ["--update", "--help"]
     assert complete("bash", sub, "lock", "--update", "") == []  # a package: nothing to offer
@@ -81,8 +82,7 @@ def test_zsh_completes_verbs_options_names_and_paths(project: Path) -> None:
     top = complete("zsh", sub, "")
     assert top[:3] == ["init", "schema", "completion"] and "pull" in top and "list" in top
     assert "--version" in top
-    assert complete("zsh", sub, "-q", "lock", "") == [
-        "--update", "--help", "gpu $(touch pwned)", "ml", "notes"]  # fmt: skip
+    assert complete("zsh", sub, "-q", "lock", "") == ["--update", "--help", "ml", "notes"]
     assert complete("zsh", sub, "lock", "--") == ["--update", "--help"]
     assert complete("zsh", sub, "doctor", "--prefix", "") == ["<files -/>"]
     assert complete("zsh", sub, "pull", "--verify-key", "") == ["<files >"]  # any file

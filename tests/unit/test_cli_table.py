@@ -112,3 +112,59 @@ def test_completion_scripts_come_from_the_table(
 def test_completion_for_another_shell_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["completion", "fish"]) == 2
     assert capsys.readouterr().err == "usage: envbuild completion bash|zsh\n"
+
+
+def test_pull_s_errors_show_the_same_usage_as_its_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Hostile review: ``envbuild pull`` with no arguments showed argparse's own usage line
+    (``[-h] --prefix PREFIX ... [reference]``), a second grammar; its help said ``[--prefix
+    PATH]`` (optional) and described REF with nothing."""
+    assert main(["pull", "--help"]) == 0
+    help_out = capsys.readouterr().out
+    usage = help_out.split("\n\n")[0]
+    assert usage.startswith("usage: envbuild pull [REF] --prefix PATH [--rollback]")
+    assert re.search(r"^  \[REF\] +the published image", help_out, re.MULTILINE)
+    with pytest.raises(SystemExit) as e:
+        main(["pull"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.startswith(usage + "\nenvbuild pull: error:")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["doctor", "--json"], "envbuild doctor: --prefix PATH is required"),
+        (["adopt", "--prefix", "/x"], "envbuild adopt: --name NAME is required"),
+    ],
+)
+def test_a_required_option_missing_is_a_usage_error(args: list[str], message: str) -> None:
+    """It was a failed doit task naming doit's spelling (``doit doctor prefix=PATH``), exit
+    1; doit's spelling of the option (``prefix=/x``) still counts."""
+    from envbuild.cli import doit_arguments
+    from envbuild.cli.verbs import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        doit_arguments(args)
+    assert doit_arguments(["doctor", "prefix=/x"]) == ["doctor", "prefix=/x"]
+    assert "usage: envbuild doctor --prefix PATH [--json]" in help_of("doctor")
+
+
+def help_of(name: str) -> str:
+    from envbuild.cli import help as helptext
+
+    return helptext.verb_help(BY_NAME[name])
+
+
+def test_completion_offers_only_characters_a_recipe_name_may_hold() -> None:
+    """The scripts drop a ``recipes/*.yml`` whose name has any character outside
+    ``NAME_CHARS`` (``$(...)``, a space, a glob): the set is exactly the name rule's."""
+    import string
+
+    from envbuild.cli.completion import NAME_CHARS
+    from envbuild.recipe.model import NAME_RE
+
+    allowed = {c for c in string.printable + "éİ\u202e" if NAME_RE.match(f"a{c}a")}
+    assert allowed == set(NAME_CHARS)
+    for shell in ("bash", "zsh"):
+        assert NAME_CHARS in script(shell)

@@ -155,3 +155,15 @@ def test_names_from_the_command_line_or_recipe_files_are_escaped(tmp_path: Path)
     assert project.selected("tiny, \u202eyni\x1b, tiny") == ["tiny", "\\u202eyni\\x1b"]
     with pytest.raises(RecipeError, match="is not a valid environment name"):
         find_recipe(tmp_path / "recipes", project.selected(None)[0], [])
+
+
+def test_masking_credentials_in_a_long_message_is_linear() -> None:
+    """Hostile review (issue 32): ``scrub`` (every log line, every message shown from a
+    registry, the nightly page's text) restarted its URL-scheme search inside every run of
+    letters: 100,000 letters took 50 s. A scheme glued to a word is still masked."""
+    from envbuild.util.redact import scrub
+
+    with within(5):
+        assert scrub("x" * 1_000_000) == "x" * 1_000_000
+        assert scrub("a://" * 200_000 + "b:" * 200_000).endswith("b:")
+    assert scrub("at xhttps://u:p@h/ git+ssh://k@h") == "at xhttps://***@h/ git+ssh://***@h"

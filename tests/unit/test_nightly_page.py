@@ -76,6 +76,45 @@ def test_hostile_names_and_messages_are_text(tmp_path: Path) -> None:
     assert "default-src 'none'" in html
 
 
+def test_bidi_controls_long_fields_and_bad_numbers_are_shown_bounded(tmp_path: Path) -> None:
+    """Hostile review: a right-to-left override in a failure message showed the rest of it
+    reversed (``txet`` read as ``text``); a package name or version from a lock diff was shown
+    whole (100,000 characters in one cell); NaN or negative sizes and durations showed as
+    ``nan s`` and ``-0.0 MB``; a token in a URL of a message was shown."""
+    change = {**CHANGE, "name": "x" * 100_000, "new": "2.0\u202eevil"}
+    hostile = NightlyResult(
+        recipe="odd", status="failed", stage="smoke\u202e" + "s" * 500,
+        error="line one\nfetch https://user:s3cret@host/x failed \u202etxet\x1b[31m",
+        changes=[change], env_bytes=-1, seconds=float("nan"),
+    )  # fmt: skip
+    html = _render(tmp_path, [hostile])
+    assert "\u202e" not in html and "\x1b" not in html and "s3cret" not in html
+    assert "\\u202etxet\\x1b[31m" in html and "line one\nfetch" in html  # newlines kept
+    assert "x" * (page.FIELD_CHARS + 1) not in html and "2.0\\u202eevil" in html
+    assert "FAILED at smoke\\u202e" in html and "s" * 100 not in html
+    row = re.search(r'<tr class="env failed".*?</tr>', html, re.S)
+    assert row is not None and "nan" not in row.group(0) and "-0.0" not in row.group(0)
+
+
+def test_history_ignores_nights_after_this_one_and_impossible_numbers(tmp_path: Path) -> None:
+    """Hostile review: files dated in the future sorted last, so with KEEP_NIGHTS of them
+    tonight's file was deleted as soon as it was written and the charts showed only them."""
+    history = tmp_path / "history"
+    history.mkdir()
+    future = {"envs": {"a": {"env_bytes": 9, "packages": 999, "seconds": 1}}}
+    for year in range(2990, 2990 + page.KEEP_NIGHTS):
+        (history / f"{year}0101T000000Z.json").write_text(json.dumps(future))
+    bad = {"envs": {"a": {"env_bytes": -1, "packages": 1, "seconds": 1}}}
+    (history / "19700101T000000Z.json").write_text(json.dumps(bad))
+    point = {"status": "promoted", "env_bytes": 1000, "packages": 3, "seconds": 1.0}
+    tonight = page.record_night(history, 86400.0, {"a": point})
+    assert tonight.is_file()
+    assert page.load_history(history, until=86400.0)["a"] == [(1000.0, 3.0, 1.0)]
+    nan = '{"envs": {"a": {"env_bytes": NaN, "packages": 1, "seconds": 1}}}'
+    (history / "19700101T000001Z.json").write_text(nan)  # json.loads takes NaN
+    assert page.load_history(history, until=86400.0)["a"] == [(1000.0, 3.0, 1.0)]
+
+
 def test_charts_are_computed_and_deterministic() -> None:
     one = page.chart("packages", [50.0, 52.0, 51.0])
     assert one == page.chart("packages", [50.0, 52.0, 51.0])
