@@ -10,7 +10,8 @@ from envbuild.errors import EnvBuildError
 from envbuild.util import schema
 
 INIT_TOML = """\
-# envbuild project settings (https://github.com/envbuild/envbuild#readme). All optional.
+# envbuild project settings, all optional: every key is in docs/reference/config.md (and
+# `envbuild schema config` prints the JSON Schema your editor can check this file with).
 
 # [lock]
 # platforms = ["linux-64"]          # for recipes that name none (default: linux-64)
