@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import re
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +31,16 @@ from envbuild.offline.archives import rewrite_conda, source_date_epoch, wheel_ep
 from envbuild.offline.pins import PinFile, check_interpreter, normalize, read_pins, update_command
 from envbuild.offline.pycs import with_bytecode
 from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
+from envbuild.offline.requires import Dist, Target, added_depends, wheel_requires
 from envbuild.rattler import client as rattler_client
+from envbuild.recipe.model import current_subdir
 from envbuild.util import proc
 from envbuild.util.fs import file_sha256, remove_tree, staged_dir
 
 log = logging.getLogger("envbuild")
-SCHEMA = 4  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix;
-# 4: python and binary packages ship their bytecode (as conda-forge's do)
+SCHEMA = 5  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix;
+# 4: python and binary packages ship their bytecode (as conda-forge's do); 5: depends keep
+# the marker-conditional requirements that hold for the channel (envbuild.offline.requires)
 
 
 def inputs(pins: Path, requirements: tuple[str, ...] = ()) -> dict[str, object]:
@@ -126,15 +132,16 @@ def _conda_name(wheel: Path, renames: dict[str, str]) -> str:
     return renames.get(dist, dist)
 
 
-def convert_wheel(wheel: Path, cache: Path, renames: dict[str, str]) -> Path:
-    """Convert ``wheel`` to a .conda package in ``cache/<wheel stem>/`` (reused if present)."""
+def convert_wheel(wheel: Path, cache: Path, name: str) -> Path:
+    """Convert ``wheel`` to the .conda package ``name`` in ``cache/<wheel stem>/`` (reused if
+    present)."""
     out_dir = cache / wheel.stem
     done = sorted(out_dir.glob("*.conda")) if out_dir.is_dir() else []
     if done:
         return done[0]
     argv: list[str | Path] = [
         sys.executable, "-m", "whl2conda", "convert", wheel, "--allow-impure",
-        "--name", _conda_name(wheel, renames), "--format", "conda",
+        "--name", name, "--format", "conda",
         "--no-update-stdrenames", "--quiet", "--out-dir",
     ]  # fmt: skip
     # whl2conda has been seen to deadlock (two threads in futex_wait) while writing a large
@@ -163,12 +170,15 @@ def _index_of(package: Path) -> dict[str, object]:
     raise EnvBuildError(msg)
 
 
-def _placed(pkg: Path, known: set[str], out_dir: Path, epoch: int) -> Path:
+def _placed(
+    pkg: Path, known: frozenset[str], out_dir: Path, epoch: int, added: tuple[str, ...] = ()
+) -> Path:
     """Write ``pkg`` into ``out_dir`` reproducibly (:func:`archives.rewrite_conda`, every
-    member and the index timestamped ``epoch``). If its ``depends`` spell one of the ``known``
-    package names of this channel with underscores (whl2conda keeps the requirement as the
-    wheel's metadata wrote it: ``ipython_pygments_lexers``, ``stack_data``), they become the
-    channel's dashed names (``ipython-pygments-lexers``)."""
+    member and the index timestamped ``epoch``), its ``depends`` followed by the ``added``
+    match specs not already there (:mod:`envbuild.offline.requires`). If its ``depends``
+    spell one of the ``known`` package names of this channel with underscores (whl2conda
+    keeps the requirement as the wheel's metadata wrote it: ``ipython_pygments_lexers``,
+    ``stack_data``), they become the channel's dashed names (``ipython-pygments-lexers``)."""
 
     def dashed(index: dict[str, Any]) -> dict[str, Any]:
         fixed = []
@@ -176,12 +186,82 @@ def _placed(pkg: Path, known: set[str], out_dir: Path, epoch: int) -> Path:
             name, sep, rest = dep.partition(" ")
             dash = name.replace("_", "-")
             fixed.append(dash + sep + rest if dash in known and name not in known else dep)
-        return index | {"depends": fixed}
+        return index | {"depends": list(dict.fromkeys([*fixed, *added]))}
 
     # a binary package ships its bytecode, as conda-forge's do; noarch: python ones leave it
     # to the installer
     bytecode = None if out_dir.name == "noarch" else with_bytecode
     return rewrite_conda(pkg, out_dir / pkg.name, epoch, dashed, bytecode)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One wheel to convert and place into the staged channel ``channel`` (picklable: it
+    crosses to a worker process)."""
+
+    wheel: Path
+    name: str  # the conda package name
+    cache: Path
+    channel: Path
+    known: frozenset[str]
+    added: tuple[str, ...]
+
+    def run(self) -> str:
+        """Convert the wheel and write it into its subdir of the channel; returns
+        ``subdir/file name``. Depends on the job's fields only, so the bytes are the same
+        whichever process, in whichever order, runs it."""
+        pkg = convert_wheel(self.wheel, self.cache, self.name)
+        index = _index_of(pkg)
+        if index.get("name") != self.name:
+            msg = f"{pkg}: whl2conda named it {index.get('name')!r}, expected {self.name!r}"
+            raise EnvBuildError(msg)
+        subdir = self.channel / str(index["subdir"])
+        subdir.mkdir(exist_ok=True)
+        epoch = source_date_epoch(wheel_epoch(self.wheel))
+        placed = _placed(pkg, self.known, subdir, epoch, self.added)
+        return f"{subdir.name}/{placed.name}"
+
+    @property
+    def size(self) -> int:
+        return self.wheel.stat().st_size
+
+
+@dataclass(frozen=True, slots=True)
+class _PythonJob:
+    """The interpreter's ``python`` and ``python_abi`` packages, written into ``channel``
+    with ``work`` as scratch space, every member timestamped ``epoch``."""
+
+    channel: Path
+    work: Path
+    epoch: int
+
+    def run(self) -> str:
+        made = (build_python_package(self.channel, self.work),
+                build_python_abi_package(self.channel, self.work))  # fmt: skip
+        for pkg in made:
+            rewrite_conda(pkg, pkg, self.epoch, edit_members=with_bytecode)
+        return ", ".join(f"{p.parent.name}/{p.name}" for p in made)
+
+    @property
+    def size(self) -> int:
+        return 1 << 40  # the largest job (the standard library, compiled): first
+
+
+def _run_all(jobs: Sequence[_Job | _PythonJob]) -> list[str]:
+    """Run ``jobs`` on every core (a process pool of ``os.cpu_count()`` workers, started
+    fresh: no inherited threads or locks), largest first so that no big one starts last and
+    runs alone; results in the order of ``jobs``. Each job writes its own files, so the
+    channel is the same bytes as a serial build's."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        return [job.run() for job in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].size)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {i: pool.submit(jobs[i].run) for i in order}
+        return [futures[i].result() for i in range(len(jobs))]
 
 
 def _repodata_fixed(channel: Path, epoch: int) -> None:
@@ -227,23 +307,27 @@ def build_offline_channel(
         raise ConfigError(msg)
     renames = load_std_renames(update=False)
     wheels = download_wheels(pins, cache_dir / "wheels")
+    names = {w: _conda_name(w, renames) for w in wheels}
+    dists = {
+        _wheel_id(w.name)[0]: Dist(_wheel_id(w.name)[1], names[w], wheel_requires(w))
+        for w in wheels
+    }
+    target = Target(PythonSource().version, current_subdir())
+    added = added_depends(dists, target, pins.requirements, str(pin_file))
     own_epoch = source_date_epoch(FALLBACK_EPOCH)
     with staged_dir(channel_dir) as tmp:
         (tmp / "noarch").mkdir()  # every channel has noarch, even an empty one
         work = cache_dir / f"work-{os.getpid()}"  # caches are shared by concurrent builds
-        for made in (build_python_package(tmp, work), build_python_abi_package(tmp, work)):
-            rewrite_conda(made, made, own_epoch, edit_members=with_bytecode)
-        packages = [convert_wheel(w, cache_dir / "converted", renames) for w in wheels]
-        indexes = [_index_of(pkg) for pkg in packages]
-        known = {str(index["name"]) for index in indexes}
-        newest = own_epoch
-        for wheel, pkg, index in zip(wheels, packages, indexes, strict=True):
-            subdir = tmp / str(index["subdir"])
-            subdir.mkdir(exist_ok=True)
-            epoch = source_date_epoch(wheel_epoch(wheel))
-            newest = max(newest, epoch)
-            _placed(pkg, known, subdir, epoch)
-            log.info("offline channel: %s -> %s/%s", wheel.name, subdir.name, pkg.name)
+        known = frozenset(names.values())
+        jobs: list[_Job | _PythonJob] = [_PythonJob(tmp, work, own_epoch)]
+        jobs += [
+            _Job(w, names[w], cache_dir / "converted", tmp, known, added[_wheel_id(w.name)[0]])
+            for w in wheels
+        ]
+        for job, placed in zip(jobs, _run_all(jobs), strict=True):
+            what = job.wheel.name if isinstance(job, _Job) else "python"
+            log.info("offline channel: %s -> %s", what, placed)
+        newest = max([own_epoch, *(source_date_epoch(wheel_epoch(w)) for w in wheels)])
         rattler_client.call("index", {"channel_dir": str(tmp)})
         _repodata_fixed(tmp, newest)
         made_from = inputs(pin_file, requirements)
