@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from envbuild.errors import ChannelError, ConfigError, EnvBuildError
 from envbuild.lock.epoch import FALLBACK_EPOCH
@@ -182,11 +182,11 @@ def _placed(
 
     def dashed(index: dict[str, Any]) -> dict[str, Any]:
         fixed = []
-        for dep in index.get("depends", []):
+        for dep in [*index.get("depends", []), *added]:
             name, sep, rest = dep.partition(" ")
             dash = name.replace("_", "-")
             fixed.append(dash + sep + rest if dash in known and name not in known else dep)
-        return index | {"depends": list(dict.fromkeys([*fixed, *added]))}
+        return index | {"depends": list(dict.fromkeys(fixed))}
 
     # a binary package ships its bytecode, as conda-forge's do; noarch: python ones leave it
     # to the installer
@@ -195,35 +195,43 @@ def _placed(
 
 
 @dataclass(frozen=True, slots=True)
-class _Job:
-    """One wheel to convert and place into the staged channel ``channel`` (picklable: it
-    crosses to a worker process)."""
+class _Convert:
+    """Convert one wheel to the conda package ``name`` (in ``cache``). Picklable: it crosses
+    to a worker process; it depends on its fields only."""
 
     wheel: Path
-    name: str  # the conda package name
+    name: str
     cache: Path
-    channel: Path
-    known: frozenset[str]
-    added: tuple[str, ...]
 
-    def run(self) -> str:
-        """Convert the wheel and write it into its subdir of the channel; returns
-        ``subdir/file name``. Depends on the job's fields only, so the bytes are the same
-        whichever process, in whichever order, runs it."""
+    def run(self) -> tuple[Path, str, str]:
+        """(the .conda path, the name and subdir its index gives)."""
         pkg = convert_wheel(self.wheel, self.cache, self.name)
         index = _index_of(pkg)
-        if index.get("name") != self.name:
-            msg = f"{pkg}: whl2conda named it {index.get('name')!r}, expected {self.name!r}"
-            raise EnvBuildError(msg)
-        subdir = self.channel / str(index["subdir"])
-        subdir.mkdir(exist_ok=True)
-        epoch = source_date_epoch(wheel_epoch(self.wheel))
-        placed = _placed(pkg, self.known, subdir, epoch, self.added)
-        return f"{subdir.name}/{placed.name}"
+        return pkg, str(index["name"]), str(index["subdir"])
 
     @property
     def size(self) -> int:
         return self.wheel.stat().st_size
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Write the converted ``pkg`` into ``subdir`` reproducibly (:func:`_placed`)."""
+
+    pkg: Path
+    known: frozenset[str]
+    subdir: Path
+    epoch: int
+    added: tuple[str, ...]
+
+    def run(self) -> str:
+        self.subdir.mkdir(exist_ok=True)
+        placed = _placed(self.pkg, self.known, self.subdir, self.epoch, self.added)
+        return f"{self.subdir.name}/{placed.name}"
+
+    @property
+    def size(self) -> int:
+        return self.pkg.stat().st_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +255,16 @@ class _PythonJob:
         return 1 << 40  # the largest job (the standard library, compiled): first
 
 
-def _run_all(jobs: Sequence[_Job | _PythonJob]) -> list[str]:
+class _Job(Protocol):
+    """A unit of the channel's work: picklable, run in a worker process."""
+
+    @property
+    def size(self) -> int: ...  # bytes of input: the largest run first
+
+    def run(self) -> Any: ...
+
+
+def _run_all(jobs: Sequence[_Job]) -> list[Any]:
     """Run ``jobs`` on every core (a process pool of ``os.cpu_count()`` workers, started
     fresh: no inherited threads or locks), largest first so that no big one starts last and
     runs alone; results in the order of ``jobs``. Each job writes its own files, so the
@@ -261,7 +278,7 @@ def _run_all(jobs: Sequence[_Job | _PythonJob]) -> list[str]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {i: pool.submit(jobs[i].run) for i in order}
-        return [futures[i].result() for i in range(len(jobs))]
+        return [futures[i].result() for i in range(len(jobs))]  # the first error, raised
 
 
 def _repodata_fixed(channel: Path, epoch: int) -> None:
@@ -318,16 +335,18 @@ def build_offline_channel(
     with staged_dir(channel_dir) as tmp:
         (tmp / "noarch").mkdir()  # every channel has noarch, even an empty one
         work = cache_dir / f"work-{os.getpid()}"  # caches are shared by concurrent builds
-        known = frozenset(names.values())
-        jobs: list[_Job | _PythonJob] = [_PythonJob(tmp, work, own_epoch)]
-        jobs += [
-            _Job(w, names[w], cache_dir / "converted", tmp, known, added[_wheel_id(w.name)[0]])
-            for w in wheels
+        converts = [_Convert(w, names[w], cache_dir / "converted") for w in wheels]
+        python, *converted = _run_all([_PythonJob(tmp, work, own_epoch), *converts])
+        log.info("offline channel: python -> %s", python)
+        known = frozenset(name for _, name, _ in converted)
+        epochs = [source_date_epoch(wheel_epoch(w)) for w in wheels]
+        places = [
+            _Place(pkg, known, tmp / subdir, epoch, added[_wheel_id(w.name)[0]])
+            for w, (pkg, _, subdir), epoch in zip(wheels, converted, epochs, strict=True)
         ]
-        for job, placed in zip(jobs, _run_all(jobs), strict=True):
-            what = job.wheel.name if isinstance(job, _Job) else "python"
-            log.info("offline channel: %s -> %s", what, placed)
-        newest = max([own_epoch, *(source_date_epoch(wheel_epoch(w)) for w in wheels)])
+        for wheel, placed in zip(wheels, _run_all(places), strict=True):
+            log.info("offline channel: %s -> %s", wheel.name, placed)
+        newest = max([own_epoch, *epochs])
         rattler_client.call("index", {"channel_dir": str(tmp)})
         _repodata_fixed(tmp, newest)
         made_from = inputs(pin_file, requirements)
