@@ -278,7 +278,11 @@ def _run_all(jobs: Sequence[_Job]) -> list[Any]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {i: pool.submit(jobs[i].run) for i in order}
-        return [futures[i].result() for i in range(len(jobs))]  # the first error, raised
+        try:
+            return [futures[i].result() for i in range(len(jobs))]
+        except BaseException:  # the first error (or Ctrl-C): start nothing more
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _repodata_fixed(channel: Path, epoch: int) -> None:
