@@ -31,7 +31,14 @@ from envbuild.offline.archives import rewrite_conda, source_date_epoch, wheel_ep
 from envbuild.offline.pins import PinFile, check_interpreter, normalize, read_pins, update_command
 from envbuild.offline.pycs import with_bytecode
 from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
-from envbuild.offline.requires import Dist, Target, added_depends, wheel_requires
+from envbuild.offline.requires import (
+    Depends,
+    Dist,
+    Target,
+    added_depends,
+    solver_spelling,
+    wheel_requires,
+)
 from envbuild.rattler import client as rattler_client
 from envbuild.recipe.model import current_subdir
 from envbuild.util import proc
@@ -170,28 +177,32 @@ def _index_of(package: Path) -> dict[str, object]:
     raise EnvBuildError(msg)
 
 
-def _placed(
-    pkg: Path, known: frozenset[str], out_dir: Path, epoch: int, added: tuple[str, ...] = ()
-) -> Path:
+def _placed(pkg: Path, known: frozenset[str], out_dir: Path, epoch: int, change: Depends) -> Path:
     """Write ``pkg`` into ``out_dir`` reproducibly (:func:`archives.rewrite_conda`, every
-    member and the index timestamped ``epoch``), its ``depends`` followed by the ``added``
-    match specs not already there (:mod:`envbuild.offline.requires`). If its ``depends``
-    spell one of the ``known`` package names of this channel with underscores (whl2conda
-    keeps the requirement as the wheel's metadata wrote it: ``ipython_pygments_lexers``,
-    ``stack_data``), they become the channel's dashed names (``ipython-pygments-lexers``)."""
+    member and the index timestamped ``epoch``), its ``depends`` without ``change.drop`` and
+    followed by ``change.add`` (:mod:`envbuild.offline.requires`), each clause spelled as
+    the solver reads it (:func:`~envbuild.offline.requires.solver_spelling`). If its
+    ``depends`` spell one of the ``known`` package names of this channel with underscores
+    (whl2conda keeps the requirement as the wheel's metadata wrote it:
+    ``ipython_pygments_lexers``, ``stack_data``), they become the channel's dashed names
+    (``ipython-pygments-lexers``)."""
 
-    def dashed(index: dict[str, Any]) -> dict[str, Any]:
-        fixed = []
-        for dep in [*index.get("depends", []), *added]:
-            name, sep, rest = dep.partition(" ")
-            dash = name.replace("_", "-")
-            fixed.append(dash + sep + rest if dash in known and name not in known else dep)
-        return index | {"depends": list(dict.fromkeys(fixed))}
+    def dashed(dep: str) -> str:
+        name, sep, rest = dep.partition(" ")
+        dash = name.replace("_", "-")
+        return dash + sep + rest if dash in known and name not in known else dep
+
+    drop = {dashed(d) for d in change.drop}
+
+    def edited(index: dict[str, Any]) -> dict[str, Any]:
+        depends = [dashed(d) for d in [*index.get("depends", []), *change.add]]
+        kept = [solver_spelling(d) for d in depends if d not in drop]
+        return index | {"depends": list(dict.fromkeys(kept))}
 
     # a binary package ships its bytecode, as conda-forge's do; noarch: python ones leave it
     # to the installer
     bytecode = None if out_dir.name == "noarch" else with_bytecode
-    return rewrite_conda(pkg, out_dir / pkg.name, epoch, dashed, bytecode)
+    return rewrite_conda(pkg, out_dir / pkg.name, epoch, edited, bytecode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,11 +233,11 @@ class _Place:
     known: frozenset[str]
     subdir: Path
     epoch: int
-    added: tuple[str, ...]
+    change: Depends
 
     def run(self) -> str:
         self.subdir.mkdir(exist_ok=True)
-        placed = _placed(self.pkg, self.known, self.subdir, self.epoch, self.added)
+        placed = _placed(self.pkg, self.known, self.subdir, self.epoch, self.change)
         return f"{self.subdir.name}/{placed.name}"
 
     @property
@@ -334,7 +345,7 @@ def build_offline_channel(
         for w in wheels
     }
     target = Target(PythonSource().version, current_subdir())
-    added = added_depends(dists, target, pins.requirements, str(pin_file))
+    changes = added_depends(dists, target, pins.requirements, str(pin_file), renames)
     own_epoch = source_date_epoch(FALLBACK_EPOCH)
     with staged_dir(channel_dir) as tmp:
         (tmp / "noarch").mkdir()  # every channel has noarch, even an empty one
@@ -345,7 +356,7 @@ def build_offline_channel(
         known = frozenset(name for _, name, _ in converted)
         epochs = [source_date_epoch(wheel_epoch(w)) for w in wheels]
         places = [
-            _Place(pkg, known, tmp / subdir, epoch, added[_wheel_id(w.name)[0]])
+            _Place(pkg, known, tmp / subdir, epoch, changes[_wheel_id(w.name)[0]])
             for w, (pkg, _, subdir), epoch in zip(wheels, converted, epochs, strict=True)
         ]
         for wheel, placed in zip(wheels, _run_all(places), strict=True):

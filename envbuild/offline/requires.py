@@ -24,6 +24,7 @@ Version specifiers become conda match specs as whl2conda writes them (``~=1.2`` 
 from __future__ import annotations
 
 import email.parser
+import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ from packaging.version import InvalidVersion, Version
 from envbuild.errors import ChannelError
 from envbuild.offline.pins import normalize
 
+# whl2conda's reading of a Requires-Dist value (whl2conda.api.converter.requires_dist_re)
+_REQUIREMENT = re.compile(
+    r"\s*(?P<name>[a-zA-Z0-9_.-]+)\s*(?:\[(?P<extra>.+?)\])?\s*"
+    r"(?:\(?(?P<version>[^;]*?)\)?)?\s*(?:;\s*(?P<marker>.*?)\s*)?"
+)
 _METADATA_MAX = 8 << 20  # bytes of a wheel's METADATA read at most
 
 # conda subdir -> (os_name, sys_platform, platform_system, platform_machine)
@@ -123,20 +129,42 @@ def _holds(marker: Marker | None, target: Target, extras: Iterable[str]) -> bool
     return any(marker.evaluate(target.environment(x)) for x in ("", *sorted(extras)))
 
 
-def conda_spec(name: str, req: Requirement) -> str:
-    """``name`` with ``req``'s version specifier as a conda match spec (whl2conda's spelling:
-    ``~=1.2.3`` -> ``>=1.2.3,==1.2.*``, ``===`` -> ``==``, a leading ``v`` dropped)."""
-    parts = []
-    for spec in sorted(req.specifier, key=str):
-        version = spec.version.removeprefix("v")
-        if spec.operator == "~=":
-            release = version.split(".")
-            parts.append(f">={version}")
-            if len(release) > 1:
-                parts.append(f"=={'.'.join(release[:-1])}.*")
+def conda_spec(line: str, renames: Mapping[str, str] | None = None) -> str:
+    """The match spec whl2conda writes for the ``Requires-Dist`` value ``line``: the name
+    renamed as conda-forge spells it (``renames``: normalized PyPI name -> conda name), then
+    the version clauses as written, spaces removed (``~=1.2.3`` -> ``>=1.2.3,==1.2.*``,
+    ``===`` -> ``==``, a leading ``v`` dropped), so that a kept requirement whl2conda kept
+    too is the same string. Raises ChannelError for a line that is not a requirement."""
+    m = _REQUIREMENT.fullmatch(line)
+    if m is None:
+        msg = f"Requires-Dist {line!r} is not a PEP 508 requirement"
+        raise ChannelError(msg)
+    name = (renames or {}).get(normalize(m["name"]), m["name"])
+    clauses = []
+    for clause in re.split(r"\s*,\s*", (m["version"] or "").strip()):
+        c = re.fullmatch(r"([=<>!~]+)\s*v?(\S+)", clause)
+        if c is None:
+            clauses.append(clause)
+            continue
+        op, version = c.groups()
+        if op == "~=":
+            release = re.match(r"\d+(?:\.\d+)*", version)
+            parts = release.group(0).split(".") if release else []
+            clauses.append(
+                f">={version}" + (f",=={'.'.join(parts[:-1])}.*" if len(parts) > 1 else "")
+            )
         else:
-            parts.append(f"{'==' if spec.operator == '===' else spec.operator}{version}")
-    return f"{name} {','.join(parts)}" if parts else name
+            clauses.append(f"{'==' if op == '===' else op}{version}")
+    return f"{name} {','.join(c for c in clauses if c)}"
+
+
+def solver_spelling(dep: str) -> str:
+    """``dep`` with each ``==X.*`` clause written ``X.*``: conda and rattler read a lone
+    ``==X.*`` as "starts with X", but rattler reads it as ``==X`` inside an and-list
+    (``>=4.0.16,==4.0.*`` -> ``>=4.0.16,==4.0``, which no 4.0.16 matches)."""
+    name, sep, rest = dep.partition(" ")
+    clauses = [re.sub(r"^==(.+\.\*)$", r"\1", c) for c in rest.split(",")]
+    return name + sep + ",".join(clauses)
 
 
 def _allows(spec: SpecifierSet, version: str) -> bool:
@@ -156,21 +184,35 @@ class Dist:
     requires: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Depends:
+    """What to change in a converted wheel's ``depends``: match specs to ``add``, and those to
+    ``drop`` (whl2conda's spelling of a marker-conditional requirement that does not hold
+    here: whl2conda evaluates binary wheels' markers for the wheel tag's Python, 3.7 for a
+    ``cp37-abi3`` wheel, and keeps ``numpy<2.0; python_version < '3.9'``)."""
+
+    add: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+
+
 def added_depends(
     dists: Mapping[str, Dist],
     target: Target,
     requested: Iterable[str] = (),
     where: str = "offline pins",
-) -> dict[str, tuple[str, ...]]:
-    """The conda depends to add to each converted wheel (module docstring).
+    renames: Mapping[str, str] | None = None,
+) -> dict[str, Depends]:
+    """The changes to each converted wheel's depends (module docstring).
 
     Inputs: normalized distribution name -> :class:`Dist` for every pinned wheel; the channel's
     :class:`Target`; the pin file's requirements (PEP 508 strings; their extras are requested
-    for the named distribution); ``where`` names the pin file in messages. Output: name -> the
-    match specs, in ``Requires-Dist`` order, without repeats (empty for a wheel with nothing to
-    add). Raises ChannelError when a kept requirement names a distribution that is not pinned
-    or a version the pins do not allow.
+    for the named distribution); ``where`` names the pin file in messages; ``renames``
+    (normalized PyPI name -> conda name) as whl2conda applies them. Output: name ->
+    :class:`Depends`, each list in ``Requires-Dist`` order, without repeats. Raises
+    ChannelError when a kept requirement names a distribution that is not pinned or a
+    version the pins do not allow.
     """
+    lines = {name: d.requires for name, d in dists.items()}
     parsed = {name: _parsed(name, d.requires) for name, d in dists.items()}
     own_extras: dict[str, set[str]] = {name: set() for name in dists}
     for line in requested:
@@ -179,17 +221,31 @@ def added_depends(
         except InvalidRequirement:
             continue  # the pins tool resolved it; a name it cannot parse requests no extra
         own_extras.setdefault(normalize(req.name), set()).update(map(normalize, req.extras))
-    out: dict[str, tuple[str, ...]] = {}
+    out: dict[str, Depends] = {}
     for name in sorted(dists):
-        kept = [r for r in parsed[name] if r.marker and _holds(r.marker, target, own_extras[name])]
-        unconditional = [r for r in parsed[name] if r.marker is None]
+        holds = [
+            r.marker is None or _holds(r.marker, target, own_extras[name]) for r in parsed[name]
+        ]
+        wanted = {
+            conda_spec(ln, renames): None for ln, h in zip(lines[name], holds, strict=True) if h
+        }
+        drop = {
+            conda_spec(ln, renames): None
+            for ln, r, h in zip(lines[name], parsed[name], holds, strict=True)
+            # whl2conda skips every entry with an extra in its marker
+            if not h and r.marker is not None and not re.search(r"\bextra\b", str(r.marker))
+        }
         specs: dict[str, None] = {}
         seen: set[tuple[str, str]] = {(name, x) for x in own_extras[name]}
-        queue = [(name, r) for r in kept + [r for r in unconditional if r.extras]]
+        queue = [
+            (name, ln, r)
+            for ln, r, h in zip(lines[name], parsed[name], holds, strict=True)
+            if (h and r.marker is not None) or (r.marker is None and r.extras)
+        ]
         while queue:
-            owner, req = queue.pop(0)
+            owner, line, req = queue.pop(0)
             dep = normalize(req.name)
-            why = f"{owner} {dists[owner].version} requires {str(req)!r}"
+            why = f"{owner} {dists[owner].version} requires {line!r}"
             if dep not in dists:
                 msg = (
                     f"{where}: {why} (for Python {target.python} on {target.subdir}), but "
@@ -204,18 +260,26 @@ def added_depends(
                 )
                 raise ChannelError(msg)
             if dep != name and (req.marker is not None or owner != name):
-                specs.setdefault(conda_spec(dists[dep].conda_name, req))
+                specs.setdefault(conda_spec(line, renames))
             for extra in sorted(map(normalize, req.extras)):
                 if (dep, extra) in seen:
                     continue
                 seen.add((dep, extra))
                 queue += [  # what the extra adds: holds with it, not without
-                    (dep, r) for r in parsed[dep]
+                    (dep, ln, r) for ln, r in zip(lines[dep], parsed[dep], strict=True)
                     if r.marker is not None and r.marker.evaluate(target.environment(extra))
                     and not r.marker.evaluate(target.environment())
                 ]  # fmt: skip
-        out[name] = tuple(specs)
+        out[name] = Depends(tuple(specs), tuple(d for d in drop if d not in {**wanted, **specs}))
     return out
 
 
-__all__ = ["Dist", "Target", "added_depends", "conda_spec", "wheel_requires"]
+__all__ = [
+    "Depends",
+    "Dist",
+    "Target",
+    "added_depends",
+    "conda_spec",
+    "solver_spelling",
+    "wheel_requires",
+]
