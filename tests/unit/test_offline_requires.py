@@ -150,3 +150,17 @@ def test_a_wheel_without_metadata_is_refused(tmp_path: Path) -> None:
         zf.writestr("x/__init__.py", "")
     with pytest.raises(ChannelError, match=r"x-1-py3-none-any.whl: expected one \*.dist-info"):
         wheel_requires(wheel)
+
+
+def test_entry_points_lose_their_deprecated_extras() -> None:
+    import json
+    import tarfile
+
+    from envbuild.offline.channel import _entry_points_fixed
+
+    doc = {"noarch": {"type": "python", "entry_points": ["watchmedo = w.cli:main [watchmedo]"]}}
+    member, data = _entry_points_fixed(tarfile.TarInfo("info/link.json"), json.dumps(doc).encode())
+    assert json.loads(data or b"")["noarch"]["entry_points"] == ["watchmedo = w.cli:main"]
+    assert member.size == len(data or b"")
+    plain = json.dumps({"noarch": {"entry_points": ["a = b:c"]}}).encode()
+    assert _entry_points_fixed(tarfile.TarInfo("info/link.json"), plain)[1] is plain
