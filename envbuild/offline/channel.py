@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import re
 import sys
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from envbuild.offline.archives import Members, rewrite_conda, source_date_epoch,
 from envbuild.offline.pins import PinFile, check_interpreter, normalize, read_pins, update_command
 from envbuild.offline.pycs import with_bytecode
 from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
+from envbuild.offline.repairs import repaired
 from envbuild.offline.requires import (
     Depends,
     Dist,
@@ -203,29 +203,10 @@ def _placed(pkg: Path, known: frozenset[str], out_dir: Path, epoch: int, change:
     # a binary package ships its bytecode, as conda-forge's do; noarch: python ones leave it
     # to the installer
     def members(pkg: Members, info: Members) -> tuple[Members, Members]:
-        info = [
-            _entry_points_fixed(m, d) if m.name == "info/link.json" else (m, d) for m, d in info
-        ]
+        pkg, info = repaired(pkg, info, PythonSource().short)
         return (pkg, info) if out_dir.name == "noarch" else with_bytecode(pkg, info)
 
     return rewrite_conda(pkg, out_dir / pkg.name, epoch, edited, members)
-
-
-def _entry_points_fixed(member: tarfile.TarInfo, data: bytes | None) -> tuple[Any, bytes | None]:
-    """``info/link.json`` with each entry point's deprecated extras (``main [watchmedo]``,
-    https://packaging.python.org/en/latest/specifications/entry-points/) removed, as pip
-    ignores them: rattler refuses to link a package whose entry point has them."""
-    doc = json.loads(data or b"{}")
-    points = (doc.get("noarch") or {}).get("entry_points")
-    if not isinstance(points, list):
-        return member, data
-    fixed = [re.sub(r"\s*\[[^\]]*\]\s*$", "", str(p)) for p in points]
-    if fixed == points:
-        return member, data
-    doc["noarch"]["entry_points"] = fixed
-    text = json.dumps(doc, indent=2, sort_keys=True).encode()
-    member.size = len(text)
-    return member, text
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import pytest
 from packaging.markers import default_environment
 
 from envbuild.errors import ChannelError
+from envbuild.offline.archives import Members
 from envbuild.offline.requires import (
     Dist,
     Target,
@@ -156,11 +157,31 @@ def test_entry_points_lose_their_deprecated_extras() -> None:
     import json
     import tarfile
 
-    from envbuild.offline.channel import _entry_points_fixed
+    from envbuild.offline.repairs import repaired
 
     doc = {"noarch": {"type": "python", "entry_points": ["watchmedo = w.cli:main [watchmedo]"]}}
-    member, data = _entry_points_fixed(tarfile.TarInfo("info/link.json"), json.dumps(doc).encode())
+    info: Members = [(tarfile.TarInfo("info/link.json"), json.dumps(doc).encode())]
+    ((member, data),) = repaired([], info, "3.11")[1]
     assert json.loads(data or b"")["noarch"]["entry_points"] == ["watchmedo = w.cli:main"]
     assert member.size == len(data or b"")
     plain = json.dumps({"noarch": {"entry_points": ["a = b:c"]}}).encode()
-    assert _entry_points_fixed(tarfile.TarInfo("info/link.json"), plain)[1] is plain
+    assert repaired([], [(tarfile.TarInfo("info/link.json"), plain)], "3.11")[1][0][1] is plain
+
+
+def test_a_binary_wheel_for_any_python3_moves_to_the_channels_site_packages() -> None:
+    import json
+    import tarfile
+
+    wrong = "lib/python3/site-packages/lightgbm/__init__.py"
+    pkg: Members = [(tarfile.TarInfo(wrong), b""), (tarfile.TarInfo("bin/x"), b"")]
+    info: Members = [
+        (tarfile.TarInfo("info/files"), f"bin/x\n{wrong}\n".encode()),
+        (tarfile.TarInfo("info/paths.json"), json.dumps({"paths": [{"_path": wrong}]}).encode()),
+    ]
+    from envbuild.offline.repairs import repaired
+
+    pkg, info = repaired(pkg, info, "3.11")
+    right = "lib/python3.11/site-packages/lightgbm/__init__.py"
+    assert [m.name for m, _ in pkg] == [right, "bin/x"]
+    assert info[0][1] == f"bin/x\n{right}\n".encode()
+    assert json.loads(info[1][1] or b"")["paths"] == [{"_path": right}]
