@@ -140,6 +140,16 @@ def _conda_name(wheel: Path, renames: dict[str, str]) -> str:
     return renames.get(dist, dist)
 
 
+# whl2conda's command line, its .conda written at zstd level 1 instead of conda-package-
+# handling's 19 (a module setting read at each write): the channel writes every package again
+# at its own level (archives.ZSTD_LEVEL), so the channel's bytes do not depend on it, and
+# level 19 was most of the conversion's time (minutes for a 250 MB wheel)
+_WHL2CONDA = (
+    "import sys; import conda_package_handling.conda_fmt as f; f.ZSTD_COMPRESS_LEVEL = 1; "
+    "from whl2conda.cli.main import main; main(sys.argv[1:], prog='whl2conda')"
+)
+
+
 def convert_wheel(wheel: Path, cache: Path, name: str) -> Path:
     """Convert ``wheel`` to the .conda package ``name`` in ``cache/<wheel stem>/`` (reused if
     present)."""
@@ -148,7 +158,7 @@ def convert_wheel(wheel: Path, cache: Path, name: str) -> Path:
     if done:
         return done[0]
     argv: list[str | Path] = [
-        sys.executable, "-m", "whl2conda", "convert", wheel, "--allow-impure",
+        sys.executable, "-c", _WHL2CONDA, "convert", wheel, "--allow-impure",
         "--name", name, "--format", "conda",
         "--no-update-stdrenames", "--quiet", "--out-dir",
     ]  # fmt: skip
