@@ -16,25 +16,39 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import re
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from envbuild.errors import ChannelError, ConfigError, EnvBuildError
 from envbuild.lock.epoch import FALLBACK_EPOCH
-from envbuild.offline.archives import rewrite_conda, source_date_epoch, wheel_epoch
+from envbuild.offline.archives import Members, rewrite_conda, source_date_epoch, wheel_epoch
 from envbuild.offline.pins import PinFile, check_interpreter, normalize, read_pins, update_command
 from envbuild.offline.pycs import with_bytecode
 from envbuild.offline.python import PythonSource, build_python_abi_package, build_python_package
+from envbuild.offline.repairs import repaired
+from envbuild.offline.requires import (
+    Depends,
+    Dist,
+    Target,
+    added_depends,
+    solver_spelling,
+    wheel_requires,
+)
 from envbuild.rattler import client as rattler_client
+from envbuild.recipe.model import current_subdir
 from envbuild.util import proc
 from envbuild.util.fs import file_sha256, remove_tree, staged_dir
 
 log = logging.getLogger("envbuild")
-SCHEMA = 4  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix;
-# 4: python and binary packages ship their bytecode (as conda-forge's do)
+SCHEMA = 5  # 2: python bundles its non-glibc libraries; 3: its -config script names no prefix;
+# 4: python and binary packages ship their bytecode (as conda-forge's do); 5: depends keep
+# the marker-conditional requirements that hold for the channel (envbuild.offline.requires)
 
 
 def inputs(pins: Path, requirements: tuple[str, ...] = ()) -> dict[str, object]:
@@ -126,15 +140,26 @@ def _conda_name(wheel: Path, renames: dict[str, str]) -> str:
     return renames.get(dist, dist)
 
 
-def convert_wheel(wheel: Path, cache: Path, renames: dict[str, str]) -> Path:
-    """Convert ``wheel`` to a .conda package in ``cache/<wheel stem>/`` (reused if present)."""
+# whl2conda's command line, its .conda written at zstd level 1 instead of conda-package-
+# handling's 19 (a module setting read at each write): the channel writes every package again
+# at its own level (archives.ZSTD_LEVEL), so the channel's bytes do not depend on it, and
+# level 19 was most of the conversion's time (minutes for a 250 MB wheel)
+_WHL2CONDA = (
+    "import sys; import conda_package_handling.conda_fmt as f; f.ZSTD_COMPRESS_LEVEL = 1; "
+    "from whl2conda.cli.main import main; main(sys.argv[1:], prog='whl2conda')"
+)
+
+
+def convert_wheel(wheel: Path, cache: Path, name: str) -> Path:
+    """Convert ``wheel`` to the .conda package ``name`` in ``cache/<wheel stem>/`` (reused if
+    present)."""
     out_dir = cache / wheel.stem
     done = sorted(out_dir.glob("*.conda")) if out_dir.is_dir() else []
     if done:
         return done[0]
     argv: list[str | Path] = [
-        sys.executable, "-m", "whl2conda", "convert", wheel, "--allow-impure",
-        "--name", _conda_name(wheel, renames), "--format", "conda",
+        sys.executable, "-c", _WHL2CONDA, "convert", wheel, "--allow-impure",
+        "--name", name, "--format", "conda",
         "--no-update-stdrenames", "--quiet", "--out-dir",
     ]  # fmt: skip
     # whl2conda has been seen to deadlock (two threads in futex_wait) while writing a large
@@ -163,25 +188,126 @@ def _index_of(package: Path) -> dict[str, object]:
     raise EnvBuildError(msg)
 
 
-def _placed(pkg: Path, known: set[str], out_dir: Path, epoch: int) -> Path:
+def _placed(pkg: Path, known: frozenset[str], out_dir: Path, epoch: int, change: Depends) -> Path:
     """Write ``pkg`` into ``out_dir`` reproducibly (:func:`archives.rewrite_conda`, every
-    member and the index timestamped ``epoch``). If its ``depends`` spell one of the ``known``
-    package names of this channel with underscores (whl2conda keeps the requirement as the
-    wheel's metadata wrote it: ``ipython_pygments_lexers``, ``stack_data``), they become the
-    channel's dashed names (``ipython-pygments-lexers``)."""
+    member and the index timestamped ``epoch``), its ``depends`` without ``change.drop`` and
+    followed by ``change.add`` (:mod:`envbuild.offline.requires`), each clause spelled as
+    the solver reads it (:func:`~envbuild.offline.requires.solver_spelling`). If its
+    ``depends`` spell one of the ``known`` package names of this channel with underscores
+    (whl2conda keeps the requirement as the wheel's metadata wrote it:
+    ``ipython_pygments_lexers``, ``stack_data``), they become the channel's dashed names
+    (``ipython-pygments-lexers``)."""
 
-    def dashed(index: dict[str, Any]) -> dict[str, Any]:
-        fixed = []
-        for dep in index.get("depends", []):
-            name, sep, rest = dep.partition(" ")
-            dash = name.replace("_", "-")
-            fixed.append(dash + sep + rest if dash in known and name not in known else dep)
-        return index | {"depends": fixed}
+    def dashed(dep: str) -> str:
+        name, sep, rest = dep.partition(" ")
+        dash = name.replace("_", "-")
+        return dash + sep + rest if dash in known and name not in known else dep
+
+    drop = {dashed(d) for d in change.drop}
+
+    def edited(index: dict[str, Any]) -> dict[str, Any]:
+        depends = [dashed(d) for d in [*index.get("depends", []), *change.add]]
+        kept = [solver_spelling(d) for d in depends if d not in drop]
+        return index | {"depends": list(dict.fromkeys(kept))}
 
     # a binary package ships its bytecode, as conda-forge's do; noarch: python ones leave it
     # to the installer
-    bytecode = None if out_dir.name == "noarch" else with_bytecode
-    return rewrite_conda(pkg, out_dir / pkg.name, epoch, dashed, bytecode)
+    def members(pkg: Members, info: Members) -> tuple[Members, Members]:
+        pkg, info = repaired(pkg, info, PythonSource().short)
+        return (pkg, info) if out_dir.name == "noarch" else with_bytecode(pkg, info)
+
+    return rewrite_conda(pkg, out_dir / pkg.name, epoch, edited, members)
+
+
+@dataclass(frozen=True, slots=True)
+class _Convert:
+    """Convert one wheel to the conda package ``name`` (in ``cache``). Picklable: it crosses
+    to a worker process; it depends on its fields only."""
+
+    wheel: Path
+    name: str
+    cache: Path
+
+    def run(self) -> tuple[Path, str, str]:
+        """(the .conda path, the name and subdir its index gives)."""
+        pkg = convert_wheel(self.wheel, self.cache, self.name)
+        index = _index_of(pkg)
+        return pkg, str(index["name"]), str(index["subdir"])
+
+    @property
+    def size(self) -> int:
+        return self.wheel.stat().st_size
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Write the converted ``pkg`` into ``subdir`` reproducibly (:func:`_placed`)."""
+
+    pkg: Path
+    known: frozenset[str]
+    subdir: Path
+    epoch: int
+    change: Depends
+
+    def run(self) -> str:
+        self.subdir.mkdir(exist_ok=True)
+        placed = _placed(self.pkg, self.known, self.subdir, self.epoch, self.change)
+        return f"{self.subdir.name}/{placed.name}"
+
+    @property
+    def size(self) -> int:
+        return self.pkg.stat().st_size
+
+
+@dataclass(frozen=True, slots=True)
+class _PythonJob:
+    """The interpreter's ``python`` and ``python_abi`` packages, written into ``channel``
+    with ``work`` as scratch space, every member timestamped ``epoch``."""
+
+    channel: Path
+    work: Path
+    epoch: int
+
+    def run(self) -> str:
+        made = (build_python_package(self.channel, self.work),
+                build_python_abi_package(self.channel, self.work))  # fmt: skip
+        for pkg in made:
+            rewrite_conda(pkg, pkg, self.epoch, edit_members=with_bytecode)
+        return ", ".join(f"{p.parent.name}/{p.name}" for p in made)
+
+    @property
+    def size(self) -> int:
+        return 1 << 40  # the largest job (the standard library, compiled): first
+
+
+class _Job(Protocol):
+    """A unit of the channel's work: picklable, run in a worker process."""
+
+    @property
+    def size(self) -> int: ...  # bytes of input: the largest run first
+
+    def run(self) -> Any: ...
+
+
+def _run_all(jobs: Sequence[_Job]) -> list[Any]:
+    """Run ``jobs`` on every core (a process pool of ``os.cpu_count()`` workers, started
+    fresh: no inherited threads or locks), largest first so that no big one starts last and
+    runs alone; results in the order of ``jobs``. Each job writes its own files, so the
+    channel is the same bytes as a serial build's."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        return [job.run() for job in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].size)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {i: pool.submit(jobs[i].run) for i in order}
+        try:
+            return [futures[i].result() for i in range(len(jobs))]
+        except BaseException:  # the first error (or Ctrl-C): start nothing more
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _repodata_fixed(channel: Path, epoch: int) -> None:
@@ -227,23 +353,29 @@ def build_offline_channel(
         raise ConfigError(msg)
     renames = load_std_renames(update=False)
     wheels = download_wheels(pins, cache_dir / "wheels")
+    names = {w: _conda_name(w, renames) for w in wheels}
+    dists = {
+        _wheel_id(w.name)[0]: Dist(_wheel_id(w.name)[1], names[w], wheel_requires(w))
+        for w in wheels
+    }
+    target = Target(PythonSource().version, current_subdir())
+    changes = added_depends(dists, target, pins.requirements, str(pin_file), renames)
     own_epoch = source_date_epoch(FALLBACK_EPOCH)
     with staged_dir(channel_dir) as tmp:
         (tmp / "noarch").mkdir()  # every channel has noarch, even an empty one
         work = cache_dir / f"work-{os.getpid()}"  # caches are shared by concurrent builds
-        for made in (build_python_package(tmp, work), build_python_abi_package(tmp, work)):
-            rewrite_conda(made, made, own_epoch, edit_members=with_bytecode)
-        packages = [convert_wheel(w, cache_dir / "converted", renames) for w in wheels]
-        indexes = [_index_of(pkg) for pkg in packages]
-        known = {str(index["name"]) for index in indexes}
-        newest = own_epoch
-        for wheel, pkg, index in zip(wheels, packages, indexes, strict=True):
-            subdir = tmp / str(index["subdir"])
-            subdir.mkdir(exist_ok=True)
-            epoch = source_date_epoch(wheel_epoch(wheel))
-            newest = max(newest, epoch)
-            _placed(pkg, known, subdir, epoch)
-            log.info("offline channel: %s -> %s/%s", wheel.name, subdir.name, pkg.name)
+        converts = [_Convert(w, names[w], cache_dir / "converted") for w in wheels]
+        python, *converted = _run_all([_PythonJob(tmp, work, own_epoch), *converts])
+        log.info("offline channel: python -> %s", python)
+        known = frozenset(name for _, name, _ in converted)
+        epochs = [source_date_epoch(wheel_epoch(w)) for w in wheels]
+        places = [
+            _Place(pkg, known, tmp / subdir, epoch, changes[_wheel_id(w.name)[0]])
+            for w, (pkg, _, subdir), epoch in zip(wheels, converted, epochs, strict=True)
+        ]
+        for wheel, placed in zip(wheels, _run_all(places), strict=True):
+            log.info("offline channel: %s -> %s", wheel.name, placed)
+        newest = max([own_epoch, *epochs])
         rattler_client.call("index", {"channel_dir": str(tmp)})
         _repodata_fixed(tmp, newest)
         made_from = inputs(pin_file, requirements)

@@ -75,3 +75,15 @@ def test_same_pins_same_channel_byte_for_byte(channel: Path, tmp_path: Path) -> 
     with cache_lock():
         again = build_offline_channel(tmp_path / "again", CACHE / "offline-cache", TEST_PINS)
     assert _digests(again) == _digests(channel)
+
+
+def test_marker_requirements_that_hold_are_depends(channel: Path) -> None:
+    """ipython's wheel says ``pexpect>4.6; sys_platform != "win32" and ...``: on this
+    channel's linux-64 CPython 3.11 it is a depend, as pip would install it; Windows-only
+    colorama and the ``black`` extra are not (issue 30)."""
+    import json
+
+    repodata = json.loads((channel / "noarch" / "repodata.json").read_text())
+    ipython = next(r for r in repodata["packages.conda"].values() if r["name"] == "ipython")
+    assert {"pexpect >4.6", "psutil >=7", "typing-extensions >=4.6"} <= set(ipython["depends"])
+    assert not any(d.startswith(("colorama", "black")) for d in ipython["depends"])
