@@ -59,3 +59,9 @@ class RegistryError(EnvBuildError):
 class RecordError(EnvBuildError):
     """A record envbuild wrote (a build marker, a stage's state file, a journal) is damaged
     or of a version this envbuild does not read (see envbuild.records)."""
+
+
+class ReaderLeft(BaseException):
+    """stdout's reader went away mid-task (``envbuild status | head -1``): not a failure;
+    ``envbuild`` ends quietly with 141, as a shell reports SIGPIPE. A BaseException so doit's
+    action boundary, which makes any Exception a failed task, lets it through."""

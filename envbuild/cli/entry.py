@@ -24,7 +24,8 @@ from envbuild.cli.verbs import (
     to_doit,
     verb,
 )
-from envbuild.errors import EnvBuildError
+from envbuild.errors import EnvBuildError, ReaderLeft
+from envbuild.util import progress
 from envbuild.util.progress import QUIET_ENV
 
 DOIT_COMMANDS = DOIT_VERBS  # the old name
@@ -112,19 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except EnvBuildError as e:
         print(f"envbuild: {e}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `envbuild --help | head`: the reader left; say nothing more
-        _silence_stdout()
+    except (BrokenPipeError, ReaderLeft):  # `envbuild --help | head`: the reader left
+        progress.silence_stdout()
         return 141  # as a shell reports a process ended by SIGPIPE
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush finds no closed pipe
-    (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured)
-        pass
 
 
 def _dispatch(args: list[str]) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from envbuild import layout
-from envbuild.errors import EnvBuildError
+from envbuild.errors import EnvBuildError, ReaderLeft
 from envbuild.graph import actions
 from envbuild.project import Project
 from envbuild.stages import registry
@@ -58,6 +58,9 @@ def guard(stage: str, *args: str) -> TaskFailed | None:
                 run(*args)
     except EnvBuildError as e:
         return TaskFailed(scrub(str(e)), report=True)
+    except BrokenPipeError:  # `envbuild status | head -1`: the reader left; not a failure
+        progress.silence_stdout()  # doit's reporter writes on
+        raise ReaderLeft from None
     return None
 
 

@@ -73,3 +73,14 @@ def bytes_bar(what: str, total: int) -> Any:
 class _NoBar:
     def update(self, n: int = 1) -> None:
         pass
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null once its reader has left, so later writes and the
+    interpreter's final flush find no closed pipe
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured)
+        pass

@@ -96,6 +96,30 @@ def test_a_closed_pipe_ends_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["--help"]) == 141
 
 
+def test_a_closed_pipe_during_a_task_is_not_a_task_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``envbuild status | head -1`` exited 1: doit made the BrokenPipeError of the task's
+    print a failed task. The action boundary lets it through as ReaderLeft (a BaseException,
+    past doit) and envbuild ends with 141, as for ``--help``."""
+    from envbuild.cli import entry
+    from envbuild.errors import ReaderLeft
+    from envbuild.graph import actions, tasks
+
+    def prints(*args: str) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(actions, "executor", lambda stage: prints)
+    with pytest.raises(ReaderLeft):
+        tasks.guard("status", ".", "ml")
+
+    def dispatch(args: list[str]) -> int:
+        raise ReaderLeft
+
+    monkeypatch.setattr(entry, "_dispatch", dispatch)
+    assert main(["status"]) == 141
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_completion_scripts_come_from_the_table(
     shell: str, capsys: pytest.CaptureFixture[str]
