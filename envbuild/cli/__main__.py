@@ -4,4 +4,5 @@ from __future__ import annotations
 
 from envbuild.cli.entry import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing the module (tools, tests) runs nothing
+    raise SystemExit(main())
