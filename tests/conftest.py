@@ -87,6 +87,17 @@ INTEGRATION = Path(__file__).resolve().parent / "integration"
 
 
 @pytest.fixture(autouse=True)
+def own_environment() -> Iterator[None]:
+    """``os.environ`` as it was before each test: an in-process ``envbuild -q`` sets
+    ``ENVBUILD_QUIET`` for its process, and under pytest-xdist a later test on the same worker
+    (test_progress's terminal) inherited it."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
+@pytest.fixture(autouse=True)
 def engine_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     """For a test that may use the Docker engine: hold ``CACHE/engine.lock`` (``flock``) from
     before its function fixtures to after their teardown; other tests pass straight through."""
