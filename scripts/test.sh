@@ -52,5 +52,5 @@ if [[ $# -gt 0 || "$workers" == 1 ]]; then
     exec "$PY" -m pytest "$@"
 fi
 # a file per worker; tests/conftest.py makes the Docker engine's tests take turns
-"$PY" -m pytest -n "$workers" --dist loadfile -m "not serial"
+"$PY" -m pytest -n "$workers" --dist loadfile -m "not serial" --durations=25
 "$PY" -m pytest -m serial
